@@ -1,0 +1,97 @@
+// make image: bake the host's Claude login into para-authenticated:latest, verified inside the image.
+import { text } from 'node:stream/consumers';
+import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { config } from './lib/config.ts';
+import { discoverCredentials, type Credentials } from './lib/credentials.ts';
+import { UsageError } from './lib/errors.ts';
+import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
+
+const USAGE = `Usage: npx tsx scripts/build-image.ts [options]
+
+Builds ${config.claudeImage} (claude CLI, git, non-root user) when needed, then
+${config.authenticatedImage} with your Claude credentials, and verifies the login inside it.
+
+Options:
+  --tag IMAGE            image to produce (default: ${config.authenticatedImage})
+  --base-image IMAGE     OS image for ${config.claudeImage} (default: ${config.baseImage}; env BASE_IMAGE)
+  --claude-binary PATH   copy this Linux claude binary into the image instead of installing from npm
+  --token-file PATH      a \`claude setup-token\` token (- reads standard input)
+  --api-key-file PATH    an Anthropic API key (- reads standard input)
+  --rebuild-base         rebuild ${config.claudeImage} even if it exists
+  --json                 print one JSON document on stdout, no progress
+  --verbose              show stack traces on errors
+  -h, --help             show this help
+
+Credentials, first found wins: --token-file, --api-key-file, then the host login
+($CLAUDE_CONFIG_DIR or ~/.claude/.credentials.json; on macOS the Keychain first).`;
+
+export function warningsFor(credentials: Credentials, now = Date.now()): string[] {
+  const warnings: string[] = [];
+  if (credentials.expiresAt !== undefined && credentials.expiresAt <= now && !credentials.expiryEstimated) {
+    warnings.push(`the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: claude will try to refresh it in the container, which can log the host out; run claude on the host to refresh, then make image again`);
+  }
+  if (credentials.kind === 'subscription') {
+    warnings.push('a subscription login was baked in: refresh tokens are single use, so a container that refreshes it can log the host out; a setup-token avoids that (claude setup-token, then make image TOKEN_FILE=<file>)');
+  }
+  return warnings;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, {
+    string: ['tag', 'base-image', 'claude-binary', 'token-file', 'api-key-file'],
+    boolean: ['rebuild-base', 'json', 'verbose', 'help'],
+    alias: { h: 'help' },
+  });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
+  if (args['token-file'] && args['api-key-file']) throw new UsageError('give either --token-file or --api-key-file, not both');
+  assertSupportedPlatform();
+
+  const json = Boolean(args.json);
+  const progress = (line: string) => { if (!json) log(line); };
+  const credentials = await discoverCredentials({
+    tokenFile: args['token-file'] || undefined,
+    apiKeyFile: args['api-key-file'] || undefined,
+    readStdin: () => text(process.stdin),
+  });
+  progress(`credentials: ${credentials.kind} from ${credentials.source}`);
+
+  const claudeImage = config.claudeImage;
+  const rebuiltBase = await ensureClaudeImage({
+    claudeImage,
+    baseImage: args['base-image'] || config.baseImage,
+    baseImageExplicit: Boolean(args['base-image'] || process.env.BASE_IMAGE),
+    claudeBinary: args['claude-binary'] || undefined,
+    rebuild: Boolean(args['rebuild-base']),
+    ids: imageUserIds(),
+    stream: !json,
+  }, progress);
+
+  const tag = args.tag || config.authenticatedImage;
+  progress(`building ${tag} and verifying the login inside it`);
+  const build = await buildAuthenticatedImage({ tag, claudeImage, credentials, stream: isInteractive(json) });
+  const warnings = warningsFor(credentials);
+  for (const warning of warnings) warn(warning);
+
+  if (json) {
+    printJson({
+      ok: true,
+      image: build.tag,
+      imageId: build.imageId,
+      authMethod: build.status.authMethod,
+      subscriptionType: build.status.subscriptionType ?? null,
+      credentialsSource: credentials.kind,
+      expiresAt: credentials.expiresAt === undefined ? null : new Date(credentials.expiresAt).toISOString(),
+      rebuiltBase,
+      warnings,
+    });
+  } else {
+    log(`${build.tag} is ready: claude reports loggedIn=true (${build.status.authMethod}) inside it`);
+  }
+  return 0;
+}
+
+await runMain(main);

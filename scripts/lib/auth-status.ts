@@ -1,0 +1,52 @@
+// Asks the real claude CLI inside an image whether it is logged in: the oracle for "authenticated".
+import { config, labels, MANAGED_BY } from './config.ts';
+import { docker, DockerError } from './docker.ts';
+import { ParaError } from './errors.ts';
+
+export interface AuthStatus {
+  loggedIn: boolean;
+  authMethod: string;
+  subscriptionType?: string | null;
+}
+
+export function parseAuthStatus(stdout: string): AuthStatus | undefined {
+  const start = stdout.indexOf('{');
+  if (start === -1) return undefined;
+  try {
+    const data = JSON.parse(stdout.slice(start)) as Partial<AuthStatus>;
+    if (typeof data.loggedIn !== 'boolean') return undefined;
+    return { loggedIn: data.loggedIn, authMethod: String(data.authMethod ?? 'none'), subscriptionType: data.subscriptionType ?? null };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `claude auth status` in a throwaway container without network. */
+export async function imageAuthStatus(image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
+  const args = [
+    'run', '--rm', '--network', 'none',
+    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=auth-check`,
+    image, 'claude', 'auth', 'status',
+  ];
+  const result = await docker(args, { allowFailure: true, timeoutMs });
+  const status = parseAuthStatus(result.stdout);
+  if (!status) {
+    throw new DockerError('command-failed', `could not read \`claude auth status\` in ${image} (exit code ${result.exitCode})`, {
+      args, ...result,
+      hint: `check that ${image} has a working claude CLI: docker run --rm ${image} claude --version`,
+    });
+  }
+  return status;
+}
+
+/** Throws unless the image reports logged in with the expected method. */
+export function assertLoggedIn(status: AuthStatus, expectedMethod: string | undefined, image: string): void {
+  if (status.loggedIn && (!expectedMethod || status.authMethod === expectedMethod)) return;
+  const got = `loggedIn=${status.loggedIn}, authMethod=${status.authMethod}`;
+  throw new ParaError(
+    expectedMethod
+      ? `verification failed: claude in ${image} reports ${got}, expected a login with ${expectedMethod}`
+      : `verification failed: claude in ${image} reports ${got}`,
+    { code: 'verification-failed', hint: 'log in again on the host and run make image, or run make login; make doctor shows details' },
+  );
+}

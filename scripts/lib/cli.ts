@@ -1,0 +1,111 @@
+// Argument parsing, platform check and the one top-level error handler every script uses.
+import minimist from 'minimist';
+import { ParaError, UsageError, errorMessage } from './errors.ts';
+
+export interface ArgSpec {
+  string?: string[];
+  boolean?: string[];
+  alias?: Record<string, string>;
+  default?: Record<string, unknown>;
+  /** Collect everything after `--` into `argv['--']`. */
+  doubleDash?: boolean;
+}
+
+export type ParsedArgs = minimist.ParsedArgs;
+
+/** Parses argv by declaration; any undeclared flag is a usage error. */
+export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
+  const known = new Set<string>([...(spec.string ?? []), ...(spec.boolean ?? [])]);
+  for (const [short, long] of Object.entries(spec.alias ?? {})) {
+    known.add(short);
+    known.add(long);
+  }
+  const unknown: string[] = [];
+  const parsed = minimist(argv, {
+    string: spec.string,
+    boolean: spec.boolean,
+    alias: spec.alias,
+    default: spec.default,
+    '--': spec.doubleDash ?? false,
+    unknown: (arg) => {
+      if (arg.startsWith('-') && arg !== '-') {
+        const name = arg.replace(/^-+/, '').split('=')[0];
+        if (!known.has(name)) unknown.push(arg);
+        return known.has(name);
+      }
+      return true;
+    },
+  });
+  if (unknown.length > 0) {
+    throw new UsageError(`unknown option ${unknown.join(', ')}`, 'see --help for the accepted options');
+  }
+  for (const name of spec.string ?? []) {
+    const value = parsed[name];
+    if (Array.isArray(value)) throw new UsageError(`--${name} was given more than once`);
+    if (value === '' && argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))) {
+      throw new UsageError(`--${name} needs a value`);
+    }
+  }
+  return parsed;
+}
+
+export function assertSupportedPlatform(platform: NodeJS.Platform = process.platform): void {
+  if (platform === 'win32') {
+    throw new ParaError('Windows is not supported yet: para runs on Linux and macOS.', {
+      hint: 'use a Linux machine, a macOS machine, or a Linux VM (WSL 2 is untested)',
+      code: 'unsupported-platform',
+    });
+  }
+}
+
+/** Whether progress may be shown: a terminal, not CI, not --json. */
+export function isInteractive(json = false): boolean {
+  return !json && Boolean(process.stderr.isTTY) && !process.env.CI;
+}
+
+export function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`warning: ${message}\n`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/**
+ * Runs a script's main() and turns a thrown error into a message, an optional JSON
+ * document and an exit code. The only place where a script's errors are printed.
+ */
+export async function runMain(main: (argv: string[]) => Promise<number | void>): Promise<void> {
+  const argv = process.argv.slice(2);
+  const dashIndex = argv.indexOf('--');
+  const flags = dashIndex === -1 ? argv : argv.slice(0, dashIndex);
+  const json = flags.includes('--json');
+  const verbose = flags.includes('--verbose') || process.env.PARA_VERBOSE === '1';
+  try {
+    const code = await main(argv);
+    process.exitCode = code ?? 0;
+  } catch (error) {
+    const para = error instanceof ParaError ? error : undefined;
+    const message = errorMessage(error);
+    process.stderr.write(`error: ${message}\n`);
+    if (para?.hint) process.stderr.write(`  next step: ${para.hint}\n`);
+    const cause = error instanceof Error ? (error.cause as { stderr?: string } | undefined) : undefined;
+    if (cause && typeof cause.stderr === 'string' && cause.stderr.trim() && !message.includes(cause.stderr.trim())) {
+      process.stderr.write(`  ${cause.stderr.trim().split('\n').join('\n  ')}\n`);
+    }
+    if (verbose && error instanceof Error) {
+      process.stderr.write(`${error.stack ?? ''}\n`);
+      if (error.cause instanceof Error) process.stderr.write(`caused by: ${error.cause.stack ?? error.cause.message}\n`);
+    } else if (!para) {
+      process.stderr.write('  (run again with --verbose for details)\n');
+    }
+    if (json) {
+      printJson({ ok: false, error: { code: para?.code ?? 'internal', message, hint: para?.hint ?? null } });
+    }
+    process.exitCode = para?.exitCode ?? 1;
+  }
+}

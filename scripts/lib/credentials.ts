@@ -1,0 +1,263 @@
+// Finds the Claude credentials to bake into an image, and turns them into the files the
+// image's home needs. Secrets are read here and written only into the staging folder.
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import os from 'node:os';
+import path from 'node:path';
+import { ParaError } from './errors.ts';
+import { childEnv } from './exec.ts';
+
+export type CredentialKind = 'subscription' | 'oauth-token' | 'api-key';
+export type AuthMethod = 'claude.ai' | 'oauth_token' | 'api_key';
+
+export const KEYCHAIN_SERVICE = 'Claude Code-credentials';
+/** A `claude setup-token` token is valid for one year from its creation. */
+export const SETUP_TOKEN_LIFETIME_MS = 365 * 24 * 3600 * 1000;
+
+export interface StagedFile {
+  /** Path relative to the container user's home. */
+  path: string;
+  content: string;
+}
+
+export interface Credentials {
+  kind: CredentialKind;
+  /** What `claude auth status` must report inside the image. */
+  authMethod: AuthMethod;
+  /** Where they came from, for messages and labels (a path or the Keychain item; never content). */
+  source: string;
+  /** Access-token expiry in ms since the epoch, when known. */
+  expiresAt?: number;
+  /** True when expiresAt is an estimate (setup-token: file time + one year). */
+  expiryEstimated?: boolean;
+  subscriptionType?: string;
+  /** When the source last changed (ms), to tell whether the host login is newer than an image. */
+  sourceModifiedAt?: number;
+  files: StagedFile[];
+}
+
+export interface DiscoverOptions {
+  home?: string;
+  env?: NodeJS.ProcessEnv;
+  platform?: NodeJS.Platform;
+  tokenFile?: string;
+  apiKeyFile?: string;
+  /** Reads standard input, for `--token-file -`. */
+  readStdin?: () => Promise<string>;
+  /** Time source for estimates, injectable for tests. */
+  now?: () => number;
+}
+
+/** The keys of ~/.claude.json that belong in an image: onboarding and account, no project history. */
+export const CLAUDE_JSON_KEYS = [
+  'hasCompletedOnboarding',
+  'lastOnboardingVersion',
+  'oauthAccount',
+  'userID',
+  'theme',
+  'hasAvailableSubscription',
+] as const;
+
+export function filterClaudeJson(raw: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
+    for (const key of CLAUDE_JSON_KEYS) {
+      if (key in raw) out[key] = (raw as Record<string, unknown>)[key];
+    }
+  }
+  out.hasCompletedOnboarding = true;
+  return out;
+}
+
+export function configDir(home: string, env: NodeJS.ProcessEnv): string {
+  return env.CLAUDE_CONFIG_DIR ? path.resolve(env.CLAUDE_CONFIG_DIR) : path.join(home, '.claude');
+}
+
+/** ~/.claude.json, or $CLAUDE_CONFIG_DIR/.claude.json when that is set. */
+export function claudeJsonPath(home: string, env: NodeJS.ProcessEnv): string {
+  return env.CLAUDE_CONFIG_DIR ? path.join(path.resolve(env.CLAUDE_CONFIG_DIR), '.claude.json') : path.join(home, '.claude.json');
+}
+
+function malformed(source: string, what: string): ParaError {
+  return new ParaError(`the Claude credentials in ${source} are malformed: ${what}`, {
+    code: 'credentials-malformed',
+    hint: 'log in again on the host (run `claude`, then /login), or use a token: `claude setup-token`, then make image TOKEN_FILE=<file>',
+  });
+}
+
+export interface OauthLogin {
+  accessToken: string;
+  refreshToken?: string;
+  expiresAt?: number;
+  subscriptionType?: string;
+}
+
+/** Validates the credentials JSON without ever putting its content in an error. */
+export function parseSubscriptionLogin(text: string, source: string): OauthLogin {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw malformed(source, 'not valid JSON');
+  }
+  const oauth = (data as { claudeAiOauth?: unknown } | null)?.claudeAiOauth as Record<string, unknown> | undefined;
+  if (!oauth || typeof oauth !== 'object') throw malformed(source, 'no "claudeAiOauth" object');
+  if (typeof oauth.accessToken !== 'string' || oauth.accessToken.length === 0) throw malformed(source, 'no access token');
+  if (oauth.expiresAt !== undefined && typeof oauth.expiresAt !== 'number') throw malformed(source, '"expiresAt" is not a number');
+  return {
+    accessToken: oauth.accessToken,
+    refreshToken: typeof oauth.refreshToken === 'string' ? oauth.refreshToken : undefined,
+    expiresAt: typeof oauth.expiresAt === 'number' ? oauth.expiresAt : undefined,
+    subscriptionType: typeof oauth.subscriptionType === 'string' ? oauth.subscriptionType : undefined,
+  };
+}
+
+async function readSecretFile(file: string, readStdin: (() => Promise<string>) | undefined, what: string): Promise<{ value: string; source: string; modifiedAt?: number }> {
+  if (file === '-') {
+    if (!readStdin) throw new ParaError(`cannot read the ${what} from standard input here`);
+    return { value: (await readStdin()).trim(), source: 'standard input' };
+  }
+  const resolved = path.resolve(file);
+  let stat: fs.Stats;
+  try {
+    stat = await fs.stat(resolved);
+  } catch {
+    throw new ParaError(`the ${what} file ${resolved} does not exist or cannot be read`, {
+      code: 'credentials-missing-file',
+      hint: `check the path given for the ${what}`,
+    });
+  }
+  if (!stat.isFile()) throw new ParaError(`the ${what} file ${resolved} is not a regular file`, { code: 'credentials-missing-file' });
+  return { value: (await fs.readFile(resolved, 'utf8')).trim(), source: resolved, modifiedAt: stat.mtimeMs };
+}
+
+function checkSingleToken(value: string, source: string, what: string): void {
+  if (value.length === 0) throw malformed(source, `the ${what} is empty`);
+  if (/\s/.test(value)) throw malformed(source, `the ${what} must be a single line without spaces`);
+}
+
+async function fromTokenFile(options: DiscoverOptions, now: number): Promise<Credentials> {
+  const { value, source, modifiedAt } = await readSecretFile(options.tokenFile!, options.readStdin, 'token');
+  checkSingleToken(value, source, 'token');
+  if (value.startsWith('sk-ant-api')) {
+    throw new ParaError(`${source} holds an API key, not a setup-token`, { code: 'credentials-malformed', hint: 'pass it with --api-key-file (make image API_KEY_FILE=...)' });
+  }
+  return {
+    kind: 'oauth-token',
+    authMethod: 'oauth_token',
+    source,
+    expiresAt: (modifiedAt ?? now) + SETUP_TOKEN_LIFETIME_MS,
+    expiryEstimated: true,
+    sourceModifiedAt: modifiedAt,
+    files: [
+      { path: '.claude/settings.json', content: `${JSON.stringify({ env: { CLAUDE_CODE_OAUTH_TOKEN: value } }, null, 2)}\n` },
+      { path: '.claude.json', content: `${JSON.stringify(filterClaudeJson({}), null, 2)}\n` },
+    ],
+  };
+}
+
+async function fromApiKeyFile(options: DiscoverOptions): Promise<Credentials> {
+  const { value, source, modifiedAt } = await readSecretFile(options.apiKeyFile!, options.readStdin, 'API key');
+  checkSingleToken(value, source, 'API key');
+  // Claude asks once whether to use a key found in its environment; the answer is keyed by its last 20 characters.
+  const claudeJson = { ...filterClaudeJson({}), customApiKeyResponses: { approved: [value.slice(-20)], rejected: [] } };
+  return {
+    kind: 'api-key',
+    authMethod: 'api_key',
+    source,
+    sourceModifiedAt: modifiedAt,
+    files: [
+      { path: '.claude/settings.json', content: `${JSON.stringify({ env: { ANTHROPIC_API_KEY: value } }, null, 2)}\n` },
+      { path: '.claude.json', content: `${JSON.stringify(claudeJson, null, 2)}\n` },
+    ],
+  };
+}
+
+async function readKeychain(env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  try {
+    const result = await execa('security', ['find-generic-password', '-s', KEYCHAIN_SERVICE, '-w'], {
+      env: childEnv({ PATH: env.PATH }),
+      extendEnv: false,
+      reject: false,
+      timeout: 15_000,
+      stdin: 'ignore',
+    });
+    // Exit 44: the item does not exist. Anything else that fails: treat as not found, the file is tried next.
+    if (result.exitCode !== 0 || typeof result.stdout !== 'string') return undefined;
+    const text = result.stdout.trim();
+    return text.length > 0 ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readClaudeJson(home: string, env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
+  const file = claudeJsonPath(home, env);
+  if (!(await fs.pathExists(file))) return filterClaudeJson({});
+  try {
+    return filterClaudeJson(JSON.parse(await fs.readFile(file, 'utf8')));
+  } catch {
+    throw new ParaError(`${file} is not valid JSON`, { code: 'claude-json-malformed', hint: `fix or move ${file}, then run claude once on the host` });
+  }
+}
+
+export interface SubscriptionLocation {
+  places: string[];
+  credentialsFile: string;
+}
+
+export function subscriptionPlaces(home: string, env: NodeJS.ProcessEnv, platform: NodeJS.Platform): SubscriptionLocation {
+  const credentialsFile = path.join(configDir(home, env), '.credentials.json');
+  const places = platform === 'darwin' ? [`macOS Keychain item "${KEYCHAIN_SERVICE}"`, credentialsFile] : [credentialsFile];
+  return { places, credentialsFile };
+}
+
+async function fromSubscription(options: Required<Pick<DiscoverOptions, 'home' | 'env' | 'platform'>>): Promise<Credentials | undefined> {
+  const { home, env, platform } = options;
+  const { credentialsFile } = subscriptionPlaces(home, env, platform);
+  let text: string | undefined;
+  let source = credentialsFile;
+  let modifiedAt: number | undefined;
+  if (platform === 'darwin') {
+    text = await readKeychain(env);
+    if (text !== undefined) source = `macOS Keychain item "${KEYCHAIN_SERVICE}"`;
+  }
+  if (text === undefined && (await fs.pathExists(credentialsFile))) {
+    text = await fs.readFile(credentialsFile, 'utf8');
+    modifiedAt = (await fs.stat(credentialsFile)).mtimeMs;
+  }
+  if (text === undefined) return undefined;
+  const login = parseSubscriptionLogin(text, source);
+  const claudeJson = await readClaudeJson(home, env);
+  return {
+    kind: 'subscription',
+    authMethod: 'claude.ai',
+    source,
+    expiresAt: login.expiresAt,
+    subscriptionType: login.subscriptionType,
+    sourceModifiedAt: modifiedAt,
+    files: [
+      { path: '.claude/.credentials.json', content: text.endsWith('\n') ? text : `${text}\n` },
+      { path: '.claude.json', content: `${JSON.stringify(claudeJson, null, 2)}\n` },
+    ],
+  };
+}
+
+/** First found wins: --token-file, --api-key-file, then the host's subscription login. */
+export async function discoverCredentials(options: DiscoverOptions = {}): Promise<Credentials> {
+  const home = options.home ?? os.homedir();
+  const env = options.env ?? process.env;
+  const platform = options.platform ?? process.platform;
+  const now = (options.now ?? Date.now)();
+  if (options.tokenFile) return fromTokenFile(options, now);
+  if (options.apiKeyFile) return fromApiKeyFile(options);
+  const found = await fromSubscription({ home, env, platform });
+  if (found) return found;
+  const { places } = subscriptionPlaces(home, env, platform);
+  throw new ParaError(`no Claude credentials found (looked at: ${places.join('; ')}; no --token-file or --api-key-file given)`, {
+    code: 'credentials-not-found',
+    hint: 'either log in on the host (run `claude`, then /login) and run make image again; '
+      + 'or run `claude setup-token`, save the token to a file and run make image TOKEN_FILE=<file>; '
+      + 'or run make login to log in inside a container',
+  });
+}

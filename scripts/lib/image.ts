@@ -1,0 +1,185 @@
+// Builds para-claude and para-authenticated: stage, build under a temporary tag, verify
+// inside the image with the real claude CLI, and only then move the tag.
+import { randomBytes } from 'node:crypto';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { assertLoggedIn, imageAuthStatus, type AuthStatus } from './auth-status.ts';
+import { config, labels, MANAGED_BY } from './config.ts';
+import type { Credentials } from './credentials.ts';
+import { buildImage, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
+import { ParaError } from './errors.ts';
+import { stageLargeFile, withStagingDir, writePrivateFiles } from './staging.ts';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface HostIds {
+  uid: number;
+  gid: number;
+}
+
+/** The image user's IDs: the host user's, except that root maps to an unprivileged user. */
+export function imageUserIds(uid = process.getuid?.() ?? config.rootHostUid, gid = process.getgid?.() ?? config.rootHostGid): HostIds {
+  if (uid === 0) return { uid: config.rootHostUid, gid: config.rootHostGid };
+  return { uid, gid };
+}
+
+export interface ClaudeImageOptions {
+  claudeImage: string;
+  baseImage: string;
+  /** True when the user named the base image explicitly (a mismatch then forces a rebuild). */
+  baseImageExplicit: boolean;
+  claudeBinary?: string;
+  rebuild: boolean;
+  ids: HostIds;
+  stream: boolean;
+}
+
+async function claudeSource(claudeBinary: string | undefined): Promise<string> {
+  if (!claudeBinary) return 'npm';
+  const stat = await fs.stat(claudeBinary);
+  return `binary:${stat.size}:${Math.floor(stat.mtimeMs)}`;
+}
+
+function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, source: string): string | undefined {
+  if (!info) return `${options.claudeImage} does not exist yet`;
+  if (options.rebuild) return '--rebuild-base was given';
+  const l = info.Config.Labels ?? {};
+  if (l[labels.uid] !== String(options.ids.uid) || l[labels.gid] !== String(options.ids.gid)) return 'its user does not match your UID/GID';
+  if (options.baseImageExplicit && l[labels.baseImage] !== options.baseImage) return `it was built from ${l[labels.baseImage] ?? 'another base image'}`;
+  if (options.claudeBinary && l[`${labels.claudeVersion}-source`] !== source) return 'a different claude binary was given';
+  return undefined;
+}
+
+async function ensureBaseImagePresent(baseImage: string, stream: boolean): Promise<void> {
+  if (await inspectImage(baseImage)) return;
+  const args = ['pull', baseImage];
+  const result = await docker(args, { allowFailure: true, stream, timeoutMs: config.timeouts.buildMs });
+  if (result.exitCode !== 0) {
+    throw new DockerError('command-failed', `the base image ${baseImage} is not present and cannot be pulled: ${result.stderr.trim().split('\n').pop() ?? ''}`, {
+      args, ...result,
+      hint: 'check your network and registry login (docker pull ' + baseImage + '), or pass a local image: make image BASE_IMAGE=<image>',
+    });
+  }
+}
+
+/** Builds para-claude when it is missing or stale; returns whether it was built. */
+export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line: string) => void): Promise<boolean> {
+  if (options.claudeBinary && !(await fs.pathExists(options.claudeBinary))) {
+    throw new ParaError(`the claude binary ${options.claudeBinary} does not exist`, { code: 'usage', exitCode: 2, hint: 'pass the path of a Linux claude binary, e.g. node_modules/@anthropic-ai/claude-code/bin/claude.exe' });
+  }
+  const source = await claudeSource(options.claudeBinary);
+  const reason = whyRebuild(await inspectImage(options.claudeImage), options, source);
+  if (!reason) return false;
+  log(`building ${options.claudeImage} from ${options.baseImage} (${reason})`);
+  await ensureBaseImagePresent(options.baseImage, options.stream);
+  await withStagingDir(async (dir) => {
+    const context = path.join(dir, 'context');
+    await fs.mkdir(path.join(context, 'claude-bin'), { recursive: true, mode: 0o700 });
+    if (options.claudeBinary) await stageLargeFile(path.resolve(options.claudeBinary), path.join(context, 'claude-bin', 'claude'));
+    await buildImage({
+      dockerfile: path.join(PROJECT_ROOT, config.dockerfile),
+      context,
+      tag: options.claudeImage,
+      stream: options.stream,
+      buildArgs: { BASE_IMAGE: options.baseImage, PARA_UID: String(options.ids.uid), PARA_GID: String(options.ids.gid) },
+      labels: {
+        [labels.managedBy]: MANAGED_BY,
+        [labels.baseImage]: options.baseImage,
+        [labels.uid]: String(options.ids.uid),
+        [labels.gid]: String(options.ids.gid),
+        [`${labels.claudeVersion}-source`]: source,
+        [labels.builtAt]: new Date().toISOString(),
+      },
+    }).catch((error: unknown) => {
+      if (error instanceof DockerError && error.kind === 'command-failed') {
+        throw new ParaError(`building ${options.claudeImage} failed`, { code: 'build-failed', cause: error, hint: 'read the build output above; make image REBUILD_BASE=1 retries from scratch' });
+      }
+      throw error;
+    });
+  });
+  return true;
+}
+
+/** Labels for an authenticated image: facts only, never a secret. */
+export function authenticatedLabels(credentials: Pick<Credentials, 'kind' | 'authMethod' | 'expiresAt' | 'expiryEstimated' | 'subscriptionType'>, claudeImage: ImageInfo | undefined): Record<string, string> {
+  const out: Record<string, string> = {
+    [labels.managedBy]: MANAGED_BY,
+    [labels.builtAt]: new Date().toISOString(),
+    [labels.authMethod]: credentials.authMethod,
+    [labels.credentialsSource]: credentials.kind,
+  };
+  const base = claudeImage?.Config.Labels?.[labels.baseImage];
+  if (base) out[labels.baseImage] = base;
+  for (const key of [labels.uid, labels.gid]) {
+    const value = claudeImage?.Config.Labels?.[key];
+    if (value) out[key] = value;
+  }
+  if (credentials.expiresAt !== undefined) {
+    out[labels.credentialsExpiresAt] = new Date(credentials.expiresAt).toISOString();
+    if (credentials.expiryEstimated) out[`${labels.credentialsExpiresAt}-estimated`] = 'true';
+  }
+  if (credentials.subscriptionType) out[labels.subscriptionType] = credentials.subscriptionType;
+  return out;
+}
+
+export function temporaryTag(): string {
+  return `para-build-tmp:${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Moves `tag` to the verified temporary image, then drops the temporary tag and the image the
+ * tag used to name, when nothing else uses it (an old credentials layer should not linger).
+ */
+export async function promoteImage(temporary: string, tag: string): Promise<string> {
+  const previous = await inspectImage(tag);
+  await tagImage(temporary, tag);
+  await removeImage(temporary);
+  const current = await inspectImage(tag);
+  if (previous && current && previous.Id !== current.Id) {
+    const result = await docker(['image', 'rm', previous.Id], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    // A conflict means a container or another tag still uses it: then it stays, as it must.
+    if (result.exitCode !== 0 && !/conflict|being used|is referenced|dependent child/i.test(result.stderr)) {
+      throw new DockerError('command-failed', `could not remove the previous image ${previous.Id}`, { args: ['image', 'rm', previous.Id], ...result });
+    }
+  }
+  return current?.Id ?? '';
+}
+
+export interface AuthenticatedBuild {
+  tag: string;
+  imageId: string;
+  status: AuthStatus;
+  labels: Record<string, string>;
+}
+
+export async function buildAuthenticatedImage(options: { tag: string; claudeImage: string; credentials: Credentials; stream: boolean }): Promise<AuthenticatedBuild> {
+  const claudeInfo = await inspectImage(options.claudeImage);
+  const imageLabels = authenticatedLabels(options.credentials, claudeInfo);
+  const temporary = temporaryTag();
+  try {
+    await withStagingDir(async (dir) => {
+      await writePrivateFiles(path.join(dir, 'home'), options.credentials.files);
+      await buildImage({
+        dockerfile: path.join(PROJECT_ROOT, config.authenticatedDockerfile),
+        context: dir,
+        tag: temporary,
+        stream: options.stream,
+        buildArgs: { CLAUDE_IMAGE: options.claudeImage },
+        labels: imageLabels,
+      }).catch((error: unknown) => {
+        if (error instanceof DockerError && error.kind === 'command-failed') {
+          throw new ParaError(`building ${options.tag} failed`, { code: 'build-failed', cause: error, hint: 'read the build output above, then run make image again (make doctor checks the setup)' });
+        }
+        throw error;
+      });
+    });
+    const status = await imageAuthStatus(temporary);
+    assertLoggedIn(status, options.credentials.authMethod, options.tag);
+    const imageId = await promoteImage(temporary, options.tag);
+    return { tag: options.tag, imageId, status, labels: imageLabels };
+  } finally {
+    // Already gone after a promotion; after a failure this drops the unverified image.
+    await removeImage(temporary);
+  }
+}

@@ -1,0 +1,42 @@
+// A private temporary folder (mode 0700) that is removed on success, failure and interruption.
+import fs from 'fs-extra';
+import os from 'node:os';
+import path from 'node:path';
+import { onInterrupt } from './cleanup.ts';
+import type { StagedFile } from './credentials.ts';
+
+export const STAGING_PREFIX = 'para-stage-';
+
+export async function withStagingDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), STAGING_PREFIX));
+  await fs.chmod(dir, 0o700);
+  const remove = () => fs.rm(dir, { recursive: true, force: true });
+  const unregister = onInterrupt(remove);
+  try {
+    return await fn(dir);
+  } finally {
+    unregister();
+    await remove();
+  }
+}
+
+/** Writes files with mode 0600 in folders with mode 0700, creating nothing readable by others. */
+export async function writePrivateFiles(root: string, files: StagedFile[]): Promise<void> {
+  await fs.mkdir(root, { recursive: true, mode: 0o700 });
+  for (const file of files) {
+    const target = path.join(root, file.path);
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await fs.writeFile(target, file.content, { mode: 0o600 });
+    await fs.chmod(target, 0o600);
+  }
+}
+
+/** Places a large file in the staging folder: a hard link when possible, a copy otherwise. */
+export async function stageLargeFile(source: string, target: string): Promise<void> {
+  await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+  try {
+    await fs.link(source, target);
+  } catch {
+    await fs.copyFile(source, target);
+  }
+}
