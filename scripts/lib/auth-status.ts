@@ -1,5 +1,5 @@
 // Asks the real claude CLI inside an image whether it is logged in: the oracle for "authenticated".
-import { config, labels, MANAGED_BY } from './config.ts';
+import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
 import { docker, DockerError } from './docker.ts';
 import { ParaError } from './errors.ts';
 
@@ -26,6 +26,7 @@ export async function imageAuthStatus(image: string, timeoutMs = config.timeouts
   const args = [
     'run', '--rm', '--network', 'none',
     '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=auth-check`,
+    ...Object.entries(extraLabels()).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
     image, 'claude', 'auth', 'status',
   ];
   const result = await docker(args, { allowFailure: true, timeoutMs });

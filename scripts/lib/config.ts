@@ -56,3 +56,19 @@ export const labels = {
 } as const;
 
 export const MANAGED_BY = 'para';
+
+/** Extra labels for every container para creates (PARA_EXTRA_LABELS="k=v,k2=v2"), e.g. a CI job id. */
+export function extraLabels(raw = env.PARA_EXTRA_LABELS ?? ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`PARA_EXTRA_LABELS must look like key=value,key2=value2; got "${pair}"`);
+    const key = pair.slice(0, eq);
+    if (key.startsWith(LABEL_PREFIX)) {
+      const own = Object.values(labels) as string[];
+      if (own.includes(key)) throw new Error(`PARA_EXTRA_LABELS cannot override ${key}`);
+    }
+    out[key] = pair.slice(eq + 1);
+  }
+  return out;
+}

@@ -1,0 +1,65 @@
+# para: Claude Code sessions in parallel, one git worktree and one authenticated container each.
+# Variables given on the command line (make image TOKEN_FILE=...) reach the scripts through the
+# environment; the recipes quote them in the shell, so prompts may hold any character.
+SHELL := /bin/bash
+TSX := node --import tsx
+
+.PHONY: help install image login doctor test check typecheck bench base-image \
+        start list logs finish cancel clean-sessions
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+node_modules: package.json package-lock.json
+	npm ci
+	@touch node_modules
+
+install: node_modules ## install the dependencies (npm ci)
+
+image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_BINARY, TAG, REBUILD_BASE=1)
+	$(TSX) scripts/build-image.ts \
+	  $${TAG:+--tag "$$TAG"} \
+	  $${BASE_IMAGE:+--base-image "$$BASE_IMAGE"} \
+	  $${CLAUDE_BINARY:+--claude-binary "$$CLAUDE_BINARY"} \
+	  $${TOKEN_FILE:+--token-file "$$TOKEN_FILE"} \
+	  $${API_KEY_FILE:+--api-key-file "$$API_KEY_FILE"} \
+	  $${REBUILD_BASE:+--rebuild-base}
+
+login: node_modules ## log in inside a throwaway container and commit it as para-authenticated:latest (TAG)
+	$(TSX) scripts/login.ts $${TAG:+--tag "$$TAG"}
+
+doctor: node_modules ## say why a container cannot authenticate (IMAGE)
+	$(TSX) scripts/doctor.ts $${IMAGE:+--image "$$IMAGE"}
+
+start: node_modules ## start a session: NAME=... and/or PROMPT="..." (IMAGE, DETACH=1)
+	$(TSX) scripts/start.ts $${NAME:+"$$NAME"} --container \
+	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach}
+
+list: node_modules ## list this repository's sessions
+	$(TSX) scripts/list.ts
+
+logs: node_modules ## show a detached session's output: NAME=... (FOLLOW=1)
+	$(TSX) scripts/logs.ts "$$NAME" $${FOLLOW:+--follow}
+
+finish: node_modules ## commit, stop and keep the branch: NAME=... MSG="..."
+	$(TSX) scripts/finish.ts "$$NAME" $${MSG:+-m "$$MSG"}
+
+cancel: node_modules ## archive the branch and remove the session: NAME=... (FORCE=1)
+	$(TSX) scripts/cancel.ts "$$NAME" $${FORCE:+--force}
+
+clean-sessions: node_modules ## remove this repository's orphaned containers and worktree records (DRY_RUN=1)
+	$(TSX) scripts/clean.ts $${DRY_RUN:+--dry-run}
+
+typecheck: node_modules ## type-check the TypeScript
+	npx tsc --noEmit -p .
+
+base-image: ## build the local Debian base image the tests use (needs debootstrap, root)
+	test/support/make-base-image.sh
+
+test: node_modules ## run the unit and integration tests (needs Docker and the base image)
+	$(TSX) test/run.ts $${TEST:+"$$TEST"}
+
+check: typecheck test ## type-check, then run the tests
+
+bench: node_modules ## time start.ts against the raw git + docker commands it wraps
+	$(TSX) bench/start.bench.ts

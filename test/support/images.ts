@@ -1,0 +1,88 @@
+// Test images: para-claude built once per run from the local base image and the real claude
+// binary from node_modules; authenticated images built by the real build-image.ts.
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib/image.ts';
+import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './resources.ts';
+
+export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
+export const CLAUDE_BINARY = path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/bin/claude.exe');
+/** A fake but well-formed token, unique to this run, searched for wherever it must not be. */
+export const FAKE_TOKEN = `sk-ant-oat01-PARAFAKE${RUN_ID}TOKEN`;
+export const FAKE_REFRESH = `sk-ant-ort01-PARAFAKE${RUN_ID}REFRESH`;
+
+export const CLAUDE_IMAGE = trackImage(`para-claude-test-${RUN_ID}:latest`);
+
+let claudeImage: Promise<string> | undefined;
+
+/** para-claude for this run, built at most once. */
+export function testClaudeImage(): Promise<string> {
+  claudeImage ??= ensureClaudeImage({
+    claudeImage: CLAUDE_IMAGE,
+    baseImage: BASE_IMAGE,
+    baseImageExplicit: true,
+    claudeBinary: CLAUDE_BINARY,
+    rebuild: false,
+    ids: imageUserIds(),
+    stream: false,
+  }, () => undefined).then(() => CLAUDE_IMAGE);
+  return claudeImage;
+}
+
+export interface FakeLogin {
+  expiresAt?: number;
+  subscriptionType?: string;
+  accessToken?: string;
+}
+
+/** A temporary HOME holding a fake subscription login and a ~/.claude.json with project history. */
+export async function fakeHome(login: FakeLogin = {}): Promise<string> {
+  const home = await tempDir('para-test-home-');
+  await fs.mkdir(path.join(home, '.claude'), { mode: 0o700 });
+  const credentials = {
+    claudeAiOauth: {
+      accessToken: login.accessToken ?? FAKE_TOKEN,
+      refreshToken: FAKE_REFRESH,
+      expiresAt: login.expiresAt ?? Date.now() + 30 * 24 * 3600 * 1000,
+      scopes: ['user:inference', 'user:profile'],
+      subscriptionType: login.subscriptionType ?? 'max',
+    },
+  };
+  await fs.writeFile(path.join(home, '.claude', '.credentials.json'), JSON.stringify(credentials), { mode: 0o600 });
+  await fs.writeFile(path.join(home, '.claude.json'), JSON.stringify({
+    hasCompletedOnboarding: true,
+    userID: 'test-user',
+    projects: { '/home/someone/private-project': { allowedTools: [], mcpServers: { secret: { command: 'x' } } } },
+    mcpServers: { global: { command: 'y' } },
+  }));
+  return home;
+}
+
+export interface ScriptResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Runs one of the project's scripts as a user would, through tsx. */
+export async function runScript(script: string, args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; input?: string } = {}): Promise<ScriptResult> {
+  const result = await execa(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts', script), ...args], {
+    cwd: options.cwd ?? PROJECT_ROOT,
+    env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...options.env },
+    input: options.input,
+    stdin: options.input === undefined ? 'ignore' : 'pipe',
+    reject: false,
+    timeout: 10 * 60_000,
+  });
+  return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode: result.exitCode ?? -1 };
+}
+
+/** Builds an authenticated image with build-image.ts from a given HOME; tracked for removal. */
+export async function buildAuthImage(tag: string, home: string, extraArgs: string[] = []): Promise<ScriptResult> {
+  await testClaudeImage();
+  trackImage(tag);
+  return runScript('build-image.ts', ['--tag', tag, ...extraArgs], {
+    env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined },
+  });
+}

@@ -1,0 +1,48 @@
+// Everything a test run creates carries this run's label or is tracked here, and is removed at the end.
+import { randomBytes } from 'node:crypto';
+import fs from 'fs-extra';
+import os from 'node:os';
+import path from 'node:path';
+import { docker } from '../../scripts/lib/docker.ts';
+
+export const RUN_ID = randomBytes(4).toString('hex');
+export const TEST_LABEL = 'dev.para.test-run';
+export const TEST_LABEL_VALUE = RUN_ID;
+
+const images = new Set<string>();
+const dirs = new Set<string>();
+const cleanups: Array<() => Promise<unknown>> = [];
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${RUN_ID}-${randomBytes(3).toString('hex')}`;
+}
+
+export function trackImage(ref: string): string {
+  images.add(ref);
+  return ref;
+}
+
+export async function tempDir(prefix = 'para-test-'): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
+export function onCleanup(task: () => Promise<unknown>): void {
+  cleanups.push(task);
+}
+
+/** Containers labelled with this run's id, and every tracked image and folder. */
+export async function cleanupAll(): Promise<void> {
+  for (const task of cleanups.reverse()) {
+    try { await task(); } catch (error) { process.stderr.write(`cleanup: ${String(error)}\n`); }
+  }
+  try {
+    const ids = (await docker(['ps', '-aq', '--filter', `label=${TEST_LABEL}=${RUN_ID}`])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await docker(['rm', '-f', '-v', ...ids], { allowFailure: true });
+    for (const ref of [...images].reverse()) await docker(['image', 'rm', '-f', ref], { allowFailure: true });
+  } catch (error) {
+    process.stderr.write(`cleanup: docker unavailable: ${String(error)}\n`);
+  }
+  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
+}
