@@ -1,0 +1,118 @@
+// The one wrapper around the git CLI: every git call in the project goes through git().
+import { execa } from 'execa';
+import path from 'node:path';
+import { ParaError } from './errors.ts';
+import { childEnv } from './exec.ts';
+
+export interface GitResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export class GitError extends ParaError {
+  readonly args: string[];
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly gitExitCode: number;
+
+  constructor(message: string, details: { args: string[]; stdout: string; stderr: string; exitCode: number; hint?: string; code?: string; cause?: unknown }) {
+    super(message, { hint: details.hint, code: details.code ?? 'git-failed', cause: details.cause });
+    this.name = 'GitError';
+    this.args = details.args;
+    this.stdout = details.stdout;
+    this.stderr = details.stderr;
+    this.gitExitCode = details.exitCode;
+  }
+}
+
+export async function git(args: string[], options: { cwd: string; allowFailure?: boolean; input?: string; env?: Record<string, string | undefined> }): Promise<GitResult> {
+  const result = await execa('git', args, {
+    cwd: options.cwd,
+    env: childEnv({ GIT_TERMINAL_PROMPT: '0', ...options.env }),
+    extendEnv: false,
+    reject: false,
+    input: options.input,
+    stdin: options.input === undefined ? 'ignore' : 'pipe',
+  });
+  const out = { stdout: String(result.stdout ?? '').trim(), stderr: String(result.stderr ?? '').trim(), exitCode: result.exitCode ?? -1 };
+  if ((result as { code?: string }).code === 'ENOENT') {
+    throw new GitError('git is not installed: no `git` command on PATH', { args, ...out, code: 'git-not-installed', hint: 'install git and run again' });
+  }
+  if (out.exitCode !== 0 && !options.allowFailure) {
+    throw new GitError(`git ${args[0]} failed: ${out.stderr || `exit code ${out.exitCode}`}`, { args, ...out });
+  }
+  return out;
+}
+
+export interface RepoInfo {
+  /** The top folder of the main working tree (not of a linked worktree). */
+  root: string;
+  /** The main repository's git folder (shared by all worktrees), absolute. */
+  commonDir: string;
+}
+
+/** The repository containing cwd; throws a clear error outside one. */
+export async function findRepo(cwd: string): Promise<RepoInfo> {
+  const result = await git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-toplevel'], { cwd, allowFailure: true });
+  if (result.exitCode !== 0) {
+    throw new ParaError(`${cwd} is not inside a git repository`, { code: 'not-a-repo', hint: 'cd into your project (or run git init and make a first commit), then run again' });
+  }
+  const [commonDir, toplevel] = result.stdout.split('\n');
+  if (!toplevel) {
+    throw new ParaError(`${cwd} is inside a bare git repository or a git folder`, { code: 'not-a-repo', hint: 'run para from a working tree of the repository' });
+  }
+  // From a linked worktree, the main working tree is the parent of the common git folder.
+  const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;
+  return { root, commonDir };
+}
+
+export async function headCommit(cwd: string): Promise<string | undefined> {
+  const result = await git(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { cwd, allowFailure: true });
+  return result.exitCode === 0 ? result.stdout : undefined;
+}
+
+export async function currentBranch(cwd: string): Promise<string | undefined> {
+  const result = await git(['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd, allowFailure: true });
+  return result.exitCode === 0 ? result.stdout : undefined;
+}
+
+export async function branchExists(cwd: string, branch: string): Promise<boolean> {
+  const result = await git(['show-ref', '--verify', '--quiet', `refs/heads/${branch}`], { cwd, allowFailure: true });
+  return result.exitCode === 0;
+}
+
+export async function isValidBranchName(cwd: string, branch: string): Promise<boolean> {
+  const result = await git(['check-ref-format', '--branch', branch], { cwd, allowFailure: true });
+  return result.exitCode === 0;
+}
+
+/** Porcelain status lines of a working tree (empty when clean). */
+export async function statusPorcelain(cwd: string): Promise<string[]> {
+  const result = await git(['status', '--porcelain=v1', '--untracked-files=all'], { cwd });
+  return result.stdout.split('\n').filter(Boolean);
+}
+
+export interface WorktreeRecord {
+  path: string;
+  head?: string;
+  branch?: string;
+  prunable: boolean;
+}
+
+export async function listWorktrees(cwd: string): Promise<WorktreeRecord[]> {
+  const result = await git(['worktree', 'list', '--porcelain'], { cwd });
+  const records: WorktreeRecord[] = [];
+  for (const block of result.stdout.split('\n\n')) {
+    const lines = block.split('\n');
+    const pathLine = lines.find((line) => line.startsWith('worktree '));
+    if (!pathLine) continue;
+    records.push({
+      path: pathLine.slice('worktree '.length),
+      head: lines.find((line) => line.startsWith('HEAD '))?.slice(5),
+      branch: lines.find((line) => line.startsWith('branch '))?.slice('branch refs/heads/'.length),
+      prunable: lines.some((line) => line.startsWith('prunable')),
+    });
+  }
+  return records;
+}
