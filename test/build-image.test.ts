@@ -1,0 +1,168 @@
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { labels } from '../scripts/lib/config.ts';
+import { docker, imageExists } from '../scripts/lib/docker.ts';
+import { STAGING_PREFIX } from '../scripts/lib/staging.ts';
+import { buildAuthImage, FAKE_REFRESH, FAKE_TOKEN, fakeHome } from './support/images.ts';
+import { RUN_ID, tempDir } from './support/resources.ts';
+
+async function authStatus(image: string): Promise<{ loggedIn: boolean; authMethod: string; subscriptionType?: string }> {
+  const result = await docker(['run', '--rm', '--network', 'none', image, 'claude', 'auth', 'status'], { allowFailure: true });
+  return JSON.parse(result.stdout);
+}
+
+/** Files under dir (not under the excluded folders) whose content holds needle. */
+async function filesContaining(dir: string, needle: string, exclude: string[], depth = 4): Promise<string[]> {
+  const hits: string[] = [];
+  let entries: fs.Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch {
+    return hits;
+  }
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (exclude.some((e) => full === e || full.startsWith(`${e}/`))) continue;
+    if (entry.isDirectory() && depth > 0) hits.push(...(await filesContaining(full, needle, exclude, depth - 1)));
+    else if (entry.isFile()) {
+      const stat = await fs.stat(full).catch(() => undefined);
+      if (stat && stat.size < 5_000_000 && (await fs.readFile(full, 'utf8').catch(() => '')).includes(needle)) hits.push(full);
+    }
+  }
+  return hits;
+}
+
+async function stagingDirs(): Promise<string[]> {
+  return (await fs.readdir(os.tmpdir())).filter((name) => name.startsWith(STAGING_PREFIX));
+}
+
+async function temporaryTags(): Promise<string[]> {
+  return (await docker(['images', 'para-build-tmp', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').filter(Boolean);
+}
+
+const build = suite('make image from a subscription login');
+const state: { home: string; tag: string; output: string; json: Record<string, unknown> } = { home: '', tag: `para-auth-test-${RUN_ID}:sub`, output: '', json: {} };
+
+build.before(async () => {
+  state.home = await fakeHome({ subscriptionType: 'max' });
+  const result = await buildAuthImage(state.tag, state.home, ['--json']);
+  state.output = result.stdout + result.stderr;
+  assert.is(result.exitCode, 0, `build-image failed: ${result.stderr}`);
+  state.json = JSON.parse(result.stdout);
+});
+
+build('the real claude CLI in the image reports logged in with the fake subscription', async () => {
+  const status = await authStatus(state.tag);
+  assert.is(status.loggedIn, true);
+  assert.is(status.authMethod, 'claude.ai');
+  assert.is(status.subscriptionType, 'max');
+  assert.is(state.json.ok, true);
+  assert.is(state.json.authMethod, 'claude.ai');
+});
+
+build('the fake token is absent from history, inspect, the build output and the host temp folders', async () => {
+  const history = (await docker(['history', '--no-trunc', state.tag])).stdout;
+  const inspect = (await docker(['image', 'inspect', state.tag])).stdout;
+  for (const secret of [FAKE_TOKEN, FAKE_REFRESH]) {
+    assert.not.ok(history.includes(secret), 'secret in docker history');
+    assert.not.ok(inspect.includes(secret), 'secret in docker inspect');
+    assert.not.ok(state.output.includes(secret), 'secret in the build output');
+  }
+  assert.equal(await filesContaining(os.tmpdir(), FAKE_TOKEN, [state.home]), []);
+  assert.equal(await stagingDirs(), []);
+});
+
+build('the credentials file inside is 0600 and owned by para, and .claude.json holds no project history', async () => {
+  const result = await docker(['run', '--rm', '--network', 'none', state.tag, 'sh', '-c', 'stat -c "%a %U" ~/.claude/.credentials.json; cat ~/.claude.json']);
+  const [mode, ...rest] = result.stdout.split('\n');
+  assert.is(mode, '600 para');
+  const claudeJson = JSON.parse(rest.join('\n'));
+  assert.is(claudeJson.hasCompletedOnboarding, true);
+  assert.is(claudeJson.userID, 'test-user');
+  assert.not.ok('projects' in claudeJson);
+  assert.not.ok('mcpServers' in claudeJson);
+});
+
+build('the image carries the non-secret facts as labels and runs as a non-root user', async () => {
+  const info = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config}}', state.tag])).stdout);
+  assert.is(info.Labels[labels.authMethod], 'claude.ai');
+  assert.is(info.Labels[labels.credentialsSource], 'subscription');
+  assert.is(info.Labels[labels.subscriptionType], 'max');
+  assert.ok(Date.parse(info.Labels[labels.credentialsExpiresAt]) > Date.now());
+  assert.ok(Date.parse(info.Labels[labels.builtAt]) <= Date.now());
+  assert.is(info.User, 'para');
+  const id = (await docker(['run', '--rm', '--network', 'none', state.tag, 'id', '-u'])).stdout.trim();
+  assert.is.not(id, '0');
+});
+
+build('a subscription login produces the refresh warning', () => {
+  assert.ok((state.json.warnings as string[]).some((w) => /log the host out/.test(w)));
+});
+
+build.run();
+
+const routes = suite('make image from a token, a failure, nothing');
+
+routes('the token-file route reports oauth_token inside the image and no token in inspect', async () => {
+  const home = await tempDir('para-test-home-');
+  await fs.writeFile(path.join(home, 'token'), `${FAKE_TOKEN}\n`, { mode: 0o600 });
+  const tag = `para-auth-test-${RUN_ID}:token`;
+  const result = await buildAuthImage(tag, home, ['--token-file', path.join(home, 'token'), '--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  assert.is((await authStatus(tag)).authMethod, 'oauth_token');
+  assert.not.ok((await docker(['image', 'inspect', tag])).stdout.includes(FAKE_TOKEN));
+  assert.not.ok((result.stdout + result.stderr).includes(FAKE_TOKEN));
+});
+
+routes('an expired login is built with an expiry warning', async () => {
+  const home = await fakeHome({ expiresAt: Date.now() - 3600_000 });
+  const tag = `para-auth-test-${RUN_ID}:expired`;
+  const result = await buildAuthImage(tag, home, ['--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  assert.ok((JSON.parse(result.stdout).warnings as string[]).some((w) => /expired/.test(w)));
+  assert.match(result.stderr, 'expired');
+});
+
+routes('a failing verification keeps the previous image and leaves no temporary tag', async () => {
+  const tag = `para-auth-test-${RUN_ID}:keep`;
+  const good = await buildAuthImage(tag, await fakeHome());
+  assert.is(good.exitCode, 0, good.stderr);
+  const before = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
+  const tagsBefore = await temporaryTags();
+  // Well-formed JSON, but without the inference scope the real CLI does not count it as a login.
+  const home = await tempDir('para-test-home-');
+  await fs.mkdir(path.join(home, '.claude'));
+  await fs.writeFile(path.join(home, '.claude/.credentials.json'), JSON.stringify({ claudeAiOauth: { accessToken: FAKE_TOKEN, scopes: ['user:profile'] } }));
+  const bad = await buildAuthImage(tag, home, ['--json']);
+  assert.is(bad.exitCode, 1);
+  assert.is(JSON.parse(bad.stdout).error.code, 'verification-failed');
+  assert.match(bad.stderr, 'next step');
+  assert.is((await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim(), before);
+  assert.equal(await temporaryTags(), tagsBefore);
+  assert.equal(await stagingDirs(), []);
+});
+
+routes('missing credentials: a clear error, no image and no temporary folder', async () => {
+  const tag = `para-auth-test-${RUN_ID}:none`;
+  const result = await buildAuthImage(tag, await tempDir('para-test-home-'));
+  assert.is(result.exitCode, 1);
+  assert.match(result.stderr, 'no Claude credentials found');
+  assert.match(result.stderr, 'make login');
+  assert.is(await imageExists(tag), false);
+  assert.equal(await stagingDirs(), []);
+});
+
+routes('the Makefile passes TOKEN_FILE and TAG through to build-image.ts', async () => {
+  const result = await execa('make', ['-n', 'image', 'TOKEN_FILE=/x/my token', 'TAG=a:b'], { cwd: path.resolve(import.meta.dirname, '..'), reject: false });
+  assert.is(result.exitCode, 0);
+  assert.match(result.stdout, 'scripts/build-image.ts');
+  const shell = await execa('bash', ['-c', result.stdout.replace(/^node --import tsx scripts\/build-image.ts/m, 'printf "<%s>"')], { env: { TOKEN_FILE: '/x/my token', TAG: 'a:b' }, reject: false });
+  assert.match(shell.stdout, '<--tag><a:b>');
+  assert.match(shell.stdout, '<--token-file></x/my token>');
+});
+
+routes.run();

@@ -1,0 +1,62 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { assertSupportedPlatform, parseArgs } from '../scripts/lib/cli.ts';
+import { extraLabels } from '../scripts/lib/config.ts';
+import { ParaError, UsageError } from '../scripts/lib/errors.ts';
+import { runScript } from './support/images.ts';
+
+const args = suite('argument parsing');
+const spec = { string: ['tag', 'token-file'], boolean: ['json', 'help'], alias: { h: 'help' } };
+
+args('declared options are parsed', () => {
+  const parsed = parseArgs(['--tag', 'x:1', '--json', '--token-file=-'], spec);
+  assert.is(parsed.tag, 'x:1');
+  assert.is(parsed.json, true);
+  assert.is(parsed['token-file'], '-');
+});
+
+args('an unknown flag is a usage error', () => {
+  assert.throws(() => parseArgs(['--tga', 'x'], spec), (error: unknown) => error instanceof UsageError && /--tga/.test((error as Error).message));
+});
+
+args('an option given twice or without a value is refused', () => {
+  const isUsage = (error: unknown) => error instanceof UsageError;
+  assert.throws(() => parseArgs(['--tag', 'a', '--tag', 'b'], spec), isUsage);
+  assert.throws(() => parseArgs(['--tag='], spec), isUsage);
+});
+
+args('Windows is refused with a clear message', () => {
+  assert.throws(() => assertSupportedPlatform('win32'), (error: unknown) => error instanceof ParaError && /not supported/.test((error as Error).message));
+  assertSupportedPlatform('linux');
+  assertSupportedPlatform('darwin');
+});
+
+args('PARA_EXTRA_LABELS is parsed and cannot override para labels', () => {
+  assert.equal(extraLabels('ci.job=42, team=core'), { 'ci.job': '42', team: 'core' });
+  assert.throws(() => extraLabels('novalue'));
+  assert.throws(() => extraLabels('dev.para.repo=/x'));
+});
+
+args.run();
+
+const script = suite('build-image.ts usage');
+
+script('an unknown flag exits 2 and names the flag', async () => {
+  const result = await runScript('build-image.ts', ['--bogus']);
+  assert.is(result.exitCode, 2);
+  assert.match(result.stderr, '--bogus');
+});
+
+script('--help prints usage on stdout and exits 0', async () => {
+  const result = await runScript('build-image.ts', ['--help']);
+  assert.is(result.exitCode, 0);
+  assert.match(result.stdout, '--token-file');
+});
+
+script('--token-file together with --api-key-file is refused', async () => {
+  const result = await runScript('build-image.ts', ['--token-file', 'a', '--api-key-file', 'b', '--json']);
+  assert.is(result.exitCode, 2);
+  assert.is(JSON.parse(result.stdout).ok, false);
+});
+
+script.run();
