@@ -264,3 +264,24 @@ export async function commitContainer(ref: string, tag: string, changes: string[
   args.push(ref, tag);
   return (await docker(args, { timeoutMs: config.timeouts.buildMs })).stdout.trim();
 }
+
+// ---- engine -------------------------------------------------------------------------------
+
+/** The CLI's own version from `docker --version`; does not contact the daemon. */
+export async function dockerClientVersion(timeoutMs = quick()): Promise<string> {
+  const result = await docker(['--version'], { timeoutMs });
+  return /version\s+([^\s,]+)/i.exec(result.stdout)?.[1] ?? result.stdout.trim();
+}
+
+export interface ServerVersion {
+  Version: string;
+  ApiVersion: string;
+  Os?: string;
+  Arch?: string;
+}
+
+/** The daemon's version; a daemon that cannot be reached throws a DockerError whose kind says why. */
+export async function dockerServerVersion(timeoutMs = quick()): Promise<ServerVersion> {
+  const args = ['version', '--format', '{{json .Server}}'];
+  return parseDockerJson<ServerVersion>(args, await docker(args, { timeoutMs }));
+}
