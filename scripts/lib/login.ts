@@ -1,0 +1,177 @@
+// make login: the user logs in inside a throwaway container; its home then becomes the
+// authenticated image, checked with the real claude CLI in the container and in the image.
+import { randomBytes } from 'node:crypto';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { assertLoggedIn, imageAuthStatus, parseAuthStatus, type AuthStatus } from './auth-status.ts';
+import { onInterrupt } from './cleanup.ts';
+import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
+import { buildImage, commitContainer, docker, DockerError, inspectImage, removeContainer, removeImage, startContainer } from './docker.ts';
+import { ParaError } from './errors.ts';
+import { authenticatedLabels, promoteImage } from './image.ts';
+import { withStagingDir } from './staging.ts';
+
+export const LOGIN_CONTAINER_PREFIX = 'para-login-';
+export const LOGIN_TEMPORARY_LABEL = 'login';
+
+/** `docker commit` copies the container's labels (temporary, run labels) into the image, and a
+ * label cannot be removed later: so the final image is rebuilt from para-claude plus the
+ * committed home, which also keeps para-claude's USER, HOME, WORKDIR and CMD as they are. */
+const FINAL_DOCKERFILE = `ARG SNAPSHOT
+ARG CLAUDE_IMAGE
+FROM \${SNAPSHOT} AS login
+FROM \${CLAUDE_IMAGE}
+COPY --from=login --chown=${config.containerUser}:${config.containerUser} ${config.containerHome}/ ${config.containerHome}/
+`;
+
+/** Prints only the expiry and plan from the credentials file, never the tokens (grep -o). */
+const FACTS_SCRIPT = 'f="${CLAUDE_CONFIG_DIR:-$HOME/.claude}/.credentials.json"; [ -f "$f" ] || exit 0; '
+  + 'grep -o \'"expiresAt"[[:space:]]*:[[:space:]]*[0-9]*\' "$f"; '
+  + 'grep -o \'"subscriptionType"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"\' "$f"; exit 0';
+
+export interface LoginFacts {
+  expiresAt?: number;
+  subscriptionType?: string;
+}
+
+export interface LoginResult {
+  tag: string;
+  imageId: string;
+  status: AuthStatus;
+  facts: LoginFacts;
+  labels: Record<string, string>;
+}
+
+export function loginContainerName(): string {
+  return `${LOGIN_CONTAINER_PREFIX}${randomBytes(6).toString('hex')}`;
+}
+
+/** The temporary tags of one login, named after its container so a crash leaves findable names. */
+export function loginTemporaryTags(container: string): { snapshot: string; candidate: string } {
+  return { snapshot: `para-login-tmp:${container}-snapshot`, candidate: `para-login-tmp:${container}-candidate` };
+}
+
+/** Refuses before anything is created: /login needs a person at a terminal. */
+export function assertTerminal(stdin = Boolean(process.stdin.isTTY), stdout = Boolean(process.stdout.isTTY)): void {
+  if (stdin && stdout) return;
+  throw new ParaError(`make login needs a terminal: claude /login is interactive, but ${stdin ? 'standard output' : 'standard input'} is not a terminal`, {
+    code: 'no-terminal',
+    exitCode: 2,
+    hint: 'run make login in a terminal; without one (CI, scripts) run `claude setup-token` once where a browser is available, save the token to a file, then make image TOKEN_FILE=<file>',
+  });
+}
+
+/**
+ * Creates and starts a labelled container idling on `sleep`, runs fn with its name, and always
+ * removes it: on success, on failure and on Ctrl-C/SIGTERM. `offline` is for tests: a real login
+ * needs docker's default network (never the host's).
+ */
+export async function withLoginContainer<T>(image: string, options: { name?: string; offline?: boolean }, fn: (container: string) => Promise<T>): Promise<T> {
+  const name = options.name ?? loginContainerName();
+  const remove = () => removeContainer(name);
+  const release = onInterrupt(remove);
+  try {
+    const args = [
+      'create', '--name', name,
+      '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=${LOGIN_TEMPORARY_LABEL}`,
+      ...Object.entries(extraLabels()).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+      ...(options.offline ? ['--network', 'none'] : []),
+      image, 'sleep', 'infinity',
+    ];
+    await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+    await startContainer(name);
+    return await fn(name);
+  } finally {
+    release();
+    await remove();
+  }
+}
+
+/** Gives the user's terminal to `claude /login` in the container; the verdict comes from auth status after. */
+export async function runInteractiveLogin(container: string): Promise<void> {
+  await docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', '/login'], { inheritStdio: true, allowFailure: true });
+}
+
+export async function containerAuthStatus(container: string): Promise<AuthStatus> {
+  const args = ['exec', container, 'claude', 'auth', 'status'];
+  const result = await docker(args, { allowFailure: true, timeoutMs: config.timeouts.verifyMs });
+  const status = parseAuthStatus(result.stdout);
+  if (!status) {
+    throw new DockerError('command-failed', `could not read \`claude auth status\` in the login container (exit code ${result.exitCode})`, {
+      args, ...result,
+      hint: `check that ${config.claudeImage} has a working claude CLI: docker run --rm ${config.claudeImage} claude --version`,
+    });
+  }
+  return status;
+}
+
+export function parseLoginFacts(stdout: string): LoginFacts {
+  const expiresAt = /"expiresAt"\s*:\s*(\d+)/.exec(stdout)?.[1];
+  const subscriptionType = /"subscriptionType"\s*:\s*"([A-Za-z0-9_-]+)"/.exec(stdout)?.[1];
+  return { expiresAt: expiresAt === undefined ? undefined : Number(expiresAt), subscriptionType };
+}
+
+export async function readLoginFacts(container: string): Promise<LoginFacts> {
+  const result = await docker(['exec', container, 'sh', '-c', FACTS_SCRIPT], { timeoutMs: config.timeouts.dockerQuickMs });
+  return parseLoginFacts(result.stdout);
+}
+
+async function buildFinalImage(snapshot: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
+  await withStagingDir(async (dir) => {
+    await fs.writeFile(path.join(dir, 'Dockerfile'), FINAL_DOCKERFILE);
+    await buildImage({
+      dockerfile: path.join(dir, 'Dockerfile'), context: dir, tag, labels: imageLabels,
+      buildArgs: { SNAPSHOT: snapshot, CLAUDE_IMAGE: claudeImage },
+    }).catch((error: unknown) => {
+      if (error instanceof DockerError && error.kind === 'command-failed') {
+        throw new ParaError('building the image from the login container failed', { code: 'build-failed', cause: error, hint: 'run make login again; make doctor checks the setup' });
+      }
+      throw error;
+    });
+  });
+}
+
+/**
+ * Verifies the login inside the container, commits it, rebuilds it as the authenticated image
+ * under a temporary tag, verifies that image in a fresh container, and only then moves `tag`.
+ * The container and the temporary tags are removed whatever happens.
+ */
+export async function commitLogin(container: string, options: { tag: string; claudeImage: string; log?: (line: string) => void }): Promise<LoginResult> {
+  const log = options.log ?? (() => undefined);
+  const temporary = loginTemporaryTags(container);
+  const cleanup = async () => {
+    await removeContainer(container);
+    await removeImage(temporary.snapshot);
+    await removeImage(temporary.candidate);
+  };
+  const release = onInterrupt(cleanup);
+  try {
+    const status = await containerAuthStatus(container);
+    if (!status.loggedIn) {
+      throw new ParaError(`the login did not complete: claude in the login container reports loggedIn=false, authMethod=${status.authMethod}`, {
+        code: 'login-failed',
+        hint: `run make login again and finish /login (open the link, paste the code) before leaving claude; ${options.tag} was not changed`,
+      });
+    }
+    const facts = await readLoginFacts(container);
+    const imageLabels = authenticatedLabels(
+      { kind: 'subscription', authMethod: 'claude.ai', expiresAt: facts.expiresAt, subscriptionType: facts.subscriptionType ?? status.subscriptionType ?? undefined },
+      await inspectImage(options.claudeImage),
+    );
+    // The login's own facts, which the host-credential kinds above cannot name.
+    imageLabels[labels.authMethod] = status.authMethod;
+    imageLabels[labels.credentialsSource] = 'login';
+
+    log(`saving the login as ${options.tag}`);
+    await commitContainer(container, temporary.snapshot);
+    await buildFinalImage(temporary.snapshot, options.claudeImage, temporary.candidate, imageLabels);
+    log(`verifying the login inside ${options.tag}`);
+    const imageStatus = await imageAuthStatus(temporary.candidate);
+    assertLoggedIn(imageStatus, status.authMethod, options.tag);
+    const imageId = await promoteImage(temporary.candidate, options.tag);
+    return { tag: options.tag, imageId, status: imageStatus, facts, labels: imageLabels };
+  } finally {
+    release();
+    await cleanup();
+  }
+}

@@ -1,0 +1,73 @@
+// make login: log in with `claude /login` inside a throwaway container and save that login as
+// para-authenticated:latest, verified inside the image. Nothing is taken from the host's login.
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { config } from './lib/config.ts';
+import { UsageError } from './lib/errors.ts';
+import { ensureClaudeImage, imageUserIds } from './lib/image.ts';
+import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } from './lib/login.ts';
+
+const USAGE = `Usage: npx tsx scripts/login.ts [options]
+
+Starts a throwaway container from ${config.claudeImage} (built first when missing; env
+PARA_CLAUDE_IMAGE), runs \`claude /login\` in it on your terminal, checks the login with
+\`claude auth status\`, and saves it as ${config.authenticatedImage}, verified again in a fresh
+container before the tag moves. The container is always removed; a failed login leaves the
+previous image in place.
+
+Needs a terminal: without one it exits with code 2 and creates nothing (use make image
+TOKEN_FILE=<file> with a \`claude setup-token\` token instead).
+
+Options:
+  --tag IMAGE   image to produce (default: ${config.authenticatedImage})
+  --json        print one JSON document on stdout at the end, no progress
+  --verbose     show stack traces on errors
+  -h, --help    show this help`;
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { string: ['tag'], boolean: ['json', 'verbose', 'help'], alias: { h: 'help' } });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
+  assertSupportedPlatform();
+  assertTerminal();
+
+  const json = Boolean(args.json);
+  const progress = (line: string) => { if (!json) log(line); };
+  const tag = args.tag || config.authenticatedImage;
+  const claudeImage = config.claudeImage;
+  await ensureClaudeImage({
+    claudeImage,
+    baseImage: config.baseImage,
+    baseImageExplicit: Boolean(process.env.BASE_IMAGE),
+    rebuild: false,
+    ids: imageUserIds(),
+    stream: !json,
+  }, progress);
+
+  const result = await withLoginContainer(claudeImage, {}, async (container) => {
+    log('starting claude in a throwaway container: choose a login method, open the link it shows,');
+    log('paste the code back, then leave claude with /exit');
+    await runInteractiveLogin(container);
+    progress('checking the login inside the container');
+    return commitLogin(container, { tag, claudeImage, log: progress });
+  });
+
+  if (json) {
+    printJson({
+      ok: true,
+      image: result.tag,
+      imageId: result.imageId,
+      authMethod: result.status.authMethod,
+      subscriptionType: result.status.subscriptionType ?? result.facts.subscriptionType ?? null,
+      credentialsSource: 'login',
+      expiresAt: result.facts.expiresAt === undefined ? null : new Date(result.facts.expiresAt).toISOString(),
+    });
+  } else {
+    log(`${result.tag} is ready: claude reports loggedIn=true (${result.status.authMethod}) inside it`);
+  }
+  return 0;
+}
+
+await runMain(main);
