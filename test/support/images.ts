@@ -12,6 +12,9 @@ export const CLAUDE_BINARY = path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai
 export const FAKE_TOKEN = `sk-ant-oat01-PARAFAKE${RUN_ID}TOKEN`;
 export const FAKE_REFRESH = `sk-ant-ort01-PARAFAKE${RUN_ID}REFRESH`;
 
+/** tsx resolved from this project, so scripts can run with any working directory. */
+export const TSX_LOADER = import.meta.resolve('tsx');
+
 export const CLAUDE_IMAGE = trackImage(`para-claude-test-${RUN_ID}:latest`);
 
 let claudeImage: Promise<string> | undefined;
@@ -67,7 +70,7 @@ export interface ScriptResult {
 
 /** Runs one of the project's scripts as a user would, through tsx. */
 export async function runScript(script: string, args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; input?: string } = {}): Promise<ScriptResult> {
-  const result = await execa(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts', script), ...args], {
+  const result = await execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', script), ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,
     env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...options.env },
     input: options.input,

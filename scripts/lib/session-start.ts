@@ -1,0 +1,228 @@
+// Starting a session: worktree + branch + state (+ container), with a rollback of everything
+// this start created when any step fails or the process is interrupted.
+import fs from 'fs-extra';
+import { onInterrupt } from './cleanup.ts';
+import { config, labels } from './config.ts';
+import { inspectImage, removeContainer } from './docker.ts';
+import { ParaError, UsageError } from './errors.ts';
+import { branchExists, currentBranch, findRepo, git, headCommit, isValidBranchName, type RepoInfo } from './git.ts';
+import { imageUserIds } from './image.ts';
+import { candidateName, nameFromPrompt } from './names.ts';
+import { createSessionContainer, ensureRunning, startJob, trustWorkspace } from './session-container.ts';
+import {
+  containerName, createSessionExclusive, deleteSession, ensureParaDir, readSession, sessionPaths,
+  validateSessionName, writeSession, type SessionState,
+} from './session-store.ts';
+
+export interface StartRequest {
+  cwd: string;
+  /** Explicit name; derived from the prompt when absent. */
+  name?: string;
+  prompt?: string;
+  container: boolean;
+  image: string;
+  network?: string;
+  detach: boolean;
+  /** `-- CMD ARGS`: run this instead of claude. */
+  command?: string[];
+  /** Whether a terminal is attached (stdin and stdout). */
+  tty: boolean;
+  warn: (message: string) => void;
+}
+
+export type StartAction = 'attach' | 'job' | 'none';
+
+export interface StartResult {
+  session: SessionState;
+  resumed: boolean;
+  /** What the caller should do next. */
+  action: StartAction;
+  /** The command for attach or job. */
+  command: string[];
+}
+
+function isAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The command the container runs for this start. */
+function plannedCommand(request: StartRequest, resumed: boolean): { action: StartAction; command: string[] } {
+  if (request.command?.length) return { action: request.detach ? 'job' : 'attach', command: request.command };
+  if (request.detach) {
+    if (!request.prompt) return { action: 'none', command: [] };
+    // Safe: the agent is not root and runs in its own container.
+    return { action: 'job', command: ['claude', '-p', request.prompt, '--dangerously-skip-permissions'] };
+  }
+  const command = ['claude'];
+  if (resumed) command.push('--continue');
+  if (request.prompt) command.push(request.prompt);
+  return { action: 'attach', command };
+}
+
+async function checkPreconditions(request: StartRequest): Promise<{ repo: RepoInfo; head: string }> {
+  if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');
+  if (request.container && !request.detach && !request.tty) {
+    throw new UsageError('no terminal is attached, so an interactive session cannot start', 'add --detach (with a prompt or -- CMD to run it in the background)');
+  }
+  const repo = await findRepo(request.cwd);
+  const head = await headCommit(repo.root);
+  if (!head) {
+    throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
+  }
+  if (request.container && !(await inspectImage(request.image))) {
+    throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
+  }
+  return { repo, head };
+}
+
+async function warnOnUidMismatch(image: string, warn: (m: string) => void): Promise<void> {
+  const uid = (await inspectImage(image))?.Config.Labels?.[labels.uid];
+  const expected = String(imageUserIds().uid);
+  if (uid && uid !== expected) warn(`${image} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
+}
+
+/** Reserves a session name by creating its state file; a derived name moves on to name-2, name-3... */
+async function reserve(request: StartRequest, repo: RepoInfo, head: string): Promise<{ state: SessionState; existing?: SessionState }> {
+  const derived = request.name === undefined;
+  const base = request.name ?? nameFromPrompt(request.prompt ?? '');
+  for (let attempt = 1; attempt <= 100; attempt += 1) {
+    const name = derived ? candidateName(base, attempt) : base;
+    const paths = sessionPaths(repo.root, name);
+    const state: SessionState = {
+      version: 1,
+      name,
+      repo: repo.root,
+      branch: paths.branch,
+      baseBranch: (await currentBranch(request.cwd)) ?? null,
+      baseCommit: head,
+      worktree: paths.worktree,
+      container: request.container ? containerName(repo.root, name) : null,
+      image: request.container ? request.image : null,
+      prompt: request.prompt ?? null,
+      createdAt: new Date().toISOString(),
+      status: 'starting',
+      pid: process.pid,
+      job: null,
+    };
+    if (derived && (await branchExists(repo.root, paths.branch))) continue;
+    if (await createSessionExclusive(state)) return { state };
+    const existing = await readSession(repo.root, name);
+    if (derived) continue;
+    if (!existing) continue; // removed in between: try again
+    return { state, existing };
+  }
+  throw new ParaError(`could not find a free session name for ${base}`, { hint: 'give a name explicitly' });
+}
+
+/** Undo list for one start: each step pushes its inverse. */
+class Rollback {
+  private steps: Array<{ what: string; undo: () => Promise<unknown> }> = [];
+  add(what: string, undo: () => Promise<unknown>): void {
+    this.steps.push({ what, undo });
+  }
+  async run(warn: (m: string) => void): Promise<void> {
+    for (const step of this.steps.reverse()) {
+      try {
+        await step.undo();
+      } catch (error) {
+        warn(`rollback: could not undo ${step.what}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    this.steps = [];
+  }
+}
+
+async function resume(request: StartRequest, existing: SessionState): Promise<StartResult> {
+  if (existing.status === 'starting') {
+    if (isAlive(existing.pid)) {
+      throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, { code: 'session-busy', hint: 'wait for it to finish, then start again to attach' });
+    }
+    throw new ParaError(`session ${existing.name} was left half-started by an interrupted run`, { code: 'session-stale', hint: `run: npx tsx scripts/clean.ts (or scripts/cancel.ts ${existing.name})` });
+  }
+  if (existing.status === 'finished') {
+    throw new ParaError(`session ${existing.name} is finished; its branch ${existing.branch} is kept`, { code: 'session-finished', hint: `choose another name, or delete the branch and its state: git branch -D ${existing.branch}; rm ${sessionPaths(existing.repo, existing.name).stateFile}` });
+  }
+  const repo = await findRepo(request.cwd);
+  const paths = sessionPaths(repo.root, existing.name);
+  if (!(await fs.pathExists(paths.worktree))) {
+    throw new ParaError(`the worktree of session ${existing.name} is missing (${paths.worktree})`, { code: 'worktree-missing', hint: `run: npx tsx scripts/cancel.ts ${existing.name} --force (the branch is archived)` });
+  }
+  const session = { ...existing };
+  if (request.container) {
+    session.container ??= containerName(repo.root, existing.name);
+    session.image ??= request.image;
+    if (!(await ensureRunning(session.container))) {
+      await createSessionContainer({ name: session.container, session: session.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: session.image, network: request.network });
+    }
+    await writeSession(session);
+  }
+  const { action, command } = plannedCommand(request, true);
+  return { session, resumed: true, action, command };
+}
+
+export async function startSession(request: StartRequest): Promise<StartResult> {
+  const { repo, head } = await checkPreconditions(request);
+  if (request.name !== undefined) {
+    const problem = validateSessionName(request.name);
+    if (problem) throw new UsageError(problem);
+    if (!(await isValidBranchName(repo.root, `para/${request.name}`))) throw new UsageError(`para/${request.name} is not a valid git branch name`);
+  }
+  await ensureParaDir(repo.root);
+  const { state, existing } = await reserve(request, repo, head);
+  if (existing) return resume(request, existing);
+
+  const paths = sessionPaths(repo.root, state.name);
+  const rollback = new Rollback();
+  rollback.add('the state file', () => deleteSession(repo.root, state.name));
+  const stopListening = onInterrupt(() => rollback.run(request.warn));
+  try {
+    if (await branchExists(repo.root, paths.branch)) {
+      throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
+    }
+    await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root });
+    rollback.add('the worktree and branch', async () => {
+      await git(['worktree', 'remove', '--force', paths.worktree], { cwd: repo.root, allowFailure: true });
+      await git(['branch', '-D', paths.branch], { cwd: repo.root, allowFailure: true });
+    });
+    if (request.container) {
+      await warnOnUidMismatch(request.image, request.warn);
+      rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
+      rollback.add('the container', () => removeContainer(state.container!));
+      await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network });
+      if (!request.detach) await trustWorkspace(state.container!, paths.worktree);
+    }
+    const planned = plannedCommand(request, false);
+    const session: SessionState = { ...state, status: 'active', pid: undefined };
+    if (planned.action === 'job' && request.container) {
+      await startJob(state.container!, paths, planned.command);
+      session.job = { command: planned.command, startedAt: new Date().toISOString(), exitCode: null, finishedAt: null };
+    }
+    await writeSession(session);
+    return { session, resumed: false, action: planned.action, command: planned.command };
+  } catch (error) {
+    await rollback.run(request.warn);
+    throw error;
+  } finally {
+    stopListening();
+  }
+}
+
+/** For resumed detached jobs: start the job now. */
+export async function startResumedJob(result: StartResult): Promise<SessionState> {
+  const paths = sessionPaths(result.session.repo, result.session.name);
+  const session = { ...result.session };
+  if (session.job && session.job.exitCode === null && !(await fs.pathExists(paths.exitCodeFile))) {
+    throw new ParaError(`session ${session.name} already has a background job running`, { code: 'job-running', hint: `follow it: npx tsx scripts/logs.ts ${session.name} -f` });
+  }
+  await startJob(session.container!, paths, result.command);
+  session.job = { command: result.command, startedAt: new Date().toISOString(), exitCode: null, finishedAt: null };
+  await writeSession(session);
+  return session;
+}
+
