@@ -1,0 +1,74 @@
+// What the checks share: the inputs, deadlines, and probes run at most once per doctor run.
+import os from 'node:os';
+import { imageAuthStatus, type AuthStatus } from '../auth-status.ts';
+import { config } from '../config.ts';
+import { inspectImage, type ImageInfo } from '../docker.ts';
+import { ParaError } from '../errors.ts';
+import { findRepo, type RepoInfo } from '../git.ts';
+
+export interface DoctorOptions {
+  image?: string;
+  cwd?: string;
+  platform?: NodeJS.Platform;
+  env?: NodeJS.ProcessEnv;
+  home?: string;
+  now?: () => number;
+}
+
+export interface DoctorContext {
+  image: string;
+  /** True when the image was named with --image (the fix then names it too). */
+  imageExplicit: boolean;
+  cwd: string;
+  platform: NodeJS.Platform;
+  env: NodeJS.ProcessEnv;
+  home: string;
+  now: () => number;
+  imageInfo: () => Promise<ImageInfo | undefined>;
+  /** `claude auth status` inside the image; undefined when the image does not exist. */
+  authStatus: () => Promise<AuthStatus | undefined>;
+  /** undefined outside a git repository. */
+  repo: () => Promise<RepoInfo | undefined>;
+}
+
+// A doctor must answer fast: the general timeouts apply, but never longer than these.
+export const deadlines = {
+  localMs: 5_000,
+  dockerMs: Math.min(config.timeouts.dockerQuickMs, 10_000),
+  containerMs: Math.min(config.timeouts.verifyMs, 30_000),
+};
+
+function once<T>(probe: () => Promise<T>): () => Promise<T> {
+  let promise: Promise<T> | undefined;
+  return () => (promise ??= probe());
+}
+
+export function createContext(options: DoctorOptions = {}): DoctorContext {
+  const image = options.image || config.authenticatedImage;
+  const cwd = options.cwd ?? process.cwd();
+  const imageInfo = once(() => inspectImage(image));
+  return {
+    image,
+    imageExplicit: Boolean(options.image),
+    cwd,
+    platform: options.platform ?? process.platform,
+    env: options.env ?? process.env,
+    home: options.home ?? os.homedir(),
+    now: options.now ?? Date.now,
+    imageInfo,
+    authStatus: once(async () => ((await imageInfo()) ? imageAuthStatus(image, deadlines.containerMs) : undefined)),
+    repo: once(async () => {
+      try {
+        return await findRepo(cwd);
+      } catch (error) {
+        if (error instanceof ParaError && error.code === 'not-a-repo') return undefined;
+        throw error;
+      }
+    }),
+  };
+}
+
+/** The make command that rebuilds the image being checked. */
+export function makeImageCommand(context: DoctorContext): string {
+  return context.imageExplicit && context.image !== config.authenticatedImage ? `make image TAG=${context.image}` : 'make image';
+}

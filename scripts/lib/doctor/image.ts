@@ -1,0 +1,77 @@
+// Image checks: the image exists and what its labels say; claude inside it is logged in.
+import { labels } from '../config.ts';
+import { DockerError } from '../docker.ts';
+import { imageUserIds } from '../image.ts';
+import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
+import { fail, ok, warn, type Check } from './runner.ts';
+import { parseDate, relative } from './time.ts';
+
+const SOURCE_NAMES: Record<string, string> = {
+  subscription: 'a subscription login',
+  'oauth-token': 'a setup-token',
+  'api-key': 'an API key',
+};
+
+export function describeCredentialsSource(source: string | undefined): string {
+  return source ? SOURCE_NAMES[source] ?? source : 'unknown credentials';
+}
+
+export const imageChecks: Check<DoctorContext>[] = [
+  {
+    id: 'image',
+    needs: ['docker-daemon'],
+    deadlineMs: deadlines.dockerMs,
+    run: async (context) => {
+      const info = await context.imageInfo();
+      if (!info) {
+        return fail(`${context.image} does not exist`, `${makeImageCommand(context)}`);
+      }
+      const l = info.Config.Labels ?? {};
+      const builtAt = parseDate(l[labels.builtAt]) ?? parseDate(info.Created);
+      const age = builtAt === undefined ? 'built at an unknown time' : `built ${relative(builtAt, context.now())} (${new Date(builtAt).toISOString()})`;
+      const facts = [age];
+      if (l[labels.credentialsSource]) {
+        const subscription = l[labels.subscriptionType] ? `, ${l[labels.subscriptionType]}` : '';
+        facts.push(`${describeCredentialsSource(l[labels.credentialsSource])} (${l[labels.authMethod] ?? 'unknown method'}${subscription})`);
+      }
+      if (l[labels.baseImage]) facts.push(`base ${l[labels.baseImage]}`);
+      if (l[labels.uid]) facts.push(`uid ${l[labels.uid]}`);
+      const summary = `${context.image}: ${facts.join(', ')}`;
+      if (!l[labels.credentialsSource] && !l[labels.authMethod]) {
+        return warn(`${summary}; it has no credential labels, so it was not made by make image`, `${makeImageCommand(context)}`);
+      }
+      const hostUid = imageUserIds().uid;
+      if (l[labels.uid] && l[labels.uid] !== String(hostUid)) {
+        return warn(`${summary}; its user has uid ${l[labels.uid]} but yours is ${hostUid}, so files the agent writes will not be yours`,
+          'make image REBUILD_BASE=1');
+      }
+      return ok(summary);
+    },
+  },
+  {
+    id: 'image-auth',
+    needs: ['image'],
+    deadlineMs: deadlines.containerMs,
+    timeoutFix: 'claude auth status hung inside the image: run docker run --rm --network none <image> claude auth status to see why',
+    run: async (context) => {
+      const fix = `${makeImageCommand(context)} (after logging in on the host), or make login`;
+      let status;
+      try {
+        status = await context.authStatus();
+      } catch (error) {
+        if (error instanceof DockerError && error.kind === 'command-failed') return fail(error.message, error.hint ?? fix);
+        throw error;
+      }
+      if (!status) return fail(`${context.image} does not exist`, `${makeImageCommand(context)}`);
+      if (!status.loggedIn) {
+        return fail(`claude inside ${context.image} is not logged in (authMethod ${status.authMethod})`, fix);
+      }
+      const expected = (await context.imageInfo())?.Config.Labels?.[labels.authMethod];
+      const subscription = status.subscriptionType ? `, ${status.subscriptionType}` : '';
+      if (expected && expected !== status.authMethod) {
+        return warn(`claude inside ${context.image} is logged in with ${status.authMethod}, but the image was built for ${expected}`, fix);
+      }
+      return ok(`claude inside the image is logged in (${status.authMethod}${subscription}), checked with --network none`);
+    },
+  },
+];

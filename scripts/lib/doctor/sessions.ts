@@ -1,0 +1,65 @@
+// Sessions check: this repository's containers against its session state files. Containers of
+// other repositories are never looked at.
+import { labels, MANAGED_BY } from '../config.ts';
+import { listContainers, type ContainerInfo } from '../docker.ts';
+import { listSessions, type SessionState } from '../session-store.ts';
+import { deadlines, type DoctorContext } from './context.ts';
+import { ok, skip, warn, type Check, type Finding } from './runner.ts';
+
+const CLEAN_FIX = 'make clean-sessions (scripts/clean.ts; DRY_RUN=1 shows what it would remove)';
+
+function containerDisplayName(container: ContainerInfo): string {
+  return container.Name.replace(/^\//, '') || container.Id.slice(0, 12);
+}
+
+export interface SessionMismatch {
+  /** Containers labelled for this repository whose session is unknown or finished. */
+  orphans: string[];
+  /** Active sessions whose container no longer exists. */
+  missing: string[];
+}
+
+export function compareSessions(sessions: SessionState[], containers: ContainerInfo[]): SessionMismatch {
+  const byName = new Map(sessions.map((session) => [session.name, session]));
+  const containerNames = new Set(containers.map(containerDisplayName));
+  const orphans = containers
+    .filter((container) => {
+      const session = byName.get(container.Config.Labels?.[labels.session] ?? '');
+      return !session || session.status === 'finished';
+    })
+    .map(containerDisplayName);
+  const missing = sessions
+    .filter((session) => session.status === 'active' && session.container !== null && !containerNames.has(session.container))
+    .map((session) => session.name);
+  return { orphans: orphans.sort(), missing: missing.sort() };
+}
+
+function list(names: string[]): string {
+  return names.length <= 5 ? names.join(', ') : `${names.slice(0, 5).join(', ')} and ${names.length - 5} more`;
+}
+
+export function sessionsFinding(sessions: SessionState[], containers: ContainerInfo[]): Finding {
+  const { orphans, missing } = compareSessions(sessions, containers);
+  const problems: string[] = [];
+  if (orphans.length) problems.push(`${orphans.length} container${orphans.length === 1 ? '' : 's'} with no live session (${list(orphans)})`);
+  if (missing.length) problems.push(`${missing.length} active session${missing.length === 1 ? '' : 's'} whose container is gone (${list(missing)})`);
+  if (problems.length) return warn(problems.join('; '), CLEAN_FIX);
+  return ok(`${sessions.length} session${sessions.length === 1 ? '' : 's'}, ${containers.length} container${containers.length === 1 ? '' : 's'}, nothing left over`);
+}
+
+export const sessionChecks: Check<DoctorContext>[] = [
+  {
+    id: 'sessions',
+    needs: ['docker-daemon', 'git'],
+    deadlineMs: deadlines.dockerMs,
+    run: async (context) => {
+      const repo = await context.repo();
+      if (!repo) return skip('not inside a git repository');
+      const [sessions, containers] = await Promise.all([
+        listSessions(repo.root),
+        listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root } }),
+      ]);
+      return sessionsFinding(sessions, containers);
+    },
+  },
+];
