@@ -71,8 +71,12 @@ export function containerName(repoRoot: string, name: string): string {
   return `para-${name}-${hash}`;
 }
 
+/** Names whose branch would collide with para's own refs (para/archived/<time>/<name>). */
+const RESERVED_NAMES = new Set(['archived']);
+
 export function validateSessionName(name: string): string | undefined {
   if (!SESSION_NAME_PATTERN.test(name)) return `invalid session name ${JSON.stringify(name)}: use ${SESSION_NAME_FORM}`;
+  if (RESERVED_NAMES.has(name)) return `the session name "${name}" is reserved by para; choose another`;
   return undefined;
 }
 

@@ -1,0 +1,45 @@
+// Cancel a session without losing anything: uncommitted work is committed and the branch archived.
+import readline from 'node:readline/promises';
+import { log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { ParaError, UsageError } from './lib/errors.ts';
+import { cancelSession, resolveSession } from './lib/session-ops.ts';
+
+const USAGE = `Usage: npx tsx scripts/cancel.ts NAME [--force] [--json]
+
+Commits any uncommitted work to the session branch, keeps that branch as
+para/archived/<timestamp>/NAME, then removes the container, the worktree and the state.
+On a terminal it asks first; --force skips the question.`;
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { boolean: ['force', 'json', 'verbose', 'help'], alias: { f: 'force', h: 'help' } });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/cancel.ts NAME [--force]');
+  const name = String(args._[0]);
+  await resolveSession(process.cwd(), name);
+  if (!args.force && !args.json && process.stdin.isTTY && process.stderr.isTTY) {
+    if (!(await confirm(`Cancel session ${name}? Its work is kept on an archive branch. [y/N] `))) {
+      throw new ParaError('cancelled nothing', { code: 'aborted', hint: `run again with --force to skip the question` });
+    }
+  }
+  const result = await cancelSession(process.cwd(), name);
+  if (args.json) printJson({ ok: true, ...result });
+  else {
+    log(`cancelled session ${name}${result.committedUncommittedWork ? '; its uncommitted work was committed' : ''}`);
+    if (result.archivedBranch) log(`its work is kept on branch ${result.archivedBranch}`);
+  }
+  return 0;
+}
+
+await runMain(main);
