@@ -1,5 +1,5 @@
-// make login: log in with `claude /login` inside a throwaway container and save that login as
-// para-authenticated:latest, verified inside the image. Nothing is taken from the host's login.
+// make login: log in with `claude auth login` (the /login flow) inside a throwaway container and
+// save that login as para-authenticated:latest, verified inside the image. Nothing comes from the host.
 import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
@@ -9,10 +9,10 @@ import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } 
 const USAGE = `Usage: npx tsx scripts/login.ts [options]
 
 Starts a throwaway container from ${config.claudeImage} (built first when missing; env
-PARA_CLAUDE_IMAGE), runs \`claude /login\` in it on your terminal, checks the login with
-\`claude auth status\`, and saves it as ${config.authenticatedImage}, verified again in a fresh
-container before the tag moves. The container is always removed; a failed login leaves the
-previous image in place.
+PARA_CLAUDE_IMAGE), runs \`claude auth login\` (the /login flow) in it on your terminal,
+checks the login with \`claude auth status\`, and saves it as ${config.authenticatedImage},
+verified again in a fresh container before the tag moves. The container is always
+removed; a failed login leaves the previous image in place.
 
 Needs a terminal: without one it exits with code 2 and creates nothing (use make image
 TOKEN_FILE=<file> with a \`claude setup-token\` token instead).
@@ -47,8 +47,7 @@ async function main(argv: string[]): Promise<number> {
   }, progress);
 
   const result = await withLoginContainer(claudeImage, {}, async (container) => {
-    log('starting claude in a throwaway container: choose a login method, open the link it shows,');
-    log('paste the code back, then leave claude with /exit');
+    log('logging in inside a throwaway container: open the link claude shows, sign in, paste the code back');
     await runInteractiveLogin(container);
     progress('checking the login inside the container');
     return commitLogin(container, { tag, claudeImage, log: progress });

@@ -51,10 +51,10 @@ export function loginTemporaryTags(container: string): { snapshot: string; candi
   return { snapshot: `para-login-tmp:${container}-snapshot`, candidate: `para-login-tmp:${container}-candidate` };
 }
 
-/** Refuses before anything is created: /login needs a person at a terminal. */
+/** Refuses before anything is created: the login needs a person at a terminal. */
 export function assertTerminal(stdin = Boolean(process.stdin.isTTY), stdout = Boolean(process.stdout.isTTY)): void {
   if (stdin && stdout) return;
-  throw new ParaError(`make login needs a terminal: claude /login is interactive, but ${stdin ? 'standard output' : 'standard input'} is not a terminal`, {
+  throw new ParaError(`make login needs a terminal: the claude login is interactive, but ${stdin ? 'standard output' : 'standard input'} is not a terminal`, {
     code: 'no-terminal',
     exitCode: 2,
     hint: 'run make login in a terminal; without one (CI, scripts) run `claude setup-token` once where a browser is available, save the token to a file, then make image TOKEN_FILE=<file>',
@@ -87,9 +87,12 @@ export async function withLoginContainer<T>(image: string, options: { name?: str
   }
 }
 
-/** Gives the user's terminal to `claude /login` in the container; the verdict comes from auth status after. */
+/**
+ * Gives the user's terminal to the login in the container; the verdict comes from auth status after.
+ * `claude auth login` is /login without the REPL: no folder-trust dialog, and it ends by itself.
+ */
 export async function runInteractiveLogin(container: string): Promise<void> {
-  await docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', '/login'], { inheritStdio: true, allowFailure: true });
+  await docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', 'auth', 'login'], { inheritStdio: true, allowFailure: true });
 }
 
 export async function containerAuthStatus(container: string): Promise<AuthStatus> {
@@ -150,7 +153,7 @@ export async function commitLogin(container: string, options: { tag: string; cla
     if (!status.loggedIn) {
       throw new ParaError(`the login did not complete: claude in the login container reports loggedIn=false, authMethod=${status.authMethod}`, {
         code: 'login-failed',
-        hint: `run make login again and finish /login (open the link, paste the code) before leaving claude; ${options.tag} was not changed`,
+        hint: `run make login again and finish the login (open the link, sign in, paste the code back); ${options.tag} was not changed`,
       });
     }
     const facts = await readLoginFacts(container);
