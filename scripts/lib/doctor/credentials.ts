@@ -67,7 +67,8 @@ export function expiryFinding(baked: BakedCredentials, now: number, rebuild: str
   if (!baked.source) return skip('no credentials found inside the image');
   if (baked.source === 'api-key') return ok('an API key: it does not expire');
   if (baked.expiresAt === undefined) return ok(`${describeCredentialsSource(baked.source)} with no recorded expiry`);
-  const at = `${new Date(baked.expiresAt).toISOString()} (${relative(baked.expiresAt, now)})`;
+  const iso = new Date(baked.expiresAt).toISOString();
+  const at = `${iso} (${relative(baked.expiresAt, now)})`;
   if (baked.source === 'oauth-token' || baked.estimated) {
     const tokenFix = `run claude setup-token, save the new token to a file, then ${rebuild} TOKEN_FILE=<file>`;
     if (baked.expiresAt <= now) return warn(`the setup-token expired around ${at}, estimated as its file date + 1 year`, tokenFix);
@@ -76,7 +77,7 @@ export function expiryFinding(baked: BakedCredentials, now: number, rebuild: str
   }
   if (baked.expiresAt <= now) {
     return warn(
-      `the baked access token expired ${at}: claude in a container will try to refresh it, and as refresh tokens are single use that can log the host out`,
+      `the baked access token expired ${relative(baked.expiresAt, now)} (${iso}): claude in a container will try to refresh it, and as refresh tokens are single use that can log the host out`,
       `run claude on the host so it refreshes its login, then ${rebuild}; or bake a setup-token instead (claude setup-token, then ${rebuild} TOKEN_FILE=<file>)`,
     );
   }
@@ -142,7 +143,7 @@ export const credentialChecks: Check<DoctorContext>[] = [
       if (host.changedAt > builtAt) {
         return warn(
           `the host login (${host.place}) changed ${relative(host.changedAt, now)}, after the image was built ${relative(builtAt, now)}: the image holds an older login, whose refresh token the host may have used up`,
-          `${makeImageCommand(context)}`,
+          makeImageCommand(context),
         );
       }
       return ok(`the image was built after the host login last changed (${relative(host.changedAt, now)})`);

@@ -24,7 +24,7 @@ export const imageChecks: Check<DoctorContext>[] = [
     run: async (context) => {
       const info = await context.imageInfo();
       if (!info) {
-        return fail(`${context.image} does not exist`, `${makeImageCommand(context)}`);
+        return fail(`${context.image} does not exist`, makeImageCommand(context));
       }
       const l = info.Config.Labels ?? {};
       const builtAt = parseDate(l[labels.builtAt]) ?? parseDate(info.Created);
@@ -38,7 +38,7 @@ export const imageChecks: Check<DoctorContext>[] = [
       if (l[labels.uid]) facts.push(`uid ${l[labels.uid]}`);
       const summary = `${context.image}: ${facts.join(', ')}`;
       if (!l[labels.credentialsSource] && !l[labels.authMethod]) {
-        return warn(`${summary}; it has no credential labels, so it was not made by make image`, `${makeImageCommand(context)}`);
+        return warn(`${summary}; it has no credential labels, so it was not made by make image`, makeImageCommand(context));
       }
       const hostUid = imageUserIds().uid;
       if (l[labels.uid] && l[labels.uid] !== String(hostUid)) {
@@ -52,7 +52,7 @@ export const imageChecks: Check<DoctorContext>[] = [
     id: 'image-auth',
     needs: ['image'],
     deadlineMs: deadlines.containerMs,
-    timeoutFix: 'claude auth status hung inside the image: run docker run --rm --network none <image> claude auth status to see why',
+    timeoutFix: (context) => `see what claude does in the image: docker run --rm -it --network none ${context.image} claude auth status`,
     run: async (context) => {
       const fix = `${makeImageCommand(context)} (after logging in on the host), or make login`;
       let status;
@@ -62,7 +62,7 @@ export const imageChecks: Check<DoctorContext>[] = [
         if (error instanceof DockerError && error.kind === 'command-failed') return fail(error.message, error.hint ?? fix);
         throw error;
       }
-      if (!status) return fail(`${context.image} does not exist`, `${makeImageCommand(context)}`);
+      if (!status) return fail(`${context.image} does not exist`, makeImageCommand(context));
       if (!status.loggedIn) {
         return fail(`claude inside ${context.image} is not logged in (authMethod ${status.authMethod})`, fix);
       }

@@ -25,7 +25,7 @@ export interface Check<C> {
   needs?: string[];
   deadlineMs: number;
   /** The next step when the deadline passes. */
-  timeoutFix?: string;
+  timeoutFix?: string | ((context: C) => string);
   run: (context: C) => Promise<Finding>;
 }
 
@@ -84,7 +84,7 @@ export async function runChecks<C>(checks: Check<C>[], context: C, options: { ve
           return findingFromError(error);
         }),
         check.deadlineMs,
-        () => fail(`did not finish within ${seconds(check.deadlineMs)}`, check.timeoutFix ?? 'check that the Docker daemon answers quickly: docker info'),
+        () => fail(`did not finish within ${seconds(check.deadlineMs)}`, (typeof check.timeoutFix === 'function' ? check.timeoutFix(context) : check.timeoutFix) ?? 'check that the Docker daemon answers quickly: docker info'),
       );
       return {
         id: check.id,
