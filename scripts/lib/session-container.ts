@@ -4,6 +4,7 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
 import { docker, DockerError, inspectContainer, startContainer } from './docker.ts';
+import { git } from './git.ts';
 import { imageUserIds } from './image.ts';
 import type { SessionPaths } from './session-store.ts';
 
@@ -77,6 +78,15 @@ export async function createSessionContainer(spec: SessionContainerSpec): Promis
   await fs.mkdir(spec.paths.runDir, { recursive: true });
   await handOverToAgent(spec);
   await docker(await sessionRunArgs(spec), { timeoutMs: config.timeouts.dockerQuickMs });
+  await shareGitIdentity(spec.name, spec.repoRoot);
+}
+
+/** The host's git identity for this repository, so the agent's commits are attributed to the user. */
+async function shareGitIdentity(container: string, repoRoot: string): Promise<void> {
+  const [name, email] = await Promise.all(['user.name', 'user.email'].map(async (key) => (await git(['config', '--get', key], { cwd: repoRoot, allowFailure: true })).stdout));
+  if (!name && !email) return;
+  const script = 'if [ -n "$1" ]; then git config --global user.name "$1"; fi; if [ -n "$2" ]; then git config --global user.email "$2"; fi';
+  await docker(['exec', container, 'sh', '-c', script, 'para-identity', name, email], { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
 /** Starts the container when it exists but is stopped; false when it does not exist. */

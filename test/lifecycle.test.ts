@@ -1,0 +1,201 @@
+import fs from 'fs-extra';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { labels } from '../scripts/lib/config.ts';
+import { docker, inspectContainer } from '../scripts/lib/docker.ts';
+import { imageUserIds } from '../scripts/lib/image.ts';
+import { containerName } from '../scripts/lib/session-store.ts';
+import { buildAuthImage, fakeHome, runScript, type ScriptResult } from './support/images.ts';
+import { makeRepo, type TestRepo } from './support/repos.ts';
+import { RUN_ID, TEST_LABEL, onCleanup, uniqueName } from './support/resources.ts';
+
+const IMAGE = `para-auth-test-${RUN_ID}:lifecycle`;
+let imageReady: Promise<void> | undefined;
+function image(): Promise<void> {
+  imageReady ??= (async () => {
+    const result = await buildAuthImage(IMAGE, await fakeHome());
+    assert.is(result.exitCode, 0, result.stderr);
+  })();
+  return imageReady;
+}
+
+function script(repo: TestRepo, name: string, args: string[]): Promise<ScriptResult> {
+  return runScript(name, args, { cwd: repo.root, env: repo.env });
+}
+
+/** A detached session running `sh -c body`, waited for until its job has exited. */
+async function session(repo: TestRepo, name: string, body = 'true'): Promise<void> {
+  const started = await script(repo, 'start.ts', [name, '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', body]);
+  assert.is(started.exitCode, 0, started.stderr);
+  const follow = await script(repo, 'logs.ts', [name, '--follow']);
+  assert.is(follow.exitCode, 0, `job of ${name} failed: ${follow.stdout}${follow.stderr}`);
+}
+
+async function listJson(repo: TestRepo): Promise<{ sessions: Array<Record<string, any>>; orphanContainers: Array<Record<string, any>> }> {
+  const result = await script(repo, 'list.ts', ['--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+const logs = suite('logs and list');
+
+logs.before(image);
+
+logs('a background job\'s output is readable, followed to its end, and its exit status recorded', async () => {
+  const repo = await makeRepo();
+  const started = await script(repo, 'start.ts', ['job', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo first; sleep 1; echo second; exit 3']);
+  assert.is(started.exitCode, 0, started.stderr);
+  const follow = await script(repo, 'logs.ts', ['job', '-f']);
+  assert.is(follow.exitCode, 3);
+  assert.is(follow.stdout, 'first\nsecond');
+  const once = await script(repo, 'logs.ts', ['job', '--json']);
+  assert.equal(JSON.parse(once.stdout), { name: 'job', output: 'first\nsecond\n', exitCode: 3, running: false });
+  const state = JSON.parse(await fs.readFile(path.join(repo.root, '.para/state/job.json'), 'utf8'));
+  assert.is(state.job.exitCode, 3);
+});
+
+logs('list shows running, exited and missing containers, uncommitted changes and orphans', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'alive');
+  await session(repo, 'stopped', 'echo change > new.txt');
+  await session(repo, 'gone');
+  await docker(['stop', '--time', '1', containerName(repo.root, 'stopped')]);
+  await docker(['rm', '-f', containerName(repo.root, 'gone')]);
+  const stray = uniqueName('para-stray');
+  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', stray, '--network', 'none', IMAGE, 'true']);
+  const view = await listJson(repo);
+  const byName = Object.fromEntries(view.sessions.map((s) => [s.name, s]));
+  assert.is(byName.alive.containerState, 'running');
+  assert.is(byName.alive.uncommittedChanges, false);
+  assert.is(byName.stopped.containerState, 'exited');
+  assert.is(byName.stopped.uncommittedChanges, true);
+  assert.is(byName.gone.containerState, 'missing');
+  assert.is(byName.gone.orphan, 'no-container');
+  assert.is(byName.alive.orphan, null);
+  assert.equal(view.orphanContainers.map((c) => c.name), [stray]);
+  const table = await script(repo, 'list.ts', []);
+  assert.match(table.stdout, /alive\s+active\s+running/);
+  assert.match(table.stdout, `orphan container ${stray}`);
+});
+
+logs.run();
+
+const finish = suite('finish');
+
+finish.before(image);
+
+finish('finish commits pending work, removes container and worktree, keeps the branch', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'feat', 'echo done > feature.txt');
+  const withoutMessage = await script(repo, 'finish.ts', ['feat']);
+  assert.is(withoutMessage.exitCode, 2);
+  assert.match(withoutMessage.stderr, '-m');
+  const result = await script(repo, 'finish.ts', ['feat', '-m', 'add the feature', '--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  const json = JSON.parse(result.stdout);
+  assert.is(json.committed, true);
+  assert.match(json.mergeHint, 'git merge para/feat');
+  assert.is(await repo.git(['log', '-1', '--format=%s', 'para/feat']), 'add the feature');
+  assert.is(await repo.git(['show', 'para/feat:feature.txt']), 'done');
+  assert.is(await inspectContainer(containerName(repo.root, 'feat')), undefined);
+  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/worktrees/feat')));
+  assert.is((await listJson(repo)).sessions[0].status, 'finished');
+  assert.is(await repo.git(['status', '--porcelain']), '');
+});
+
+finish('finish with nothing to commit needs no message', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'clean');
+  const result = await script(repo, 'finish.ts', ['clean']);
+  assert.is(result.exitCode, 0, result.stderr);
+  assert.match(result.stderr, 'merge');
+});
+
+finish('an unknown session is a clear error', async () => {
+  const repo = await makeRepo();
+  const result = await script(repo, 'finish.ts', ['nope', '-m', 'x']);
+  assert.is(result.exitCode, 1);
+  assert.match(result.stderr, 'no session nope');
+  assert.match(result.stderr, 'list.ts');
+});
+
+finish.run();
+
+const cancel = suite('cancel');
+
+cancel.before(image);
+
+cancel('cancel keeps uncommitted work on an archive branch and removes container, worktree and state', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'wip', 'echo committed > a.txt && git add a.txt && git commit -qm "agent commit" && echo unsaved > b.txt');
+  const result = await script(repo, 'cancel.ts', ['wip', '--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  const json = JSON.parse(result.stdout);
+  assert.match(json.archivedBranch, /^para\/archived\/\d{8}T\d{6}Z\/wip$/);
+  assert.is(json.committedUncommittedWork, true);
+  assert.is(await repo.git(['show', `${json.archivedBranch}:b.txt`]), 'unsaved');
+  assert.is(await repo.git(['show', `${json.archivedBranch}:a.txt`]), 'committed');
+  assert.is(await repo.git(['branch', '--list', 'para/wip']), '');
+  assert.is(await inspectContainer(containerName(repo.root, 'wip')), undefined);
+  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/worktrees/wip')));
+  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/state/wip.json')));
+  // The name is free again.
+  await session(repo, 'wip');
+});
+
+cancel.run();
+
+const clean = suite('clean');
+
+clean.before(image);
+
+clean('clean removes only this repository\'s orphans; another repository\'s session and unlabelled containers survive', async () => {
+  const repo = await makeRepo();
+  const other = await makeRepo();
+  await session(repo, 'kept');
+  await session(other, 'theirs');
+  const orphan = uniqueName('para-orphan');
+  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', orphan, '--network', 'none', IMAGE, 'true']);
+  const unlabelled = uniqueName('not-para');
+  await docker(['create', '--name', unlabelled, '--network', 'none', IMAGE, 'true']);
+  onCleanup(() => docker(['rm', '-f', unlabelled], { allowFailure: true }));
+  // Another repository's orphan: clean run here must not touch it either.
+  const foreignOrphan = uniqueName('para-foreign');
+  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${other.root}`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', foreignOrphan, '--network', 'none', IMAGE, 'true']);
+  // A stale worktree record: the folder of a para worktree vanished.
+  await repo.git(['worktree', 'add', '-q', '-b', 'para/vanished', path.join(repo.root, '.para/worktrees/vanished')]);
+  await fs.rm(path.join(repo.root, '.para/worktrees/vanished'), { recursive: true, force: true });
+
+  const dry = await script(repo, 'clean.ts', ['--dry-run', '--json']);
+  assert.is(dry.exitCode, 0, dry.stderr);
+  const plan = JSON.parse(dry.stdout);
+  assert.equal(plan.containers.map((c: { name: string }) => c.name), [orphan]);
+  assert.equal(plan.worktrees, [path.join(repo.root, '.para/worktrees/vanished')]);
+  assert.ok(await inspectContainer(orphan), 'dry run removed something');
+
+  const real = await script(repo, 'clean.ts', []);
+  assert.is(real.exitCode, 0, real.stderr);
+  assert.is(await inspectContainer(orphan), undefined);
+  assert.ok(await inspectContainer(containerName(repo.root, 'kept')));
+  assert.ok(await inspectContainer(containerName(other.root, 'theirs')));
+  assert.ok(await inspectContainer(foreignOrphan));
+  assert.ok(await inspectContainer(unlabelled));
+  assert.not.match(await repo.git(['worktree', 'list']), 'vanished');
+});
+
+clean.run();
+
+const ownership = suite('files the agent writes');
+
+ownership.before(image);
+
+ownership('belong to the host user (or the unprivileged UID a root host maps to)', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'owner', 'echo x > owned.txt');
+  const stat = await fs.stat(path.join(repo.root, '.para/worktrees/owner/owned.txt'));
+  assert.is(stat.uid, imageUserIds().uid);
+  assert.is(stat.gid, imageUserIds().gid);
+});
+
+ownership.run();
