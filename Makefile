@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 TSX := node --import tsx
 
-.PHONY: help install image login doctor test check typecheck bench base-image \
+.PHONY: help install image login doctor test check typecheck bench bench-doctor base-image \
         start list logs finish cancel clean-sessions
 
 help: ## list the targets
@@ -63,3 +63,6 @@ check: typecheck test ## type-check, then run the tests
 
 bench: node_modules ## time start.ts against the raw git + docker commands it wraps
 	$(TSX) bench/start.bench.ts
+
+bench-doctor: node_modules ## time make doctor, healthy and with the daemon unreachable (IMAGE, RUNS)
+	$(TSX) bench/doctor.bench.ts $${IMAGE:+--image "$$IMAGE"} $${RUNS:+--runs "$$RUNS"}
