@@ -173,15 +173,26 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     if (problem) throw new UsageError(problem);
     if (!(await isValidBranchName(repo.root, `para/${request.name}`))) throw new UsageError(`para/${request.name} is not a valid git branch name`);
   }
-  await ensureParaDir(repo.root);
-  const { state, existing } = await reserve(request, repo, head);
-  if (existing) return resume(request, existing);
-
-  const paths = sessionPaths(repo.root, state.name);
   const rollback = new Rollback();
-  rollback.add('the state file', () => deleteSession(repo.root, state.name));
-  const stopListening = onInterrupt(() => rollback.run(request.warn));
+  let interrupted = false;
+  let settle = (): void => undefined;
+  const settled = new Promise<void>((resolve) => { settle = resolve; });
+  // On Ctrl-C/SIGTERM the step in flight ends first (its git or docker child may still be
+  // creating something); the next checkpoint then throws and the catch below rolls back.
+  const stopListening = onInterrupt(() => {
+    interrupted = true;
+    return settled;
+  });
+  const checkpoint = (): void => {
+    if (interrupted) throw new ParaError('interrupted: everything this start created was removed', { code: 'interrupted' });
+  };
   try {
+    await ensureParaDir(repo.root);
+    const { state, existing } = await reserve(request, repo, head);
+    if (existing) return await resume(request, existing);
+    const paths = sessionPaths(repo.root, state.name);
+    rollback.add('the state file', () => deleteSession(repo.root, state.name));
+    checkpoint();
     if (await branchExists(repo.root, paths.branch)) {
       throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
     }
@@ -190,11 +201,13 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       await git(['worktree', 'remove', '--force', paths.worktree], { cwd: repo.root, allowFailure: true });
       await git(['branch', '-D', paths.branch], { cwd: repo.root, allowFailure: true });
     });
+    checkpoint();
     if (request.container) {
       await warnOnUidMismatch(request.image, request.warn);
       rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
       rollback.add('the container', () => removeContainer(state.container!));
       await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network });
+      checkpoint();
       if (!request.detach) await trustWorkspace(state.container!, paths.worktree);
     }
     const planned = plannedCommand(request, false);
@@ -203,13 +216,16 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       await startJob(state.container!, paths, planned.command);
       session.job = { command: planned.command, startedAt: new Date().toISOString(), exitCode: null, finishedAt: null };
     }
+    checkpoint();
     await writeSession(session);
+    checkpoint();
     return { session, resumed: false, action: planned.action, command: planned.command };
   } catch (error) {
     await rollback.run(request.warn);
     throw error;
   } finally {
     stopListening();
+    settle();
   }
 }
 
