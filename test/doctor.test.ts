@@ -120,12 +120,12 @@ findings('only well-formed fact lines are read from inside an image', () => {
   assert.equal(parseFacts('{"accessToken":"x"}\nexpiresAt=abc\nkind=other\n'), { estimated: false });
 });
 
-findings('containers and state files are matched by session name', () => {
+findings('a container is claimed only by a live session naming it, as clean.ts decides', () => {
   const container = (name: string, session?: string) => ({ Id: name, Name: `/${name}`, Config: { Labels: session ? { [labels.session]: session } : {} } }) as unknown as ContainerInfo;
   const state = (name: string, status: SessionState['status'], containerRef: string | null) => ({ name, status, container: containerRef }) as SessionState;
   const result = compareSessions(
     [state('alive', 'active', 'c-alive'), state('gone', 'active', 'c-gone'), state('done', 'finished', 'c-done'), state('new', 'starting', null)],
-    [container('c-alive', 'alive'), container('c-done', 'done'), container('c-ghost', 'ghost'), container('c-unlabelled')],
+    [container('c-alive', 'alive'), container('c-done', 'done'), container('c-ghost', 'ghost'), container('c-unlabelled'), container('c-new', 'new')],
   );
   assert.equal(result, { orphans: ['c-done', 'c-ghost', 'c-unlabelled'], missing: ['gone'] });
 });

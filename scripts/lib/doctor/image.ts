@@ -10,6 +10,7 @@ const SOURCE_NAMES: Record<string, string> = {
   subscription: 'a subscription login',
   'oauth-token': 'a setup-token',
   'api-key': 'an API key',
+  login: 'a login made in a container (make login)',
 };
 
 export function describeCredentialsSource(source: string | undefined): string {

@@ -79,7 +79,7 @@ export async function runChecks<C>(checks: Check<C>[], context: C, options: { ve
       }
       const started = performance.now();
       const finding = await withDeadline(
-        check.run(context).catch((error: unknown) => {
+        Promise.resolve().then(() => check.run(context)).catch((error: unknown) => {
           if (options.verbose && error instanceof Error) process.stderr.write(`${check.id}: ${error.stack ?? error.message}\n`);
           return findingFromError(error);
         }),

@@ -2,6 +2,7 @@
 // other repositories are never looked at.
 import { labels, MANAGED_BY } from '../config.ts';
 import { listContainers, type ContainerInfo } from '../docker.ts';
+import { ParaError } from '../errors.ts';
 import { listSessions, type SessionState } from '../session-store.ts';
 import { deadlines, type DoctorContext } from './context.ts';
 import { ok, skip, warn, type Check, type Finding } from './runner.ts';
@@ -13,20 +14,20 @@ function containerDisplayName(container: ContainerInfo): string {
 }
 
 export interface SessionMismatch {
-  /** Containers labelled for this repository whose session is unknown or finished. */
+  /** Containers labelled for this repository that no live session claims (what clean.ts removes). */
   orphans: string[];
   /** Active sessions whose container no longer exists. */
   missing: string[];
 }
 
+/** Same rule as clean.ts: a container is claimed when a session that is not finished names it. */
 export function compareSessions(sessions: SessionState[], containers: ContainerInfo[]): SessionMismatch {
-  const byName = new Map(sessions.map((session) => [session.name, session]));
+  const claimed = new Set(sessions.filter((s) => s.status !== 'finished' && s.container).map((s) => s.container));
+  // A session still starting may not have written its container name yet.
+  const starting = new Set(sessions.filter((s) => s.status === 'starting').map((s) => s.name));
   const containerNames = new Set(containers.map(containerDisplayName));
   const orphans = containers
-    .filter((container) => {
-      const session = byName.get(container.Config.Labels?.[labels.session] ?? '');
-      return !session || session.status === 'finished';
-    })
+    .filter((c) => !claimed.has(containerDisplayName(c)) && !starting.has(c.Config.Labels?.[labels.session] ?? ''))
     .map(containerDisplayName);
   const missing = sessions
     .filter((session) => session.status === 'active' && session.container !== null && !containerNames.has(session.container))
@@ -55,11 +56,17 @@ export const sessionChecks: Check<DoctorContext>[] = [
     run: async (context) => {
       const repo = await context.repo();
       if (!repo) return skip('not inside a git repository');
-      const [sessions, containers] = await Promise.all([
+      const [sessions, containers] = await Promise.allSettled([
         listSessions(repo.root),
         listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root } }),
       ]);
-      return sessionsFinding(sessions, containers);
+      if (sessions.status === 'rejected') {
+        const error: unknown = sessions.reason;
+        if (error instanceof ParaError && error.code === 'state-damaged') return warn(error.message, error.hint ?? CLEAN_FIX);
+        throw error;
+      }
+      if (containers.status === 'rejected') throw containers.reason;
+      return sessionsFinding(sessions.value, containers.value);
     },
   },
 ];
