@@ -78,14 +78,13 @@ export async function runChecks<C>(checks: Check<C>[], context: C, options: { ve
         return { id: check.id, status: 'skip', message: `skipped: ${why}`, fix: null, durationMs: 0, rootCause: root };
       }
       const started = performance.now();
-      const finding = await withDeadline(
-        Promise.resolve().then(() => check.run(context)).catch((error: unknown) => {
-          if (options.verbose && error instanceof Error) process.stderr.write(`${check.id}: ${error.stack ?? error.message}\n`);
-          return findingFromError(error);
-        }),
-        check.deadlineMs,
-        () => fail(`did not finish within ${seconds(check.deadlineMs)}`, (typeof check.timeoutFix === 'function' ? check.timeoutFix(context) : check.timeoutFix) ?? 'check that the Docker daemon answers quickly: docker info'),
-      );
+      const work = Promise.resolve().then(() => check.run(context)).catch((error: unknown) => {
+        if (options.verbose && error instanceof Error) process.stderr.write(`${check.id}: ${error.stack ?? error.message}\n`);
+        return findingFromError(error);
+      });
+      const timeoutFix = typeof check.timeoutFix === 'function' ? check.timeoutFix(context) : check.timeoutFix;
+      const finding = await withDeadline(work, check.deadlineMs, () =>
+        fail(`did not finish within ${seconds(check.deadlineMs)}`, timeoutFix ?? 'check that the Docker daemon answers quickly: docker info'));
       return {
         id: check.id,
         status: finding.status,

@@ -49,7 +49,7 @@ export const systemChecks: Check<DoctorContext>[] = [
         return ok(`Docker Engine ${server.Version} (API ${server.ApiVersion})${dockerEndpoint(context.env)}`);
       } catch (error) {
         if (!(error instanceof DockerError)) throw error;
-        if (error.kind === 'not-installed') return skip('skipped: docker-cli failed');
+        if (error.kind === 'not-installed') return skip('cannot be checked without the docker CLI');
         if (error.kind === 'command-failed') {
           return fail(error.message, 'run docker info to see the full error; check DOCKER_HOST and `docker context ls`');
         }
