@@ -1,0 +1,112 @@
+// make bench: the median time of `start.ts NAME --container --detach` against the raw
+// `git worktree add -b` + `docker run -d` it wraps, measured alternately in one run on one image.
+import { execa } from 'execa';
+import path from 'node:path';
+import { parseArgs, runMain } from '../scripts/lib/cli.ts';
+import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
+import { imageExists } from '../scripts/lib/docker.ts';
+import { UsageError } from '../scripts/lib/errors.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { buildAuthImage, fakeHome, TSX_LOADER } from '../test/support/images.ts';
+import { makeRepo, type TestRepo } from '../test/support/repos.ts';
+import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
+
+const USAGE = `Usage: node --import tsx bench/start.bench.ts [--rounds N] [--image IMAGE]
+
+Times start.ts NAME --container --detach --network none against the raw git worktree add -b +
+docker run -d it wraps, alternating them, in a temporary repository. Without --image it builds
+a throwaway authenticated image from a fake login with scripts/build-image.ts.
+Everything it creates is removed at the end.`;
+
+const GOAL = 1.5;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+async function timed(run: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await run();
+  return performance.now() - started;
+}
+
+/** What start.ts wraps, typed by hand: a worktree on a new branch and a labelled container. */
+async function rawStart(repo: TestRepo, image: string, name: string): Promise<void> {
+  const worktree = path.join(repo.root, '.para', 'worktrees', name);
+  const gitDir = path.join(repo.root, '.git');
+  await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
+  const mount = (source: string, readonly = false) => ['--mount', `type=bind,source=${source},target=${source}${readonly ? ',readonly' : ''}`];
+  await execa('docker', [
+    'run', '-d', '--init', '--network', 'none', '--name', `para-bench-${RUN_ID}-${name}`,
+    '--label', `${labels.session}=${name}`, '--label', `${labels.repo}=${repo.root}`,
+    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${TEST_LABEL}=${RUN_ID}`,
+    ...mount(gitDir), ...mount(path.join(gitDir, 'hooks'), true), ...mount(path.join(gitDir, 'config'), true),
+    ...mount(worktree), '--workdir', worktree,
+    image, 'sleep', 'infinity',
+  ]);
+}
+
+function startScript(repo: TestRepo, args: string[]) {
+  return execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'start.ts'), ...args], {
+    cwd: repo.root,
+    env: { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
+    stdin: 'ignore',
+  });
+}
+
+function line(label: string, ms: number[]): string {
+  return `  ${label.padEnd(44)} median ${(median(ms) / 1000).toFixed(3)} s   (${ms.map((v) => (v / 1000).toFixed(2)).join(' ')})`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { string: ['rounds', 'image'], boolean: ['help'], alias: { h: 'help' } });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const rounds = Number(args.rounds || 7);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds must be a positive integer, got ${args.rounds}`);
+  try {
+    let image: string = args.image || '';
+    if (image) {
+      if (!(await imageExists(image))) throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image to build a throwaway one');
+    } else {
+      image = `para-bench-${RUN_ID}:auth`;
+      process.stderr.write(`building the throwaway image ${image} from a fake login...\n`);
+      const build = await buildAuthImage(image, await fakeHome());
+      if (build.exitCode !== 0) throw new Error(`build-image.ts failed:\n${build.stderr}`);
+    }
+    const repo = await makeRepo();
+    process.stderr.write(`timing ${rounds} rounds in ${repo.root} on ${image}\n`);
+    // One untimed start of each kind warms the page cache, tsx's transform cache and the engine.
+    await rawStart(repo, image, 'warm-raw');
+    await startScript(repo, ['warm-start', '--container', '--detach', '--network', 'none', '--image', image]);
+
+    const raw: number[] = [];
+    const start: number[] = [];
+    const help: number[] = [];
+    for (let round = 0; round < rounds; round += 1) {
+      const runRaw = async () => raw.push(await timed(() => rawStart(repo, image, `raw-${round}`)));
+      const runStart = async () => start.push(await timed(() => startScript(repo, [`start-${round}`, '--container', '--detach', '--network', 'none', '--image', image])));
+      // Alternate the order so neither side always runs on a warmer machine.
+      if (round % 2 === 0) { await runRaw(); await runStart(); } else { await runStart(); await runRaw(); }
+      help.push(await timed(() => startScript(repo, ['--help'])));
+    }
+    const ratio = median(start) / median(raw);
+    process.stdout.write([
+      `start.ts against the raw commands it wraps (${rounds} rounds, image ${image}):`,
+      line('raw: git worktree add -b + docker run -d', raw),
+      line('start.ts NAME --container --detach', start),
+      line('  of which node + tsx + loading (--help)', help),
+      `  ratio start.ts / raw: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
+      '',
+    ].join('\n'));
+    return 0;
+  } finally {
+    await cleanupAll();
+  }
+}
+
+await runMain(main);
