@@ -6,7 +6,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker, imageExists } from '../scripts/lib/docker.ts';
-import { STAGING_PREFIX } from '../scripts/lib/staging.ts';
 import { buildAuthImage, FAKE_REFRESH, FAKE_TOKEN, fakeHome } from './support/images.ts';
 import { RUN_ID, tempDir } from './support/resources.ts';
 
@@ -36,8 +35,21 @@ async function filesContaining(dir: string, needle: string, exclude: string[], d
   return hits;
 }
 
-async function stagingDirs(): Promise<string[]> {
-  return (await fs.readdir(os.tmpdir())).filter((name) => name.startsWith(STAGING_PREFIX));
+/** What a build left in its private TMPDIR (tsx's own compile cache aside): it must be nothing. */
+async function leftovers(tmpdir: string): Promise<string[]> {
+  return (await fs.readdir(tmpdir)).filter((name) => !name.startsWith('tsx-'));
+}
+
+/** Temporary tags that appeared since `before` and stay: another process's build may own a
+ * tag for a few seconds, a leaked one stays for good. */
+async function leakedTemporaryTags(before: string[]): Promise<string[]> {
+  const deadline = Date.now() + 30_000;
+  let fresh = (await temporaryTags()).filter((tag) => !before.includes(tag));
+  while (fresh.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    fresh = (await temporaryTags()).filter((tag) => !before.includes(tag));
+  }
+  return fresh;
 }
 
 async function temporaryTags(): Promise<string[]> {
@@ -45,11 +57,12 @@ async function temporaryTags(): Promise<string[]> {
 }
 
 const build = suite('make image from a subscription login');
-const state: { home: string; tag: string; output: string; json: Record<string, unknown> } = { home: '', tag: `para-auth-test-${RUN_ID}:sub`, output: '', json: {} };
+const state: { home: string; tmp: string; tag: string; output: string; json: Record<string, unknown> } = { home: '', tmp: '', tag: `para-auth-test-${RUN_ID}:sub`, output: '', json: {} };
 
 build.before(async () => {
   state.home = await fakeHome({ subscriptionType: 'max' });
-  const result = await buildAuthImage(state.tag, state.home, ['--json']);
+  state.tmp = await tempDir('para-test-tmp-');
+  const result = await buildAuthImage(state.tag, state.home, ['--json'], { tmpdir: state.tmp });
   state.output = result.stdout + result.stderr;
   assert.is(result.exitCode, 0, `build-image failed: ${result.stderr}`);
   state.json = JSON.parse(result.stdout);
@@ -72,8 +85,9 @@ build('the fake token is absent from history, inspect, the build output and the 
     assert.not.ok(inspect.includes(secret), 'secret in docker inspect');
     assert.not.ok(state.output.includes(secret), 'secret in the build output');
   }
+  assert.equal(await filesContaining(state.tmp, FAKE_TOKEN, []), []);
   assert.equal(await filesContaining(os.tmpdir(), FAKE_TOKEN, [state.home]), []);
-  assert.equal(await stagingDirs(), []);
+  assert.equal(await leftovers(state.tmp), []);
 });
 
 build('the credentials file inside is 0600 and owned by para, and .claude.json holds no project history', async () => {
@@ -137,23 +151,25 @@ routes('a failing verification keeps the previous image and leaves no temporary 
   const home = await tempDir('para-test-home-');
   await fs.mkdir(path.join(home, '.claude'));
   await fs.writeFile(path.join(home, '.claude/.credentials.json'), JSON.stringify({ claudeAiOauth: { accessToken: FAKE_TOKEN, scopes: ['user:profile'] } }));
-  const bad = await buildAuthImage(tag, home, ['--json']);
+  const tmp = await tempDir('para-test-tmp-');
+  const bad = await buildAuthImage(tag, home, ['--json'], { tmpdir: tmp });
   assert.is(bad.exitCode, 1);
   assert.is(JSON.parse(bad.stdout).error.code, 'verification-failed');
   assert.match(bad.stderr, 'next step');
   assert.is((await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim(), before);
-  assert.equal(await temporaryTags(), tagsBefore);
-  assert.equal(await stagingDirs(), []);
+  assert.equal(await leakedTemporaryTags(tagsBefore), []);
+  assert.equal(await leftovers(tmp), []);
 });
 
 routes('missing credentials: a clear error, no image and no temporary folder', async () => {
   const tag = `para-auth-test-${RUN_ID}:none`;
-  const result = await buildAuthImage(tag, await tempDir('para-test-home-'));
+  const tmp = await tempDir('para-test-tmp-');
+  const result = await buildAuthImage(tag, await tempDir('para-test-home-'), [], { tmpdir: tmp });
   assert.is(result.exitCode, 1);
   assert.match(result.stderr, 'no Claude credentials found');
   assert.match(result.stderr, 'make login');
   assert.is(await imageExists(tag), false);
-  assert.equal(await stagingDirs(), []);
+  assert.equal(await leftovers(tmp), []);
 });
 
 routes('the Makefile passes TOKEN_FILE and TAG through to build-image.ts', async () => {

@@ -118,12 +118,18 @@ export async function readSession(repoRoot: string, name: string): Promise<Sessi
  */
 export async function createSessionExclusive(state: SessionState): Promise<boolean> {
   const file = sessionPaths(state.repo, state.name).stateFile;
+  // Written aside, then hard-linked into place: the link is atomic and fails if the name is
+  // taken, so a concurrent reader never sees a half-written file.
+  const temporary = `${file}.${process.pid}.${Date.now()}.new`;
+  await fs.writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx' });
   try {
-    await fs.writeFile(file, `${JSON.stringify(state, null, 2)}\n`, { flag: 'wx' });
+    await fs.link(temporary, file);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await fs.rm(temporary, { force: true });
   }
 }
 

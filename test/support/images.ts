@@ -82,10 +82,10 @@ export async function runScript(script: string, args: string[], options: { env?:
 }
 
 /** Builds an authenticated image with build-image.ts from a given HOME; tracked for removal. */
-export async function buildAuthImage(tag: string, home: string, extraArgs: string[] = []): Promise<ScriptResult> {
+export async function buildAuthImage(tag: string, home: string, extraArgs: string[] = [], options: { tmpdir?: string } = {}): Promise<ScriptResult> {
   await testClaudeImage();
   trackImage(tag);
   return runScript('build-image.ts', ['--tag', tag, ...extraArgs], {
-    env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined },
+    env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined, ...(options.tmpdir ? { TMPDIR: options.tmpdir } : {}) },
   });
 }
