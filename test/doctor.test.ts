@@ -10,13 +10,13 @@ import { formatReport } from '../scripts/lib/doctor/report.ts';
 import { fail, ok, runChecks, type Check } from '../scripts/lib/doctor/runner.ts';
 import { compareSessions } from '../scripts/lib/doctor/sessions.ts';
 import { platformFinding } from '../scripts/lib/doctor/system.ts';
-import { docker, type ContainerInfo } from '../scripts/lib/docker.ts';
+import { commitContainer, docker, type ContainerInfo } from '../scripts/lib/docker.ts';
 import { ParaError } from '../scripts/lib/errors.ts';
 import { findRepo } from '../scripts/lib/git.ts';
 import { ensureParaDir, writeSession, type SessionState } from '../scripts/lib/session-store.ts';
 import { fakeDockerDir, runDoctorJson, tempRepo, type DoctorRun } from './support/doctor.ts';
 import { BASE_IMAGE, buildAuthImage, CLAUDE_IMAGE, FAKE_REFRESH, FAKE_TOKEN, fakeHome, runScript, testClaudeImage } from './support/images.ts';
-import { RUN_ID, TEST_LABEL, tempDir, uniqueName } from './support/resources.ts';
+import { RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
 
 const DAY = 24 * 3600_000;
 const IMAGE_CHECKS = ['image', 'image-auth', 'credentials-expiry', 'host-login-newer'];
@@ -275,6 +275,22 @@ images('an image built from an expired login warns about the expiry', async () =
   assert.is(check.status, 'warn', check.message);
   assert.match(check.message, /expired/);
   assert.match(check.fix ?? '', /make image/);
+});
+
+images('an image without credential labels has its expiry read inside it, and no token comes out', async () => {
+  const container = uniqueName('para-doctor-unlabel');
+  const image = trackImage(`${uniqueName('para-doctor-unlabelled')}:latest`);
+  await docker(['create', '--network', 'none', '--name', container, '--label', `${TEST_LABEL}=${RUN_ID}`, healthy, 'true']);
+  try {
+    await commitContainer(container, image, [`LABEL ${labels.credentialsSource}="" ${labels.credentialsExpiresAt}=""`]);
+  } finally {
+    await docker(['rm', '--force', container], { allowFailure: true });
+  }
+  const run = await runDoctorJson(['--image', image], { cwd: imageRepo, env: inHome(healthyHome) });
+  assertNoSecret(run);
+  const check = run.check('credentials-expiry');
+  assert.is(check.status, 'ok', check.message);
+  assert.match(check.message, /access token is valid until .* \(in (29|30) days\)/);
 });
 
 images('a host login that changed after the build warns to rebuild', async () => {
