@@ -6,7 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker, imageExists } from '../scripts/lib/docker.ts';
-import { buildAuthImage, FAKE_REFRESH, FAKE_TOKEN, fakeHome } from './support/images.ts';
+import { fakeDockerDir } from './support/doctor.ts';
+import { buildAuthImage, FAKE_REFRESH, FAKE_TOKEN, fakeHome, runScript } from './support/images.ts';
 import { RUN_ID, tempDir } from './support/resources.ts';
 
 async function authStatus(image: string): Promise<{ loggedIn: boolean; authMethod: string; subscriptionType?: string }> {
@@ -182,3 +183,61 @@ routes('the Makefile passes TOKEN_FILE and TAG through to build-image.ts', async
 });
 
 routes.run();
+
+const broken = suite('make image when docker cannot be used');
+
+async function buildWith(env: Record<string, string | undefined>): Promise<{ exitCode: number; stderr: string; code: string }> {
+  const home = await fakeHome();
+  const tmp = await tempDir('para-test-tmp-');
+  const result = await runScript('build-image.ts', ['--json', '--tag', `para-auth-test-${RUN_ID}:never`], { env: { HOME: home, TMPDIR: tmp, ...env } });
+  assert.equal(await leftovers(tmp), []);
+  assert.not.ok((result.stdout + result.stderr).includes(FAKE_TOKEN));
+  return { exitCode: result.exitCode, stderr: result.stderr, code: JSON.parse(result.stdout).error.code };
+}
+
+broken('no docker on PATH: "Docker is not installed"', async () => {
+  const bin = await tempDir('para-empty-bin-');
+  await fs.symlink(process.execPath, path.join(bin, 'node'));
+  const result = await buildWith({ PATH: bin });
+  assert.is(result.exitCode, 1);
+  assert.is(result.code, 'docker-not-installed');
+  assert.match(result.stderr, 'Docker is not installed');
+});
+
+broken('a daemon that is not running: start it', async () => {
+  const result = await buildWith({ PATH: `${await fakeDockerDir('Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?')}:${process.env.PATH}`, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined });
+  assert.is(result.code, 'docker-daemon-down');
+  assert.match(result.stderr, 'not running');
+  assert.match(result.stderr, 'start');
+});
+
+broken('permission denied on the socket: join the docker group', async () => {
+  const result = await buildWith({ PATH: `${await fakeDockerDir('permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/version": dial unix /var/run/docker.sock: connect: permission denied')}:${process.env.PATH}` });
+  assert.is(result.code, 'docker-permission-denied');
+  assert.match(result.stderr, 'docker group');
+});
+
+broken('a DOCKER_HOST that answers nothing is named in the error', async () => {
+  const result = await buildWith({ DOCKER_HOST: 'unix:///nonexistent/para-test.sock' });
+  assert.is(result.code, 'docker-host-unreachable');
+  assert.match(result.stderr, 'DOCKER_HOST=unix:///nonexistent/para-test.sock');
+});
+
+broken('a base image that cannot be pulled says so and suggests BASE_IMAGE', async () => {
+  // A fake docker: no such image anywhere, and pulling is refused (no registry traffic is made).
+  const bin = await tempDir('para-fake-docker-');
+  await fs.writeFile(path.join(bin, 'docker'), [
+    '#!/bin/sh',
+    'case "$1 $2" in',
+    '  "image inspect") echo "Error: No such image: $5" >&2; exit 1;;',
+    '  "pull "*) echo "Error response from daemon: pull access denied for missing-base, repository does not exist" >&2; exit 1;;',
+    'esac',
+    'echo "unexpected docker $*" >&2; exit 1',
+  ].join('\n'), { mode: 0o755 });
+  const result = await buildWith({ PATH: `${bin}:${process.env.PATH}`, PARA_CLAUDE_IMAGE: `para-claude-never-${RUN_ID}:x` });
+  assert.is(result.exitCode, 1);
+  assert.match(result.stderr, 'cannot be pulled');
+  assert.match(result.stderr, 'BASE_IMAGE');
+});
+
+broken.run();

@@ -15,6 +15,10 @@ args('declared options are parsed', () => {
   assert.is(parsed['token-file'], '-');
 });
 
+args('positional arguments stay as typed: 007 is not the number 7', () => {
+  assert.equal(parseArgs(['007', '1e3'], spec)._, ['007', '1e3']);
+});
+
 args('an unknown flag is a usage error', () => {
   assert.throws(() => parseArgs(['--tga', 'x'], spec), (error: unknown) => error instanceof UsageError && /--tga/.test((error as Error).message));
 });

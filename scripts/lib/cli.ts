@@ -22,7 +22,8 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
   }
   const unknown: string[] = [];
   const parsed = minimist(argv, {
-    string: spec.string,
+    // '_' keeps positional arguments as typed: a session named 007 must not become 7.
+    string: [...(spec.string ?? []), '_'],
     boolean: spec.boolean,
     alias: spec.alias,
     default: spec.default,

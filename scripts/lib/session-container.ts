@@ -34,7 +34,7 @@ export async function sessionRunArgs(spec: SessionContainerSpec): Promise<string
   await fs.mkdir(hooks, { recursive: true });
   const args = ['run', '--detach', '--init', '--name', spec.name, '--hostname', spec.session.slice(0, 63)];
   for (const [key, value] of Object.entries(sessionLabels(spec.session, spec.repoRoot))) args.push('--label', `${key}=${value}`);
-  args.push('--security-opt', 'no-new-privileges');
+  args.push('--security-opt', 'no-new-privileges', ...(await gitIdentityEnv(spec.repoRoot)));
   if (spec.network) args.push('--network', spec.network);
   args.push(
     ...bind(spec.gitCommonDir, spec.gitCommonDir),
@@ -68,25 +68,33 @@ export async function handOverToAgent(spec: Pick<SessionContainerSpec, 'session'
 }
 
 async function chownTree(target: string, uid: number, gid: number): Promise<void> {
-  await fs.lchown(target, uid, gid);
-  const stat = await fs.lstat(target);
-  if (!stat.isDirectory()) return;
-  for (const entry of await fs.readdir(target)) await chownTree(path.join(target, entry), uid, gid);
+  try {
+    await fs.lchown(target, uid, gid);
+    if (!(await fs.lstat(target)).isDirectory()) return;
+    for (const entry of await fs.readdir(target)) await chownTree(path.join(target, entry), uid, gid);
+  } catch (error) {
+    // A parallel start's lock file (refs/heads/para/x.lock) may vanish while we walk.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
 }
 
 export async function createSessionContainer(spec: SessionContainerSpec): Promise<void> {
   await fs.mkdir(spec.paths.runDir, { recursive: true });
   await handOverToAgent(spec);
   await docker(await sessionRunArgs(spec), { timeoutMs: config.timeouts.dockerQuickMs });
-  await shareGitIdentity(spec.name, spec.repoRoot);
 }
 
-/** The host's git identity for this repository, so the agent's commits are attributed to the user. */
-async function shareGitIdentity(container: string, repoRoot: string): Promise<void> {
-  const [name, email] = await Promise.all(['user.name', 'user.email'].map(async (key) => (await git(['config', '--get', key], { cwd: repoRoot, allowFailure: true })).stdout));
-  if (!name && !email) return;
-  const script = 'if [ -n "$1" ]; then git config --global user.name "$1"; fi; if [ -n "$2" ]; then git config --global user.email "$2"; fi';
-  await docker(['exec', container, 'sh', '-c', script, 'para-identity', name, email], { timeoutMs: config.timeouts.dockerQuickMs });
+/**
+ * The host's git identity for this repository as environment configuration (git's
+ * GIT_CONFIG_COUNT protocol), so the agent's commits are attributed to the user.
+ */
+async function gitIdentityEnv(repoRoot: string): Promise<string[]> {
+  const keys = ['user.name', 'user.email'];
+  const values = await Promise.all(keys.map(async (key) => (await git(['config', '--get', key], { cwd: repoRoot, allowFailure: true })).stdout));
+  const pairs = keys.map((key, i) => [key, values[i]] as const).filter(([, value]) => value);
+  const args = ['--env', `GIT_CONFIG_COUNT=${pairs.length}`];
+  pairs.forEach(([key, value], i) => args.push('--env', `GIT_CONFIG_KEY_${i}=${key}`, '--env', `GIT_CONFIG_VALUE_${i}=${value}`));
+  return pairs.length ? args : [];
 }
 
 /** Starts the container when it exists but is stopped; false when it does not exist. */

@@ -3,7 +3,7 @@
 import fs from 'fs-extra';
 import { onInterrupt } from './cleanup.ts';
 import { config, labels } from './config.ts';
-import { inspectImage, removeContainer } from './docker.ts';
+import { inspectImage, removeContainer, type ImageInfo } from './docker.ts';
 import { ParaError, UsageError } from './errors.ts';
 import { branchExists, currentBranch, findRepo, git, headCommit, isValidBranchName, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
@@ -65,30 +65,50 @@ function plannedCommand(request: StartRequest, resumed: boolean): { action: Star
   return { action: 'attach', command };
 }
 
-async function checkPreconditions(request: StartRequest): Promise<{ repo: RepoInfo; head: string }> {
+interface Preconditions {
+  repo: RepoInfo;
+  head: string;
+  baseBranch: string | null;
+  image?: ImageInfo;
+}
+
+async function checkPreconditions(request: StartRequest): Promise<Preconditions> {
   if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');
   if (request.container && !request.detach && !request.tty) {
     throw new UsageError('no terminal is attached, so an interactive session cannot start', 'add --detach (with a prompt or -- CMD to run it in the background)');
   }
+  if (request.name !== undefined) {
+    const problem = validateSessionName(request.name);
+    if (problem) throw new UsageError(problem);
+  }
   const repo = await findRepo(request.cwd);
-  const head = await headCommit(repo.root);
+  // Independent probes run together; their errors are still reported in a fixed order.
+  const [head, baseBranch, image, validBranch] = await Promise.all([
+    headCommit(repo.root),
+    currentBranch(request.cwd),
+    request.container ? inspectImage(request.image) : Promise.resolve(undefined),
+    request.name !== undefined ? isValidBranchName(repo.root, `para/${request.name}`) : Promise.resolve(true),
+  ]);
+  if (request.name !== undefined) {
+    if (!validBranch) throw new UsageError(`para/${request.name} is not a valid git branch name`);
+  }
   if (!head) {
     throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
   }
-  if (request.container && !(await inspectImage(request.image))) {
+  if (request.container && !image) {
     throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
   }
-  return { repo, head };
+  return { repo, head, baseBranch: baseBranch ?? null, image };
 }
 
-async function warnOnUidMismatch(image: string, warn: (m: string) => void): Promise<void> {
-  const uid = (await inspectImage(image))?.Config.Labels?.[labels.uid];
+function warnOnUidMismatch(image: ImageInfo | undefined, name: string, warn: (m: string) => void): void {
+  const uid = image?.Config.Labels?.[labels.uid];
   const expected = String(imageUserIds().uid);
-  if (uid && uid !== expected) warn(`${image} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
+  if (uid && uid !== expected) warn(`${name} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
 }
 
 /** Reserves a session name by creating its state file; a derived name moves on to name-2, name-3... */
-async function reserve(request: StartRequest, repo: RepoInfo, head: string): Promise<{ state: SessionState; existing?: SessionState }> {
+async function reserve(request: StartRequest, { repo, head, baseBranch }: Preconditions): Promise<{ state: SessionState; existing?: SessionState }> {
   const derived = request.name === undefined;
   const base = request.name ?? nameFromPrompt(request.prompt ?? '');
   for (let attempt = 1; attempt <= 100; attempt += 1) {
@@ -99,7 +119,7 @@ async function reserve(request: StartRequest, repo: RepoInfo, head: string): Pro
       name,
       repo: repo.root,
       branch: paths.branch,
-      baseBranch: (await currentBranch(request.cwd)) ?? null,
+      baseBranch,
       baseCommit: head,
       worktree: paths.worktree,
       container: request.container ? containerName(repo.root, name) : null,
@@ -167,12 +187,8 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
 }
 
 export async function startSession(request: StartRequest): Promise<StartResult> {
-  const { repo, head } = await checkPreconditions(request);
-  if (request.name !== undefined) {
-    const problem = validateSessionName(request.name);
-    if (problem) throw new UsageError(problem);
-    if (!(await isValidBranchName(repo.root, `para/${request.name}`))) throw new UsageError(`para/${request.name} is not a valid git branch name`);
-  }
+  const pre = await checkPreconditions(request);
+  const { repo, head } = pre;
   const rollback = new Rollback();
   let interrupted = false;
   let settle = (): void => undefined;
@@ -188,7 +204,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
   };
   try {
     await ensureParaDir(repo.root);
-    const { state, existing } = await reserve(request, repo, head);
+    const { state, existing } = await reserve(request, pre);
     if (existing) return await resume(request, existing);
     const paths = sessionPaths(repo.root, state.name);
     rollback.add('the state file', () => deleteSession(repo.root, state.name));
@@ -203,7 +219,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     });
     checkpoint();
     if (request.container) {
-      await warnOnUidMismatch(request.image, request.warn);
+      warnOnUidMismatch(pre.image, request.image, request.warn);
       rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
       rollback.add('the container', () => removeContainer(state.container!));
       await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network });
