@@ -11,7 +11,15 @@ import { buildImage, docker, DockerError, inspectImage, removeImage, tagImage, t
 import { ParaError } from './errors.ts';
 import { stageLargeFile, withStagingDir, writePrivateFiles } from './staging.ts';
 
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The project folder: the nearest parent holding docker/Dockerfile (works from scripts/lib and from dist/). */
+export const PROJECT_ROOT = findProjectRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findProjectRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, config.dockerfile))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(start, '..', '..');
+  }
+}
 
 export interface HostIds {
   uid: number;

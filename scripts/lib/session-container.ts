@@ -16,6 +16,8 @@ export interface SessionContainerSpec {
   paths: SessionPaths;
   image: string;
   network?: string;
+  /** git user.name / user.email for the agent; read from the repository when absent. */
+  identity?: Array<[string, string]>;
 }
 
 export function sessionLabels(session: string, repoRoot: string): Record<string, string> {
@@ -34,7 +36,7 @@ export async function sessionRunArgs(spec: SessionContainerSpec): Promise<string
   await fs.mkdir(hooks, { recursive: true });
   const args = ['run', '--detach', '--init', '--name', spec.name, '--hostname', spec.session.slice(0, 63)];
   for (const [key, value] of Object.entries(sessionLabels(spec.session, spec.repoRoot))) args.push('--label', `${key}=${value}`);
-  args.push('--security-opt', 'no-new-privileges', ...(await gitIdentityEnv(spec.repoRoot)));
+  args.push('--security-opt', 'no-new-privileges', ...identityEnv(spec.identity ?? (await gitIdentity(spec.repoRoot))));
   if (spec.network) args.push('--network', spec.network);
   args.push(
     ...bind(spec.gitCommonDir, spec.gitCommonDir),
@@ -84,17 +86,23 @@ export async function createSessionContainer(spec: SessionContainerSpec): Promis
   await docker(await sessionRunArgs(spec), { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
-/**
- * The host's git identity for this repository as environment configuration (git's
- * GIT_CONFIG_COUNT protocol), so the agent's commits are attributed to the user.
- */
-async function gitIdentityEnv(repoRoot: string): Promise<string[]> {
-  const keys = ['user.name', 'user.email'];
-  const values = await Promise.all(keys.map(async (key) => (await git(['config', '--get', key], { cwd: repoRoot, allowFailure: true })).stdout));
-  const pairs = keys.map((key, i) => [key, values[i]] as const).filter(([, value]) => value);
-  const args = ['--env', `GIT_CONFIG_COUNT=${pairs.length}`];
-  pairs.forEach(([key, value], i) => args.push('--env', `GIT_CONFIG_KEY_${i}=${key}`, '--env', `GIT_CONFIG_VALUE_${i}=${value}`));
-  return pairs.length ? args : [];
+/** The host's git identity for this repository (user.name / user.email), read in one git call. */
+export async function gitIdentity(repoRoot: string): Promise<Array<[string, string]>> {
+  const result = await git(['config', '--get-regexp', '^user\\.(name|email)$'], { cwd: repoRoot, allowFailure: true });
+  const found = new Map<string, string>();
+  for (const line of result.stdout.split('\n').filter(Boolean)) {
+    const space = line.indexOf(' ');
+    if (space > 0) found.set(line.slice(0, space), line.slice(space + 1));
+  }
+  return [...found.entries()];
+}
+
+/** Identity as environment configuration (git's GIT_CONFIG_COUNT protocol): the agent's commits are the user's. */
+function identityEnv(identity: Array<[string, string]>): string[] {
+  if (identity.length === 0) return [];
+  const args = ['--env', `GIT_CONFIG_COUNT=${identity.length}`];
+  identity.forEach(([key, value], i) => args.push('--env', `GIT_CONFIG_KEY_${i}=${key}`, '--env', `GIT_CONFIG_VALUE_${i}=${value}`));
+  return args;
 }
 
 /** Starts the container when it exists but is stopped; false when it does not exist. */

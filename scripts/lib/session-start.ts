@@ -8,7 +8,7 @@ import { ParaError, UsageError } from './errors.ts';
 import { branchExists, currentBranch, findRepo, git, headCommit, isValidBranchName, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
-import { createSessionContainer, ensureRunning, startJob, trustWorkspace } from './session-container.ts';
+import { createSessionContainer, ensureRunning, gitIdentity, startJob, trustWorkspace } from './session-container.ts';
 import {
   containerName, createSessionExclusive, deleteSession, ensureParaDir, readSession, sessionPaths,
   validateSessionName, writeSession, type SessionState,
@@ -70,6 +70,9 @@ interface Preconditions {
   head: string;
   baseBranch: string | null;
   image?: ImageInfo;
+  /** Whether para/NAME already exists (explicit names only). */
+  branchTaken: boolean;
+  identity: Array<[string, string]>;
 }
 
 async function checkPreconditions(request: StartRequest): Promise<Preconditions> {
@@ -83,11 +86,13 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   }
   const repo = await findRepo(request.cwd);
   // Independent probes run together; their errors are still reported in a fixed order.
-  const [head, baseBranch, image, validBranch] = await Promise.all([
+  const [head, baseBranch, image, validBranch, branchTaken, identity] = await Promise.all([
     headCommit(repo.root),
     currentBranch(request.cwd),
     request.container ? inspectImage(request.image) : Promise.resolve(undefined),
     request.name !== undefined ? isValidBranchName(repo.root, `para/${request.name}`) : Promise.resolve(true),
+    request.name !== undefined ? branchExists(repo.root, `para/${request.name}`) : Promise.resolve(false),
+    request.container ? gitIdentity(repo.root) : Promise.resolve([]),
   ]);
   if (request.name !== undefined) {
     if (!validBranch) throw new UsageError(`para/${request.name} is not a valid git branch name`);
@@ -98,7 +103,7 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   if (request.container && !image) {
     throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
   }
-  return { repo, head, baseBranch: baseBranch ?? null, image };
+  return { repo, head, baseBranch: baseBranch ?? null, image, branchTaken, identity };
 }
 
 function warnOnUidMismatch(image: ImageInfo | undefined, name: string, warn: (m: string) => void): void {
@@ -209,7 +214,9 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     const paths = sessionPaths(repo.root, state.name);
     rollback.add('the state file', () => deleteSession(repo.root, state.name));
     checkpoint();
-    if (await branchExists(repo.root, paths.branch)) {
+    // For a derived name reserve() already skipped taken branches; `worktree add -b` refuses a
+    // branch made in between, and the rollback below then removes what this start made.
+    if (pre.branchTaken) {
       throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
     }
     await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root });
@@ -222,7 +229,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       warnOnUidMismatch(pre.image, request.image, request.warn);
       rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
       rollback.add('the container', () => removeContainer(state.container!));
-      await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network });
+      await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network, identity: pre.identity });
       checkpoint();
       if (!request.detach) await trustWorkspace(state.container!, paths.worktree);
     }
