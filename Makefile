@@ -76,5 +76,5 @@ check: typecheck test ## type-check, then run the tests
 bench: node_modules dist/start.mjs ## time start.ts against the raw git + docker commands it wraps
 	$(TSX) bench/start.bench.ts
 
-bench-doctor: node_modules ## time make doctor, healthy and with the daemon unreachable (IMAGE, RUNS)
+bench-doctor: node_modules dist/doctor.mjs ## time make doctor, healthy and with the daemon unreachable (IMAGE, RUNS)
 	$(TSX) bench/doctor.bench.ts $${IMAGE:+--image "$$IMAGE"} $${RUNS:+--runs "$$RUNS"}

@@ -1,18 +1,21 @@
-// Times `node --import tsx scripts/doctor.ts` end to end, as `make doctor` runs it: all checks
-// healthy, and the daemon unreachable. Prints medians; targets: under 2 s and under 1 s.
+// Times doctor end to end as `make doctor` runs it (node dist/doctor.mjs) and through tsx: all
+// checks healthy, and the daemon unreachable. Prints medians; targets: under 2 s and under 1 s.
 // Builds a throwaway authenticated image from a fake login unless --image names one, and
-// times the floor too (the auth container alone, node with tsx alone) to read the figures by.
+// times the floor too (the auth container alone, bare node) to read the figures by.
 import { execa } from 'execa';
+import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { imageAuthStatus } from '../scripts/lib/auth-status.ts';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { tempRepo } from '../test/support/doctor.ts';
-import { buildAuthImage, fakeHome, runScript } from '../test/support/images.ts';
-import { cleanupAll, uniqueName } from '../test/support/resources.ts';
+import { buildAuthImage, fakeHome } from '../test/support/images.ts';
+import { cleanupAll, RUN_ID, TEST_LABEL, uniqueName } from '../test/support/resources.ts';
 
 const TARGETS = { healthy: 2000, daemonDown: 1000 };
+const BUNDLE = path.join(PROJECT_ROOT, 'dist', 'doctor.mjs');
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -29,7 +32,7 @@ async function measure(label: string, runs: number, once: () => Promise<void>): 
     times.push(performance.now() - started);
   }
   const ms = median(times);
-  process.stdout.write(`${label.padEnd(36)} median ${Math.round(ms)} ms over ${runs} runs (min ${Math.round(Math.min(...times))}, max ${Math.round(Math.max(...times))})\n`);
+  process.stdout.write(`${label.padEnd(42)} median ${Math.round(ms)} ms over ${runs} runs (min ${Math.round(Math.min(...times))}, max ${Math.round(Math.max(...times))})\n`);
   return ms;
 }
 
@@ -41,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const runs = Number(args.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`--runs must be a positive integer, got "${args.runs}"`);
+  if (!fs.existsSync(BUNDLE)) throw new UsageError(`${BUNDLE} is missing`, 'run: make build (make bench-doctor does it)');
   try {
     const cwd = await tempRepo();
     let image = args.image as string;
@@ -53,17 +57,23 @@ async function main(argv: string[]): Promise<number> {
       if (built.exitCode !== 0) throw new Error(`could not build the bench image:\n${built.stderr}`);
       env = { HOME: home, CLAUDE_CONFIG_DIR: undefined };
     }
-    const doctor = (expectedExit: number, extraEnv: Record<string, string> = {}) => async () => {
-      const result = await runScript('doctor.ts', ['--image', image], { cwd, env: { ...env, ...extraEnv } });
-      if (result.exitCode !== expectedExit) throw new Error(`doctor exited ${result.exitCode}, expected ${expectedExit}\n${result.stdout}${result.stderr}`);
+    const doctor = (via: 'bundle' | 'tsx', expectedExit: number, extraEnv: Record<string, string> = {}) => async () => {
+      const entry = via === 'bundle' ? [BUNDLE] : ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts', 'doctor.ts')];
+      const result = await execa(process.execPath, [...entry, '--image', image], {
+        cwd, env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...env, ...extraEnv }, reject: false, stdin: 'ignore',
+      });
+      if (result.exitCode !== expectedExit) throw new Error(`doctor (${via}) exited ${result.exitCode}, expected ${expectedExit}\n${result.stdout}${result.stderr}`);
     };
-    // The floor doctor cannot go below: the one container it must run, and starting node with tsx.
+    const down = { DOCKER_HOST: 'unix:///nonexistent/path.sock' };
+    // The floor doctor cannot go below: the one container it must run, and starting node.
     await measure('floor: claude auth status container', runs, async () => { await imageAuthStatus(image); });
-    await measure('floor: node --import tsx', runs, async () => { await execa(process.execPath, ['--import', 'tsx', '-e', '0'], { cwd: PROJECT_ROOT }); });
-    const healthy = await measure('healthy', runs, doctor(0));
-    const down = await measure('daemon down', runs, doctor(1, { DOCKER_HOST: 'unix:///nonexistent/path.sock' }));
+    await measure('floor: node -e 0', runs, async () => { await execa(process.execPath, ['-e', '0']); });
+    const healthy = await measure('healthy (make doctor: dist bundle)', runs, doctor('bundle', 0));
+    const daemonDown = await measure('daemon down (make doctor: dist bundle)', runs, doctor('bundle', 1, down));
+    await measure('healthy (npx tsx scripts/doctor.ts)', runs, doctor('tsx', 0));
+    await measure('daemon down (npx tsx scripts/doctor.ts)', runs, doctor('tsx', 1, down));
     const verdict = (ms: number, target: number) => (ms < target ? `under ${target} ms` : `OVER the ${target} ms target`);
-    process.stdout.write(`healthy: ${verdict(healthy, TARGETS.healthy)}; daemon down: ${verdict(down, TARGETS.daemonDown)}\n`);
+    process.stdout.write(`make doctor, healthy: ${verdict(healthy, TARGETS.healthy)}; daemon down: ${verdict(daemonDown, TARGETS.daemonDown)}\n`);
     return 0;
   } finally {
     await cleanupAll();
