@@ -1,0 +1,58 @@
+// The interactive path: with a terminal and without --detach, the command is attached in the
+// container; when it exits the container keeps running and a second start resumes it.
+import { execa } from 'execa';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { docker, inspectContainer } from '../scripts/lib/docker.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { containerName } from '../scripts/lib/session-store.ts';
+import { buildAuthImage, fakeHome, TSX_LOADER } from './support/images.ts';
+import { makeRepo } from './support/repos.ts';
+import { RUN_ID, TEST_LABEL } from './support/resources.ts';
+
+const IMAGE = `para-auth-test-${RUN_ID}:attach`;
+
+/** Runs start.ts under a pseudo-terminal made by script(1). */
+async function startInTerminal(cwd: string, env: Record<string, string>, args: string[]): Promise<{ output: string; exitCode: number }> {
+  const command = [process.execPath, '--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts/start.ts'), ...args]
+    .map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
+  const result = await execa('script', ['--quiet', '--return', '--command', command, '/dev/null'], {
+    cwd, env: { ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }, reject: false, stdin: 'pipe', input: '', timeout: 120_000,
+  });
+  return { output: String(result.stdout), exitCode: result.exitCode ?? -1 };
+}
+
+const attach = suite('start.ts with a terminal');
+
+attach.before(async () => {
+  const build = await buildAuthImage(IMAGE, await fakeHome());
+  assert.is(build.exitCode, 0, build.stderr);
+});
+
+attach('attaches the command on a terminal inside the container; the container keeps running afterwards', async () => {
+  const repo = await makeRepo();
+  const first = await startInTerminal(repo.root, repo.env, ['tty-session', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo "inside:$(pwd)"; test -t 0 && echo has-a-terminal']);
+  assert.is(first.exitCode, 0, first.output);
+  assert.match(first.output, `inside:${path.join(repo.root, '.para/worktrees/tty-session')}`);
+  assert.match(first.output, 'has-a-terminal');
+  assert.match(first.output, 'the container keeps running');
+  const container = containerName(repo.root, 'tty-session');
+  assert.ok((await inspectContainer(container))?.State.Running);
+  // claude will not stop at its "trust this folder?" question for the session's worktree.
+  const claudeJson = JSON.parse((await docker(['exec', container, 'cat', '/home/para/.claude.json'])).stdout);
+  assert.is(claudeJson.projects[path.join(repo.root, '.para/worktrees/tty-session')].hasTrustDialogAccepted, true);
+  assert.is(claudeJson.hasCompletedOnboarding, true);
+  const again = await startInTerminal(repo.root, repo.env, ['tty-session', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo second-visit']);
+  assert.is(again.exitCode, 0, again.output);
+  assert.match(again.output, 'resumed session tty-session');
+  assert.match(again.output, 'second-visit');
+});
+
+attach('the exit code of the attached command is start.ts\'s exit code', async () => {
+  const repo = await makeRepo();
+  const result = await startInTerminal(repo.root, repo.env, ['tty-exit', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'exit 7']);
+  assert.is(result.exitCode, 7);
+});
+
+attach.run();
