@@ -11,7 +11,7 @@ import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { tempRepo } from '../test/support/doctor.ts';
-import { buildAuthImage, fakeHome } from '../test/support/images.ts';
+import { buildAuthImage, fakeHome, TSX_LOADER } from '../test/support/images.ts';
 import { cleanupAll, RUN_ID, TEST_LABEL, uniqueName } from '../test/support/resources.ts';
 
 const TARGETS = { healthy: 2000, daemonDown: 1000 };
@@ -58,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
       env = { HOME: home, CLAUDE_CONFIG_DIR: undefined };
     }
     const doctor = (via: 'bundle' | 'tsx', expectedExit: number, extraEnv: Record<string, string> = {}) => async () => {
-      const entry = via === 'bundle' ? [BUNDLE] : ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts', 'doctor.ts')];
+      const entry = via === 'bundle' ? [BUNDLE] : ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'doctor.ts')];
       const result = await execa(process.execPath, [...entry, '--image', image], {
         cwd, env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...env, ...extraEnv }, reject: false, stdin: 'ignore',
       });
