@@ -184,6 +184,29 @@ clean('clean removes only this repository\'s orphans; another repository\'s sess
   assert.not.match(await repo.git(['worktree', 'list']), 'vanished');
 });
 
+clean('clean removes a session left half-started by a killed start, and keeps one with work in it', async () => {
+  const repo = await makeRepo();
+  const head = await repo.git(['rev-parse', 'HEAD']);
+  for (const name of ['halfway', 'touched']) {
+    const worktree = path.join(repo.root, '.para/worktrees', name);
+    await repo.git(['worktree', 'add', '-q', '-b', `para/${name}`, worktree, head]);
+    await fs.mkdir(path.join(repo.root, '.para/state'), { recursive: true });
+    // pid 2^22+1 is above Linux's pid_max default, so no process has it.
+    await fs.writeJson(path.join(repo.root, '.para/state', `${name}.json`), {
+      version: 1, name, repo: repo.root, branch: `para/${name}`, baseBranch: 'main', baseCommit: head, worktree,
+      container: null, image: null, prompt: null, createdAt: new Date().toISOString(), status: 'starting', pid: 4194305, job: null,
+    });
+  }
+  await fs.writeFile(path.join(repo.root, '.para/worktrees/touched/notes.txt'), 'someone wrote here\n');
+  const result = await script(repo, 'clean.ts', ['--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  assert.equal(JSON.parse(result.stdout).staleStarts, ['halfway']);
+  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/state/halfway.json')));
+  assert.is(await repo.git(['branch', '--list', 'para/halfway']), '');
+  assert.ok(await fs.pathExists(path.join(repo.root, '.para/worktrees/touched/notes.txt')), 'work was deleted');
+  assert.ok(await fs.pathExists(path.join(repo.root, '.para/state/touched.json')));
+});
+
 clean.run();
 
 const ownership = suite('files the agent writes');

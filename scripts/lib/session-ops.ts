@@ -5,7 +5,7 @@ import { inspectContainer, listContainers, removeContainer, type ContainerInfo }
 import { ParaError, UsageError } from './errors.ts';
 import { branchExists, findRepo, git, listWorktrees, statusPorcelain, type RepoInfo } from './git.ts';
 import {
-  deleteSession, listSessions, paraDir, readJobExitCode, readSession, sessionPaths, validateSessionName,
+  deleteSession, listSessions, paraDir, readJobExitCode, readSession, sessionPaths, starterAlive, validateSessionName,
   writeSession, type SessionState,
 } from './session-store.ts';
 
@@ -208,23 +208,19 @@ export interface CleanPlan {
   staleStarts: string[];
 }
 
-function pidAlive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Orphans of this repository only: never another repository's sessions, never unlabelled containers. */
 export async function planClean(repo: RepoInfo): Promise<CleanPlan> {
   const view = await overview(repo);
   const prefix = `${paraDir(repo.root)}/worktrees/`;
   const records = await listWorktrees(repo.root);
   const worktrees = records.filter((r) => r.prunable && r.path.startsWith(prefix)).map((r) => r.path);
-  const staleStarts = (await listSessions(repo.root)).filter((s) => s.status === 'starting' && !pidAlive(s.pid)).map((s) => s.name);
+  const staleStarts: string[] = [];
+  for (const state of await listSessions(repo.root)) {
+    if (state.status !== 'starting' || starterAlive(state)) continue;
+    // Someone wrote in it: it is not a leftover, it is work (list.ts shows it, cancel.ts archives it).
+    if (await hasChanges(state.worktree)) continue;
+    staleStarts.push(state.name);
+  }
   return { containers: view.orphanContainers, worktrees, staleStarts };
 }
 

@@ -10,7 +10,7 @@ import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
 import { createSessionContainer, ensureRunning, gitIdentity, startJob, trustWorkspace } from './session-container.ts';
 import {
-  containerName, createSessionExclusive, deleteSession, ensureParaDir, readSession, sessionPaths,
+  containerName, createSessionExclusive, starterAlive, deleteSession, ensureParaDir, readSession, sessionPaths,
   validateSessionName, writeSession, type SessionState,
 } from './session-store.ts';
 
@@ -39,16 +39,6 @@ export interface StartResult {
   action: StartAction;
   /** The command for attach or job. */
   command: string[];
-}
-
-function isAlive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The command the container runs for this start. */
@@ -165,7 +155,7 @@ class Rollback {
 
 async function resume(request: StartRequest, existing: SessionState): Promise<StartResult> {
   if (existing.status === 'starting') {
-    if (isAlive(existing.pid)) {
+    if (starterAlive(existing)) {
       throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, { code: 'session-busy', hint: 'wait for it to finish, then start again to attach' });
     }
     throw new ParaError(`session ${existing.name} was left half-started by an interrupted run`, { code: 'session-stale', hint: `run: npx tsx scripts/clean.ts (or scripts/cancel.ts ${existing.name})` });

@@ -162,6 +162,17 @@ export async function listSessions(repoRoot: string): Promise<SessionState[]> {
   return sessions;
 }
 
+/** Whether the start.ts that is creating a "starting" session still runs on this machine. */
+export function starterAlive(state: Pick<SessionState, 'pid'>): boolean {
+  if (!state.pid) return false;
+  try {
+    process.kill(state.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Reads a finished background job's exit code from the run folder, when it has one. */
 export async function readJobExitCode(paths: SessionPaths): Promise<number | undefined> {
   try {
