@@ -3,6 +3,7 @@ import { execa, type ResultPromise } from 'execa';
 import { config } from './config.ts';
 import { ParaError } from './errors.ts';
 import { childEnv } from './exec.ts';
+import { traced } from './trace.ts';
 
 export type DockerFailure =
   | 'not-installed'
@@ -97,6 +98,10 @@ export function connectionError(kind: DockerFailure, args: string[], result: Par
 }
 
 export async function docker(args: string[], options: DockerOptions = {}): Promise<DockerResult> {
+  return traced('docker', args, () => runDocker(args, options));
+}
+
+async function runDocker(args: string[], options: DockerOptions): Promise<DockerResult> {
   const env = childEnv(options.env);
   let subprocess: ResultPromise;
   try {

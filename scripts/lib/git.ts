@@ -3,6 +3,7 @@ import { execa } from 'execa';
 import path from 'node:path';
 import { ParaError } from './errors.ts';
 import { childEnv } from './exec.ts';
+import { traced } from './trace.ts';
 
 export interface GitResult {
   stdout: string;
@@ -26,7 +27,18 @@ export class GitError extends ParaError {
   }
 }
 
-export async function git(args: string[], options: { cwd: string; allowFailure?: boolean; input?: string; env?: Record<string, string | undefined> }): Promise<GitResult> {
+export async function git(args: string[], options: GitOptions): Promise<GitResult> {
+  return traced('git', args, () => runGit(args, options));
+}
+
+interface GitOptions {
+  cwd: string;
+  allowFailure?: boolean;
+  input?: string;
+  env?: Record<string, string | undefined>;
+}
+
+async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
   const result = await execa('git', args, {
     cwd: options.cwd,
     env: childEnv({ GIT_TERMINAL_PROMPT: '0', ...options.env }),
@@ -65,6 +77,22 @@ export async function findRepo(cwd: string): Promise<RepoInfo> {
   // From a linked worktree, the main working tree is the parent of the common git folder.
   const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;
   return { root, commonDir };
+}
+
+export interface RepoSnapshot extends RepoInfo {
+  /** HEAD's commit; undefined in a repository without a commit. */
+  head?: string;
+  /** The checked-out branch; undefined when HEAD is detached or unborn. */
+  branch?: string;
+}
+
+/** Repository, HEAD commit and current branch in one git call (the common case), else two. */
+export async function repoSnapshot(cwd: string): Promise<RepoSnapshot> {
+  const result = await git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-toplevel', 'HEAD^{commit}', '--symbolic-full-name', 'HEAD'], { cwd, allowFailure: true });
+  const [commonDir, toplevel, head, ref] = result.stdout.split('\n');
+  if (result.exitCode !== 0 || !head || !ref) return findRepo(cwd);
+  const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;
+  return { root, commonDir, head, branch: ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined };
 }
 
 export async function headCommit(cwd: string): Promise<string | undefined> {

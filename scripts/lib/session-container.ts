@@ -34,7 +34,7 @@ export async function sessionRunArgs(spec: SessionContainerSpec): Promise<string
   const hooks = path.join(spec.gitCommonDir, 'hooks');
   // Without a hooks folder the agent could create one in the writable git folder.
   await fs.mkdir(hooks, { recursive: true });
-  const args = ['run', '--detach', '--init', '--name', spec.name, '--hostname', spec.session.slice(0, 63)];
+  const args = ['run', '--detach', '--init', '--pull', 'never', '--name', spec.name, '--hostname', spec.session.slice(0, 63)];
   for (const [key, value] of Object.entries(sessionLabels(spec.session, spec.repoRoot))) args.push('--label', `${key}=${value}`);
   args.push('--security-opt', 'no-new-privileges', ...identityEnv(spec.identity ?? (await gitIdentity(spec.repoRoot))));
   if (spec.network) args.push('--network', spec.network);
@@ -80,9 +80,9 @@ async function chownTree(target: string, uid: number, gid: number): Promise<void
   }
 }
 
+/** Creates the run folder and starts the container (never pulling: a missing image fails fast). */
 export async function createSessionContainer(spec: SessionContainerSpec): Promise<void> {
   await fs.mkdir(spec.paths.runDir, { recursive: true });
-  await handOverToAgent(spec);
   await docker(await sessionRunArgs(spec), { timeoutMs: config.timeouts.dockerQuickMs });
 }
 

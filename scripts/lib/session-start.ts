@@ -5,10 +5,10 @@ import { onInterrupt } from './cleanup.ts';
 import { config, labels } from './config.ts';
 import { inspectImage, removeContainer, type ImageInfo } from './docker.ts';
 import { ParaError, UsageError } from './errors.ts';
-import { branchExists, currentBranch, findRepo, git, headCommit, isValidBranchName, type RepoInfo } from './git.ts';
+import { branchExists, findRepo, git, repoSnapshot, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
-import { createSessionContainer, ensureRunning, gitIdentity, startJob, trustWorkspace } from './session-container.ts';
+import { createSessionContainer, ensureRunning, gitIdentity, handOverToAgent, startJob, trustWorkspace } from './session-container.ts';
 import {
   containerName, createSessionExclusive, starterAlive, deleteSession, ensureParaDir, readSession, sessionPaths,
   validateSessionName, writeSession, type SessionState,
@@ -74,25 +74,22 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
     const problem = validateSessionName(request.name);
     if (problem) throw new UsageError(problem);
   }
-  const repo = await findRepo(request.cwd);
-  // Independent probes run together; their errors are still reported in a fixed order.
-  const [head, baseBranch, image, validBranch, branchTaken, identity] = await Promise.all([
-    headCommit(repo.root),
-    currentBranch(request.cwd),
-    request.container ? inspectImage(request.image) : Promise.resolve(undefined),
-    request.name !== undefined ? isValidBranchName(repo.root, `para/${request.name}`) : Promise.resolve(true),
-    request.name !== undefined ? branchExists(repo.root, `para/${request.name}`) : Promise.resolve(false),
-    request.container ? gitIdentity(repo.root) : Promise.resolve([]),
-  ]);
-  if (request.name !== undefined) {
-    if (!validBranch) throw new UsageError(`para/${request.name} is not a valid git branch name`);
-  }
+  const snapshot = await repoSnapshot(request.cwd);
+  const repo: RepoInfo = { root: snapshot.root, commonDir: snapshot.commonDir };
+  const head = snapshot.head;
   if (!head) {
     throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
   }
+  // Independent probes run together. (A valid session name always makes a valid branch name.)
+  const [image, branchTaken, identity] = await Promise.all([
+    request.container ? inspectImage(request.image) : Promise.resolve(undefined),
+    request.name !== undefined ? branchExists(repo.root, `para/${request.name}`) : Promise.resolve(false),
+    request.container ? gitIdentity(repo.root) : Promise.resolve([]),
+  ]);
   if (request.container && !image) {
     throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
   }
+  const baseBranch = snapshot.branch;
   return { repo, head, baseBranch: baseBranch ?? null, image, branchTaken, identity };
 }
 
@@ -173,7 +170,9 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
     session.container ??= containerName(repo.root, existing.name);
     session.image ??= request.image;
     if (!(await ensureRunning(session.container))) {
-      await createSessionContainer({ name: session.container, session: session.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: session.image, network: request.network });
+      const spec = { name: session.container, session: session.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: session.image, network: request.network };
+      await createSessionContainer(spec);
+      await handOverToAgent(spec);
     }
     await writeSession(session);
   }
@@ -209,20 +208,34 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     if (pre.branchTaken) {
       throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
     }
-    await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root });
+    let worktreeAdded = false;
+    const addWorktree = async () => {
+      await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root });
+      worktreeAdded = true;
+    };
     rollback.add('the worktree and branch', async () => {
+      if (!worktreeAdded) return fs.rm(paths.worktree, { recursive: true, force: true });
       await git(['worktree', 'remove', '--force', paths.worktree], { cwd: repo.root, allowFailure: true });
       await git(['branch', '-D', paths.branch], { cwd: repo.root, allowFailure: true });
     });
-    checkpoint();
-    if (request.container) {
+    if (!request.container) {
+      await addWorktree();
+    } else {
       warnOnUidMismatch(pre.image, request.image, request.warn);
       rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
       rollback.add('the container', () => removeContainer(state.container!));
-      await createSessionContainer({ name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network, identity: pre.identity });
+      // The container mounts the worktree folder, so it exists first, empty (which `git worktree
+      // add` accepts); git fills it while docker starts the container.
+      await fs.mkdir(paths.worktree, { recursive: true });
+      const spec = { name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network, identity: pre.identity };
+      const outcomes = await Promise.allSettled([addWorktree(), createSessionContainer(spec)]);
+      const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
+      await handOverToAgent(spec);
       checkpoint();
       if (!request.detach) await trustWorkspace(state.container!, paths.worktree);
     }
+    checkpoint();
     const planned = plannedCommand(request, false);
     const session: SessionState = { ...state, status: 'active', pid: undefined };
     if (planned.action === 'job' && request.container) {
