@@ -5,7 +5,7 @@ import { onInterrupt } from './cleanup.ts';
 import { config, labels } from './config.ts';
 import { inspectImage, removeContainer, type ImageInfo } from './docker.ts';
 import { ParaError, UsageError } from './errors.ts';
-import { branchExists, findRepo, git, repoSnapshot, type RepoInfo } from './git.ts';
+import { branchExists, findRepo, git, GitError, repoSnapshot, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
 import { createSessionContainer, ensureRunning, gitIdentity, handOverToAgent, startJob, trustWorkspace } from './session-container.ts';
@@ -59,9 +59,8 @@ interface Preconditions {
   repo: RepoInfo;
   head: string;
   baseBranch: string | null;
-  image?: ImageInfo;
-  /** Whether para/NAME already exists (explicit names only). */
-  branchTaken: boolean;
+  /** The image, being inspected (container sessions only). */
+  image?: Promise<Settled<ImageInfo | undefined>>;
   identity: Array<[string, string]>;
 }
 
@@ -80,21 +79,32 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   if (!head) {
     throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
   }
-  // Independent probes run together. (A valid session name always makes a valid branch name.)
-  const [image, branchTaken, identity] = await Promise.all([
-    request.container ? inspectImage(request.image) : Promise.resolve(undefined),
-    request.name !== undefined ? branchExists(repo.root, `para/${request.name}`) : Promise.resolve(false),
-    request.container ? gitIdentity(repo.root) : Promise.resolve([]),
-  ]);
-  if (request.container && !image) {
-    throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
-  }
-  const baseBranch = snapshot.branch;
-  return { repo, head, baseBranch: baseBranch ?? null, image, branchTaken, identity };
+  // The image is inspected while the session is being made: a missing image then fails
+  // `docker run --pull never` and the rollback removes what was made. A valid session name
+  // always makes a valid branch name, and `worktree add -b` refuses an existing branch.
+  const image = request.container ? settle(inspectImage(request.image)) : undefined;
+  const identity = request.container ? await gitIdentity(repo.root) : [];
+  return { repo, head, baseBranch: snapshot.branch ?? null, image, identity };
 }
 
-function warnOnUidMismatch(image: ImageInfo | undefined, name: string, warn: (m: string) => void): void {
-  const uid = image?.Config.Labels?.[labels.uid];
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** A promise that never rejects, so a probe left running cannot become an unhandled rejection. */
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+}
+
+async function requireImage(request: StartRequest, probe: Promise<Settled<ImageInfo | undefined>>): Promise<ImageInfo> {
+  const result = await probe;
+  if (!result.ok) throw result.error;
+  if (!result.value) {
+    throw new ParaError(`the image ${request.image} does not exist`, { code: 'image-missing', hint: request.image === config.authenticatedImage ? 'run: make image' : `build it, or run make image TAG=${request.image}` });
+  }
+  return result.value;
+}
+
+function warnOnUidMismatch(image: ImageInfo, name: string, warn: (m: string) => void): void {
+  const uid = image.Config.Labels?.[labels.uid];
   const expected = String(imageUserIds().uid);
   if (uid && uid !== expected) warn(`${name} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
 }
@@ -171,6 +181,7 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
     session.image ??= request.image;
     if (!(await ensureRunning(session.container))) {
       const spec = { name: session.container, session: session.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: session.image, network: request.network };
+      await requireImage({ ...request, image: session.image }, settle(inspectImage(session.image)));
       await createSessionContainer(spec);
       await handOverToAgent(spec);
     }
@@ -203,14 +214,13 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     const paths = sessionPaths(repo.root, state.name);
     rollback.add('the state file', () => deleteSession(repo.root, state.name));
     checkpoint();
-    // For a derived name reserve() already skipped taken branches; `worktree add -b` refuses a
-    // branch made in between, and the rollback below then removes what this start made.
-    if (pre.branchTaken) {
-      throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
-    }
     let worktreeAdded = false;
     const addWorktree = async () => {
-      await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root });
+      const added = await git(['worktree', 'add', '-b', paths.branch, paths.worktree, head], { cwd: repo.root, allowFailure: true });
+      if (added.exitCode !== 0 && /already exists/.test(added.stderr) && (await branchExists(repo.root, paths.branch))) {
+        throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
+      }
+      if (added.exitCode !== 0) throw new GitError(`git worktree add failed: ${added.stderr}`, { args: ['worktree', 'add'], ...added });
       worktreeAdded = true;
     };
     rollback.add('the worktree and branch', async () => {
@@ -221,7 +231,6 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     if (!request.container) {
       await addWorktree();
     } else {
-      warnOnUidMismatch(pre.image, request.image, request.warn);
       rollback.add('the run folder', () => fs.rm(paths.runDir, { recursive: true, force: true }));
       rollback.add('the container', () => removeContainer(state.container!));
       // The container mounts the worktree folder, so it exists first, empty (which `git worktree
@@ -229,6 +238,8 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       await fs.mkdir(paths.worktree, { recursive: true });
       const spec = { name: state.container!, session: state.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: request.image, network: request.network, identity: pre.identity };
       const outcomes = await Promise.allSettled([addWorktree(), createSessionContainer(spec)]);
+      // A missing image explains a failed docker run best, so it is reported first.
+      warnOnUidMismatch(await requireImage(request, pre.image!), request.image, request.warn);
       const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
       if (failed) throw failed.reason;
       await handOverToAgent(spec);
