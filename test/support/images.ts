@@ -39,9 +39,13 @@ export interface FakeLogin {
   accessToken?: string;
 }
 
+/** Every fake HOME of this run: where the fake token is meant to be (the source, not a leak). */
+export const FAKE_HOMES = new Set<string>();
+
 /** A temporary HOME holding a fake subscription login and a ~/.claude.json with project history. */
 export async function fakeHome(login: FakeLogin = {}): Promise<string> {
   const home = await tempDir('para-test-home-');
+  FAKE_HOMES.add(home);
   await fs.mkdir(path.join(home, '.claude'), { mode: 0o700 });
   const credentials = {
     claudeAiOauth: {
