@@ -7,7 +7,13 @@ import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib
 import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './resources.ts';
 
 export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
-export const CLAUDE_BINARY = path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/bin/claude.exe');
+/** The real Linux claude binary: the wrapper's bin/claude.exe once its postinstall has replaced the
+ * placeholder, else the platform package's own binary (when npm skipped install scripts). */
+export const CLAUDE_BINARY = [
+  'node_modules/@anthropic-ai/claude-code/bin/claude.exe',
+  `node_modules/@anthropic-ai/claude-code-linux-${process.arch}/claude`,
+].map((file) => path.join(PROJECT_ROOT, file)).find((file) => fs.existsSync(file) && fs.statSync(file).size > 1_000_000)
+  ?? path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/bin/claude.exe');
 /** A fake but well-formed token, unique to this run, searched for wherever it must not be. */
 export const FAKE_TOKEN = `sk-ant-oat01-PARAFAKE${RUN_ID}TOKEN`;
 export const FAKE_REFRESH = `sk-ant-ort01-PARAFAKE${RUN_ID}REFRESH`;
