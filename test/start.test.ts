@@ -274,6 +274,31 @@ prompt('a second start from the same prompt gets another valid name', async () =
   assert.equal(await branches(pr.repo), [`para/${pr.first.name as string}`, `para/${second.name as string}`].sort());
 });
 
+prompt('-p with a name, and --prompt-file, record the prompt under the given name', async () => {
+  const named = await start(pr.repo, [...detached('named-task'), '-p', 'write the docs', '--json']);
+  assert.is(named.exitCode, 0, named.stderr);
+  assert.is(JSON.parse(named.stdout).name, 'named-task');
+  assert.is((await readState(pr.repo, 'named-task')).prompt, 'write the docs');
+  const file = path.join(await tempDir('para-test-prompt-'), 'prompt.txt');
+  await fs.writeFile(file, 'fix the flaky test\nin the parser\n');
+  const fromFile = await start(pr.repo, ['--prompt-file', file, '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json']);
+  assert.is(fromFile.exitCode, 0, fromFile.stderr);
+  const state = await readState(pr.repo, JSON.parse(fromFile.stdout).name);
+  assert.is(state.name, 'fix-the-flaky-test-in-the');
+  assert.is(state.prompt, 'fix the flaky test\nin the parser');
+});
+
+prompt('a prompt given twice, or a missing prompt file, is a usage error that creates nothing', async () => {
+  const before = await branches(pr.repo);
+  const twice = await start(pr.repo, ['do this now', '-p', 'and that', '--container', '--detach', '--image', IMAGE]);
+  assert.is(twice.exitCode, 2);
+  assert.match(twice.stderr, 'twice');
+  const missing = await start(pr.repo, ['x', '--prompt-file', '/nonexistent/prompt.txt', '--container', '--detach', '--image', IMAGE]);
+  assert.is(missing.exitCode, 2);
+  assert.match(missing.stderr, 'prompt file');
+  assert.equal(await branches(pr.repo), before);
+});
+
 prompt.run();
 
 // ---------------------------------------------------------------------------------------------
