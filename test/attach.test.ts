@@ -6,8 +6,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { conversationFolder, hasConversation } from '../scripts/lib/session-container.ts';
 import { containerName } from '../scripts/lib/session-store.ts';
-import { buildAuthImage, fakeHome, TSX_LOADER } from './support/images.ts';
+import { buildAuthImage, fakeHome, runScript, TSX_LOADER } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL } from './support/resources.ts';
 
@@ -53,6 +54,19 @@ attach('the exit code of the attached command is start.ts\'s exit code', async (
   const repo = await makeRepo();
   const result = await startInTerminal(repo.root, repo.env, ['tty-exit', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'exit 7']);
   assert.is(result.exitCode, 7);
+});
+
+attach('a resumed session continues claude\'s conversation only when the container has one for the worktree', async () => {
+  const repo = await makeRepo();
+  const result = await runScript('start.ts', ['talk', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'true'], { cwd: repo.root, env: repo.env });
+  assert.is(result.exitCode, 0, result.stderr);
+  const container = containerName(repo.root, 'talk');
+  const worktree = path.join(repo.root, '.para/worktrees/talk');
+  assert.is(await hasConversation(container, worktree), false);
+  // What claude itself writes after a first exchange in that folder (checked on the real CLI).
+  const folder = conversationFolder('/home/para/.claude', worktree);
+  await docker(['exec', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
+  assert.is(await hasConversation(container, worktree), true);
 });
 
 attach.run();

@@ -160,6 +160,20 @@ export async function trustWorkspace(container: string, worktree: string): Promi
   });
 }
 
+/** Claude keeps a folder's conversations in <config dir>/projects/<path with every other character as "-">. */
+export function conversationFolder(claudeConfigDir: string, worktree: string): string {
+  return `${claudeConfigDir}/projects/${worktree.replace(/[^A-Za-z0-9]/g, '-')}`;
+}
+
+/** Whether claude in the container has a conversation to continue for this worktree. */
+export async function hasConversation(container: string, worktree: string): Promise<boolean> {
+  const folder = conversationFolder(`${config.containerHome}/.claude`, worktree);
+  const result = await docker(['exec', container, 'sh', '-c', 'ls "$1"/*.jsonl >/dev/null 2>&1', 'para-conversation', folder], {
+    allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs,
+  });
+  return result.exitCode === 0;
+}
+
 export function isMissingImage(error: unknown): boolean {
   return error instanceof DockerError && /Unable to find image|pull access denied|No such image|repository does not exist/i.test(error.stderr);
 }

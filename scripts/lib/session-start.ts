@@ -1,14 +1,18 @@
 // Starting a session: worktree + branch + state (+ container), with a rollback of everything
 // this start created when any step fails or the process is interrupted.
 import fs from 'fs-extra';
+import os from 'node:os';
 import { onInterrupt } from './cleanup.ts';
 import { config, labels } from './config.ts';
+import { configDir } from './credentials.ts';
 import { inspectImage, removeContainer, type ImageInfo } from './docker.ts';
 import { ParaError, UsageError } from './errors.ts';
 import { branchExists, findRepo, git, GitError, repoSnapshot, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
-import { createSessionContainer, ensureRunning, gitIdentity, handOverToAgent, startJob, trustWorkspace } from './session-container.ts';
+import {
+  conversationFolder, createSessionContainer, ensureRunning, gitIdentity, handOverToAgent, hasConversation, startJob, trustWorkspace,
+} from './session-container.ts';
 import {
   containerName, createSessionExclusive, starterAlive, deleteSession, ensureParaDir, readSession, sessionPaths,
   validateSessionName, writeSession, type SessionState,
@@ -42,7 +46,7 @@ export interface StartResult {
 }
 
 /** The command the container runs for this start. */
-function plannedCommand(request: StartRequest, resumed: boolean): { action: StartAction; command: string[] } {
+function plannedCommand(request: StartRequest, continueConversation: boolean): { action: StartAction; command: string[] } {
   if (request.command?.length) return { action: request.detach ? 'job' : 'attach', command: request.command };
   if (request.detach) {
     if (!request.prompt) return { action: 'none', command: [] };
@@ -50,7 +54,7 @@ function plannedCommand(request: StartRequest, resumed: boolean): { action: Star
     return { action: 'job', command: ['claude', '-p', request.prompt, '--dangerously-skip-permissions'] };
   }
   const command = ['claude'];
-  if (resumed) command.push('--continue');
+  if (continueConversation) command.push('--continue');
   if (request.prompt) command.push(request.prompt);
   return { action: 'attach', command };
 }
@@ -187,7 +191,11 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
     }
     await writeSession(session);
   }
-  const { action, command } = plannedCommand(request, true);
+  // `claude --continue` fails when there is nothing to continue (a session that only ran commands).
+  const continues = !request.command?.length && !request.detach && (request.container
+    ? await hasConversation(session.container!, paths.worktree)
+    : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
+  const { action, command } = plannedCommand(request, continues);
   return { session, resumed: true, action, command };
 }
 
