@@ -1,6 +1,6 @@
 // Cancel a session without losing anything: uncommitted work is committed and the branch archived.
 import readline from 'node:readline/promises';
-import { log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { cancelSession, resolveSession } from './lib/session-ops.ts';
 
@@ -25,6 +25,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/cancel.ts NAME [--force]');
   const name = String(args._[0]);
   await resolveSession(process.cwd(), name);

@@ -1,5 +1,5 @@
 // Remove this repository's orphans: labelled containers with no session, stale worktree records.
-import { log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
 import { applyClean, planClean } from './lib/session-ops.ts';
@@ -17,6 +17,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  assertSupportedPlatform();
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
   const repo = await findRepo(process.cwd());
   const plan = await planClean(repo);

@@ -1,5 +1,5 @@
 // Finish a session: commit pending work to para/NAME, remove container and worktree, keep the branch.
-import { log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session-ops.ts';
 
@@ -15,6 +15,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/finish.ts NAME -m "message"');
   const result = await finishSession(process.cwd(), String(args._[0]), args.message || undefined);
   if (args.json) printJson({ ok: true, ...result });

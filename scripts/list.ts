@@ -1,5 +1,5 @@
 // List this repository's sessions with their live container state.
-import { parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
 import { overview, type SessionView } from './lib/session-ops.ts';
@@ -36,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  assertSupportedPlatform();
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
   const result = await overview(await findRepo(process.cwd()));
   if (args.json) {

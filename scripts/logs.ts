@@ -1,7 +1,7 @@
 // Show the output of a session's background job; -f follows it until the job ends.
 import fs from 'fs-extra';
 import { setTimeout as delay } from 'node:timers/promises';
-import { log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { inspectContainer } from './lib/docker.ts';
 import { refreshJob, resolveSession } from './lib/session-ops.ts';
@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/logs.ts NAME [-f]');
   const { state } = await resolveSession(process.cwd(), String(args._[0]));
   const paths = sessionPaths(state.repo, state.name);

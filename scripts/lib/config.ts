@@ -50,7 +50,8 @@ export const labels = {
   baseImage: `${LABEL_PREFIX}base-image`,
   uid: `${LABEL_PREFIX}uid`,
   gid: `${LABEL_PREFIX}gid`,
-  claudeVersion: `${LABEL_PREFIX}claude-version`,
+  /** Where para-claude's claude CLI came from: npm, or binary:<size>:<mtime>. */
+  claudeSource: `${LABEL_PREFIX}claude-source`,
   /** Marks temporary resources so a crash leaves something findable. */
   temporary: `${LABEL_PREFIX}temporary`,
 } as const;

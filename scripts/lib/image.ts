@@ -55,7 +55,7 @@ function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, so
   const l = info.Config.Labels ?? {};
   if (l[labels.uid] !== String(options.ids.uid) || l[labels.gid] !== String(options.ids.gid)) return 'its user does not match your UID/GID';
   if (options.baseImageExplicit && l[labels.baseImage] !== options.baseImage) return `it was built from ${l[labels.baseImage] ?? 'another base image'}`;
-  if (options.claudeBinary && l[`${labels.claudeVersion}-source`] !== source) return 'a different claude binary was given';
+  if (options.claudeBinary && l[labels.claudeSource] !== source) return 'a different claude binary was given';
   return undefined;
 }
 
@@ -96,7 +96,7 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
         [labels.baseImage]: options.baseImage,
         [labels.uid]: String(options.ids.uid),
         [labels.gid]: String(options.ids.gid),
-        [`${labels.claudeVersion}-source`]: source,
+        [labels.claudeSource]: source,
         [labels.builtAt]: new Date().toISOString(),
       },
     }).catch((error: unknown) => {
