@@ -3,6 +3,7 @@
 # environment; the recipes quote them in the shell, so prompts may hold any character.
 SHELL := /bin/bash
 TSX := node --import tsx
+# Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
 # where tsx needs ~0.8 s to compile. `npx tsx scripts/<name>.ts` runs the same code.
 SOURCES := $(wildcard scripts/*.ts scripts/lib/*.ts scripts/lib/*/*.ts)
@@ -43,24 +44,24 @@ login: node_modules ## log in inside a throwaway container and commit it as para
 doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE)
 	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"}
 
-start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (IMAGE, DETACH=1)
-	node dist/start.mjs $${NAME:+"$$NAME"} --container \
+start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1)
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \
 	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach}
 
 list: dist/list.mjs ## list this repository's sessions
-	node dist/list.mjs
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/list.mjs"
 
 logs: dist/logs.mjs ## show a detached session's output: NAME=... (FOLLOW=1)
-	node dist/logs.mjs "$$NAME" $${FOLLOW:+--follow}
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/logs.mjs" "$$NAME" $${FOLLOW:+--follow}
 
 finish: dist/finish.mjs ## commit, stop and keep the branch: NAME=... MSG="..."
-	node dist/finish.mjs "$$NAME" $${MSG:+-m "$$MSG"}
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/finish.mjs" "$$NAME" $${MSG:+-m "$$MSG"}
 
 cancel: dist/cancel.mjs ## archive the branch and remove the session: NAME=... (FORCE=1)
-	node dist/cancel.mjs "$$NAME" $${FORCE:+--force}
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/cancel.mjs" "$$NAME" $${FORCE:+--force}
 
 clean-sessions: dist/clean.mjs ## remove this repository's orphaned containers and worktree records (DRY_RUN=1)
-	node dist/clean.mjs $${DRY_RUN:+--dry-run}
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/clean.mjs" $${DRY_RUN:+--dry-run}
 
 typecheck: node_modules ## type-check the TypeScript
 	npx tsc --noEmit -p .
