@@ -1,10 +1,11 @@
+import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
-import { imageUserIds } from '../scripts/lib/image.ts';
+import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { containerName } from '../scripts/lib/session-store.ts';
 import { buildAuthImage, fakeHome, runScript, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
@@ -222,3 +223,21 @@ ownership('belong to the host user (or the unprivileged UID a root host maps to)
 });
 
 ownership.run();
+
+const bundle = suite('the prebuilt bundles that make start and friends run');
+
+bundle.before(image);
+
+bundle('make build produces bundles that run a session like the scripts do', async () => {
+  const built = await execa('make', ['-s', 'dist/start.mjs', 'dist/list.mjs'], { cwd: PROJECT_ROOT, reject: false });
+  assert.is(built.exitCode, 0, built.stderr);
+  const repo = await makeRepo();
+  const env = { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` };
+  const started = await execa(process.execPath, [path.join(PROJECT_ROOT, 'dist/start.mjs'), 'bundled', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json', '--', 'true'], { cwd: repo.root, env, reject: false });
+  assert.is(started.exitCode, 0, started.stderr);
+  assert.is(JSON.parse(started.stdout).name, 'bundled');
+  const listed = await execa(process.execPath, [path.join(PROJECT_ROOT, 'dist/list.mjs'), '--json'], { cwd: repo.root, env, reject: false });
+  assert.equal(JSON.parse(listed.stdout).sessions.map((s: { name: string }) => s.name), ['bundled']);
+});
+
+bundle.run();
