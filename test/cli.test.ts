@@ -64,3 +64,24 @@ script('--token-file together with --api-key-file is refused', async () => {
 });
 
 script.run();
+
+const names = suite('session names');
+
+names('every name the pattern accepts is a valid git branch under para/', async () => {
+  const { execa } = await import('execa');
+  const { SESSION_NAME_PATTERN } = await import('../scripts/lib/session-store.ts');
+  const alphabet = 'abcXYZ019_-';
+  const samples = ['a', '0', 'a-', 'a_', 'A--b', '9__', 'x'.repeat(50), 'HEAD', 'lock', 'a-lock'];
+  for (let i = 0; i < 40; i += 1) {
+    let name = 'aZ9'[i % 3];
+    for (let j = 0; j < (i % 12); j += 1) name += alphabet[(i * 7 + j * 3) % alphabet.length];
+    samples.push(name);
+  }
+  for (const name of samples) {
+    assert.ok(SESSION_NAME_PATTERN.test(name), name);
+    const result = await execa('git', ['check-ref-format', '--branch', `para/${name}`], { reject: false });
+    assert.is(result.exitCode, 0, `para/${name} is not a valid branch name`);
+  }
+});
+
+names.run();

@@ -208,10 +208,6 @@ export async function removeImage(ref: string, options: { force?: boolean } = {}
   throw connectionError('command-failed', args, result);
 }
 
-export async function imageHistory(ref: string): Promise<string> {
-  return (await docker(['history', '--no-trunc', '--format', '{{.CreatedBy}}', ref], { timeoutMs: quick() })).stdout;
-}
-
 // ---- containers ---------------------------------------------------------------------------
 
 export interface ContainerInfo {
@@ -253,10 +249,6 @@ export async function removeContainer(ref: string, options: { force?: boolean } 
   if (result.exitCode === 0) return true;
   if (/no such container/i.test(result.stderr)) return false;
   throw connectionError('command-failed', args, result);
-}
-
-export async function stopContainer(ref: string, graceSeconds = 5): Promise<void> {
-  await docker(['stop', '--time', String(graceSeconds), ref], { timeoutMs: quick() + graceSeconds * 1000 });
 }
 
 export async function startContainer(ref: string): Promise<void> {

@@ -95,23 +95,8 @@ export async function repoSnapshot(cwd: string): Promise<RepoSnapshot> {
   return { root, commonDir, head, branch: ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined };
 }
 
-export async function headCommit(cwd: string): Promise<string | undefined> {
-  const result = await git(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { cwd, allowFailure: true });
-  return result.exitCode === 0 ? result.stdout : undefined;
-}
-
-export async function currentBranch(cwd: string): Promise<string | undefined> {
-  const result = await git(['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd, allowFailure: true });
-  return result.exitCode === 0 ? result.stdout : undefined;
-}
-
 export async function branchExists(cwd: string, branch: string): Promise<boolean> {
   const result = await git(['show-ref', '--verify', '--quiet', `refs/heads/${branch}`], { cwd, allowFailure: true });
-  return result.exitCode === 0;
-}
-
-export async function isValidBranchName(cwd: string, branch: string): Promise<boolean> {
-  const result = await git(['check-ref-format', '--branch', branch], { cwd, allowFailure: true });
   return result.exitCode === 0;
 }
 

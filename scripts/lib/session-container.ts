@@ -3,7 +3,7 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
-import { docker, DockerError, inspectContainer, startContainer } from './docker.ts';
+import { docker, inspectContainer, startContainer } from './docker.ts';
 import { git } from './git.ts';
 import { imageUserIds } from './image.ts';
 import type { SessionPaths } from './session-store.ts';
@@ -174,6 +174,3 @@ export async function hasConversation(container: string, worktree: string): Prom
   return result.exitCode === 0;
 }
 
-export function isMissingImage(error: unknown): boolean {
-  return error instanceof DockerError && /Unable to find image|pull access denied|No such image|repository does not exist/i.test(error.stderr);
-}
