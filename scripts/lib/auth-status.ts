@@ -1,6 +1,6 @@
 // Asks the real claude CLI inside an image whether it is logged in: the oracle for "authenticated".
-import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
-import { docker, DockerError } from './docker.ts';
+import { config, temporaryLabels } from './config.ts';
+import { docker, DockerError, labelArgs } from './docker.ts';
 import { ParaError } from './errors.ts';
 
 export interface AuthStatus {
@@ -21,23 +21,26 @@ export function parseAuthStatus(stdout: string): AuthStatus | undefined {
   }
 }
 
-/** Runs `claude auth status` in a throwaway container without network. */
-export async function imageAuthStatus(image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
-  const args = [
-    'run', '--rm', '--network', 'none',
-    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=auth-check`,
-    ...Object.entries(extraLabels()).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
-    image, 'claude', 'auth', 'status',
-  ];
+/**
+ * Runs a docker command that ends in `claude auth status` and reads its JSON; `where` names the
+ * image or container in the error, `image` the one whose claude CLI to check by hand.
+ */
+export async function readAuthStatus(args: string[], where: string, image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
   const result = await docker(args, { allowFailure: true, timeoutMs });
   const status = parseAuthStatus(result.stdout);
   if (!status) {
-    throw new DockerError('command-failed', `could not read \`claude auth status\` in ${image} (exit code ${result.exitCode})`, {
+    throw new DockerError('command-failed', `could not read \`claude auth status\` in ${where} (exit code ${result.exitCode})`, {
       args, ...result,
       hint: `check that ${image} has a working claude CLI: docker run --rm ${image} claude --version`,
     });
   }
   return status;
+}
+
+/** Runs `claude auth status` in a throwaway container without network. */
+export function imageAuthStatus(image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
+  const args = ['run', '--rm', '--network', 'none', ...labelArgs(temporaryLabels('auth-check')), image, 'claude', 'auth', 'status'];
+  return readAuthStatus(args, image, image, timeoutMs);
 }
 
 /** Throws unless the image reports logged in with the expected method. */

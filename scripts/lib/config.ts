@@ -73,3 +73,8 @@ export function extraLabels(raw = env.PARA_EXTRA_LABELS ?? ''): Record<string, s
   }
   return out;
 }
+
+/** Labels of a short-lived container para makes for itself (an auth check, a login). */
+export function temporaryLabels(purpose: string): Record<string, string> {
+  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.temporary]: purpose };
+}

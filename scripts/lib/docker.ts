@@ -152,6 +152,11 @@ export function parseDockerJson<T>(args: string[], result: DockerResult): T {
 
 const quick = () => config.timeouts.dockerQuickMs;
 
+/** `--label key=value` for each label, for docker run, create and build. */
+export function labelArgs(labels: Record<string, string>): string[] {
+  return Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]);
+}
+
 // ---- images -------------------------------------------------------------------------------
 
 export interface ImageInfo {
@@ -189,7 +194,7 @@ export interface BuildOptions {
 export async function buildImage(options: BuildOptions): Promise<DockerResult> {
   const args = ['build', '--force-rm', '-f', options.dockerfile, '-t', options.tag];
   for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push('--build-arg', `${key}=${value}`);
-  for (const [key, value] of Object.entries(options.labels ?? {})) args.push('--label', `${key}=${value}`);
+  args.push(...labelArgs(options.labels ?? {}));
   if (options.network) args.push('--network', options.network);
   args.push(options.context);
   return docker(args, { stream: options.stream, timeoutMs: config.timeouts.buildMs, env: { DOCKER_BUILDKIT: '0' } });

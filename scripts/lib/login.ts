@@ -3,10 +3,10 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { assertLoggedIn, imageAuthStatus, parseAuthStatus, type AuthStatus } from './auth-status.ts';
+import { assertLoggedIn, imageAuthStatus, readAuthStatus, type AuthStatus } from './auth-status.ts';
 import { onInterrupt } from './cleanup.ts';
-import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
-import { buildImage, commitContainer, docker, DockerError, inspectImage, removeContainer, removeImage, startContainer } from './docker.ts';
+import { config, labels, temporaryLabels } from './config.ts';
+import { buildImage, commitContainer, docker, DockerError, inspectImage, labelArgs, removeContainer, removeImage, startContainer } from './docker.ts';
 import { ParaError } from './errors.ts';
 import { authenticatedLabels, promoteImage } from './image.ts';
 import { withStagingDir } from './staging.ts';
@@ -73,8 +73,7 @@ export async function withLoginContainer<T>(image: string, options: { name?: str
   try {
     const args = [
       'create', '--name', name,
-      '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=${LOGIN_TEMPORARY_LABEL}`,
-      ...Object.entries(extraLabels()).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+      ...labelArgs(temporaryLabels(LOGIN_TEMPORARY_LABEL)),
       ...(options.offline ? ['--network', 'none'] : []),
       image, 'sleep', 'infinity',
     ];
@@ -95,17 +94,8 @@ export async function runInteractiveLogin(container: string): Promise<void> {
   await docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', 'auth', 'login'], { inheritStdio: true, allowFailure: true });
 }
 
-export async function containerAuthStatus(container: string): Promise<AuthStatus> {
-  const args = ['exec', container, 'claude', 'auth', 'status'];
-  const result = await docker(args, { allowFailure: true, timeoutMs: config.timeouts.verifyMs });
-  const status = parseAuthStatus(result.stdout);
-  if (!status) {
-    throw new DockerError('command-failed', `could not read \`claude auth status\` in the login container (exit code ${result.exitCode})`, {
-      args, ...result,
-      hint: `check that ${config.claudeImage} has a working claude CLI: docker run --rm ${config.claudeImage} claude --version`,
-    });
-  }
-  return status;
+export function containerAuthStatus(container: string): Promise<AuthStatus> {
+  return readAuthStatus(['exec', container, 'claude', 'auth', 'status'], 'the login container', config.claudeImage);
 }
 
 export function parseLoginFacts(stdout: string): LoginFacts {

@@ -3,7 +3,7 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { config, extraLabels, labels, MANAGED_BY } from './config.ts';
-import { docker, inspectContainer, startContainer } from './docker.ts';
+import { docker, inspectContainer, labelArgs, startContainer } from './docker.ts';
 import { git } from './git.ts';
 import { imageUserIds } from './image.ts';
 import type { SessionPaths } from './session-store.ts';
@@ -35,7 +35,7 @@ export async function sessionRunArgs(spec: SessionContainerSpec): Promise<string
   // Without a hooks folder the agent could create one in the writable git folder.
   await fs.mkdir(hooks, { recursive: true });
   const args = ['run', '--detach', '--init', '--pull', 'never', '--name', spec.name, '--hostname', spec.session.slice(0, 63)];
-  for (const [key, value] of Object.entries(sessionLabels(spec.session, spec.repoRoot))) args.push('--label', `${key}=${value}`);
+  args.push(...labelArgs(sessionLabels(spec.session, spec.repoRoot)));
   args.push('--security-opt', 'no-new-privileges', ...identityEnv(spec.identity ?? (await gitIdentity(spec.repoRoot))));
   if (spec.network) args.push('--network', spec.network);
   args.push(

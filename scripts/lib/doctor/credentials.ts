@@ -2,9 +2,9 @@
 // the image was built. Only dates and kinds are ever read out; never a token.
 import { execa } from 'execa';
 import fs from 'fs-extra';
-import { extraLabels, labels, MANAGED_BY } from '../config.ts';
+import { labels, temporaryLabels } from '../config.ts';
 import { KEYCHAIN_SERVICE, subscriptionPlaces } from '../credentials.ts';
-import { docker } from '../docker.ts';
+import { docker, labelArgs } from '../docker.ts';
 import { childEnv } from '../exec.ts';
 import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
 import { describeCredentialsSource } from './image.ts';
@@ -44,8 +44,7 @@ export function parseFacts(stdout: string): BakedCredentials {
 async function factsInsideImage(image: string): Promise<BakedCredentials> {
   const args = [
     'run', '--rm', '--network', 'none',
-    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.temporary}=doctor`,
-    ...Object.entries(extraLabels()).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+    ...labelArgs(temporaryLabels('doctor')),
     '--entrypoint', '/bin/sh', image, '-c', FACTS_SCRIPT,
   ];
   return parseFacts((await docker(args, { timeoutMs: deadlines.containerMs })).stdout);
