@@ -81,16 +81,41 @@ export function repoContainerLabels(repoRoot: string): Record<string, string> {
   return { [labels.managedBy]: MANAGED_BY, [labels.repo]: repoRoot };
 }
 
+export function containerDisplayName(container: ContainerInfo): string {
+  return container.Name.replace(/^\//, '') || container.Id.slice(0, 12);
+}
+
+export interface Reconciled {
+  /** Containers labelled for the repository that no live session claims: what clean.ts removes. */
+  unclaimed: ContainerInfo[];
+  /** Active sessions whose container no longer exists. */
+  missing: SessionState[];
+}
+
+/**
+ * The one rule for orphans, used by list, clean and the doctor: a container is claimed by a
+ * session that is not finished and names it, or that is still starting (it may not have
+ * written its container name yet).
+ */
+export function reconcile(states: SessionState[], containers: ContainerInfo[]): Reconciled {
+  const claimed = new Set(states.filter((s) => s.status !== 'finished' && s.container).map((s) => s.container));
+  const starting = new Set(states.filter((s) => s.status === 'starting').map((s) => s.name));
+  const present = new Set(containers.map(containerDisplayName));
+  return {
+    unclaimed: containers.filter((c) => !claimed.has(containerDisplayName(c)) && !starting.has(c.Config.Labels?.[labels.session] ?? '')),
+    missing: states.filter((s) => s.status === 'active' && s.container !== null && !present.has(s.container)),
+  };
+}
+
 /** Every session of the repository with its live state, and containers that belong to none. */
 export async function overview(repo: RepoInfo, now = Date.now()): Promise<Overview> {
   const [states, containers] = await Promise.all([listSessions(repo.root), listContainers({ labels: repoContainerLabels(repo.root) })]);
-  const byName = new Map(containers.map((c) => [c.Name.replace(/^\//, ''), c]));
+  const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
+  const { unclaimed, missing } = reconcile(states, containers);
   const sessions: SessionView[] = [];
-  const claimed = new Set<string>();
   for (const raw of states) {
     const state = await refreshJob(raw);
     const info = state.container ? byName.get(state.container) : undefined;
-    if (info && state.status !== 'finished') claimed.add(info.Id);
     const cState = state.status === 'finished' ? 'none' : containerState(info, state.container);
     sessions.push({
       name: state.name,
@@ -104,12 +129,11 @@ export async function overview(repo: RepoInfo, now = Date.now()): Promise<Overvi
       ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
       prompt: state.prompt,
       job: state.job,
-      orphan: cState === 'missing' && state.status === 'active' ? 'no-container' : null,
+      orphan: missing.some((m) => m.name === state.name) ? 'no-container' : null,
     });
   }
-  const orphanContainers = containers
-    .filter((c) => !claimed.has(c.Id))
-    .map((c) => ({ id: c.Id.slice(0, 12), name: c.Name.replace(/^\//, ''), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status }));
+  const orphanContainers = unclaimed
+    .map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status }));
   return { repo: repo.root, sessions, orphanContainers };
 }
 

@@ -1,17 +1,13 @@
 // Sessions check: this repository's containers against its session state files. Containers of
 // other repositories are never looked at.
-import { labels, MANAGED_BY } from '../config.ts';
 import { listContainers, type ContainerInfo } from '../docker.ts';
 import { ParaError } from '../errors.ts';
+import { containerDisplayName, reconcile, repoContainerLabels } from '../session-ops.ts';
 import { listSessions, type SessionState } from '../session-store.ts';
 import { deadlines, type DoctorContext } from './context.ts';
 import { ok, skip, warn, type Check, type Finding } from './runner.ts';
 
 const CLEAN_FIX = 'make clean-sessions (scripts/clean.ts; DRY_RUN=1 shows what it would remove)';
-
-function containerDisplayName(container: ContainerInfo): string {
-  return container.Name.replace(/^\//, '') || container.Id.slice(0, 12);
-}
 
 export interface SessionMismatch {
   /** Containers labelled for this repository that no live session claims (what clean.ts removes). */
@@ -20,19 +16,10 @@ export interface SessionMismatch {
   missing: string[];
 }
 
-/** Same rule as clean.ts: a container is claimed when a session that is not finished names it. */
+/** The orphan rule of list.ts and clean.ts (reconcile), as sorted names. */
 export function compareSessions(sessions: SessionState[], containers: ContainerInfo[]): SessionMismatch {
-  const claimed = new Set(sessions.filter((s) => s.status !== 'finished' && s.container).map((s) => s.container));
-  // A session still starting may not have written its container name yet.
-  const starting = new Set(sessions.filter((s) => s.status === 'starting').map((s) => s.name));
-  const containerNames = new Set(containers.map(containerDisplayName));
-  const orphans = containers
-    .filter((c) => !claimed.has(containerDisplayName(c)) && !starting.has(c.Config.Labels?.[labels.session] ?? ''))
-    .map(containerDisplayName);
-  const missing = sessions
-    .filter((session) => session.status === 'active' && session.container !== null && !containerNames.has(session.container))
-    .map((session) => session.name);
-  return { orphans: orphans.sort(), missing: missing.sort() };
+  const { unclaimed, missing } = reconcile(sessions, containers);
+  return { orphans: unclaimed.map(containerDisplayName).sort(), missing: missing.map((s) => s.name).sort() };
 }
 
 function list(names: string[]): string {
@@ -58,7 +45,7 @@ export const sessionChecks: Check<DoctorContext>[] = [
       if (!repo) return skip('not inside a git repository');
       const [sessions, containers] = await Promise.allSettled([
         listSessions(repo.root),
-        listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root } }),
+        listContainers({ labels: repoContainerLabels(repo.root) }),
       ]);
       if (sessions.status === 'rejected') {
         const error: unknown = sessions.reason;
