@@ -6,7 +6,7 @@ import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
 import { attach } from './lib/session-container.ts';
-import { startResumedJob, startSession, type StartResult } from './lib/session-start.ts';
+import { startSession, type StartResult } from './lib/session-start.ts';
 
 const USAGE = `Usage:
   npx tsx scripts/start.ts NAME [--container]             a named session
@@ -86,7 +86,6 @@ async function main(argv: string[]): Promise<number> {
     tty,
     warn,
   });
-  if (result.resumed && result.action === 'job') result.session = await startResumedJob(result);
   const s = result.session;
   if (json) printJson(summary(result));
   else log(`${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, worktree ${s.worktree}${s.container ? `, container ${s.container}` : ''}`);

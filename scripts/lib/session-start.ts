@@ -7,7 +7,7 @@ import { config, labels } from './config.ts';
 import { configDir } from './credentials.ts';
 import { inspectImage, removeContainer, type ImageInfo } from './docker.ts';
 import { ParaError, UsageError } from './errors.ts';
-import { branchExists, findRepo, git, GitError, repoSnapshot, type RepoInfo } from './git.ts';
+import { branchExists, git, GitError, repoSnapshot, type RepoInfo } from './git.ts';
 import { imageUserIds } from './image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
 import {
@@ -164,7 +164,7 @@ class Rollback {
   }
 }
 
-async function resume(request: StartRequest, existing: SessionState): Promise<StartResult> {
+async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
   if (existing.status === 'starting') {
     if (starterAlive(existing)) {
       throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, { code: 'session-busy', hint: 'wait for it to finish, then start again to attach' });
@@ -174,7 +174,7 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
   if (existing.status === 'finished') {
     throw new ParaError(`session ${existing.name} is finished; its branch ${existing.branch} is kept`, { code: 'session-finished', hint: `choose another name, or delete the branch and its state: git branch -D ${existing.branch}; rm ${sessionPaths(existing.repo, existing.name).stateFile}` });
   }
-  const repo = await findRepo(request.cwd);
+  const { repo } = pre;
   const paths = sessionPaths(repo.root, existing.name);
   if (!(await fs.pathExists(paths.worktree))) {
     throw new ParaError(`the worktree of session ${existing.name} is missing (${paths.worktree})`, { code: 'worktree-missing', hint: `run: npx tsx scripts/cancel.ts ${existing.name} --force (the branch is archived)` });
@@ -185,7 +185,8 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
     session.image ??= request.image;
     if (!(await ensureRunning(session.container))) {
       const spec = { name: session.container, session: session.name, repoRoot: repo.root, gitCommonDir: repo.commonDir, paths, image: session.image, network: request.network };
-      await requireImage({ ...request, image: session.image }, settle(inspectImage(session.image)));
+      const probe = session.image === request.image && pre.image ? pre.image : settle(inspectImage(session.image));
+      await requireImage({ ...request, image: session.image }, probe);
       await createSessionContainer(spec);
       await handOverToAgent(spec);
     }
@@ -196,6 +197,7 @@ async function resume(request: StartRequest, existing: SessionState): Promise<St
     ? await hasConversation(session.container!, paths.worktree)
     : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
   const { action, command } = plannedCommand(request, continues);
+  if (action === 'job' && request.container) await startResumedJob(session, command);
   return { session, resumed: true, action, command };
 }
 
@@ -218,7 +220,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
   try {
     await ensureParaDir(repo.root);
     const { state, existing } = await reserve(request, pre);
-    if (existing) return await resume(request, existing);
+    if (existing) return await resume(request, existing, pre);
     const paths = sessionPaths(repo.root, state.name);
     rollback.add('the state file', () => deleteSession(repo.root, state.name));
     checkpoint();
@@ -274,16 +276,13 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
   }
 }
 
-/** For resumed detached jobs: start the job now. */
-export async function startResumedJob(result: StartResult): Promise<SessionState> {
-  const paths = sessionPaths(result.session.repo, result.session.name);
-  const session = { ...result.session };
+/** A background job in a resumed session, unless one is still running there. */
+async function startResumedJob(session: SessionState, command: string[]): Promise<void> {
+  const paths = sessionPaths(session.repo, session.name);
   if (session.job && session.job.exitCode === null && !(await fs.pathExists(paths.exitCodeFile))) {
     throw new ParaError(`session ${session.name} already has a background job running`, { code: 'job-running', hint: `follow it: npx tsx scripts/logs.ts ${session.name} -f` });
   }
-  await startJob(session.container!, paths, result.command);
-  session.job = { command: result.command, startedAt: new Date().toISOString(), exitCode: null, finishedAt: null };
+  await startJob(session.container!, paths, command);
+  session.job = { command, startedAt: new Date().toISOString(), exitCode: null, finishedAt: null };
   await writeSession(session);
-  return session;
 }
-
