@@ -55,18 +55,20 @@ export async function sessionRunArgs(spec: SessionContainerSpec): Promise<string
  * On a root host the agent runs as an unprivileged UID: hand it what this start created for the
  * session (worktree, run folder, the worktree's git admin folder, the para/ ref folders).
  */
-export async function handOverToAgent(spec: Pick<SessionContainerSpec, 'session' | 'gitCommonDir' | 'paths'>, ids = imageUserIds()): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const targets = [
+export async function handOverToAgent(spec: Pick<SessionContainerSpec, 'session' | 'gitCommonDir' | 'paths'>): Promise<void> {
+  await giveToAgent([
     spec.paths.worktree,
     spec.paths.runDir,
     path.join(spec.gitCommonDir, 'worktrees', spec.session),
     path.join(spec.gitCommonDir, 'refs', 'heads', 'para'),
     path.join(spec.gitCommonDir, 'logs', 'refs', 'heads', 'para'),
-  ];
-  for (const target of targets) {
-    if (await fs.pathExists(target)) await chownTree(target, ids.uid, ids.gid);
-  }
+  ]);
+}
+
+/** On a root host, makes these paths (recursively, where they exist) the agent UID's. */
+async function giveToAgent(targets: string[], ids = imageUserIds()): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  for (const target of targets) await chownTree(target, ids.uid, ids.gid);
 }
 
 async function chownTree(target: string, uid: number, gid: number): Promise<void> {
@@ -120,10 +122,7 @@ export async function ensureRunning(container: string): Promise<boolean> {
 export async function startJob(container: string, paths: SessionPaths, command: string[]): Promise<void> {
   await fs.rm(paths.exitCodeFile, { force: true });
   await fs.writeFile(paths.logFile, '');
-  if (process.getuid?.() === 0) {
-    const ids = imageUserIds();
-    await fs.lchown(paths.logFile, ids.uid, ids.gid);
-  }
+  await giveToAgent([paths.logFile]);
   const wrapper = 'log="$1"; code="$2"; shift 2; "$@" >>"$log" 2>&1 </dev/null; echo $? >"$code.tmp"; mv "$code.tmp" "$code"';
   await docker(['exec', '--detach', '--workdir', paths.worktree, container, 'sh', '-c', wrapper, 'para-job', paths.logFile, paths.exitCodeFile, ...command], {
     timeoutMs: config.timeouts.dockerQuickMs,
