@@ -1,13 +1,15 @@
 // Cancel a session without losing anything: uncommitted work is committed and the branch archived.
 import readline from 'node:readline/promises';
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
-import { cancelSession, resolveSession } from './lib/session-ops.ts';
+import { cancelSession, resolveSession } from './lib/session/lifecycle.ts';
 
 const USAGE = `Usage: npx tsx scripts/cancel.ts NAME [--force] [--json]
 
-Commits any uncommitted work to the session branch, keeps that branch as
-para/archived/<timestamp>/NAME, then removes the container, the worktree and the state.
+Nothing is lost: the agent's commits, its other branches, a detached HEAD and the folder's
+uncommitted files are all kept, the session branch as para/archived/<time>/NAME and the rest
+beside it (NAME.branches/..., NAME.head, NAME.wip). Then the container, its volume, the folder
+(moved to .para/kept/ when it holds files that could not be committed) and the state go.
 On a terminal it asks first; --force skips the question.`;
 
 async function confirm(question: string): Promise<boolean> {
@@ -28,15 +30,18 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/cancel.ts NAME [--force]');
   const name = String(args._[0]);
-  await resolveSession(process.cwd(), name);
+  await resolveSession(process.cwd(), name, invocation);
   if (!args.force && !args.json && process.stdin.isTTY && process.stderr.isTTY) {
     if (!(await confirm(`Cancel session ${name}? Its work is kept on an archive branch. [y/N] `))) {
       throw new ParaError('cancelled nothing', { code: 'aborted', hint: `run again with --force to skip the question` });
     }
   }
-  const result = await cancelSession(process.cwd(), name);
+  const result = await cancelSession(process.cwd(), name, invocation);
   if (args.json) printJson({ ok: true, ...result });
   else {
+    for (const message of result.warnings) warn(message);
+    for (const ref of result.savedRefs) log(`kept: branch ${ref}`);
+    if (result.keptFolder) log(`files that were not committed are kept in ${result.keptFolder}`);
     log(`cancelled session ${name}${result.committedUncommittedWork ? '; its uncommitted work was committed' : ''}`);
     if (result.archivedBranch) log(`its work is kept on branch ${result.archivedBranch}`);
   }

@@ -1,13 +1,15 @@
 // Finish a session: commit pending work to para/NAME, remove container and worktree, keep the branch.
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { finishSession } from './lib/session-ops.ts';
+import { finishSession } from './lib/session/lifecycle.ts';
 
 const USAGE = `Usage: npx tsx scripts/finish.ts NAME [-m MESSAGE] [--json]
 
-Commits all pending changes in the session's worktree to para/NAME (a message is required
-only when there is something to commit), stops and removes the container, removes the
-worktree, keeps the branch, marks the session finished and prints how to merge it.`;
+Brings the agent's commits to para/NAME, commits the folder's uncommitted files on top (a
+message is required only when there is something to commit), keeps the agent's other branches
+and a detached HEAD under para/archived/<time>/NAME.*, removes the container, its volume and
+the folder (moved to .para/kept/ when it holds files that could not be committed, such as
+ignored ones), keeps the branch, marks the session finished and prints how to merge it.`;
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { string: ['message'], boolean: ['json', 'verbose', 'help'], alias: { m: 'message', h: 'help' } });
@@ -17,10 +19,13 @@ async function main(argv: string[]): Promise<number> {
   }
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/finish.ts NAME -m "message"');
-  const result = await finishSession(process.cwd(), String(args._[0]), args.message || undefined);
+  const result = await finishSession(process.cwd(), String(args._[0]), args.message || undefined, invocation);
   if (args.json) printJson({ ok: true, ...result });
   else {
+    for (const message of result.warnings) warn(message);
     log(`finished session ${result.name}${result.committed ? ' (pending changes committed)' : ''}; branch ${result.branch} is kept`);
+    for (const ref of result.savedRefs) log(`also kept: branch ${ref}`);
+    if (result.keptFolder) log(`files that were not committed (${result.uncaptured.slice(0, 5).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) are kept in ${result.keptFolder}`);
     log(`merge it: ${result.mergeHint}`);
   }
   return 0;

@@ -1,15 +1,16 @@
 // List this repository's sessions with their live container state.
-import { assertSupportedPlatform, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
-import { overview, type SessionView } from './lib/session-ops.ts';
+import { overview, type SessionView } from './lib/session/lifecycle.ts';
 
 const USAGE = `Usage: npx tsx scripts/list.ts [--json]
 
 Every session of the repository containing the current folder: status, container state
-(running, exited, missing), branch, uncommitted changes, age. Containers labelled for this
-repository that belong to no session, and sessions whose container is gone, are marked as orphans
-(scripts/clean.ts removes orphan containers).`;
+(running, exited, missing), branch, uncommitted changes, age, background job, limits. The
+agent's commits are brought to para/NAME first. Containers and volumes labelled for this
+repository that belong to no session are orphans (clean removes them); a session whose container
+is gone is marked (start it again to re-create the container, or cancel it).`;
 
 function age(seconds: number): string {
   if (seconds < 90) return `${seconds}s`;
@@ -20,8 +21,8 @@ function age(seconds: number): string {
 
 function row(s: SessionView): string[] {
   const changes = s.uncommittedChanges === null ? '-' : s.uncommittedChanges ? 'yes' : 'no';
-  const job = s.job ? (s.job.exitCode === null ? 'job running' : `job exit ${s.job.exitCode}`) : '';
-  const note = [s.orphan ? 'orphan: container missing' : '', job].filter(Boolean).join(', ');
+  const job = !s.job ? '' : s.job.state === 'running' ? 'job running' : s.job.state === 'exited' ? `job exit ${s.job.exitCode}` : `job lost (${s.job.reason ?? ''})`;
+  const note = [s.orphan ? 'container missing' : '', job, s.plantedGit ? 'planted .git!' : ''].filter(Boolean).join(', ');
   return [s.name, s.status, s.containerState, s.branch, changes, age(s.ageSeconds), note];
 }
 
@@ -40,18 +41,21 @@ async function main(argv: string[]): Promise<number> {
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
   const result = await overview(await findRepo(process.cwd()));
   if (args.json) {
-    printJson(result);
+    printJson({ ok: true, ...result });
     return 0;
   }
-  if (result.sessions.length === 0 && result.orphanContainers.length === 0) {
+  for (const problem of result.problems) warn(problem.message);
+  for (const session of result.sessions) for (const message of session.warnings) warn(`${session.name}: ${message}`);
+  if (result.sessions.length === 0 && result.orphanContainers.length === 0 && result.orphanVolumes.length === 0) {
     process.stdout.write('no sessions in this repository\n');
     return 0;
   }
   const rows = [['NAME', 'STATUS', 'CONTAINER', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
   process.stdout.write(`${table(rows)}\n`);
   for (const orphan of result.orphanContainers) {
-    process.stdout.write(`orphan container ${orphan.name} (${orphan.state}${orphan.session ? `, session label ${orphan.session}` : ''}): run scripts/clean.ts\n`);
+    process.stdout.write(`orphan container ${orphan.name} (${orphan.state}${orphan.session ? `, session label ${orphan.session}` : ''}): run ${invocation('clean')}\n`);
   }
+  for (const volume of result.orphanVolumes) process.stdout.write(`orphan volume ${volume}: run ${invocation('clean')}\n`);
   return 0;
 }
 

@@ -1,48 +1,22 @@
 // Show the output of a session's background job; -f follows it until the job ends.
-import fs from 'fs-extra';
-import { setTimeout as delay } from 'node:timers/promises';
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
-import { inspectContainer } from './lib/docker.ts';
-import { refreshJob, resolveSession } from './lib/session-ops.ts';
-import { readJobExitCode, sessionPaths, type SessionPaths } from './lib/session-store.ts';
+import { followJob, jobOutput, jobProgress, type JobProgress } from './lib/session/job.ts';
+import { resolveSession } from './lib/session/lifecycle.ts';
+import { writeSession, type SessionState } from './lib/session/store.ts';
+import { syncSession } from './lib/session/sync.ts';
+import type { Repo } from './lib/session/paths.ts';
 
 const USAGE = `Usage: npx tsx scripts/logs.ts NAME [-f|--follow] [--json]
 
-Prints the output of the session's background job (start.ts --detach with a prompt or -- CMD).
+Prints the output of the session's background job (start --detach with a prompt or -- CMD).
 With --follow, keeps printing until the job ends and exits with the job's exit code.
---json prints { name, output, exitCode, running }.`;
+The agent's commits are brought to para/NAME first (and again at the end with --follow).
+--json prints { ok, name, output, exitCode, running, state }.`;
 
-const POLL_MS = 250;
-
-async function readFrom(file: string, offset: number): Promise<{ text: Buffer; next: number }> {
-  const handle = await fs.promises.open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    if (size <= offset) return { text: Buffer.alloc(0), next: size < offset ? 0 : offset };
-    const text = Buffer.alloc(size - offset);
-    await handle.read(text, 0, text.length, offset);
-    return { text, next: size };
-  } finally {
-    await handle.close();
-  }
-}
-
-async function follow(paths: SessionPaths, container: string | null): Promise<number> {
-  let offset = 0;
-  for (;;) {
-    const done = await readJobExitCode(paths);
-    const chunk = await readFrom(paths.logFile, offset);
-    process.stdout.write(chunk.text);
-    offset = chunk.next;
-    if (done !== undefined) return done;
-    // The job cannot finish if its container is gone or stopped.
-    const info = container ? await inspectContainer(container) : undefined;
-    if (!info?.State.Running) {
-      throw new ParaError(`the container of this session is ${info ? 'stopped' : 'gone'}, so the job ended without an exit status`, { code: 'job-lost', hint: 'start the session again to resume it' });
-    }
-    await delay(POLL_MS);
-  }
+async function record(repo: Repo, state: SessionState, progress: JobProgress): Promise<void> {
+  if (progress.state !== 'exited' || !state.job || state.job.exitCode !== null) return;
+  await writeSession(repo, { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -52,28 +26,37 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   assertSupportedPlatform();
-  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/logs.ts NAME [-f]');
-  const { state } = await resolveSession(process.cwd(), String(args._[0]));
-  const paths = sessionPaths(state.repo, state.name);
-  if (!state.job || !(await fs.pathExists(paths.logFile))) {
-    throw new ParaError(`session ${state.name} has no background output`, { code: 'no-output', hint: `start a background job: npx tsx scripts/start.ts ${state.name} --container --detach -p "..."` });
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('logs')} NAME [-f]`);
+  const { repo, state } = await resolveSession(process.cwd(), String(args._[0]), invocation);
+  if (!state.job || !state.container) {
+    throw new ParaError(`session ${state.name} has no background output`, { code: 'no-output', hint: `start a background job: ${invocation('start')} ${state.name} --container --detach -p "..."` });
   }
-  if (args.json) {
-    const refreshed = await refreshJob(state);
-    const exitCode = refreshed.job?.exitCode ?? null;
-    printJson({ name: state.name, output: await fs.readFile(paths.logFile, 'utf8'), exitCode, running: exitCode === null });
-    return 0;
-  }
+  const container = state.container;
+  const sync = () => syncSession(repo, state).catch(() => undefined);
+  await sync();
   if (!args.follow) {
-    process.stdout.write(await fs.readFile(paths.logFile));
-    const refreshed = await refreshJob(state);
-    if (refreshed.job?.exitCode === null) log('(the job is still running; follow it with -f)');
+    const progress = state.job.exitCode !== null ? { state: 'exited' as const, exitCode: state.job.exitCode } : await jobProgress(container, state.job);
+    await record(repo, state, progress);
+    const output = await jobOutput(container);
+    if (args.json) {
+      printJson({ ok: true, name: state.name, output, exitCode: progress.state === 'exited' ? progress.exitCode : null, running: progress.state === 'running', state: progress.state });
+      return 0;
+    }
+    process.stdout.write(output);
+    if (progress.state === 'running') log('(the job is still running; follow it with -f)');
+    if (progress.state === 'lost') log(`(the job ended without an exit status: ${progress.reason})`);
     return 0;
   }
-  const code = await follow(paths, state.container);
-  await refreshJob(state);
-  log(`job exited with code ${code}`);
-  return code;
+  const before = await jobProgress(container, state.job);
+  if (before.state !== 'lost') await followJob(container);
+  const progress = before.state === 'lost' ? before : await jobProgress(container, state.job);
+  await record(repo, state, progress);
+  await sync();
+  if (progress.state === 'exited') {
+    log(`job exited with code ${progress.exitCode}`);
+    return progress.exitCode;
+  }
+  throw new ParaError(`the job ended without an exit status: ${progress.state === 'lost' ? progress.reason : 'it is still running'}`, { code: 'job-lost', hint: `start the session again to resume it: ${invocation('start')} ${state.name} --container` });
 }
 
 await runMain(main);

@@ -1,12 +1,12 @@
-// Start (or resume) a session: a branch and worktree, and with --container its own container.
+// Start (or resume) a session: a branch and worktree folder, and with --container its own container.
 import { execa } from 'execa';
 import fs from 'fs-extra';
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
-import { attach } from './lib/session-container.ts';
-import { startSession, type StartResult } from './lib/session-start.ts';
+import { attach } from './lib/session/container.ts';
+import { startSession, type StartResult } from './lib/session/start.ts';
 
 const USAGE = `Usage:
   npx tsx scripts/start.ts NAME [--container]             a named session
@@ -14,15 +14,20 @@ const USAGE = `Usage:
   npx tsx scripts/start.ts [NAME] -p TEXT | --prompt-file FILE
   npx tsx scripts/start.ts NAME --container [--detach] -- CMD [ARGS...]
 
-Creates branch para/NAME, worktree .para/worktrees/NAME and state .para/state/NAME.json.
+Creates branch para/NAME and the folder .para/worktrees/NAME. With --container the agent works
+there in its own container, with a git repository of its own; its commits reach para/NAME when
+para syncs (list, logs, sync, finish, cancel, or a start that resumes).
 Starting an existing session resumes it (claude --continue).
 
 Options:
   --container          run the session in a container from --image
-  --image IMAGE        default: ${config.authenticatedImage}
+  --image IMAGE        default: ${config.authenticatedImage} (on resume: switch the session to IMAGE, keeping its work)
   --detach             return once the container runs; a prompt or -- CMD runs in the background
-                       (read its output with scripts/logs.ts NAME)
-  --network MODE       docker network for the container (default: docker's own)
+                       (read its output with logs NAME)
+  --network MODE       docker network for the container (default: docker's own; none cuts it off)
+  --memory SIZE        memory limit (default ${config.limits.memory}; PARA_MEMORY)
+  --cpus N             CPU limit (default ${config.limits.cpus}; PARA_CPUS)
+  --pids-limit N       process limit (default ${config.limits.pidsLimit}; PARA_PIDS_LIMIT)
   -p, --prompt TEXT    the prompt for claude
   --prompt-file FILE   read the prompt from FILE
   --json               print one JSON object on stdout
@@ -33,12 +38,22 @@ Names: 1-50 characters, a letter or digit first, then letters, digits, "_" or "-
 
 function summary(result: StartResult): Record<string, unknown> {
   const s = result.session;
-  return { name: s.name, branch: s.branch, worktree: s.worktree, container: s.container, image: s.image, status: s.status, prompt: s.prompt, resumed: result.resumed, job: s.job };
+  return { ok: true, name: s.name, branch: s.branch, worktree: s.worktree, container: s.container, image: s.image, network: s.network, limits: s.limits, status: s.status, prompt: s.prompt, resumed: result.resumed, job: s.job };
+}
+
+function limitsFrom(args: Record<string, unknown>): { memory: string; cpus: string; pidsLimit: number } {
+  const memory = String(args.memory || config.limits.memory);
+  const cpus = String(args.cpus || config.limits.cpus);
+  const pids = args['pids-limit'] ? Number(args['pids-limit']) : config.limits.pidsLimit;
+  if (!/^\d+(\.\d+)?[bkmg]?$/i.test(memory)) throw new UsageError(`--memory ${JSON.stringify(memory)} is not a size`, 'give a size such as 4g or 512m');
+  if (!/^\d+(\.\d+)?$/.test(cpus) || Number(cpus) <= 0) throw new UsageError(`--cpus ${JSON.stringify(cpus)} is not a positive number`, 'give a number such as 2 or 0.5');
+  if (!Number.isInteger(pids) || pids <= 0) throw new UsageError(`--pids-limit ${JSON.stringify(args['pids-limit'])} is not a positive integer`);
+  return { memory, cpus, pidsLimit: pids };
 }
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['prompt', 'prompt-file', 'image', 'network'],
+    string: ['prompt', 'prompt-file', 'image', 'network', 'memory', 'cpus', 'pids-limit'],
     boolean: ['container', 'detach', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
@@ -73,28 +88,33 @@ async function main(argv: string[]): Promise<number> {
   const command = (args['--'] ?? []).map(String);
   const json = Boolean(args.json);
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const image = args.image || config.authenticatedImage;
 
   const result = await startSession({
     cwd: process.cwd(),
     name,
     prompt,
     container: Boolean(args.container),
-    image: args.image || config.authenticatedImage,
+    image,
+    imageExplicit: Boolean(args.image),
     network: args.network || undefined,
+    limits: limitsFrom(args),
     detach: Boolean(args.detach),
     command: command.length ? command : undefined,
     tty,
+    invocation,
     warn,
   });
   const s = result.session;
   if (json) printJson(summary(result));
-  else log(`${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, worktree ${s.worktree}${s.container ? `, container ${s.container}` : ''}`);
-  if (result.action === 'job' && !json) log(`running in the background; output: npx tsx scripts/logs.ts ${s.name} -f`);
+  else log(`${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, folder ${s.worktree}${s.container ? `, container ${s.container}` : ''}`);
+  if (result.action === 'job' && !json) log(`running in the background; output: ${invocation('logs')} ${s.name} -f`);
 
   if (result.action !== 'attach' || args.detach) return 0;
   if (s.container) {
     const code = await attach(s.container, s.worktree, result.command);
-    log(`left session ${s.name}; the container keeps running. Back in: npx tsx scripts/start.ts ${s.name} --container`);
+    const again = `${invocation('start')} ${s.name} --container${args.image ? ` --image ${image}` : ''}`;
+    log(`left session ${s.name}; the container keeps running. Back in: ${again}`);
     return code;
   }
   if (!tty) return 0;

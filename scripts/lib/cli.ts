@@ -1,5 +1,6 @@
 // Argument parsing, platform check and the one top-level error handler every script uses.
 import minimist from 'minimist';
+import path from 'node:path';
 import { ParaError, UsageError, errorMessage } from './errors.ts';
 
 export interface ArgSpec {
@@ -109,4 +110,22 @@ export async function runMain(main: (argv: string[]) => Promise<number | void>):
     }
     process.exitCode = para?.exitCode ?? 1;
   }
+}
+
+const SCRIPT_OF: Record<string, string> = { image: 'build-image', login: 'login' };
+
+/**
+ * How to run another verb the way the user ran this one, for hints: `npx tsx scripts/logs.ts`
+ * from a tsx run, `node .../dist/logs.mjs` from a bundle.
+ */
+export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = process.cwd()): string {
+  const script = SCRIPT_OF[verb] ?? verb;
+  const dir = path.dirname(argv1);
+  const shown = (file: string) => {
+    const relative = path.relative(cwd, file);
+    return relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
+  };
+  if (argv1.endsWith('.mjs')) return `node ${shown(path.join(dir, `${script}.mjs`))}`;
+  if (verb === 'image') return 'make image';
+  return `npx tsx ${shown(path.join(dir, `${script}.ts`))}`;
 }

@@ -26,6 +26,12 @@ export const config = {
   rootHostGid: 1000,
   dockerfile: 'docker/Dockerfile',
   authenticatedDockerfile: 'docker/Dockerfile.authenticated',
+  /** Default limits of a session container (--memory, --cpus, --pids-limit). */
+  limits: {
+    memory: env.PARA_MEMORY || '4g',
+    cpus: env.PARA_CPUS || '2',
+    pidsLimit: positiveInt('PARA_PIDS_LIMIT', 1024),
+  },
   timeouts: {
     /** A docker command that should answer quickly (inspect, ps, tag). */
     dockerQuickMs: positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000),

@@ -44,6 +44,10 @@ export interface DockerOptions {
   stream?: boolean;
   /** Give the command our terminal (interactive `docker exec -it`). */
   inheritStdio?: boolean;
+  /** Write the command's stdout into this file (binary data such as a git bundle). */
+  stdoutFile?: string;
+  /** Pass the command's stdout straight to ours (a log being followed). */
+  stdoutInherit?: boolean;
   /** Return non-zero exits instead of throwing (connection failures still throw). */
   allowFailure?: boolean;
   env?: Record<string, string | undefined>;
@@ -112,7 +116,7 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
       input: options.input,
       timeout: options.timeoutMs,
       stdin: options.inheritStdio ? 'inherit' : options.input === undefined ? 'ignore' : 'pipe',
-      stdout: options.inheritStdio ? 'inherit' : 'pipe',
+      stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
       stderr: options.inheritStdio ? 'inherit' : 'pipe',
       stripFinalNewline: false,
     });
@@ -219,7 +223,7 @@ export interface ContainerInfo {
   Id: string;
   Name: string;
   Created: string;
-  State: { Status: string; Running: boolean; ExitCode: number; StartedAt: string; FinishedAt: string };
+  State: { Status: string; Running: boolean; Paused?: boolean; ExitCode: number; StartedAt: string; FinishedAt: string };
   Config: { Labels: Record<string, string> | null; Image: string; User: string; Env: string[] | null; Cmd: string[] | null };
   HostConfig: { NetworkMode: string; Binds: string[] | null };
   Mounts: Array<{ Source: string; Destination: string; RW: boolean; Type: string }>;
@@ -256,6 +260,15 @@ export async function removeContainer(ref: string, options: { force?: boolean } 
   throw connectionError('command-failed', args, result);
 }
 
+/** Freezes every process of a container (nothing in it runs until unpause). */
+export async function pauseContainer(ref: string): Promise<void> {
+  await docker(['pause', ref], { timeoutMs: quick() });
+}
+
+export async function unpauseContainer(ref: string): Promise<void> {
+  await docker(['unpause', ref], { timeoutMs: quick() });
+}
+
 export async function startContainer(ref: string): Promise<void> {
   await docker(['start', ref], { timeoutMs: quick() });
 }
@@ -265,6 +278,50 @@ export async function commitContainer(ref: string, tag: string, changes: string[
   for (const change of changes) args.push('--change', change);
   args.push(ref, tag);
   return (await docker(args, { timeoutMs: config.timeouts.buildMs })).stdout.trim();
+}
+
+// ---- volumes ------------------------------------------------------------------------------
+
+export interface VolumeInfo {
+  Name: string;
+  Labels: Record<string, string> | null;
+}
+
+export async function createVolume(name: string, labels: Record<string, string>): Promise<void> {
+  await docker(['volume', 'create', ...labelArgs(labels), name], { timeoutMs: quick() });
+}
+
+export async function inspectVolume(name: string): Promise<VolumeInfo | undefined> {
+  const args = ['volume', 'inspect', '--format', '{{json .}}', name];
+  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
+  if (result.exitCode !== 0) {
+    if (/no such volume/i.test(result.stderr)) return undefined;
+    throw connectionError('command-failed', args, result);
+  }
+  return parseDockerJson<VolumeInfo>(args, result);
+}
+
+/** Volumes carrying every given label. */
+export async function listVolumes(options: { labels: Record<string, string> }): Promise<VolumeInfo[]> {
+  const args = ['volume', 'ls', '--format', '{{json .}}'];
+  for (const [key, value] of Object.entries(options.labels)) args.push('--filter', `label=${key}=${value}`);
+  const result = await docker(args, { timeoutMs: quick() });
+  const names = result.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
+  const volumes: VolumeInfo[] = [];
+  for (const name of names) {
+    const info = await inspectVolume(name);
+    if (info) volumes.push(info);
+  }
+  return volumes;
+}
+
+/** Removes a volume; false when it did not exist. */
+export async function removeVolume(name: string): Promise<boolean> {
+  const args = ['volume', 'rm', name];
+  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
+  if (result.exitCode === 0) return true;
+  if (/no such volume/i.test(result.stderr)) return false;
+  throw connectionError('command-failed', args, result);
 }
 
 // ---- engine -------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ interface GitOptions {
   cwd: string;
   allowFailure?: boolean;
   input?: string;
+  /** A file streamed to git's stdin (a pack). */
+  inputFile?: string;
   env?: Record<string, string | undefined>;
 }
 
@@ -45,7 +47,7 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
     extendEnv: false,
     reject: false,
     input: options.input,
-    stdin: options.input === undefined ? 'ignore' : 'pipe',
+    stdin: options.inputFile ? { file: options.inputFile } : options.input === undefined ? 'ignore' : 'pipe',
   });
   const out = { stdout: String(result.stdout ?? '').trim(), stderr: String(result.stderr ?? '').trim(), exitCode: result.exitCode ?? -1 };
   if ((result as { code?: string }).code === 'ENOENT') {
@@ -56,6 +58,13 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
   }
   return out;
 }
+
+/**
+ * git run on data the agent wrote, never on its configuration: no system or global config (no
+ * filter or diff drivers a .gitattributes could name), no hooks, no fsmonitor.
+ */
+export const ISOLATED_GIT_ENV = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_ATTR_NOSYSTEM: '1' } as const;
+export const ISOLATED_GIT_CONFIG = ['-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', '-c', 'core.untrackedCache=false', '-c', 'core.symlinks=true'];
 
 export interface RepoInfo {
   /** The top folder of the main working tree (not of a linked worktree). */

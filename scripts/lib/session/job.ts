@@ -1,0 +1,60 @@
+// A background job in a session container. A root-owned wrapper (the agent cannot write its
+// folder, signal it or redirect its files) runs the command as the agent's user and records
+// its output and exit status inside the container; the host reads them with docker exec.
+import { ParaError } from '../errors.ts';
+import { inspectContainer } from '../docker.ts';
+import { exec, JOB_DIR } from './container.ts';
+import type { JobState } from './store.ts';
+
+const START_SCRIPT = `set -u
+d="${JOB_DIR}"
+mkdir -p "$d"; chown root:root "$d"; chmod 0755 "$d"
+rm -f "$d/exit-code" "$d/exit-code.tmp" "$d/output.log"
+echo $$ > "$d/job.pid"
+setpriv --reuid=para --regid=para --init-groups -- "$@" > "$d/output.log" 2>&1 < /dev/null
+echo $? > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"`;
+
+/** Starts `command` in the background; returns the container's start time (to notice a restart). */
+export async function startJob(container: string, workdir: string, command: string[]): Promise<JobState> {
+  const info = await inspectContainer(container);
+  if (!info?.State.Running) throw new ParaError(`the container ${container} is not running`, { code: 'container-stopped' });
+  await exec(container, ['sh', '-c', START_SCRIPT, 'para-job', ...command], { root: true, detach: true, workdir });
+  return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null };
+}
+
+export type JobProgress =
+  | { state: 'running' }
+  | { state: 'exited'; exitCode: number }
+  /** The container stopped or restarted while the job ran: it will never report an exit status. */
+  | { state: 'lost'; reason: string };
+
+const STATUS_SCRIPT = `d="${JOB_DIR}"
+if [ -f "$d/exit-code" ]; then echo "exit $(cat "$d/exit-code")"
+elif [ -f "$d/job.pid" ] && kill -0 "$(cat "$d/job.pid")" 2>/dev/null; then echo running
+else echo gone; fi`;
+
+/** Where a job stands, from the container (never from a file the agent can write). */
+export async function jobProgress(container: string, job: JobState): Promise<JobProgress> {
+  const info = await inspectContainer(container);
+  if (!info) return { state: 'lost', reason: 'its container is gone' };
+  if (!info.State.Running) return { state: 'lost', reason: 'its container is stopped' };
+  if (job.containerStartedAt && info.State.StartedAt !== job.containerStartedAt) return { state: 'lost', reason: 'its container was restarted' };
+  const result = await exec(container, ['sh', '-c', STATUS_SCRIPT], { root: true, allowFailure: true });
+  const line = result.stdout.trim();
+  const exited = /^exit (\d{1,3})$/.exec(line);
+  if (exited) return { state: 'exited', exitCode: Number(exited[1]) };
+  if (line === 'running') return { state: 'running' };
+  return { state: 'lost', reason: 'it ended without an exit status' };
+}
+
+/** The job's output so far. */
+export async function jobOutput(container: string): Promise<string> {
+  const result = await exec(container, ['cat', `${JOB_DIR}/output.log`], { root: true, allowFailure: true });
+  return result.exitCode === 0 ? result.stdout : '';
+}
+
+/** Streams the output to our stdout until the job's wrapper ends (or the container stops). */
+export async function followJob(container: string): Promise<void> {
+  const script = `d="${JOB_DIR}"; exec tail -c +1 -s 0.2 -f --pid="$(cat "$d/job.pid")" "$d/output.log"`;
+  await exec(container, ['sh', '-c', script], { root: true, allowFailure: true, stdoutInherit: true, timeoutMs: undefined });
+}

@@ -1,0 +1,449 @@
+// The session lifecycle after start: what is there (list), finish, cancel, clean. Each reads
+// only para's own validated state, moves only refs under para/, and removes only resources whose
+// labels name this repository and session.
+import { labels } from '../config.ts';
+import {
+  inspectContainer, inspectImage, inspectVolume, listContainers, listVolumes, pauseContainer, removeContainer, removeVolume, unpauseContainer,
+  type ContainerInfo, type VolumeInfo,
+} from '../docker.ts';
+import { ParaError, UsageError } from '../errors.ts';
+import { findRepo, git } from '../git.ts';
+import { exec, repoLabels } from './container.ts';
+import { jobProgress, type JobProgress } from './job.ts';
+import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
+import {
+  branchTip, deleteBranchAt, pruneHostWorktrees, removeSessionContainer, removeSessionVolume, retireFolder, Rollback,
+  sessionContainer, sessionVolumeExists, startSessionContainer, createSessionContainer,
+} from './resources.ts';
+import { snapshotFolder, type Snapshot } from './snapshot.ts';
+import { containerSpec, gitIdentity } from './start.ts';
+import { deleteSession, listSessions, readSession, starterAlive, writeSession, type SessionState, type StateProblem } from './store.ts';
+import { plantedGit, syncSession, type SyncResult } from './sync.ts';
+import { localTransport } from './transport.ts';
+
+export type Invocation = (verb: string) => string;
+
+/** Finds the repository and the named session, or says what to do. */
+export async function resolveSession(cwd: string, name: string, invocation: Invocation): Promise<{ repo: Repo; state: SessionState }> {
+  const problem = validateSessionName(name);
+  if (problem) throw new UsageError(problem);
+  const repo = await findRepo(cwd);
+  const state = await readSession(repo, name);
+  if (!state) throw new ParaError(`there is no session ${name} in ${repo.root}`, { code: 'no-such-session', hint: `list the sessions: ${invocation('list')}` });
+  return { repo, state };
+}
+
+// ---- list -------------------------------------------------------------------------------------
+
+export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none';
+
+export interface SessionView {
+  name: string;
+  status: SessionState['status'];
+  branch: string;
+  /** The branch's commit on the host after this look (the agent's commits are brought back first). */
+  head: string | null;
+  worktree: string;
+  container: string | null;
+  containerState: ContainerState;
+  image: string | null;
+  network: string | null;
+  limits: SessionState['limits'];
+  /** null when unknown (worktree gone, or the container cannot say). */
+  uncommittedChanges: boolean | null;
+  createdAt: string;
+  ageSeconds: number;
+  prompt: string | null;
+  job: (SessionState['job'] & { state: JobProgress['state']; reason?: string }) | null;
+  /** Set when the session's container is gone: an orphaned session. */
+  orphan: 'no-container' | null;
+  /** The worktree folder holds a .git that para did not make. */
+  plantedGit: boolean;
+  warnings: string[];
+}
+
+export interface OrphanContainer {
+  id: string;
+  name: string;
+  session: string | null;
+  state: string;
+}
+
+export interface Overview {
+  repo: string;
+  sessions: SessionView[];
+  orphanContainers: OrphanContainer[];
+  orphanVolumes: string[];
+  problems: StateProblem[];
+}
+
+export function containerDisplayName(container: ContainerInfo): string {
+  return container.Name.replace(/^\//, '') || container.Id.slice(0, 12);
+}
+
+export interface Reconciled {
+  /** Containers labelled for the repository that no live session claims: what clean removes. */
+  unclaimed: ContainerInfo[];
+  /** Volumes labelled for the repository that no live session claims: what clean removes. */
+  unclaimedVolumes: VolumeInfo[];
+  /** Active sessions whose container no longer exists: resume (start) or cancel them. */
+  missing: SessionState[];
+}
+
+/**
+ * The one rule for orphans, used by list, clean and the doctor: a resource is claimed by a
+ * session that is not finished and whose name it carries (a starting session may not have made
+ * it yet, so it claims by name too).
+ */
+export function reconcile(repo: Repo, states: SessionState[], containers: ContainerInfo[], volumes: VolumeInfo[] = []): Reconciled {
+  const live = new Set(states.filter((s) => s.status !== 'finished').map((s) => s.name));
+  const claims = (session: string | undefined, name: string, kind: 'container' | 'volume') => {
+    if (!session || !live.has(session)) return false;
+    const paths = sessionPaths(repo, session);
+    return name === (kind === 'container' ? paths.container : paths.volume);
+  };
+  const present = new Set(containers.map(containerDisplayName));
+  return {
+    unclaimed: containers.filter((c) => !claims(c.Config.Labels?.[labels.session], containerDisplayName(c), 'container')),
+    unclaimedVolumes: volumes.filter((v) => !claims(v.Labels?.[labels.session] ?? undefined, v.Name, 'volume')),
+    missing: states.filter((s) => s.status === 'active' && s.container !== null && !present.has(s.container)),
+  };
+}
+
+async function changesInside(state: SessionState, repo: Repo, containerState: ContainerState): Promise<boolean | null> {
+  const paths = sessionPaths(repo, state.name);
+  if (containerState === 'running') {
+    // The agent's git answers (its word only: this is display, nothing is decided on it).
+    const result = await exec(paths.container, ['git', 'status', '--porcelain'], { allowFailure: true });
+    return result.exitCode === 0 ? result.stdout.trim().length > 0 : null;
+  }
+  // Nothing runs that could change the folder while it is read.
+  const base = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
+  const snapshot = await snapshotFolder({ repo, folder: paths.worktree, base, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container });
+  return snapshot.commit !== null;
+}
+
+async function view(repo: Repo, raw: SessionState, byName: Map<string, ContainerInfo>, missing: Set<string>, now: number): Promise<SessionView> {
+  let state = raw;
+  const warnings: string[] = [];
+  const info = state.container ? byName.get(state.container) : undefined;
+  const containerState: ContainerState = state.status === 'finished' || !state.container ? 'none'
+    : !info ? 'missing' : info.State.Paused ? 'paused' : info.State.Running ? 'running' : info.State.Status === 'created' ? 'created' : 'exited';
+  let planted = false;
+  if (state.status === 'active' && state.container) {
+    try {
+      const sync = await syncSession(repo, state);
+      planted = sync.plantedGit;
+    } catch (error) {
+      warnings.push(`could not bring the agent's commits back: ${error instanceof Error ? error.message : String(error)}`);
+      planted = await plantedGit(state.worktree);
+    }
+  }
+  let job: SessionView['job'] = null;
+  if (state.job && state.container) {
+    const progress = state.job.exitCode !== null ? { state: 'exited' as const, exitCode: state.job.exitCode } : await jobProgress(state.container, state.job);
+    if (progress.state === 'exited' && state.job.exitCode === null) {
+      state = { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } };
+      await writeSession(repo, state);
+    }
+    job = { ...state.job!, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
+  }
+  if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
+  return {
+    name: state.name,
+    status: state.status,
+    branch: state.branch,
+    head: await branchTip(repo, sessionPaths(repo, state.name).ref),
+    worktree: state.worktree,
+    container: state.container,
+    containerState,
+    image: state.image,
+    network: state.network,
+    limits: state.limits,
+    uncommittedChanges: state.status === 'finished' ? null : await changesInside(state, repo, containerState).catch(() => null),
+    createdAt: state.createdAt,
+    ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
+    prompt: state.prompt,
+    job,
+    orphan: missing.has(state.name) ? 'no-container' : null,
+    plantedGit: planted,
+    warnings,
+  };
+}
+
+/** Every session of the repository with its live state, and what belongs to none. */
+export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
+  const [{ sessions: states, problems }, containers, volumes] = await Promise.all([
+    listSessions(repo), listContainers({ labels: repoLabels(repo.root) }), listVolumes({ labels: repoLabels(repo.root) }),
+  ]);
+  const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
+  const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, states, containers, volumes);
+  const missingNames = new Set(missing.map((s) => s.name));
+  const sessions = await Promise.all(states.map((state) => view(repo, state, byName, missingNames, now)));
+  return {
+    repo: repo.root,
+    sessions,
+    orphanContainers: unclaimed.map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
+    orphanVolumes: unclaimedVolumes.map((v) => v.Name),
+    problems,
+  };
+}
+
+// ---- finish and cancel ------------------------------------------------------------------------
+
+interface Captured {
+  sync: SyncResult | null;
+  snapshot: Snapshot;
+  /** Where the uncommitted files were committed, when there were any. */
+  wipRef: string | null;
+  warnings: string[];
+}
+
+/** Makes the session's container readable again: started if stopped, re-created on its volume if removed. */
+async function reachContainer(repo: Repo, state: SessionState, paths: SessionPaths, warnings: string[]): Promise<boolean> {
+  const found = await sessionContainer(repo, paths);
+  if (found.presence === 'stopped') await startSessionContainer(repo, paths);
+  if (found.presence !== 'missing') return true;
+  if (!(await sessionVolumeExists(repo, paths))) {
+    warnings.push(`the container and volume of session ${state.name} are gone: commits made inside since para last synced are lost; the folder's files are kept`);
+    return false;
+  }
+  if (!state.image || !(await inspectImage(state.image))) {
+    warnings.push(`the container of session ${state.name} is gone and its image ${state.image ?? ''} too: its volume ${paths.volume} is kept with the agent's repository; the folder's files are kept`);
+    return false;
+  }
+  const rollback = new Rollback();
+  const spec = containerSpec(repo, state, state.image, [], await localTransport.mounts(repo));
+  await createSessionContainer(spec, rollback);
+  return true;
+}
+
+async function identityOf(repo: Repo): Promise<{ name: string; email: string }> {
+  const found = new Map(await gitIdentity(repo.root));
+  return { name: found.get('user.name') ?? 'para', email: found.get('user.email') ?? 'para@localhost' };
+}
+
+/**
+ * Brings everything the agent made to the host: its branch to para/NAME, its other refs under
+ * `prefix`, and its uncommitted files as a commit on top of its HEAD (read by the host's git as
+ * data while the container is paused, so nothing can change under it).
+ */
+async function captureWork(repo: Repo, state: SessionState, prefix: string, message: string | undefined, requireMessage: Invocation | null): Promise<Captured & { paused: boolean }> {
+  const paths = sessionPaths(repo, state.name);
+  const warnings: string[] = [];
+  let sync: SyncResult | null = null;
+  let running = false;
+  if (state.container) {
+    running = await reachContainer(repo, state, paths, warnings);
+    if (running) {
+      try {
+        sync = await syncSession(repo, state, { keepOthersUnder: prefix });
+      } catch (error) {
+        warnings.push(`the agent's repository could not be read (${error instanceof Error ? error.message : String(error)}): its files are kept as they are in the folder`);
+      }
+    }
+  }
+  const tip = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
+  let base = tip;
+  let target = paths.ref;
+  const head = sync?.agent?.head;
+  if (head && (await branchTip(repo, head))) {
+    base = head;
+    if (sync?.agent?.headRef !== paths.ref) target = `refs/heads/${prefix}.wip`;
+  }
+  if (running) await pauseContainer(paths.container);
+  try {
+    const snapshot = await snapshotFolder({
+      repo, folder: paths.worktree, base, message: message ?? `para: uncommitted work of session ${state.name}`, identity: await identityOf(repo), expectGitFile: !state.container,
+    });
+    if (snapshot.commit && requireMessage && !message) {
+      throw new UsageError(`session ${state.name} has uncommitted changes, so a commit message is needed`, `${requireMessage('finish')} ${state.name} -m "what was done"`);
+    }
+    let wipRef: string | null = null;
+    if (snapshot.commit) {
+      const old = (await branchTip(repo, target)) ?? '0'.repeat(snapshot.commit.length);
+      await git(['update-ref', '-m', 'para: uncommitted work', target, snapshot.commit, old], { cwd: repo.root });
+      wipRef = target.slice('refs/heads/'.length);
+    }
+    if (snapshot.plantedGit) warnings.push(`the worktree folder held a .git that para did not make; it was never used`);
+    return { sync, snapshot, wipRef, warnings, paused: running };
+  } catch (error) {
+    if (running) await unpauseContainer(paths.container).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Removes the container, the volume and the folder (kept under .para/kept when it holds what could not be committed). */
+async function retire(repo: Repo, state: SessionState, captured: Captured): Promise<string | null> {
+  const paths = sessionPaths(repo, state.name);
+  if (state.container) {
+    await removeSessionContainer(repo, paths);
+    await removeSessionVolume(repo, paths);
+  }
+  const kept = await retireFolder(repo, paths, captured.snapshot.uncaptured.length > 0);
+  if (!state.container) await pruneHostWorktrees(repo);
+  return kept;
+}
+
+export interface FinishResult {
+  name: string;
+  branch: string;
+  committed: boolean;
+  wipRef: string | null;
+  savedRefs: string[];
+  keptFolder: string | null;
+  uncaptured: string[];
+  baseBranch: string | null;
+  mergeHint: string;
+  warnings: string[];
+}
+
+function checkFinishable(state: SessionState, invocation: Invocation): void {
+  if (state.status === 'finished') throw new ParaError(`session ${state.name} is already finished; its branch ${state.branch} is kept`, { code: 'session-finished', hint: `merge it: git merge ${state.branch}` });
+  if (state.status === 'starting' && starterAlive(state)) throw new ParaError(`session ${state.name} is still starting`, { code: 'session-busy', hint: `wait for the start to end, or run ${invocation('clean')} if it was interrupted` });
+}
+
+function savedRefs(captured: Captured, mainRef: string): string[] {
+  return (captured.sync?.moved ?? []).filter((ref) => ref !== mainRef).map((ref) => ref.slice('refs/heads/'.length));
+}
+
+export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {
+  const { repo, state } = await resolveSession(cwd, name, invocation);
+  checkFinishable(state, invocation);
+  const paths = sessionPaths(repo, name);
+  const captured = await captureWork(repo, state, archivePrefix(name), message, invocation);
+  const kept = await retire(repo, state, captured);
+  await writeSession(repo, { ...state, status: 'finished', finishedAt: new Date().toISOString(), pid: undefined });
+  const base = state.baseBranch;
+  return {
+    name,
+    branch: state.branch,
+    committed: captured.wipRef === paths.branch,
+    wipRef: captured.wipRef,
+    savedRefs: [...savedRefs(captured, paths.ref), ...(captured.wipRef && captured.wipRef !== paths.branch ? [captured.wipRef] : [])],
+    keptFolder: kept,
+    uncaptured: captured.snapshot.uncaptured,
+    baseBranch: base,
+    mergeHint: base ? `git switch ${base} && git merge ${state.branch}` : `git merge ${state.branch}`,
+    warnings: captured.warnings,
+  };
+}
+
+export interface CancelResult {
+  name: string;
+  archivedBranch: string | null;
+  committedUncommittedWork: boolean;
+  savedRefs: string[];
+  keptFolder: string | null;
+  uncaptured: string[];
+  warnings: string[];
+}
+
+export async function cancelSession(cwd: string, name: string, invocation: Invocation): Promise<CancelResult> {
+  const { repo, state } = await resolveSession(cwd, name, invocation);
+  if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
+  const paths = sessionPaths(repo, name);
+  const prefix = archivePrefix(name);
+  const captured = state.status === 'finished'
+    ? { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false }, wipRef: null, warnings: [] }
+    : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
+  const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
+  let archived: string | null = null;
+  if (await branchTip(repo, paths.ref)) {
+    await git(['branch', '-m', paths.branch, prefix], { cwd: repo.root });
+    archived = prefix;
+  }
+  await deleteSession(repo, name);
+  return {
+    name,
+    archivedBranch: archived,
+    committedUncommittedWork: captured.wipRef !== null,
+    savedRefs: [...savedRefs(captured, paths.ref), ...(captured.wipRef && captured.wipRef !== paths.branch ? [captured.wipRef] : [])],
+    keptFolder: kept,
+    uncaptured: captured.snapshot.uncaptured,
+    warnings: captured.warnings,
+  };
+}
+
+export async function syncOne(cwd: string, name: string, invocation: Invocation): Promise<{ name: string; branch: string; head: string | null; moved: string[]; skipped: string | null; plantedGit: boolean }> {
+  const { repo, state } = await resolveSession(cwd, name, invocation);
+  if (state.status === 'finished') throw new ParaError(`session ${name} is finished; its branch ${state.branch} holds its work`, { code: 'session-finished' });
+  const result = await syncSession(repo, state);
+  return { name, branch: state.branch, head: await branchTip(repo, `refs/heads/${state.branch}`), moved: result.moved, skipped: result.skipped, plantedGit: result.plantedGit };
+}
+
+// ---- clean ------------------------------------------------------------------------------------
+
+export interface CleanPlan {
+  containers: OrphanContainer[];
+  volumes: string[];
+  staleStarts: string[];
+  /** Half-started sessions with files in them: kept (cancel keeps their work). */
+  keptStarts: string[];
+  problems: StateProblem[];
+}
+
+/** Orphans of this repository only: never another repository's sessions, never unlabelled resources. */
+export async function planClean(repo: Repo): Promise<CleanPlan> {
+  const [{ sessions, problems }, containers, volumes] = await Promise.all([
+    listSessions(repo), listContainers({ labels: repoLabels(repo.root) }), listVolumes({ labels: repoLabels(repo.root) }),
+  ]);
+  const stale = sessions.filter((s) => s.status === 'starting' && !starterAlive(s));
+  const staleNames = new Set(stale.map((s) => s.name));
+  const { unclaimed, unclaimedVolumes } = reconcile(repo, sessions, containers, volumes);
+  const staleStarts: string[] = [];
+  const keptStarts: string[] = [];
+  for (const state of stale) {
+    const paths = sessionPaths(repo, state.name);
+    // Nothing of it may run while its folder is read.
+    const found = state.container ? await sessionContainer(repo, paths) : { presence: 'missing' as const };
+    if (found.presence === 'running') await pauseContainer(paths.container);
+    let snapshot: Snapshot;
+    try {
+      snapshot = await snapshotFolder({ repo, folder: paths.worktree, base: state.baseCommit, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container });
+    } finally {
+      if (found.presence === 'running') await unpauseContainer(paths.container);
+    }
+    const tip = await branchTip(repo, paths.ref);
+    if (snapshot.commit || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
+    else staleStarts.push(state.name);
+  }
+  return {
+    containers: unclaimed.filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
+      .map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
+    volumes: unclaimedVolumes.map((v) => v.Name),
+    staleStarts,
+    keptStarts,
+    problems,
+  };
+}
+
+export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) => void): Promise<void> {
+  for (const container of plan.containers) {
+    // Look again right before removing: it must still carry this repository's label.
+    const info = await inspectContainer(container.id);
+    if (info?.Config.Labels?.[labels.repo] === repo.root && info.Config.Labels?.[labels.managedBy] === 'para') await removeContainer(info.Id, { force: true });
+  }
+  for (const volume of plan.volumes) {
+    const info = await inspectVolume(volume);
+    if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para') {
+      await removeVolume(volume).catch((error: unknown) => warn(`could not remove the volume ${volume}: ${String(error)}`));
+    }
+  }
+  for (const name of plan.staleStarts) {
+    try {
+      const state = await readSession(repo, name);
+      if (!state || state.status !== 'starting' || starterAlive(state)) continue;
+      const paths = sessionPaths(repo, name);
+      await removeSessionContainer(repo, paths);
+      await removeSessionVolume(repo, paths);
+      await retireFolder(repo, paths, false);
+      if (!state.container) await pruneHostWorktrees(repo);
+      await deleteBranchAt(repo, paths, state.baseCommit);
+      await deleteSession(repo, name);
+    } catch (error) {
+      warn(`could not clean the half-started session ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  await pruneHostWorktrees(repo);
+}

@@ -1,0 +1,172 @@
+// The one module that creates and removes a session's resources: its branch, worktree folder,
+// volume, container and state. Start's rollback, resume, finish, cancel and clean all come here;
+// removals check labels and names first and never touch what is not this session's.
+import fs from 'fs-extra';
+import path from 'node:path';
+import { labels } from '../config.ts';
+import { createVolume, inspectContainer, inspectVolume, removeContainer, removeVolume, startContainer } from '../docker.ts';
+import { ParaError } from '../errors.ts';
+import { git } from '../git.ts';
+import { imageUserIds } from '../image.ts';
+import { repoLabels, runContainer, sessionLabels, type ContainerSpec } from './container.ts';
+import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
+
+/** Undo list for one start: each step pushes its inverse, run in reverse on failure. */
+export class Rollback {
+  private steps: Array<{ what: string; undo: () => Promise<unknown> }> = [];
+  add(what: string, undo: () => Promise<unknown>): void {
+    this.steps.push({ what, undo });
+  }
+  async run(warn: (m: string) => void): Promise<void> {
+    for (const step of this.steps.reverse()) {
+      try {
+        await step.undo();
+      } catch (error) {
+        warn(`rollback: could not undo ${step.what}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    this.steps = [];
+  }
+}
+
+/** Creates <repo>/.para with a .gitignore of "*" so it ignores itself and touches no user file. */
+export async function ensureParaDir(repo: Repo): Promise<void> {
+  await fs.mkdir(worktreesDir(repo), { recursive: true });
+  const ignore = path.join(paraDir(repo), '.gitignore');
+  if (!(await fs.pathExists(ignore))) await fs.writeFile(ignore, '*\n');
+}
+
+/** Creates para/NAME at `commit`; fails if the branch exists. Undone only while it is still there. */
+export async function createBranch(repo: Repo, paths: SessionPaths, commit: string, rollback: Rollback): Promise<void> {
+  const zero = '0'.repeat(commit.length);
+  const made = await git(['update-ref', '-m', 'para: session created', paths.ref, commit, zero], { cwd: repo.root, allowFailure: true });
+  if (made.exitCode !== 0) {
+    if (/already exists|cannot lock ref/i.test(made.stderr)) {
+      throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
+    }
+    throw new ParaError(`could not create the branch ${paths.branch}: ${made.stderr}`, { code: 'git-failed' });
+  }
+  rollback.add(`the branch ${paths.branch}`, () => git(['update-ref', '-d', paths.ref, commit], { cwd: repo.root, allowFailure: true }));
+}
+
+export async function branchTip(repo: Repo, ref: string): Promise<string | null> {
+  const result = await git(['rev-parse', '-q', '--verify', `${ref}^{commit}`], { cwd: repo.root, allowFailure: true });
+  return result.exitCode === 0 ? result.stdout.trim() : null;
+}
+
+/**
+ * Creates the worktree folder, refusing anything already at that path (left alone). On a root
+ * host it is handed to the agent's unprivileged UID, so the agent can write in it.
+ */
+export async function createFolder(paths: SessionPaths, rollback: Rollback, forAgent: boolean): Promise<void> {
+  try {
+    await fs.mkdir(paths.worktree, { mode: 0o755 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new FolderExists(paths.worktree);
+    throw error;
+  }
+  rollback.add(`the folder ${paths.worktree}`, () => fs.rm(paths.worktree, { recursive: true, force: true }));
+  if (forAgent && process.getuid?.() === 0) {
+    const ids = imageUserIds();
+    await fs.chown(paths.worktree, ids.uid, ids.gid);
+  }
+}
+
+export class FolderExists extends Error {
+  constructor(readonly folder: string) {
+    super(`${folder} already exists`);
+  }
+}
+
+export async function createSessionVolume(repo: Repo, paths: SessionPaths, rollback: Rollback): Promise<void> {
+  await createVolume(paths.volume, sessionLabels(paths.name, repo.root));
+  rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
+}
+
+export async function createSessionContainer(spec: ContainerSpec, rollback: Rollback): Promise<void> {
+  rollback.add(`the container ${spec.paths.container}`, () => removeSessionContainer(spec.repo, spec.paths));
+  await runContainer(spec);
+}
+
+function belongs(found: Record<string, string> | null | undefined, repo: Repo, paths: SessionPaths): boolean {
+  const expected = { ...repoLabels(repo.root), [labels.session]: paths.name };
+  return Object.entries(expected).every(([key, value]) => found?.[key] === value);
+}
+
+export type ContainerPresence = 'running' | 'stopped' | 'missing';
+
+/** The session's container, only if its labels name this repository and session. */
+export async function sessionContainer(repo: Repo, paths: SessionPaths): Promise<{ presence: ContainerPresence; startedAt?: string; image?: string }> {
+  const info = await inspectContainer(paths.container);
+  if (!info) return { presence: 'missing' };
+  if (!belongs(info.Config.Labels, repo, paths)) {
+    throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
+  }
+  return { presence: info.State.Running ? 'running' : 'stopped', startedAt: info.State.StartedAt, image: info.Config.Image };
+}
+
+export class ForeignResource extends Error {}
+
+export async function startSessionContainer(repo: Repo, paths: SessionPaths): Promise<void> {
+  const found = await sessionContainer(repo, paths);
+  if (found.presence === 'stopped') await startContainer(paths.container);
+}
+
+/** Removes the container if it is this session's; false when there was none. */
+export async function removeSessionContainer(repo: Repo, paths: SessionPaths): Promise<boolean> {
+  const info = await inspectContainer(paths.container);
+  if (!info) return false;
+  if (!belongs(info.Config.Labels, repo, paths)) throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
+  return removeContainer(info.Id, { force: true });
+}
+
+export async function sessionVolumeExists(repo: Repo, paths: SessionPaths): Promise<boolean> {
+  const info = await inspectVolume(paths.volume);
+  return Boolean(info && belongs(info.Labels, repo, paths));
+}
+
+export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Promise<boolean> {
+  const info = await inspectVolume(paths.volume);
+  if (!info) return false;
+  if (!belongs(info.Labels, repo, paths)) throw new ForeignResource(`the volume ${paths.volume} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
+  return removeVolume(paths.volume);
+}
+
+/**
+ * Removes the worktree folder once its files are safe, or, when it still holds files para could
+ * not commit (ignored files, nested repositories), moves it whole to .para/kept/ and says where.
+ * Never follows a symlink: the folder itself is checked, and rm does not descend into links.
+ */
+export async function retireFolder(repo: Repo, paths: SessionPaths, keep: boolean, now = new Date()): Promise<string | null> {
+  const stat = await fs.lstat(paths.worktree).catch(() => undefined);
+  if (!stat) return null;
+  if (!stat.isDirectory()) throw new Error(`${paths.worktree} is not a folder; para leaves it alone`);
+  if (!keep) {
+    await fs.rm(paths.worktree, { recursive: true, force: true });
+    return null;
+  }
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const target = path.join(keptDir(repo), `${paths.name}-${stamp}`);
+  await fs.mkdir(keptDir(repo), { recursive: true });
+  await fs.rename(paths.worktree, target);
+  return target;
+}
+
+/** Host-side git worktree for a session without a container (the agent runs on the host there). */
+export async function addHostWorktree(repo: Repo, paths: SessionPaths, rollback: Rollback): Promise<void> {
+  await git(['worktree', 'add', '--quiet', paths.worktree, paths.branch], { cwd: repo.root });
+  rollback.add(`the worktree ${paths.worktree}`, () => git(['worktree', 'remove', '--force', paths.worktree], { cwd: repo.root, allowFailure: true }));
+}
+
+/** Forgets worktree records whose folder is gone (sessions without a container). */
+export async function pruneHostWorktrees(repo: Repo): Promise<void> {
+  await git(['worktree', 'prune'], { cwd: repo.root, allowFailure: true });
+}
+
+/** Deletes para/NAME only if it still points where para left it (a half-made start). */
+export async function deleteBranchAt(repo: Repo, paths: SessionPaths, commit: string): Promise<boolean> {
+  const result = await git(['update-ref', '-d', paths.ref, commit], { cwd: repo.root, allowFailure: true });
+  return result.exitCode === 0;
+}
+
+export { startContainer };

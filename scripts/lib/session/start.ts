@@ -1,0 +1,324 @@
+// Starting a session: branch, worktree folder, state and (with a container) the agent's volume,
+// container and repository, with a rollback of everything this start created when a step fails
+// or the process is interrupted. Starting an existing session resumes it.
+import fs from 'fs-extra';
+import os from 'node:os';
+import { onInterrupt } from '../cleanup.ts';
+import { config, labels } from '../config.ts';
+import { configDir } from '../credentials.ts';
+import { inspectImage, type ImageInfo } from '../docker.ts';
+import { ParaError, UsageError } from '../errors.ts';
+import { git, repoSnapshot } from '../git.ts';
+import { imageUserIds } from '../image.ts';
+import { candidateName, nameFromPrompt } from '../names.ts';
+import { conversationFolder, hasConversation, trustWorkspace, type ContainerSpec } from './container.ts';
+import { jobProgress, startJob } from './job.ts';
+import { isReservedName, sessionPaths, validateSessionName, type Repo } from './paths.ts';
+import {
+  addHostWorktree, createBranch, createFolder, createSessionContainer, createSessionVolume, ensureParaDir, FolderExists,
+  removeSessionContainer, Rollback, sessionContainer, sessionVolumeExists, startSessionContainer,
+} from './resources.ts';
+import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
+import { syncSession } from './sync.ts';
+import { localTransport } from './transport.ts';
+
+export interface StartRequest {
+  cwd: string;
+  /** Explicit name; derived from the prompt when absent. */
+  name?: string;
+  prompt?: string;
+  container: boolean;
+  image: string;
+  /** Whether --image was given (a resume then switches the session to it). */
+  imageExplicit: boolean;
+  network?: string;
+  limits: Limits;
+  detach: boolean;
+  /** `-- CMD ARGS`: run this instead of claude. */
+  command?: string[];
+  /** Whether a terminal is attached (stdin and stdout). */
+  tty: boolean;
+  /** How the user runs para, for hints ("para", "npx tsx scripts/start.ts"...). */
+  invocation: (verb: string) => string;
+  warn: (message: string) => void;
+}
+
+export type StartAction = 'attach' | 'job' | 'none';
+
+export interface StartResult {
+  session: SessionState;
+  resumed: boolean;
+  action: StartAction;
+  command: string[];
+}
+
+function plannedCommand(request: StartRequest, continueConversation: boolean): { action: StartAction; command: string[] } {
+  if (request.command?.length) return { action: request.detach ? 'job' : 'attach', command: request.command };
+  if (request.detach) {
+    if (!request.prompt) return { action: 'none', command: [] };
+    // Safe: the agent is not root and runs in its own container.
+    return { action: 'job', command: ['claude', '-p', request.prompt, '--dangerously-skip-permissions'] };
+  }
+  const command = ['claude'];
+  if (continueConversation) command.push('--continue');
+  if (request.prompt) command.push(request.prompt);
+  return { action: 'attach', command };
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** A promise that never rejects, so a probe left running cannot become an unhandled rejection. */
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+}
+
+interface Preconditions {
+  repo: Repo;
+  head: string;
+  baseBranch: string | null;
+  image?: Promise<Settled<ImageInfo | undefined>>;
+  identity: Array<[string, string]>;
+}
+
+function checkRequest(request: StartRequest): void {
+  if (request.name !== undefined) {
+    const problem = validateSessionName(request.name);
+    if (problem) throw new UsageError(problem);
+  }
+  for (const [flag, value] of [['--image', request.image], ['--network', request.network]] as const) {
+    if (value !== undefined && (value.startsWith('-') || value.trim() === '' || /\s/.test(value))) {
+      throw new UsageError(`${flag} ${JSON.stringify(value)} is not a valid value`, `give a name such as ${flag === '--image' ? config.authenticatedImage : 'none'}`);
+    }
+  }
+  if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');
+  if (request.container && !request.detach && !request.tty) {
+    throw new UsageError('no terminal is attached, so an interactive session cannot start', 'add --detach (with a prompt or -- CMD to run it in the background)');
+  }
+}
+
+async function checkPreconditions(request: StartRequest): Promise<Preconditions> {
+  checkRequest(request);
+  const snapshot = await repoSnapshot(request.cwd);
+  const repo: Repo = { root: snapshot.root, commonDir: snapshot.commonDir };
+  if (!snapshot.head) {
+    throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
+  }
+  const image = request.container ? settle(inspectImage(request.image)) : undefined;
+  const identity = request.container ? await gitIdentity(repo.root) : [];
+  return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity };
+}
+
+/** The host's git identity for this repository (user.name / user.email), read in one git call. */
+export async function gitIdentity(repoRoot: string): Promise<Array<[string, string]>> {
+  const result = await git(['config', '--get-regexp', '^user\\.(name|email)$'], { cwd: repoRoot, allowFailure: true });
+  const found = new Map<string, string>();
+  for (const line of result.stdout.split('\n').filter(Boolean)) {
+    const space = line.indexOf(' ');
+    if (space > 0) found.set(line.slice(0, space), line.slice(space + 1));
+  }
+  return [...found.entries()];
+}
+
+async function requireImage(image: string, probe: Promise<Settled<ImageInfo | undefined>>, invocation: StartRequest['invocation']): Promise<ImageInfo> {
+  const result = await probe;
+  if (!result.ok) throw result.error;
+  if (!result.value) {
+    throw new ParaError(`the image ${image} does not exist`, { code: 'image-missing', hint: image === config.authenticatedImage ? `run: ${invocation('image')}` : `build it, or run: ${invocation('image')} --tag ${image}` });
+  }
+  return result.value;
+}
+
+function warnOnUidMismatch(image: ImageInfo, name: string, warn: (m: string) => void): void {
+  const uid = image.Config.Labels?.[labels.uid];
+  const expected = String(imageUserIds().uid);
+  if (uid && uid !== expected) warn(`${name} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
+}
+
+/** Reserves a session name by creating its state file; a derived name moves on to name-2, name-3... */
+async function reserve(request: StartRequest, { repo, head, baseBranch }: Preconditions): Promise<{ state: SessionState; existing?: SessionState }> {
+  const derived = request.name === undefined;
+  const base = request.name ?? nameFromPrompt(request.prompt ?? '');
+  for (let attempt = 1; attempt <= 100; attempt += 1) {
+    const name = derived ? candidateName(base, attempt) : base;
+    if (derived && (validateSessionName(name) || isReservedName(name))) continue;
+    const paths = sessionPaths(repo, name);
+    const state: SessionState = {
+      version: 2,
+      name,
+      repo: repo.root,
+      branch: paths.branch,
+      baseBranch,
+      baseCommit: head,
+      worktree: paths.worktree,
+      container: request.container ? paths.container : null,
+      image: request.container ? request.image : null,
+      network: request.container ? request.network ?? null : null,
+      limits: request.container ? request.limits : null,
+      prompt: request.prompt ?? null,
+      createdAt: new Date().toISOString(),
+      status: 'starting',
+      pid: process.pid,
+      job: null,
+    };
+    if (derived && ((await branchExists(repo, paths.ref)) || (await fs.pathExists(paths.worktree)))) continue;
+    if (await createSessionExclusive(repo, state)) return { state };
+    if (derived) continue;
+    const existing = await readSession(repo, name);
+    if (!existing) continue; // removed in between: try again
+    return { state, existing };
+  }
+  throw new ParaError(`could not find a free session name for ${base}`, { hint: 'give a name explicitly' });
+}
+
+async function branchExists(repo: Repo, ref: string): Promise<boolean> {
+  return (await git(['show-ref', '--verify', '--quiet', ref], { cwd: repo.root, allowFailure: true })).exitCode === 0;
+}
+
+export function containerSpec(repo: Repo, state: SessionState, image: string, identity: Array<[string, string]>, mounts: ContainerSpec['mounts']): ContainerSpec {
+  return {
+    repo,
+    paths: sessionPaths(repo, state.name),
+    image,
+    network: state.network,
+    limits: state.limits ?? { memory: config.limits.memory, cpus: config.limits.cpus, pidsLimit: config.limits.pidsLimit },
+    identity,
+    mounts,
+  };
+}
+
+async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
+  const { repo } = pre;
+  const clean = request.invocation('clean');
+  if (existing.status === 'starting') {
+    if (starterAlive(existing)) {
+      throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, { code: 'session-busy', hint: 'wait for it to finish, then start again to attach' });
+    }
+    throw new ParaError(`session ${existing.name} was left half-started by an interrupted run`, { code: 'session-stale', hint: `run: ${clean} (or ${request.invocation('cancel')} ${existing.name})` });
+  }
+  if (existing.status === 'finished') {
+    throw new ParaError(`session ${existing.name} is finished; its branch ${existing.branch} is kept`, { code: 'session-finished', hint: `choose another name (the branch ${existing.branch} holds its work)` });
+  }
+  const paths = sessionPaths(repo, existing.name);
+  const folder = await fs.lstat(paths.worktree).catch(() => undefined);
+  if (!folder?.isDirectory()) {
+    throw new ParaError(`the worktree folder of session ${existing.name} is missing (${paths.worktree})`, { code: 'worktree-missing', hint: `run: ${request.invocation('cancel')} ${existing.name} --force (its branch is archived)` });
+  }
+  const session: SessionState = { ...existing };
+  if (request.container && existing.container === null) {
+    throw new UsageError(`session ${existing.name} was started without a container`, `finish or cancel it, then start a new session with --container`);
+  }
+  if (session.container) {
+    const switching = request.imageExplicit && request.image !== session.image;
+    const image = switching ? request.image : session.image ?? request.image;
+    const found = await sessionContainer(repo, paths);
+    if (found.presence !== 'missing' && switching) {
+      // The work stays: the folder is the host's and the agent's repository is in the volume.
+      await startSessionContainer(repo, paths);
+      await syncSession(repo, session).catch((error: unknown) => request.warn(`could not bring the work back before switching images: ${String(error)}`));
+      await removeSessionContainer(repo, paths);
+    }
+    if (found.presence === 'missing' || switching) {
+      await requireImage(image, image === request.image && pre.image ? pre.image : settle(inspectImage(image)), request.invocation);
+      const rollback = new Rollback();
+      try {
+        if (!(await sessionVolumeExists(repo, paths))) await createSessionVolume(repo, paths, rollback);
+        const tip = (await git(['rev-parse', '-q', '--verify', `${paths.ref}^{commit}`], { cwd: repo.root, allowFailure: true })).stdout.trim() || session.baseCommit;
+        const spec = containerSpec(repo, session, image, pre.identity, await localTransport.mounts(repo));
+        await createSessionContainer(spec, rollback);
+        await localTransport.seed(paths.container, repo, paths, tip, { checkout: false });
+      } catch (error) {
+        await rollback.run(request.warn);
+        throw error;
+      }
+      session.image = image;
+    } else {
+      await startSessionContainer(repo, paths);
+    }
+    await writeSession(repo, session);
+    await syncSession(repo, session).catch((error: unknown) => request.warn(`could not bring the session's commits back: ${error instanceof Error ? error.message : String(error)}`));
+  }
+  const continues = !request.command?.length && !request.detach && (session.container
+    ? await hasConversation(session.container, paths.worktree)
+    : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
+  const { action, command } = plannedCommand(request, continues);
+  if (action === 'job' && session.container) await startResumedJob(repo, session, command, request);
+  return { session, resumed: true, action, command };
+}
+
+export async function startSession(request: StartRequest): Promise<StartResult> {
+  const pre = await checkPreconditions(request);
+  const { repo, head } = pre;
+  const rollback = new Rollback();
+  let interrupted = false;
+  let done = (): void => undefined;
+  const finished = new Promise<void>((resolve) => { done = resolve; });
+  // On Ctrl-C/SIGTERM the step in flight ends first (its git or docker child may still be
+  // creating something); the next checkpoint then throws and the catch below rolls back.
+  const stopListening = onInterrupt(() => {
+    interrupted = true;
+    return finished;
+  });
+  const checkpoint = (): void => {
+    if (interrupted) throw new ParaError('interrupted: everything this start created was removed', { code: 'interrupted' });
+  };
+  try {
+    await Promise.all([ensureParaDir(repo), ensureStateDir(repo)]);
+    const { state, existing } = await reserve(request, pre);
+    if (existing) return await resume(request, existing, pre);
+    const paths = sessionPaths(repo, state.name);
+    rollback.add('the state file', () => deleteSession(repo, state.name));
+    checkpoint();
+    try {
+      if (!request.container) {
+        if (await fs.lstat(paths.worktree).catch(() => undefined)) throw new FolderExists(paths.worktree);
+        await createBranch(repo, paths, head, rollback);
+        await addHostWorktree(repo, paths, rollback);
+      } else {
+        const made = await Promise.allSettled([
+          createBranch(repo, paths, head, rollback),
+          createFolder(paths, rollback, true),
+          createSessionVolume(repo, paths, rollback),
+          localTransport.mounts(repo),
+        ]);
+        const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+        if (failed) throw failed.reason;
+        const mounts = (made[3] as PromiseFulfilledResult<ContainerSpec['mounts']>).value;
+        warnOnUidMismatch(await requireImage(request.image, pre.image!, request.invocation), request.image, request.warn);
+        checkpoint();
+        await createSessionContainer(containerSpec(repo, state, request.image, pre.identity, mounts), rollback);
+        checkpoint();
+        await localTransport.seed(paths.container, repo, paths, head, { checkout: true });
+        checkpoint();
+        if (!request.detach) await trustWorkspace(paths.container, paths.worktree);
+      }
+    } catch (error) {
+      if (error instanceof FolderExists) {
+        throw new ParaError(`${error.folder} already exists and is not a para session's folder; para leaves it alone`, { code: 'worktree-exists', hint: `move it away or choose another name` });
+      }
+      throw error;
+    }
+    checkpoint();
+    const planned = plannedCommand(request, false);
+    const session: SessionState = { ...state, status: 'active', pid: undefined };
+    if (planned.action === 'job' && request.container) session.job = await startJob(paths.container, paths.worktree, planned.command);
+    checkpoint();
+    await writeSession(repo, session);
+    checkpoint();
+    return { session, resumed: false, action: planned.action, command: planned.command };
+  } catch (error) {
+    await rollback.run(request.warn);
+    throw error;
+  } finally {
+    stopListening();
+    done();
+  }
+}
+
+/** A background job in a resumed session, unless one is still running there. */
+async function startResumedJob(repo: Repo, session: SessionState, command: string[], request: StartRequest): Promise<void> {
+  if (session.job && session.job.exitCode === null && (await jobProgress(session.container!, session.job)).state === 'running') {
+    throw new ParaError(`session ${session.name} already has a background job running`, { code: 'job-running', hint: `follow it: ${request.invocation('logs')} ${session.name} -f` });
+  }
+  session.job = await startJob(session.container!, session.worktree, command);
+  await writeSession(repo, session);
+}

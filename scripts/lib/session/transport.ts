@@ -1,0 +1,215 @@
+// The boundary between a session container and the host's repository. The agent works in a git
+// repository of its own (in the session's volume); the host's git folder is never writable from
+// the container. Work comes back as data: a bundle streamed over docker exec, checked object by
+// object (index-pack --strict) and for connectivity, then only para's own refs move.
+import fs from 'fs-extra';
+import { pipeline } from 'node:stream/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ParaError } from '../errors.ts';
+import { git } from '../git.ts';
+import { AGENT_GIT_DIR, AGENT_VOLUME_DIR, exec, type Mount } from './container.ts';
+import type { Repo, SessionPaths } from './paths.ts';
+
+/** How the agent's repository gets the host's history. A remote engine will seed from a bundle. */
+export interface Transport {
+  /** Extra mounts for the session container. */
+  mounts(repo: Repo): Promise<Mount[]>;
+  /** Creates the agent's repository at `commit` unless the volume already holds one. */
+  seed(container: string, repo: Repo, paths: SessionPaths, commit: string, options: { checkout: boolean }): Promise<void>;
+}
+
+const HOST_OBJECTS = '/para/host-objects';
+
+/** Same engine, same filesystem: the host's object store mounted read-only is the agent's alternate. */
+export const localTransport: Transport = {
+  async mounts(repo) {
+    const objects = path.join(repo.commonDir, 'objects');
+    const mounts: Mount[] = [{ type: 'bind', source: objects, target: HOST_OBJECTS, readonly: true }];
+    // The host's own alternates (a clone made with --shared or --reference) are mounted where it expects them.
+    for (const alternate of await hostAlternates(objects)) mounts.push({ type: 'bind', source: alternate, target: alternate, readonly: true });
+    return mounts;
+  },
+  async seed(container, _repo, paths, commit, options) {
+    await seedAgentRepository(container, paths, commit, HOST_OBJECTS, options.checkout);
+  },
+};
+
+async function hostAlternates(objects: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(objects, 'info', 'alternates'), 'utf8');
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    if (line && !line.startsWith('#') && path.isAbsolute(line) && (await fs.pathExists(line))) found.push(line);
+  }
+  return found;
+}
+
+// Runs as root only to give the volume to the agent's user, then as that user.
+const SEED_SCRIPT = `set -eu
+chown para: "$1"
+exec setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
+gitdir="$1"; alternate="$2"; ref="$3"; commit="$4"; checkout="$5"
+[ -e "$gitdir/HEAD" ] && exit 0
+rm -rf "$gitdir.new"
+env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
+printf "%s\\n" "$alternate" > "$gitdir.new/objects/info/alternates"
+git --git-dir="$gitdir.new" config core.bare false
+git --git-dir="$gitdir.new" config core.worktree "$GIT_WORK_TREE"
+git --git-dir="$gitdir.new" update-ref "$ref" "$commit"
+git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
+mv "$gitdir.new" "$gitdir"
+if [ "$checkout" = 1 ]; then git reset -q --hard; else git read-tree HEAD; fi
+' para-seed "$2" "$3" "$4" "$5" "$6"`;
+
+async function seedAgentRepository(container: string, paths: SessionPaths, commit: string, alternate: string, checkout: boolean): Promise<void> {
+  const result = await exec(container, ['sh', '-c', SEED_SCRIPT, 'para-seed', AGENT_VOLUME_DIR, AGENT_GIT_DIR, alternate, paths.ref, commit, checkout ? '1' : '0'], { root: true, allowFailure: true });
+  if (result.exitCode !== 0) {
+    throw new ParaError(`could not create the agent's repository in ${paths.container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+      code: 'seed-failed',
+      hint: 'check that the image has git and setpriv (util-linux), e.g. rebuild it: make image REBUILD_BASE=1',
+    });
+  }
+}
+
+// ---- bringing work back ---------------------------------------------------------------------
+
+const OID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+const AGENT_REF = /^refs\/(heads|tags)\/[A-Za-z0-9._\/+@-]+$/;
+
+export interface AgentRefs {
+  /** refs/heads/... and refs/tags/... (tags peeled to what they point at). */
+  refs: Map<string, string>;
+  /** HEAD's commit, when it has one. */
+  head: string | null;
+  /** The branch HEAD is on; null when detached. */
+  headRef: string | null;
+}
+
+const REFS_SCRIPT = `git for-each-ref --format='%(objectname) %(refname)' refs/heads
+git for-each-ref --format='%(if)%(*objectname)%(then)%(*objectname)%(else)%(objectname)%(end) %(refname)' refs/tags
+printf 'HEAD %s %s\\n' "$(git rev-parse -q --verify 'HEAD^{commit}' || echo -)" "$(git symbolic-ref -q HEAD || echo -)"`;
+
+/** What the agent's repository says its refs are: untrusted data, parsed strictly. */
+export async function readAgentRefs(container: string): Promise<AgentRefs> {
+  const result = await exec(container, ['sh', '-c', REFS_SCRIPT], { allowFailure: true });
+  if (result.exitCode !== 0) {
+    throw new ParaError(`the agent's repository in ${container} cannot be read: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { code: 'agent-repo-broken' });
+  }
+  const refs = new Map<string, string>();
+  let head: string | null = null;
+  let headRef: string | null = null;
+  for (const line of result.stdout.split('\n').filter(Boolean)) {
+    const parts = line.split(' ');
+    if (parts[0] === 'HEAD' && parts.length === 3) {
+      head = OID.test(parts[1]) ? parts[1] : null;
+      headRef = AGENT_REF.test(parts[2]) && parts[2].startsWith('refs/heads/') ? parts[2] : null;
+    } else if (parts.length === 2 && OID.test(parts[0]) && AGENT_REF.test(parts[1]) && !parts[1].includes('..') && !parts[1].endsWith('.lock')) {
+      refs.set(parts[1], parts[0]);
+    }
+  }
+  return { refs, head, headRef };
+}
+
+export interface RefUpdate {
+  /** What to ask the agent's git to bundle: a ref name, or HEAD. */
+  source: string;
+  /** The commit the agent says it is. */
+  oid: string;
+  /** The host ref to set, always under refs/heads/para/. */
+  target: string;
+}
+
+/** Host commits that cannot be the agent's business to send back (already on the host). */
+async function hostHas(repo: Repo, oid: string): Promise<boolean> {
+  const result = await git(['cat-file', '-e', `${oid}^{commit}`], { cwd: repo.root, allowFailure: true });
+  return result.exitCode === 0;
+}
+
+async function hostRef(repo: Repo, ref: string): Promise<string | null> {
+  const result = await git(['rev-parse', '-q', '--verify', `${ref}^{commit}`], { cwd: repo.root, allowFailure: true });
+  return result.exitCode === 0 ? result.stdout.trim() : null;
+}
+
+/**
+ * Brings the agent's commits for these updates to the host and moves the target refs (all under
+ * refs/heads/para/). `exclude` are host commits the bundle may assume (base, last synced tip).
+ */
+export async function receiveFromAgent(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<string[]> {
+  for (const update of updates) {
+    if (!update.target.startsWith('refs/heads/para/')) throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
+  }
+  const current = new Map<string, string | null>();
+  for (const update of updates) current.set(update.target, await hostRef(repo, update.target));
+  const pending = updates.filter((u) => current.get(u.target) !== u.oid);
+  if (pending.length === 0) return [];
+  const missing: RefUpdate[] = [];
+  for (const update of pending) if (!(await hostHas(repo, update.oid))) missing.push(update);
+  if (missing.length > 0) await fetchBundle(container, repo, missing, exclude);
+  for (const update of pending) {
+    const type = await git(['cat-file', '-t', update.oid], { cwd: repo.root, allowFailure: true });
+    if (type.stdout.trim() !== 'commit') throw new ParaError(`the agent's ${update.source} is not a commit on the host after the transfer`, { code: 'bad-bundle' });
+  }
+  // One transaction, each ref checked against the value read above.
+  const lines = pending.map((u) => `update ${u.target} ${u.oid} ${current.get(u.target) ?? '0'.repeat(u.oid.length)}\n`).join('');
+  await git(['update-ref', '--stdin', '-m', 'para: work brought back from the session container'], { cwd: repo.root, input: lines });
+  return pending.map((u) => u.target);
+}
+
+async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-bundle-'));
+  try {
+    const file = path.join(dir, 'work.bundle');
+    const sources = [...new Set(updates.map((u) => u.source))];
+    const args = ['git', 'bundle', 'create', '-q', '-', ...sources, ...exclude.map((oid) => `^${oid}`)];
+    const result = await exec(container, args, { allowFailure: true, stdoutFile: file, timeoutMs: 10 * 60_000 });
+    if (result.exitCode !== 0) {
+      throw new ParaError(`could not bundle the agent's work in ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { code: 'bundle-failed' });
+    }
+    await unbundle(repo, file, path.join(dir, 'work.pack'));
+    // Every object the new tips need must now be on the host.
+    const tips = [...new Set(updates.map((u) => u.oid))];
+    const connected = await git(['rev-list', '--objects', '--quiet', ...tips, '--not', '--all'], { cwd: repo.root, allowFailure: true });
+    if (connected.exitCode !== 0) {
+      throw new ParaError(`the agent's bundle from ${container} is incomplete: ${connected.stderr.trim()}`, { code: 'bad-bundle' });
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Reads a bundle's header and hands its pack to `git index-pack --strict` (git fetch from a bundle skips fsck). */
+async function unbundle(repo: Repo, file: string, packFile: string): Promise<void> {
+  const handle = await fs.promises.open(file, 'r');
+  let headerLength = -1;
+  let header = '';
+  try {
+    const buffer = Buffer.alloc(1 << 20);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const text = buffer.subarray(0, bytesRead);
+    const end = text.indexOf('\n\n');
+    if (end < 0) throw new ParaError('the agent\'s bundle has no valid header', { code: 'bad-bundle' });
+    headerLength = end + 2;
+    header = text.subarray(0, end).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+  const lines = header.split('\n');
+  if (!/^# v[23] git bundle$/.test(lines[0])) throw new ParaError('the agent\'s bundle has an unknown format', { code: 'bad-bundle' });
+  for (const line of lines.slice(1)) {
+    if (line.startsWith('@')) {
+      if (!/^@object-format=sha(1|256)$/.test(line)) throw new ParaError(`the agent's bundle asks for ${line}`, { code: 'bad-bundle' });
+    } else if (!/^-?[0-9a-f]{40}([0-9a-f]{24})?( .*)?$/.test(line)) {
+      throw new ParaError('the agent\'s bundle has a malformed header line', { code: 'bad-bundle' });
+    }
+  }
+  await pipeline(fs.createReadStream(file, { start: headerLength }), fs.createWriteStream(packFile, { mode: 0o600 }));
+  const result = await git(['index-pack', '--stdin', '--fix-thin', '--strict'], { cwd: repo.root, inputFile: packFile, allowFailure: true });
+  if (result.exitCode !== 0) {
+    throw new ParaError(`the agent's objects failed git's checks and were refused: ${result.stderr.trim()}`, { code: 'bad-bundle' });
+  }
+}

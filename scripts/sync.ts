@@ -1,0 +1,31 @@
+// Bring a session's commits from its container to para/NAME on the host.
+import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { UsageError } from './lib/errors.ts';
+import { syncOne } from './lib/session/lifecycle.ts';
+
+const USAGE = `Usage: npx tsx scripts/sync.ts NAME [--json]
+
+Brings the commits the agent made on its branch inside the session container to para/NAME in
+this repository, as data: a git bundle read over docker exec, every object checked, and only
+para/NAME moved. list, logs, finish, cancel and a resuming start do the same by themselves.`;
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { boolean: ['json', 'verbose', 'help'], alias: { h: 'help' } });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  assertSupportedPlatform();
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('sync')} NAME`);
+  const result = await syncOne(process.cwd(), String(args._[0]), invocation);
+  if (args.json) {
+    printJson({ ok: true, ...result });
+    return 0;
+  }
+  if (result.plantedGit) warn(`the folder of session ${result.name} holds a .git that para did not make: do not run git inside it`);
+  if (result.skipped) log(`session ${result.name}: nothing read, ${result.skipped}; ${result.branch} stays at ${result.head?.slice(0, 12) ?? '-'}`);
+  else log(`session ${result.name}: ${result.branch} ${result.moved.length ? 'moved to' : 'is up to date at'} ${result.head?.slice(0, 12) ?? '-'}`);
+  return 0;
+}
+
+await runMain(main);
