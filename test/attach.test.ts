@@ -6,8 +6,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { conversationFolder, hasConversation } from '../scripts/lib/session-container.ts';
-import { containerName } from '../scripts/lib/session-store.ts';
+import { conversationFolder, hasConversation } from '../scripts/lib/session/container.ts';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
+
+function containerName(root: string, name: string): string {
+  return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).container;
+}
 import { buildAuthImage, fakeHome, runScript, TSX_LOADER } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL } from './support/resources.ts';
@@ -41,7 +45,7 @@ attach('attaches the command on a terminal inside the container; the container k
   const container = containerName(repo.root, 'tty-session');
   assert.ok((await inspectContainer(container))?.State.Running);
   // claude will not stop at its "trust this folder?" question for the session's worktree.
-  const claudeJson = JSON.parse((await docker(['exec', container, 'cat', '/home/para/.claude.json'])).stdout);
+  const claudeJson = JSON.parse((await docker(['exec', '--user', 'para', container, 'cat', '/home/para/.claude.json'])).stdout);
   assert.is(claudeJson.projects[path.join(repo.root, '.para/worktrees/tty-session')].hasTrustDialogAccepted, true);
   assert.is(claudeJson.hasCompletedOnboarding, true);
   const again = await startInTerminal(repo.root, repo.env, ['tty-session', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo second-visit']);
@@ -65,7 +69,7 @@ attach('a resumed session continues claude\'s conversation only when the contain
   assert.is(await hasConversation(container, worktree), false);
   // What claude itself writes after a first exchange in that folder (checked on the real CLI).
   const folder = conversationFolder('/home/para/.claude', worktree);
-  await docker(['exec', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
+  await docker(['exec', '--user', 'para', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
   assert.is(await hasConversation(container, worktree), true);
 });
 

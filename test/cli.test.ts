@@ -69,7 +69,7 @@ const names = suite('session names');
 
 names('every name the pattern accepts is a valid git branch under para/', async () => {
   const { execa } = await import('execa');
-  const { SESSION_NAME_PATTERN } = await import('../scripts/lib/session-store.ts');
+  const { SESSION_NAME_PATTERN } = await import('../scripts/lib/session/paths.ts');
   const alphabet = 'abcXYZ019_-';
   const samples = ['a', '0', 'a-', 'a_', 'A--b', '9__', 'x'.repeat(50), 'HEAD', 'lock', 'a-lock'];
   for (let i = 0; i < 40; i += 1) {

@@ -13,7 +13,8 @@ import { platformFinding } from '../scripts/lib/doctor/system.ts';
 import { commitContainer, docker, type ContainerInfo } from '../scripts/lib/docker.ts';
 import { ParaError } from '../scripts/lib/errors.ts';
 import { findRepo } from '../scripts/lib/git.ts';
-import { ensureParaDir, writeSession, type SessionState } from '../scripts/lib/session-store.ts';
+import { sessionPaths, type Repo } from '../scripts/lib/session/paths.ts';
+import { ensureStateDir, writeSession, type SessionState } from '../scripts/lib/session/store.ts';
 import { fakeDockerDir, runDoctorJson, tempRepo, type DoctorRun } from './support/doctor.ts';
 import { BASE_IMAGE, buildAuthImage, CLAUDE_IMAGE, FAKE_REFRESH, FAKE_TOKEN, fakeHome, runScript, testClaudeImage } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
@@ -122,12 +123,14 @@ findings('only well-formed fact lines are read from inside an image', () => {
 
 findings('a container is claimed only by a live session naming it, as clean.ts decides', () => {
   const container = (name: string, session?: string) => ({ Id: name, Name: `/${name}`, Config: { Labels: session ? { [labels.session]: session } : {} } }) as unknown as ContainerInfo;
+  const repo: Repo = { root: '/r', commonDir: '/r/.git' };
+  const c = (name: string) => sessionPaths(repo, name).container;
   const state = (name: string, status: SessionState['status'], containerRef: string | null) => ({ name, status, container: containerRef }) as SessionState;
-  const result = compareSessions(
-    [state('alive', 'active', 'c-alive'), state('gone', 'active', 'c-gone'), state('done', 'finished', 'c-done'), state('new', 'starting', null)],
-    [container('c-alive', 'alive'), container('c-done', 'done'), container('c-ghost', 'ghost'), container('c-unlabelled'), container('c-new', 'new')],
+  const result = compareSessions(repo,
+    [state('alive', 'active', c('alive')), state('gone', 'active', c('gone')), state('done', 'finished', c('done')), state('new', 'starting', c('new'))],
+    [container(c('alive'), 'alive'), container(c('done'), 'done'), container(c('ghost'), 'ghost'), container('c-unlabelled'), container(c('new'), 'new'), container('para-alive-00000000', 'alive')],
   );
-  assert.equal(result, { orphans: ['c-done', 'c-ghost', 'c-unlabelled'], missing: ['gone'] });
+  assert.equal(result, { orphans: ['c-unlabelled', c('done'), c('ghost'), 'para-alive-00000000'].sort(), missing: ['gone'] });
 });
 
 findings('the table shows every check and a fix under each problem', () => {
@@ -324,32 +327,36 @@ let sessionRepo = '';
 const made: Record<string, string> = {};
 
 async function labelledContainer(repoRoot: string, session: string): Promise<string> {
-  const name = uniqueName(`para-doctor-${session}`);
+  const name = sessionPaths({ root: repoRoot, commonDir: path.join(repoRoot, '.git') }, session).container;
   await docker(['create', '--network', 'none', '--name', name,
     '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.repo}=${repoRoot}`, '--label', `${labels.session}=${session}`,
     '--label', `${TEST_LABEL}=${RUN_ID}`, BASE_IMAGE, 'true']);
   return name;
 }
 
-function state(root: string, name: string, status: SessionState['status'], container: string | null): SessionState {
+function state(root: string, name: string, status: SessionState['status']): SessionState {
   return {
-    version: 1, name, repo: root, branch: `para/${name}`, baseBranch: 'main', baseCommit: '0'.repeat(40),
-    worktree: path.join(root, '.para', 'worktrees', name), container, image: null, prompt: null,
+    version: 2, name, repo: root, branch: `para/${name}`, baseBranch: 'main', baseCommit: '0'.repeat(40),
+    worktree: path.join(root, '.para', 'worktrees', name), container: sessionPaths(doctorRepo(root), name).container, image: null, network: null, limits: null, prompt: null,
     createdAt: new Date().toISOString(), status, job: null,
   };
+}
+
+function doctorRepo(root: string): Repo {
+  return { root, commonDir: path.join(root, '.git') };
 }
 
 sessions.before(async () => {
   sessionRepo = (await findRepo(await tempRepo())).root;
   const otherRepo = (await findRepo(await tempRepo())).root;
-  await ensureParaDir(sessionRepo);
+  await ensureStateDir(doctorRepo(sessionRepo));
   made.alive = await labelledContainer(sessionRepo, 'alive');
   made.done = await labelledContainer(sessionRepo, 'done');
   made.ghost = await labelledContainer(sessionRepo, 'ghost');
   made.other = await labelledContainer(otherRepo, 'ghost');
-  await writeSession(state(sessionRepo, 'alive', 'active', made.alive));
-  await writeSession(state(sessionRepo, 'done', 'finished', made.done));
-  await writeSession(state(sessionRepo, 'gone', 'active', `para-doctor-gone-${RUN_ID}`));
+  await writeSession(doctorRepo(sessionRepo), state(sessionRepo, 'alive', 'active'));
+  await writeSession(doctorRepo(sessionRepo), state(sessionRepo, 'done', 'finished'));
+  await writeSession(doctorRepo(sessionRepo), state(sessionRepo, 'gone', 'active'));
 });
 
 sessions.after(async () => {
@@ -360,12 +367,13 @@ sessions('orphan containers and sessions without a container warn; other reposit
   const run = await runDoctorJson(['--image', missing], { cwd: sessionRepo });
   const check = run.check('sessions');
   assert.is(check.status, 'warn', check.message);
-  assert.match(check.message, /2 containers with no live session/);
+  assert.match(check.message, /2 containers or volumes with no live session/);
   assert.ok(check.message.includes(made.ghost) && check.message.includes(made.done), check.message);
   assert.match(check.message, /1 active session whose container is gone \(gone\)/);
   assert.not.ok(check.message.includes(made.other), 'another repository\'s container was reported');
   assert.not.ok(check.message.includes(made.alive), 'a live session\'s container was reported');
   assert.match(check.fix ?? '', /clean/);
+  assert.match(check.fix ?? '', /start each again|cancel/);
 });
 
 sessions.run();

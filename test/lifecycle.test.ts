@@ -6,7 +6,15 @@ import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { containerName } from '../scripts/lib/session-store.ts';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
+
+function containerName(root: string, name: string): string {
+  return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).container;
+}
+
+function stateFile(root: string, name: string): string {
+  return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).stateFile;
+}
 import { buildAuthImage, fakeHome, runScript, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, uniqueName } from './support/resources.ts';
@@ -51,8 +59,8 @@ logs('a background job\'s output is readable, followed to its end, and its exit 
   assert.is(follow.exitCode, 3);
   assert.is(follow.stdout, 'first\nsecond');
   const once = await script(repo, 'logs.ts', ['job', '--json']);
-  assert.equal(JSON.parse(once.stdout), { name: 'job', output: 'first\nsecond\n', exitCode: 3, running: false });
-  const state = JSON.parse(await fs.readFile(path.join(repo.root, '.para/state/job.json'), 'utf8'));
+  assert.equal(JSON.parse(once.stdout), { ok: true, name: 'job', output: 'first\nsecond\n', exitCode: 3, running: false, state: 'exited' });
+  const state = JSON.parse(await fs.readFile(stateFile(repo.root, 'job'), 'utf8'));
   assert.is(state.job.exitCode, 3);
 });
 
@@ -118,7 +126,7 @@ finish('an unknown session is a clear error', async () => {
   const result = await script(repo, 'finish.ts', ['nope', '-m', 'x']);
   assert.is(result.exitCode, 1);
   assert.match(result.stderr, 'no session nope');
-  assert.match(result.stderr, 'list.ts');
+  assert.match(result.stderr, 'list');
 });
 
 finish.run();
@@ -140,7 +148,7 @@ cancel('cancel keeps uncommitted work on an archive branch and removes container
   assert.is(await repo.git(['branch', '--list', 'para/wip']), '');
   assert.is(await inspectContainer(containerName(repo.root, 'wip')), undefined);
   assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/worktrees/wip')));
-  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/state/wip.json')));
+  assert.not.ok(await fs.pathExists(stateFile(repo.root, 'wip')));
   // The name is free again.
   await session(repo, 'wip');
 });
@@ -164,15 +172,18 @@ clean('clean removes only this repository\'s orphans; another repository\'s sess
   // Another repository's orphan: clean run here must not touch it either.
   const foreignOrphan = uniqueName('para-foreign');
   await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${other.root}`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', foreignOrphan, '--network', 'none', IMAGE, 'true']);
-  // A stale worktree record: the folder of a para worktree vanished.
-  await repo.git(['worktree', 'add', '-q', '-b', 'para/vanished', path.join(repo.root, '.para/worktrees/vanished')]);
-  await fs.rm(path.join(repo.root, '.para/worktrees/vanished'), { recursive: true, force: true });
+  // A volume labelled for this repository whose session is gone, and an unlabelled one.
+  const orphanVolume = uniqueName('para-orphan-vol');
+  await docker(['volume', 'create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, orphanVolume]);
+  const plainVolume = uniqueName('not-para-vol');
+  await docker(['volume', 'create', plainVolume]);
+  onCleanup(() => docker(['volume', 'rm', plainVolume], { allowFailure: true }));
 
   const dry = await script(repo, 'clean.ts', ['--dry-run', '--json']);
   assert.is(dry.exitCode, 0, dry.stderr);
   const plan = JSON.parse(dry.stdout);
   assert.equal(plan.containers.map((c: { name: string }) => c.name), [orphan]);
-  assert.equal(plan.worktrees, [path.join(repo.root, '.para/worktrees/vanished')]);
+  assert.equal(plan.volumes, [orphanVolume]);
   assert.ok(await inspectContainer(orphan), 'dry run removed something');
 
   const real = await script(repo, 'clean.ts', []);
@@ -182,7 +193,10 @@ clean('clean removes only this repository\'s orphans; another repository\'s sess
   assert.ok(await inspectContainer(containerName(other.root, 'theirs')));
   assert.ok(await inspectContainer(foreignOrphan));
   assert.ok(await inspectContainer(unlabelled));
-  assert.not.match(await repo.git(['worktree', 'list']), 'vanished');
+  const volumes = (await docker(['volume', 'ls', '-q'])).stdout.split('\n');
+  assert.not.ok(volumes.includes(orphanVolume), 'the orphan volume survived');
+  assert.ok(volumes.includes(plainVolume), 'an unlabelled volume was removed');
+  assert.ok(volumes.includes(sessionPaths({ root: repo.root, commonDir: path.join(repo.root, '.git') }, 'kept').volume), 'a live session lost its volume');
 });
 
 clean('clean removes a session left half-started by a killed start, and keeps one with work in it', async () => {
@@ -191,21 +205,22 @@ clean('clean removes a session left half-started by a killed start, and keeps on
   for (const name of ['halfway', 'touched']) {
     const worktree = path.join(repo.root, '.para/worktrees', name);
     await repo.git(['worktree', 'add', '-q', '-b', `para/${name}`, worktree, head]);
-    await fs.mkdir(path.join(repo.root, '.para/state'), { recursive: true });
+    await fs.mkdir(path.dirname(stateFile(repo.root, name)), { recursive: true });
     // pid 2^22+1 is above Linux's pid_max default, so no process has it.
-    await fs.writeJson(path.join(repo.root, '.para/state', `${name}.json`), {
-      version: 1, name, repo: repo.root, branch: `para/${name}`, baseBranch: 'main', baseCommit: head, worktree,
-      container: null, image: null, prompt: null, createdAt: new Date().toISOString(), status: 'starting', pid: 4194305, job: null,
+    await fs.writeJson(stateFile(repo.root, name), {
+      version: 2, name, repo: repo.root, branch: `para/${name}`, baseBranch: 'main', baseCommit: head, worktree,
+      container: null, image: null, network: null, limits: null, prompt: null, createdAt: new Date().toISOString(), status: 'starting', pid: 4194305, job: null,
     });
   }
   await fs.writeFile(path.join(repo.root, '.para/worktrees/touched/notes.txt'), 'someone wrote here\n');
   const result = await script(repo, 'clean.ts', ['--json']);
   assert.is(result.exitCode, 0, result.stderr);
   assert.equal(JSON.parse(result.stdout).staleStarts, ['halfway']);
-  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para/state/halfway.json')));
+  assert.not.ok(await fs.pathExists(stateFile(repo.root, 'halfway')));
+  assert.equal(JSON.parse(result.stdout).keptStarts, ['touched']);
   assert.is(await repo.git(['branch', '--list', 'para/halfway']), '');
   assert.ok(await fs.pathExists(path.join(repo.root, '.para/worktrees/touched/notes.txt')), 'work was deleted');
-  assert.ok(await fs.pathExists(path.join(repo.root, '.para/state/touched.json')));
+  assert.ok(await fs.pathExists(stateFile(repo.root, 'touched')));
 });
 
 clean.run();

@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, type SessionState } from '../scripts/lib/session-store.ts';
+import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, sessionPaths } from '../scripts/lib/session/paths.ts';
+import type { SessionState } from '../scripts/lib/session/store.ts';
 import { buildAuthImage, FAKE_TOKEN, fakeHome, runScript, TSX_LOADER, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
@@ -36,14 +37,8 @@ function detached(name: string, ...rest: string[]): string[] {
 }
 
 function paths(repo: TestRepo, name: string) {
-  const para = path.join(repo.root, '.para');
-  return {
-    worktree: path.join(para, 'worktrees', name),
-    state: path.join(para, 'state', `${name}.json`),
-    run: path.join(para, 'run', name),
-    exitCode: path.join(para, 'run', name, 'exit-code'),
-    log: path.join(para, 'run', name, 'output.log'),
-  };
+  const p = sessionPaths({ root: repo.root, commonDir: path.join(repo.root, '.git') }, name);
+  return { worktree: p.worktree, state: p.stateFile, volume: p.volume, container: p.container };
 }
 
 async function readState(repo: TestRepo, name: string): Promise<SessionState> {
@@ -69,8 +64,8 @@ async function leftovers(repo: TestRepo, name: string): Promise<string[]> {
   if (await fs.pathExists(p.worktree)) found.push(`worktree folder ${p.worktree}`);
   if ((await repo.git(['worktree', 'list', '--porcelain'])).includes(p.worktree)) found.push('worktree record');
   if (await fs.pathExists(p.state)) found.push(`state file ${p.state}`);
-  if (await fs.pathExists(p.run)) found.push(`run folder ${p.run}`);
   for (const id of await containers(repo, name)) found.push(`container ${id.slice(0, 12)}`);
+  if ((await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${repo.root}`, '--filter', `label=${labels.session}=${name}`])).stdout.trim()) found.push(`volume ${p.volume}`);
   return found;
 }
 
@@ -83,10 +78,16 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/** Follows the job to its end (logs -f) and returns its exit code as logs reports it. */
 async function jobExitCode(repo: TestRepo, name: string): Promise<string> {
-  const file = paths(repo, name).exitCode;
-  await waitFor(`the exit code of ${name}'s job`, () => fs.pathExists(file));
-  return (await fs.readFile(file, 'utf8')).trim();
+  const follow = await runScript('logs.ts', [name, '--follow'], { cwd: repo.root, env: repo.env });
+  const json = JSON.parse((await runScript('logs.ts', [name, '--json'], { cwd: repo.root, env: repo.env })).stdout) as { exitCode: number | null };
+  assert.is(String(json.exitCode), String(follow.exitCode), 'logs -f and logs --json disagree');
+  return String(json.exitCode);
+}
+
+async function jobOutput(repo: TestRepo, name: string): Promise<string> {
+  return (JSON.parse((await runScript('logs.ts', [name, '--json'], { cwd: repo.root, env: repo.env })).stdout) as { output: string }).output;
 }
 
 function errorCode(result: ScriptResult): string | undefined {
@@ -119,7 +120,7 @@ job.before(async () => {
   j.result = await start(j.repo, detached(j.name, '--', 'sh', '-c', SCRIPT), { CLAUDE_CODE_OAUTH_TOKEN: FAKE_TOKEN, ANTHROPIC_API_KEY: FAKE_API_KEY });
   assert.is(j.result.exitCode, 0, j.result.stderr);
   j.container = (await readState(j.repo, j.name)).container ?? '';
-  assert.is(await jobExitCode(j.repo, j.name), '0', await fs.readFile(paths(j.repo, j.name).log, 'utf8'));
+  assert.is(await jobExitCode(j.repo, j.name), '0', await jobOutput(j.repo, j.name));
 });
 
 job('the commit made inside the container is on para/NAME on the host, on top of the base commit', async () => {
@@ -135,36 +136,39 @@ job('the file the agent wrote belongs to the host user (the agent UID on a root 
   assert.is(stat.gid, imageUserIds().gid);
 });
 
-job('the background job wrote its exit code and its output to .para/run/NAME', async () => {
-  assert.is(await fs.readFile(paths(j.repo, j.name).exitCode, 'utf8'), '0\n');
-  assert.match(await fs.readFile(paths(j.repo, j.name).log, 'utf8'), 'done');
+job('the background job\'s exit code and output are recorded in the container, where the agent cannot write them', async () => {
+  assert.is((await readState(j.repo, j.name)).job?.exitCode, 0);
+  assert.match(await jobOutput(j.repo, j.name), 'done');
+  const forge = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'echo 9 > /run/para/exit-code'], { allowFailure: true });
+  assert.is.not(forge.exitCode, 0);
 });
 
 job('git status and git log work inside the container, in the worktree', async () => {
-  const status = await docker(['exec', j.container, 'git', 'status', '--porcelain']);
+  const status = await docker(['exec', '--user', 'para', j.container, 'git', 'status', '--porcelain']);
   assert.is(status.stdout.trim(), '');
-  const log = await docker(['exec', j.container, 'git', 'log', '--format=%s']);
+  const log = await docker(['exec', '--user', 'para', j.container, 'git', 'log', '--format=%s']);
   assert.equal(log.stdout.trim().split('\n'), ['from the container', 'initial']);
-  const cwd = await docker(['exec', j.container, 'pwd']);
+  const cwd = await docker(['exec', '--user', 'para', j.container, 'pwd']);
   assert.is(cwd.stdout.trim(), paths(j.repo, j.name).worktree);
 });
 
-job('the main git folder\'s hooks and config are read-only inside, while commits still work', async () => {
+job('the host\'s git folder is not in the container; its objects are read-only; a new commit reaches the host on sync', async () => {
   const gitDir = path.join(j.repo.root, '.git');
-  const configBefore = await fs.readFile(path.join(gitDir, 'config'), 'utf8');
-  const hook = await docker(['exec', j.container, 'sh', '-c', 'echo "#!/bin/sh" > "$1/hooks/post-checkout"', 'sh', gitDir], { allowFailure: true });
-  assert.is.not(hook.exitCode, 0);
-  assert.match(hook.stderr, /Read-only/i);
-  const config = await docker(['exec', j.container, 'git', 'config', '--file', path.join(gitDir, 'config'), 'core.hooksPath', '/tmp'], { allowFailure: true });
-  assert.is.not(config.exitCode, 0);
-  assert.not.ok(await fs.pathExists(path.join(gitDir, 'hooks', 'post-checkout')));
-  assert.is(await fs.readFile(path.join(gitDir, 'config'), 'utf8'), configBefore);
-  const commit = await docker(['exec', j.container, 'git', '-c', 'user.name=Agent', '-c', 'user.email=agent@example.invalid', 'commit', '-q', '--allow-empty', '-m', 'second']);
+  const seen = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'test -e "$1/config" && echo visible || echo absent', 'sh', gitDir]);
+  assert.is(seen.stdout.trim(), 'absent');
+  const write = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'touch /para/host-objects/planted'], { allowFailure: true });
+  assert.is.not(write.exitCode, 0);
+  assert.match(write.stderr, /Read-only/i);
+  const commit = await docker(['exec', '--user', 'para', j.container, 'git', '-c', 'user.name=Agent', '-c', 'user.email=agent@example.invalid', 'commit', '-q', '--allow-empty', '-m', 'second']);
   assert.is(commit.exitCode, 0);
+  assert.is(await j.repo.git(['log', '-1', '--format=%s', 'para/agent-commit']), 'from the container', 'the host branch moved before a sync');
+  const sync = await runScript('sync.ts', [j.name, '--json'], { cwd: j.repo.root, env: j.repo.env });
+  assert.is(sync.exitCode, 0, sync.stderr);
+  assert.is(JSON.parse(sync.stdout).ok, true);
   assert.is(await j.repo.git(['log', '-1', '--format=%s', 'para/agent-commit']), 'second');
 });
 
-job('the container carries the session, repository and managed-by labels and runs as non-root', async () => {
+job('the container carries the session, repository and managed-by labels, limits, and the agent runs as non-root', async () => {
   const info = await inspectContainer(j.container);
   assert.ok(info, 'container missing');
   const l = info.Config.Labels ?? {};
@@ -174,9 +178,20 @@ job('the container carries the session, repository and managed-by labels and run
   assert.is(l[TEST_LABEL], RUN_ID);
   assert.is(info.State.Running, true);
   assert.is(info.HostConfig.NetworkMode, 'none');
-  const id = (await docker(['exec', j.container, 'id', '-u'])).stdout.trim();
-  assert.is.not(id, '0');
+  const ids = (await docker(['exec', j.container, 'sh', '-c', 'ps -o user= -o comm= 2>/dev/null || true'], { allowFailure: true })).stdout;
+  assert.not.match(ids, /^0\s+sh$/m);
+  const id = (await docker(['exec', '--user', 'para', j.container, 'id', '-u'])).stdout.trim();
   assert.is(id, String(imageUserIds().uid));
+  const job = (await docker(['exec', j.container, 'sh', '-c', 'stat -c %U /para/session/repo.git'])).stdout.trim();
+  assert.is(job, 'para');
+  const hostConfig = (await docker(['container', 'inspect', '--format', '{{json .HostConfig}}', j.container])).stdout;
+  const hc = JSON.parse(hostConfig) as { Memory: number; NanoCpus: number; PidsLimit: number; SecurityOpt: string[]; CapAdd: string[] };
+  assert.is(hc.Memory, 4 * 1024 ** 3);
+  assert.is(hc.NanoCpus, 2e9);
+  assert.is(hc.PidsLimit, 1024);
+  assert.ok(hc.SecurityOpt.includes('no-new-privileges'));
+  const binds = (info.Mounts ?? []).filter((m) => m.Type === 'bind');
+  assert.equal(binds.filter((m) => m.RW).map((m) => m.Source), [paths(j.repo, j.name).worktree], 'only the worktree folder is writable');
 });
 
 job('no secret is in the container\'s environment or its inspect output', async () => {
@@ -186,7 +201,7 @@ job('no secret is in the container\'s environment or its inspect output', async 
     assert.not.ok(env.some((entry) => entry.startsWith(`${key}=`)), `${key} in Config.Env`);
   }
   const inspect = (await docker(['container', 'inspect', j.container])).stdout;
-  const live = (await docker(['exec', j.container, 'env'])).stdout;
+  const live = (await docker(['exec', '--user', 'para', j.container, 'env'])).stdout;
   for (const secret of [FAKE_TOKEN, FAKE_API_KEY]) {
     assert.not.ok(inspect.includes(secret), 'secret in docker inspect');
     assert.not.ok(live.includes(secret), 'secret in the environment of docker exec');
@@ -222,7 +237,7 @@ job('a failing job records its own exit code', async () => {
   const result = await start(j.repo, detached('fails', '--', 'sh', '-c', 'echo about to fail; exit 3'));
   assert.is(result.exitCode, 0, result.stderr);
   assert.is(await jobExitCode(j.repo, 'fails'), '3');
-  assert.match(await fs.readFile(paths(j.repo, 'fails').log, 'utf8'), 'about to fail');
+  assert.match(await jobOutput(j.repo, 'fails'), 'about to fail');
 });
 
 job.run();
@@ -419,6 +434,29 @@ refuse('a missing image: the next step names make image and the tag, nothing cre
   assert.equal(await leftovers(repo, 'no-image'), []);
 });
 
+refuse('a folder already at the worktree path is refused and left alone', async () => {
+  const repo = await makeRepo();
+  const folder = paths(repo, 'taken').worktree;
+  await fs.mkdirp(folder);
+  await fs.writeFile(path.join(folder, 'mine.txt'), 'user data\n');
+  const result = await start(repo, detached('taken', '--', 'true'));
+  assert.is(result.exitCode, 1, result.stderr);
+  assert.match(result.stderr, 'already exists');
+  assert.is(await fs.readFile(path.join(folder, 'mine.txt'), 'utf8'), 'user data\n');
+  assert.equal(await branches(repo), []);
+  assert.equal(await containers(repo), []);
+});
+
+refuse('an --image or --network value that looks like an option is refused before anything runs', async () => {
+  const repo = await makeRepo();
+  for (const args of [['--image=--privileged'], ['--network=-v']]) {
+    const result = await start(repo, ['opt', '--container', '--detach', ...args, '--json']);
+    assert.is(result.exitCode, 2, result.stderr);
+    assert.is(errorCode(result), 'usage');
+  }
+  assert.equal(await leftovers(repo, 'opt'), []);
+});
+
 refuse.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -465,9 +503,9 @@ rollback('SIGTERM while the worktree is being created leaves nothing behind', as
   assert.equal(await leftovers(repo, 'sigterm-wt'), []);
 });
 
-rollback('SIGTERM while the container is being created leaves nothing behind', async () => {
+rollback('SIGTERM once the container runs and the agent\'s repository is seeded leaves nothing behind', async () => {
   const repo = await makeRepo();
-  const ended = await interruptWhen(repo, 'sigterm-run', paths(repo, 'sigterm-run').run);
+  const ended = await interruptWhen(repo, 'sigterm-run', path.join(paths(repo, 'sigterm-run').worktree, 'README.md'));
   assert.is(ended.signal, 'SIGTERM', ended.stderr);
   assert.equal(await leftovers(repo, 'sigterm-run'), []);
   // A docker CLI still running when start.ts ended could create the container a moment later.

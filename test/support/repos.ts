@@ -5,15 +5,14 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { labels } from '../../scripts/lib/config.ts';
 import { docker } from '../../scripts/lib/docker.ts';
-import { imageUserIds } from '../../scripts/lib/image.ts';
 import { onCleanup, tempDir } from './resources.ts';
 
-/** Git configuration for the test process and the scripts it runs: identity, and trust for
- * repositories owned by the agent UID when the tests run as root. */
+/** Git configuration for the test process and the scripts it runs: an identity, nothing else
+ * (git's ownership checks stay as they are). */
 export async function gitTestEnv(): Promise<Record<string, string>> {
   const dir = await tempDir('para-test-gitconfig-');
   const file = path.join(dir, 'gitconfig');
-  await fs.writeFile(file, '[user]\n\tname = Para Test\n\temail = para-test@example.invalid\n[safe]\n\tdirectory = *\n[init]\n\tdefaultBranch = main\n');
+  await fs.writeFile(file, '[user]\n\tname = Para Test\n\temail = para-test@example.invalid\n[init]\n\tdefaultBranch = main\n');
   return { GIT_CONFIG_GLOBAL: file, GIT_CONFIG_NOSYSTEM: '1' };
 }
 
@@ -32,13 +31,11 @@ export async function makeRepo(): Promise<TestRepo> {
   await fs.writeFile(path.join(root, 'README.md'), '# test repository\n');
   await run(['add', 'README.md']);
   await run(['commit', '-q', '-m', 'initial']);
-  if (process.getuid?.() === 0) {
-    const ids = imageUserIds();
-    await execa('chown', ['-R', `${ids.uid}:${ids.gid}`, root]);
-  }
   onCleanup(async () => {
     const ids = (await docker(['ps', '-aq', '--filter', `label=${labels.repo}=${root}`])).stdout.split('\n').filter(Boolean);
     if (ids.length) await docker(['rm', '-f', '-v', ...ids], { allowFailure: true });
+    const volumes = (await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${root}`])).stdout.split('\n').filter(Boolean);
+    if (volumes.length) await docker(['volume', 'rm', ...volumes], { allowFailure: true });
   });
   return { root, env, git: run };
 }

@@ -119,11 +119,11 @@ export async function gitIdentity(repoRoot: string): Promise<Array<[string, stri
   return [...found.entries()];
 }
 
-async function requireImage(image: string, probe: Promise<Settled<ImageInfo | undefined>>, invocation: StartRequest['invocation']): Promise<ImageInfo> {
+async function requireImage(image: string, probe: Promise<Settled<ImageInfo | undefined>>): Promise<ImageInfo> {
   const result = await probe;
   if (!result.ok) throw result.error;
   if (!result.value) {
-    throw new ParaError(`the image ${image} does not exist`, { code: 'image-missing', hint: image === config.authenticatedImage ? `run: ${invocation('image')}` : `build it, or run: ${invocation('image')} --tag ${image}` });
+    throw new ParaError(`the image ${image} does not exist`, { code: 'image-missing', hint: image === config.authenticatedImage ? 'run: make image' : `build it, or run: make image TAG=${image}` });
   }
   return result.value;
 }
@@ -218,7 +218,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       await removeSessionContainer(repo, paths);
     }
     if (found.presence === 'missing' || switching) {
-      await requireImage(image, image === request.image && pre.image ? pre.image : settle(inspectImage(image)), request.invocation);
+      await requireImage(image, image === request.image && pre.image ? pre.image : settle(inspectImage(image)));
       const rollback = new Rollback();
       try {
         if (!(await sessionVolumeExists(repo, paths))) await createSessionVolume(repo, paths, rollback);
@@ -283,7 +283,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
         const mounts = (made[3] as PromiseFulfilledResult<ContainerSpec['mounts']>).value;
-        warnOnUidMismatch(await requireImage(request.image, pre.image!, request.invocation), request.image, request.warn);
+        warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         checkpoint();
         await createSessionContainer(containerSpec(repo, state, request.image, pre.identity, mounts), rollback);
         checkpoint();
