@@ -3,6 +3,10 @@
 # environment; the recipes quote them in the shell, so prompts may hold any character.
 SHELL := /bin/bash
 TSX := node --import tsx
+# Values given on the command line are taken literally: make must not expand $(shell ...) or $5
+# in a prompt or a message. Each becomes a simple variable holding the text as typed, exported.
+LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY
+$(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 # Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
 # where tsx needs ~0.8 s to compile. `npx tsx scripts/<name>.ts` runs the same code.
@@ -10,7 +14,7 @@ SOURCES := $(wildcard scripts/*.ts scripts/lib/*.ts scripts/lib/*/*.ts)
 BUNDLES := $(patsubst scripts/%.ts,dist/%.mjs,$(wildcard scripts/*.ts))
 
 .PHONY: help install build image login doctor test check typecheck bench bench-doctor base-image \
-        start list logs finish cancel clean-sessions
+        start list logs sync finish cancel clean-sessions
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -44,15 +48,19 @@ login: node_modules ## log in inside a throwaway container and commit it as para
 doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE)
 	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"}
 
-start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1)
+start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \
-	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach}
+	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach} \
+	  $${NETWORK:+--network "$$NETWORK"} $${MEMORY:+--memory "$$MEMORY"} $${CPUS:+--cpus "$$CPUS"} $${PIDS_LIMIT:+--pids-limit "$$PIDS_LIMIT"}
 
 list: dist/list.mjs ## list this repository's sessions
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/list.mjs"
 
 logs: dist/logs.mjs ## show a detached session's output: NAME=... (FOLLOW=1)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/logs.mjs" "$$NAME" $${FOLLOW:+--follow}
+
+sync: dist/sync.mjs ## bring a session's commits to para/NAME: NAME=...
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/sync.mjs" "$$NAME"
 
 finish: dist/finish.mjs ## commit, stop and keep the branch: NAME=... MSG="..."
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/finish.mjs" "$$NAME" $${MSG:+-m "$$MSG"}

@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
   else {
     for (const message of result.warnings) warn(message);
     for (const ref of result.savedRefs) log(`kept: branch ${ref}`);
-    if (result.keptFolder) log(`files that were not committed are kept in ${result.keptFolder}`);
+    if (result.keptFolder) log(`what could not be committed (${result.uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) is kept in ${result.keptFolder}`);
     log(`cancelled session ${name}${result.committedUncommittedWork ? '; its uncommitted work was committed' : ''}`);
     if (result.archivedBranch) log(`its work is kept on branch ${result.archivedBranch}`);
   }

@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     for (const message of result.warnings) warn(message);
     log(`finished session ${result.name}${result.committed ? ' (pending changes committed)' : ''}; branch ${result.branch} is kept`);
     for (const ref of result.savedRefs) log(`also kept: branch ${ref}`);
-    if (result.keptFolder) log(`files that were not committed (${result.uncaptured.slice(0, 5).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) are kept in ${result.keptFolder}`);
+    if (result.keptFolder) log(`what could not be committed (${result.uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) is kept in ${result.keptFolder}`);
     log(`merge it: ${result.mergeHint}`);
   }
   return 0;

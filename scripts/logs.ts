@@ -1,5 +1,6 @@
 // Show the output of a session's background job; -f follows it until the job ends.
-import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { StringDecoder } from 'node:string_decoder';
+import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { followJob, jobOutput, jobProgress, type JobProgress } from './lib/session/job.ts';
 import { resolveSession } from './lib/session/lifecycle.ts';
@@ -42,13 +43,16 @@ async function main(argv: string[]): Promise<number> {
       printJson({ ok: true, name: state.name, output, exitCode: progress.state === 'exited' ? progress.exitCode : null, running: progress.state === 'running', state: progress.state });
       return 0;
     }
-    process.stdout.write(output);
+    process.stdout.write(process.stdout.isTTY ? forTerminal(output) : output);
     if (progress.state === 'running') log('(the job is still running; follow it with -f)');
     if (progress.state === 'lost') log(`(the job ended without an exit status: ${progress.reason})`);
     return 0;
   }
   const before = await jobProgress(container, state.job);
-  if (before.state !== 'lost') await followJob(container);
+  // The agent writes this output: on a terminal its escape sequences are shown, not obeyed.
+  const decoder = new StringDecoder('utf8');
+  const write = (chunk: Buffer) => process.stdout.write(process.stdout.isTTY ? forTerminal(decoder.write(chunk)) : chunk);
+  if (before.state !== 'lost') await followJob(container, write);
   const progress = before.state === 'lost' ? before : await jobProgress(container, state.job);
   await record(repo, state, progress);
   await sync();

@@ -129,3 +129,11 @@ export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = pr
   if (verb === 'image') return 'make image';
   return `npx tsx ${shown(path.join(dir, `${script}.ts`))}`;
 }
+
+/**
+ * Text from the agent (job output, file names) made safe for a terminal: control characters
+ * other than newline and tab are shown escaped, so no escape sequence reaches the terminal.
+ */
+export function forTerminal(text: string): string {
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x9b]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -48,6 +48,8 @@ export interface DockerOptions {
   stdoutFile?: string;
   /** Pass the command's stdout straight to ours (a log being followed). */
   stdoutInherit?: boolean;
+  /** Receive the command's stdout as it comes, instead of buffering it. */
+  onStdout?: (chunk: Buffer) => void;
   /** Return non-zero exits instead of throwing (connection failures still throw). */
   allowFailure?: boolean;
   env?: Record<string, string | undefined>;
@@ -119,10 +121,12 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
       stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
       stderr: options.inheritStdio ? 'inherit' : 'pipe',
       stripFinalNewline: false,
+      buffer: options.onStdout ? { stdout: false } : true,
     });
   } catch (error) {
     throw connectionError('command-failed', args, {}, error);
   }
+  if (options.onStdout) subprocess.stdout?.on('data', options.onStdout);
   if (options.stream && !options.inheritStdio) {
     subprocess.stdout?.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     subprocess.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk));

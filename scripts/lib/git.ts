@@ -37,6 +37,8 @@ interface GitOptions {
   input?: string;
   /** A file streamed to git's stdin (a pack). */
   inputFile?: string;
+  /** Write stdout into this file (a pack). */
+  stdoutFile?: string;
   env?: Record<string, string | undefined>;
 }
 
@@ -48,6 +50,7 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
     reject: false,
     input: options.input,
     stdin: options.inputFile ? { file: options.inputFile } : options.input === undefined ? 'ignore' : 'pipe',
+    stdout: options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
   });
   const out = { stdout: String(result.stdout ?? '').trim(), stderr: String(result.stderr ?? '').trim(), exitCode: result.exitCode ?? -1 };
   if ((result as { code?: string }).code === 'ENOENT') {

@@ -53,8 +53,8 @@ export async function jobOutput(container: string): Promise<string> {
   return result.exitCode === 0 ? result.stdout : '';
 }
 
-/** Streams the output to our stdout until the job's wrapper ends (or the container stops). */
-export async function followJob(container: string): Promise<void> {
+/** Streams the output to `write` until the job's wrapper ends (or the container stops). */
+export async function followJob(container: string, write: (chunk: Buffer) => void): Promise<void> {
   const script = `d="${JOB_DIR}"; exec tail -c +1 -s 0.2 -f --pid="$(cat "$d/job.pid")" "$d/output.log"`;
-  await exec(container, ['sh', '-c', script], { root: true, allowFailure: true, stdoutInherit: true, timeoutMs: undefined });
+  await exec(container, ['sh', '-c', script], { root: true, allowFailure: true, onStdout: write, timeoutMs: undefined });
 }

@@ -6,9 +6,12 @@ import {
   inspectContainer, inspectImage, inspectVolume, listContainers, listVolumes, pauseContainer, removeContainer, removeVolume, unpauseContainer,
   type ContainerInfo, type VolumeInfo,
 } from '../docker.ts';
-import { ParaError, UsageError } from '../errors.ts';
+import fs from 'fs-extra';
+import os from 'node:os';
+import path from 'node:path';
+import { errorMessage, ParaError, UsageError } from '../errors.ts';
 import { findRepo, git } from '../git.ts';
-import { exec, repoLabels } from './container.ts';
+import { AGENT_VOLUME_DIR, exec, repoLabels } from './container.ts';
 import { jobProgress, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
@@ -134,6 +137,7 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
     try {
       const sync = await syncSession(repo, state);
       planted = sync.plantedGit;
+      warnings.push(...sync.warnings);
     } catch (error) {
       warnings.push(`could not bring the agent's commits back: ${error instanceof Error ? error.message : String(error)}`);
       planted = await plantedGit(state.worktree);
@@ -141,7 +145,8 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
   }
   let job: SessionView['job'] = null;
   if (state.job && state.container) {
-    const progress = state.job.exitCode !== null ? { state: 'exited' as const, exitCode: state.job.exitCode } : await jobProgress(state.container, state.job);
+    const progress: JobProgress = state.job.exitCode !== null ? { state: 'exited', exitCode: state.job.exitCode }
+      : state.status === 'finished' ? { state: 'lost', reason: 'the session was finished while it ran' } : await jobProgress(state.container, state.job);
     if (progress.state === 'exited' && state.job.exitCode === null) {
       state = { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } };
       await writeSession(repo, state);
@@ -196,6 +201,8 @@ interface Captured {
   snapshot: Snapshot;
   /** Where the uncommitted files were committed, when there were any. */
   wipRef: string | null;
+  /** A tar of the agent's whole repository, made when not everything in it could be brought back as refs. */
+  repositoryTar: string | null;
   warnings: string[];
 }
 
@@ -209,7 +216,7 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
     return false;
   }
   if (!state.image || !(await inspectImage(state.image))) {
-    warnings.push(`the container of session ${state.name} is gone and its image ${state.image ?? ''} too: its volume ${paths.volume} is kept with the agent's repository; the folder's files are kept`);
+    warnings.push(`the container of session ${state.name} is gone and its image ${state.image ?? ''} too: the agent's repository stays in the volume ${paths.volume}`);
     return false;
   }
   const rollback = new Rollback();
@@ -223,24 +230,36 @@ async function identityOf(repo: Repo): Promise<{ name: string; email: string }> 
   return { name: found.get('user.name') ?? 'para', email: found.get('user.email') ?? 'para@localhost' };
 }
 
+/** The agent's repository as a tar file on the host: data, never opened by para. */
+async function saveRepositoryTar(container: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-agent-repo-'));
+  const file = path.join(dir, 'agent-repository.tar');
+  await exec(container, ['tar', '-C', AGENT_VOLUME_DIR, '-cf', '-', 'repo.git'], { root: true, stdoutFile: file, timeoutMs: 10 * 60_000 });
+  return file;
+}
+
 /**
  * Brings everything the agent made to the host: its branch to para/NAME, its other refs under
  * `prefix`, and its uncommitted files as a commit on top of its HEAD (read by the host's git as
- * data while the container is paused, so nothing can change under it).
+ * data while the container is paused, so nothing can change under it). What cannot come back as
+ * refs is kept as a tar of the agent's repository.
  */
-async function captureWork(repo: Repo, state: SessionState, prefix: string, message: string | undefined, requireMessage: Invocation | null): Promise<Captured & { paused: boolean }> {
+async function captureWork(repo: Repo, state: SessionState, prefix: string, message: string | undefined, requireMessage: Invocation | null): Promise<Captured> {
   const paths = sessionPaths(repo, state.name);
   const warnings: string[] = [];
   let sync: SyncResult | null = null;
   let running = false;
+  let repositoryTar: string | null = null;
   if (state.container) {
     running = await reachContainer(repo, state, paths, warnings);
     if (running) {
       try {
         sync = await syncSession(repo, state, { keepOthersUnder: prefix });
+        warnings.push(...sync.warnings);
       } catch (error) {
-        warnings.push(`the agent's repository could not be read (${error instanceof Error ? error.message : String(error)}): its files are kept as they are in the folder`);
+        warnings.push(`the agent's repository could not be brought back as branches (${errorMessage(error)})`);
       }
+      if (!sync || sync.notKept.length > 0) repositoryTar = await saveRepositoryTar(paths.container);
     }
   }
   const tip = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
@@ -255,6 +274,7 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
   try {
     const snapshot = await snapshotFolder({
       repo, folder: paths.worktree, base, message: message ?? `para: uncommitted work of session ${state.name}`, identity: await identityOf(repo), expectGitFile: !state.container,
+      probe: Boolean(requireMessage && !message),
     });
     if (snapshot.commit && requireMessage && !message) {
       throw new UsageError(`session ${state.name} has uncommitted changes, so a commit message is needed`, `${requireMessage('finish')} ${state.name} -m "what was done"`);
@@ -265,22 +285,31 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
       await git(['update-ref', '-m', 'para: uncommitted work', target, snapshot.commit, old], { cwd: repo.root });
       wipRef = target.slice('refs/heads/'.length);
     }
-    if (snapshot.plantedGit) warnings.push(`the worktree folder held a .git that para did not make; it was never used`);
-    return { sync, snapshot, wipRef, warnings, paused: running };
+    if (snapshot.refused) warnings.push(`the folder's files could not be committed: ${snapshot.refused}`);
+    if (snapshot.plantedGit) warnings.push('the worktree folder held a .git that para did not make; it was never used');
+    return { sync, snapshot, wipRef, repositoryTar, warnings };
   } catch (error) {
     if (running) await unpauseContainer(paths.container).catch(() => undefined);
+    if (repositoryTar) await fs.rm(path.dirname(repositoryTar), { recursive: true, force: true });
     throw error;
   }
 }
 
-/** Removes the container, the volume and the folder (kept under .para/kept when it holds what could not be committed). */
+/**
+ * Removes the container, the volume and the folder. What could not be committed (ignored files,
+ * nested repositories, refused files, the agent's repository) goes to .para/kept/NAME-<time>/.
+ */
 async function retire(repo: Repo, state: SessionState, captured: Captured): Promise<string | null> {
   const paths = sessionPaths(repo, state.name);
+  const keepFiles = captured.snapshot.uncaptured.length > 0 || captured.snapshot.refused !== null;
+  const kept = await retireFolder(repo, paths, keepFiles, captured.repositoryTar);
   if (state.container) {
     await removeSessionContainer(repo, paths);
-    await removeSessionVolume(repo, paths);
+    // Without a copy of its repository, a volume whose refs did not all come back stays.
+    if (captured.sync && captured.sync.notKept.length === 0) await removeSessionVolume(repo, paths);
+    else if (captured.repositoryTar) await removeSessionVolume(repo, paths);
+    else if (await sessionVolumeExists(repo, paths)) captured.warnings.push(`the agent's repository is kept in the docker volume ${paths.volume}`);
   }
-  const kept = await retireFolder(repo, paths, captured.snapshot.uncaptured.length > 0);
   if (!state.container) await pruneHostWorktrees(repo);
   return kept;
 }
@@ -304,7 +333,9 @@ function checkFinishable(state: SessionState, invocation: Invocation): void {
 }
 
 function savedRefs(captured: Captured, mainRef: string): string[] {
-  return (captured.sync?.moved ?? []).filter((ref) => ref !== mainRef).map((ref) => ref.slice('refs/heads/'.length));
+  const saved = (captured.sync?.moved ?? []).filter((ref) => ref !== mainRef).map((ref) => ref.slice('refs/heads/'.length));
+  if (captured.wipRef && captured.wipRef !== mainRef.slice('refs/heads/'.length)) saved.push(captured.wipRef);
+  return [...new Set(saved)];
 }
 
 export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {
@@ -320,7 +351,7 @@ export async function finishSession(cwd: string, name: string, message: string |
     branch: state.branch,
     committed: captured.wipRef === paths.branch,
     wipRef: captured.wipRef,
-    savedRefs: [...savedRefs(captured, paths.ref), ...(captured.wipRef && captured.wipRef !== paths.branch ? [captured.wipRef] : [])],
+    savedRefs: savedRefs(captured, paths.ref),
     keptFolder: kept,
     uncaptured: captured.snapshot.uncaptured,
     baseBranch: base,
@@ -344,9 +375,8 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
   if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
   const paths = sessionPaths(repo, name);
   const prefix = archivePrefix(name);
-  const captured = state.status === 'finished'
-    ? { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false }, wipRef: null, warnings: [] }
-    : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
+  const nothing: Captured = { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null }, wipRef: null, repositoryTar: null, warnings: [] };
+  const captured = state.status === 'finished' ? nothing : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
   const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
   let archived: string | null = null;
   if (await branchTip(repo, paths.ref)) {
@@ -358,7 +388,7 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
     name,
     archivedBranch: archived,
     committedUncommittedWork: captured.wipRef !== null,
-    savedRefs: [...savedRefs(captured, paths.ref), ...(captured.wipRef && captured.wipRef !== paths.branch ? [captured.wipRef] : [])],
+    savedRefs: savedRefs(captured, paths.ref),
     keptFolder: kept,
     uncaptured: captured.snapshot.uncaptured,
     warnings: captured.warnings,
@@ -437,7 +467,7 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
       const paths = sessionPaths(repo, name);
       await removeSessionContainer(repo, paths);
       await removeSessionVolume(repo, paths);
-      await retireFolder(repo, paths, false);
+      await retireFolder(repo, paths, false, null);
       if (!state.container) await pruneHostWorktrees(repo);
       await deleteBranchAt(repo, paths, state.baseCommit);
       await deleteSession(repo, name);

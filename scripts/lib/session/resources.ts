@@ -137,18 +137,25 @@ export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Prom
  * not commit (ignored files, nested repositories), moves it whole to .para/kept/ and says where.
  * Never follows a symlink: the folder itself is checked, and rm does not descend into links.
  */
-export async function retireFolder(repo: Repo, paths: SessionPaths, keep: boolean, now = new Date()): Promise<string | null> {
+export async function retireFolder(repo: Repo, paths: SessionPaths, keep: boolean, repositoryTar: string | null, now = new Date()): Promise<string | null> {
   const stat = await fs.lstat(paths.worktree).catch(() => undefined);
-  if (!stat) return null;
-  if (!stat.isDirectory()) throw new Error(`${paths.worktree} is not a folder; para leaves it alone`);
-  if (!keep) {
-    await fs.rm(paths.worktree, { recursive: true, force: true });
+  if (stat && !stat.isDirectory()) throw new Error(`${paths.worktree} is not a folder; para leaves it alone`);
+  if (!keep && !repositoryTar) {
+    if (stat) await fs.rm(paths.worktree, { recursive: true, force: true });
     return null;
   }
+  // A folder of para's own; the agent's files go inside it whole, never mixed with para's files.
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const target = path.join(keptDir(repo), `${paths.name}-${stamp}`);
-  await fs.mkdir(keptDir(repo), { recursive: true });
-  await fs.rename(paths.worktree, target);
+  await fs.mkdir(target, { recursive: true, mode: 0o700 });
+  if (stat) {
+    if (keep) await fs.rename(paths.worktree, path.join(target, 'files'));
+    else await fs.rm(paths.worktree, { recursive: true, force: true });
+  }
+  if (repositoryTar) {
+    await fs.move(repositoryTar, path.join(target, 'agent-repository.tar'));
+    await fs.rm(path.dirname(repositoryTar), { recursive: true, force: true });
+  }
   return target;
 }
 

@@ -1,20 +1,25 @@
-// The worktree folder's files, committed as data by the host's git: a private git folder of
-// para's own (no config, hooks, attributes or fsmonitor of anyone else's), a temporary index,
-// objects written straight into the repository's object store. Only run while nothing in the
-// container can change the folder (paused or removed), so no file can be swapped mid-read.
+// The worktree folder's files, committed as data by the host's git: a private git folder and
+// object store of para's own (no config, hooks, attributes or fsmonitor of anyone else's; the
+// repository's objects only as an alternate), a temporary index. The new objects reach the
+// repository through the same strict check as the agent's bundles. Only run while nothing in
+// the container can change the folder (paused or removed), so no file is swapped mid-read.
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
+import { errorMessage } from '../errors.ts';
 import { git, ISOLATED_GIT_CONFIG, ISOLATED_GIT_ENV } from '../git.ts';
 import type { Repo } from './paths.ts';
+import { indexPackStrict } from './transport.ts';
 
 export interface Snapshot {
-  /** The commit holding the folder's files on top of `base`; null when nothing changed. */
+  /** The commit holding the folder's files on top of `base`; null when nothing changed (or it was refused). */
   commit: string | null;
   /** Paths left out of the commit: ignored files, nested repositories, unreadable files. */
   uncaptured: string[];
   /** The folder holds a .git the agent made (para never uses one). */
   plantedGit: boolean;
+  /** Why the files could not be committed at all (git's checks refused them); the folder is then kept whole. */
+  refused: string | null;
 }
 
 export interface SnapshotRequest {
@@ -25,11 +30,26 @@ export interface SnapshotRequest {
   identity: { name: string; email: string };
   /** A session without a container has git's own .git file in its folder (a host worktree). */
   expectGitFile?: boolean;
+  /** Compare only: write nothing into the repository. */
+  probe?: boolean;
+}
+
+// ls-tree: "160000 commit <oid>\t<path>"; ls-files -s: "160000 <oid> <stage>\t<path>".
+const TREE_GITLINK = /^160000 commit ([0-9a-f]+)\t(.*)$/s;
+const INDEX_GITLINK = /^160000 ([0-9a-f]+) \d\t(.*)$/s;
+
+async function gitlinks(run: (args: string[]) => Promise<{ stdout: string }>, args: string[], pattern: RegExp): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  for (const entry of (await run(args)).stdout.split('\0')) {
+    const match = pattern.exec(entry);
+    if (match) found.set(match[2], match[1]);
+  }
+  return found;
 }
 
 export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot> {
   const stat = await fs.lstat(request.folder).catch(() => undefined);
-  if (!stat?.isDirectory()) return { commit: null, uncaptured: [], plantedGit: false };
+  if (!stat?.isDirectory()) return { commit: null, uncaptured: [], plantedGit: false, refused: null };
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-snapshot-'));
   try {
     const gitDir = path.join(dir, 'git');
@@ -39,7 +59,8 @@ export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot
       GIT_DIR: gitDir,
       GIT_WORK_TREE: request.folder,
       GIT_INDEX_FILE: path.join(dir, 'index'),
-      GIT_OBJECT_DIRECTORY: path.join(request.repo.commonDir, 'objects'),
+      GIT_OBJECT_DIRECTORY: path.join(gitDir, 'objects'),
+      GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(request.repo.commonDir, 'objects'),
       GIT_AUTHOR_NAME: request.identity.name,
       GIT_AUTHOR_EMAIL: request.identity.email,
       GIT_COMMITTER_NAME: request.identity.name,
@@ -50,16 +71,35 @@ export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot
     await run(['read-tree', request.base]);
     // --ignore-errors: a file git cannot read stays out of the commit (and keeps the folder) instead of failing.
     await run(['add', '--all', '--ignore-errors', '--', '.'], true);
+    // A folder holding a repository is recorded by git as a pointer only (and git reads a HEAD the
+    // agent chose): those stay out of the commit, and the folder is kept so their files survive.
+    const before = await gitlinks(run, ['ls-tree', '-r', '-z', request.base], TREE_GITLINK);
+    const after = await gitlinks(run, ['ls-files', '-s', '-z'], INDEX_GITLINK);
+    const nested: string[] = [];
+    for (const [file, oid] of after) {
+      if (before.get(file) === oid) continue;
+      nested.push(`${file}/`);
+      if (before.has(file)) await run(['update-index', '--cacheinfo', `160000,${before.get(file)},${file}`]);
+      else await run(['rm', '-q', '--cached', '--', file]);
+    }
     const tree = (await run(['write-tree'])).stdout.trim();
     const baseTree = (await run(['rev-parse', `${request.base}^{tree}`])).stdout.trim();
-    const uncaptured = (await run(['ls-files', '-z', '--others', '--directory', '--no-empty-directory'])).stdout.split('\0').filter(Boolean);
+    const others = (await run(['ls-files', '-z', '--others', '--directory', '--no-empty-directory'])).stdout.split('\0').filter(Boolean);
+    const uncaptured = [...new Set([...nested, ...others])];
     const plantedGit = !request.expectGitFile && Boolean(await fs.lstat(path.join(request.folder, '.git')).catch(() => undefined));
     if (plantedGit) uncaptured.unshift('.git');
-    if (tree === baseTree) return { commit: null, uncaptured, plantedGit };
+    if (tree === baseTree) return { commit: null, uncaptured, plantedGit, refused: null };
     const commit = (await run(['commit-tree', tree, '-p', request.base, '-m', request.message])).stdout.trim();
-    return { commit, uncaptured, plantedGit };
+    if (request.probe) return { commit, uncaptured, plantedGit, refused: null };
+    const packFile = path.join(dir, 'snapshot.pack');
+    await git(['pack-objects', '--revs', '--stdout', '-q'], { cwd: dir, env, input: `${commit}\n^${request.base}\n`, stdoutFile: packFile });
+    try {
+      await indexPackStrict(request.repo, packFile);
+    } catch (error) {
+      return { commit: null, uncaptured, plantedGit, refused: errorMessage(error) };
+    }
+    return { commit, uncaptured, plantedGit, refused: null };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
-

@@ -4,9 +4,10 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { sessionPaths, type Repo } from './paths.ts';
+import { git } from '../git.ts';
 import { branchTip, sessionContainer } from './resources.ts';
 import type { SessionState } from './store.ts';
-import { readAgentRefs, receiveFromAgent, type AgentRefs, type RefUpdate } from './transport.ts';
+import { isValidRefName, readAgentRefs, receiveFromAgent, type AgentRefs, type RefUpdate } from './transport.ts';
 
 export interface SyncResult {
   /** Host refs that moved. */
@@ -16,6 +17,9 @@ export interface SyncResult {
   /** The folder holds a .git the agent made (para never uses it; opening it with git runs its config). */
   plantedGit: boolean;
   agent: AgentRefs | null;
+  /** Agent refs that could not be kept (not a commit, or a name para cannot store). */
+  notKept: string[];
+  warnings: string[];
 }
 
 export interface SyncOptions {
@@ -23,11 +27,11 @@ export interface SyncOptions {
   keepOthersUnder?: string;
 }
 
-/** A ref name git accepts, checked before it is ever handed to update-ref. */
-export function validRefName(ref: string): boolean {
-  if (!/^refs\/heads\/[A-Za-z0-9._\/+@-]+$/.test(ref)) return false;
-  if (ref.includes('..') || ref.includes('//') || ref.includes('@{') || ref.endsWith('/') || ref.endsWith('.')) return false;
-  return ref.split('/').every((part) => part.length > 0 && !part.startsWith('.') && !part.endsWith('.lock'));
+/** Where finish and cancel keep an agent ref other than its session branch. */
+function keptName(prefix: string, ref: string): string {
+  if (ref === 'refs/stash') return `${prefix}.stash`;
+  const [, kind, rest] = /^refs\/(heads|tags|notes)\/(.*)$/.exec(ref) ?? [];
+  return `${prefix}.${kind === 'heads' ? 'branches' : kind}/${rest}`;
 }
 
 export async function plantedGit(worktree: string): Promise<boolean> {
@@ -36,22 +40,24 @@ export async function plantedGit(worktree: string): Promise<boolean> {
 
 export async function syncSession(repo: Repo, state: SessionState, options: SyncOptions = {}): Promise<SyncResult> {
   const paths = sessionPaths(repo, state.name);
-  if (!state.container) return { moved: [], skipped: null, plantedGit: false, agent: null };
+  if (!state.container) return { moved: [], skipped: null, plantedGit: false, agent: null, notKept: [], warnings: [] };
   const planted = await plantedGit(paths.worktree);
   const found = await sessionContainer(repo, paths);
   if (found.presence !== 'running') {
-    return { moved: [], skipped: found.presence === 'missing' ? 'its container is gone' : 'its container is stopped', plantedGit: planted, agent: null };
+    return { moved: [], skipped: found.presence === 'missing' ? 'its container is gone' : 'its container is stopped', plantedGit: planted, agent: null, notKept: [], warnings: [] };
   }
   const agent = await readAgentRefs(paths.container);
   const updates: RefUpdate[] = [];
   const main = agent.refs.get(paths.ref);
   if (main) updates.push({ source: paths.ref, oid: main, target: paths.ref });
+  const notKept = [...agent.skipped];
   if (options.keepOthersUnder) {
     const prefix = `refs/heads/${options.keepOthersUnder}`;
     for (const [ref, oid] of agent.refs) {
       if (ref === paths.ref) continue;
-      const target = ref.startsWith('refs/heads/') ? `${prefix}.branches/${ref.slice('refs/heads/'.length)}` : `${prefix}.tags/${ref.slice('refs/tags/'.length)}`;
-      if (validRefName(target)) updates.push({ source: ref, oid, target });
+      const target = keptName(prefix, ref);
+      if (isValidRefName(target)) updates.push({ source: ref, oid, target });
+      else notKept.push(ref);
     }
     if (agent.head && !agent.headRef && ![...agent.refs.values()].includes(agent.head)) {
       updates.push({ source: 'HEAD', oid: agent.head, target: `${prefix}.head` });
@@ -61,5 +67,12 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   const tip = await branchTip(repo, paths.ref);
   if (tip && tip !== state.baseCommit) exclude.push(tip);
   const moved = await receiveFromAgent(paths.container, repo, updates, exclude);
-  return { moved, skipped: null, plantedGit: planted, agent };
+  const warnings: string[] = [];
+  if (notKept.length) warnings.push(`agent refs that lead to no commit were not kept: ${notKept.map((r) => JSON.stringify(r)).join(', ')}`);
+  // Merging a branch that carries .para/ would write into para's own folders (other sessions' files).
+  const newTip = await branchTip(repo, paths.ref);
+  if (newTip && (await git(['ls-tree', '--name-only', newTip, '.para'], { cwd: repo.root, allowFailure: true })).stdout.trim()) {
+    warnings.push(`${paths.branch} adds files under .para/: merging it would write into para's folders (other sessions' files); remove them from the branch first`);
+  }
+  return { moved, skipped: null, plantedGit: planted, agent, notKept, warnings };
 }

@@ -79,19 +79,37 @@ async function seedAgentRepository(container: string, paths: SessionPaths, commi
 // ---- bringing work back ---------------------------------------------------------------------
 
 const OID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
-const AGENT_REF = /^refs\/(heads|tags)\/[A-Za-z0-9._\/+@-]+$/;
+
+/** git's own rules for a ref name (check-ref-format), so nothing else is ever handed to update-ref. */
+export function isValidRefName(ref: string): boolean {
+  if (!ref.startsWith('refs/') || ref.endsWith('/') || ref.endsWith('.') || ref.includes('..') || ref.includes('//') || ref.includes('@{')) return false;
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(ref)) return false;
+  return ref.split('/').every((part) => part.length > 0 && !part.startsWith('.') && !part.endsWith('.lock'));
+}
+
+const AGENT_REF = /^refs\/(heads|tags|notes)\/|^refs\/stash$/;
 
 export interface AgentRefs {
-  /** refs/heads/... and refs/tags/... (tags peeled to what they point at). */
+  /** refs/heads/*, refs/tags/*, refs/notes/* and refs/stash, each as the commit it leads to. */
   refs: Map<string, string>;
+  /** Refs that do not lead to a commit (a tag of a blob, say): reported, not brought back. */
+  skipped: string[];
   /** HEAD's commit, when it has one. */
   head: string | null;
   /** The branch HEAD is on; null when detached. */
   headRef: string | null;
 }
 
-const REFS_SCRIPT = `git for-each-ref --format='%(objectname) %(refname)' refs/heads
-git for-each-ref --format='%(if)%(*objectname)%(then)%(*objectname)%(else)%(objectname)%(end) %(refname)' refs/tags
+// set -e: a repository git cannot read must fail here, not look empty.
+const REFS_SCRIPT = `set -eu
+git for-each-ref --format='%(objectname) %(objecttype) %(refname)' refs/heads
+others=$(git for-each-ref --format='%(refname)' refs/tags refs/notes)
+if git rev-parse -q --verify refs/stash >/dev/null; then others="$others
+refs/stash"; fi
+printf '%s\\n' "$others" | while IFS= read -r ref; do
+  [ -n "$ref" ] || continue
+  if c=$(git rev-parse -q --verify "$ref^{commit}"); then printf '%s commit %s\\n' "$c" "$ref"; else printf '%s none %s\\n' - "$ref"; fi
+done
 printf 'HEAD %s %s\\n' "$(git rev-parse -q --verify 'HEAD^{commit}' || echo -)" "$(git symbolic-ref -q HEAD || echo -)"`;
 
 /** What the agent's repository says its refs are: untrusted data, parsed strictly. */
@@ -101,18 +119,22 @@ export async function readAgentRefs(container: string): Promise<AgentRefs> {
     throw new ParaError(`the agent's repository in ${container} cannot be read: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { code: 'agent-repo-broken' });
   }
   const refs = new Map<string, string>();
+  const skipped: string[] = [];
   let head: string | null = null;
   let headRef: string | null = null;
   for (const line of result.stdout.split('\n').filter(Boolean)) {
     const parts = line.split(' ');
     if (parts[0] === 'HEAD' && parts.length === 3) {
       head = OID.test(parts[1]) ? parts[1] : null;
-      headRef = AGENT_REF.test(parts[2]) && parts[2].startsWith('refs/heads/') ? parts[2] : null;
-    } else if (parts.length === 2 && OID.test(parts[0]) && AGENT_REF.test(parts[1]) && !parts[1].includes('..') && !parts[1].endsWith('.lock')) {
-      refs.set(parts[1], parts[0]);
+      headRef = parts[2].startsWith('refs/heads/') && isValidRefName(parts[2]) ? parts[2] : null;
+      continue;
     }
+    const [oid, type, ref] = [parts[0], parts[1], parts.slice(2).join(' ')];
+    if (!ref || !AGENT_REF.test(ref)) continue;
+    if (OID.test(oid) && type === 'commit' && isValidRefName(ref)) refs.set(ref, oid);
+    else skipped.push(ref);
   }
-  return { refs, head, headRef };
+  return { refs, skipped, head, headRef };
 }
 
 export interface RefUpdate {
@@ -141,7 +163,7 @@ async function hostRef(repo: Repo, ref: string): Promise<string | null> {
  */
 export async function receiveFromAgent(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<string[]> {
   for (const update of updates) {
-    if (!update.target.startsWith('refs/heads/para/')) throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
+    if (!update.target.startsWith('refs/heads/para/') || !isValidRefName(update.target)) throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
   }
   const current = new Map<string, string | null>();
   for (const update of updates) current.set(update.target, await hostRef(repo, update.target));
@@ -208,6 +230,11 @@ async function unbundle(repo: Repo, file: string, packFile: string): Promise<voi
     }
   }
   await pipeline(fs.createReadStream(file, { start: headerLength }), fs.createWriteStream(packFile, { mode: 0o600 }));
+  await indexPackStrict(repo, packFile);
+}
+
+/** Adds a pack's objects to the repository only if every one passes git's fsck checks. */
+export async function indexPackStrict(repo: Repo, packFile: string): Promise<void> {
   const result = await git(['index-pack', '--stdin', '--fix-thin', '--strict'], { cwd: repo.root, inputFile: packFile, allowFailure: true });
   if (result.exitCode !== 0) {
     throw new ParaError(`the agent's objects failed git's checks and were refused: ${result.stderr.trim()}`, { code: 'bad-bundle' });
