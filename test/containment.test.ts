@@ -267,9 +267,11 @@ attack('a repository git cannot read is not taken for an empty one: its commits 
   ].join(' && '));
   const listed = await script(t, 'list.ts', []);
   assert.match(listed.stderr, /could not bring the agent's commits back/);
-  const result = await script(t, 'finish.ts', ['broken', '--json']);
+  const result = await script(t, 'finish.ts', ['broken', '-m', 'the files as they were', '--json']);
   assert.is(result.exitCode, 0, result.stderr);
   const json = JSON.parse(result.stdout) as { keptFolder: string; warnings: string[] };
+  // The folder's files are committed as data even though the agent's commits could not be read.
+  assert.is(await t.repo.git(['show', 'para/broken:c.txt']), 'c');
   assert.match(json.warnings.join('\n'), /could not be brought back/);
   const tar = path.join(json.keptFolder, 'agent-repository.tar');
   const listing = (await execa('tar', ['-tf', tar])).stdout;
