@@ -475,8 +475,8 @@ rollback('docker run failing after the worktree exists (unknown network) rolls e
   assert.is(await repo.git(['status', '--porcelain']), '');
 });
 
-/** Starts start.ts, sends SIGTERM once `trigger` exists, and returns how it ended. */
-async function interruptWhen(repo: TestRepo, name: string, trigger: string): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
+/** Starts start.ts, sends `signal` once `trigger` exists, and returns how it ended. */
+async function interruptWhen(repo: TestRepo, name: string, trigger: string, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
   const child = execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'start.ts'), ...detached(name, '--', 'sleep', '60')], {
     cwd: repo.root,
     env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...repo.env },
@@ -487,7 +487,7 @@ async function interruptWhen(repo: TestRepo, name: string, trigger: string): Pro
   let sent = false;
   const watcher = waitFor(trigger, async () => sent || (await fs.pathExists(trigger)), 30_000).then(() => {
     sent = true;
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
   const result = await child;
   sent = true;
@@ -511,6 +511,23 @@ rollback('SIGTERM once the container runs and the agent\'s repository is seeded 
   // A docker CLI still running when start.ts ended could create the container a moment later.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.equal(await containers(repo), []);
+});
+
+rollback('SIGKILL at several points, then clean: nothing is left and the same name starts afresh', async () => {
+  const repo = await makeRepo();
+  const p = paths(repo, 'killed');
+  for (const trigger of [p.state, p.worktree, path.join(p.worktree, 'README.md')]) {
+    const ended = await interruptWhen(repo, 'killed', trigger, 'SIGKILL');
+    assert.is(ended.signal, 'SIGKILL', ended.stderr);
+    // A docker CLI still running when start.ts died may finish its work a moment later.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const cleaned = await runScript('clean.ts', ['--json'], { cwd: repo.root, env: repo.env });
+    assert.is(cleaned.exitCode, 0, cleaned.stderr);
+    assert.equal(await leftovers(repo, 'killed'), [], `after a kill at ${trigger}: ${cleaned.stdout}`);
+  }
+  const fresh = await start(repo, detached('killed', '--', 'true'));
+  assert.is(fresh.exitCode, 0, fresh.stderr);
+  assert.is(await jobExitCode(repo, 'killed'), '0');
 });
 
 rollback.run();

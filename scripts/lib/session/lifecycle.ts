@@ -122,7 +122,7 @@ async function changesInside(state: SessionState, repo: Repo, containerState: Co
   }
   // Nothing runs that could change the folder while it is read.
   const base = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
-  const snapshot = await snapshotFolder({ repo, folder: paths.worktree, base, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container });
+  const snapshot = await snapshotFolder({ repo, folder: paths.worktree, base, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container, probe: true });
   return snapshot.commit !== null;
 }
 
@@ -375,7 +375,7 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
   if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
   const paths = sessionPaths(repo, name);
   const prefix = archivePrefix(name);
-  const nothing: Captured = { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null }, wipRef: null, repositoryTar: null, warnings: [] };
+  const nothing: Captured = { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false }, wipRef: null, repositoryTar: null, warnings: [] };
   const captured = state.status === 'finished' ? nothing : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
   const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
   let archived: string | null = null;
@@ -430,12 +430,13 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
     if (found.presence === 'running') await pauseContainer(paths.container);
     let snapshot: Snapshot;
     try {
-      snapshot = await snapshotFolder({ repo, folder: paths.worktree, base: state.baseCommit, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container });
+      snapshot = await snapshotFolder({ repo, folder: paths.worktree, base: state.baseCommit, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container, probe: true });
     } finally {
       if (found.presence === 'running') await unpauseContainer(paths.container);
     }
     const tip = await branchTip(repo, paths.ref);
-    if (snapshot.commit || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
+    // Files missing from the folder are an unfinished checkout, not work: only additions and changes count.
+    if (snapshot.written || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
     else staleStarts.push(state.name);
   }
   return {

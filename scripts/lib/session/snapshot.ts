@@ -20,6 +20,8 @@ export interface Snapshot {
   plantedGit: boolean;
   /** Why the files could not be committed at all (git's checks refused them); the folder is then kept whole. */
   refused: string | null;
+  /** Some file was added or changed relative to base (deletions alone can be an unfinished checkout). */
+  written: boolean;
 }
 
 export interface SnapshotRequest {
@@ -49,7 +51,7 @@ async function gitlinks(run: (args: string[]) => Promise<{ stdout: string }>, ar
 
 export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot> {
   const stat = await fs.lstat(request.folder).catch(() => undefined);
-  if (!stat?.isDirectory()) return { commit: null, uncaptured: [], plantedGit: false, refused: null };
+  if (!stat?.isDirectory()) return { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false };
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-snapshot-'));
   try {
     const gitDir = path.join(dir, 'git');
@@ -88,17 +90,18 @@ export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot
     const uncaptured = [...new Set([...nested, ...others])];
     const plantedGit = !request.expectGitFile && Boolean(await fs.lstat(path.join(request.folder, '.git')).catch(() => undefined));
     if (plantedGit) uncaptured.unshift('.git');
-    if (tree === baseTree) return { commit: null, uncaptured, plantedGit, refused: null };
+    if (tree === baseTree) return { commit: null, uncaptured, plantedGit, refused: null, written: false };
+    const written = (await run(['diff-index', '--cached', '--name-only', '--diff-filter=AMT', request.base])).stdout.trim().length > 0;
     const commit = (await run(['commit-tree', tree, '-p', request.base, '-m', request.message])).stdout.trim();
-    if (request.probe) return { commit, uncaptured, plantedGit, refused: null };
+    if (request.probe) return { commit, uncaptured, plantedGit, refused: null, written };
     const packFile = path.join(dir, 'snapshot.pack');
     await git(['pack-objects', '--revs', '--stdout', '-q'], { cwd: dir, env, input: `${commit}\n^${request.base}\n`, stdoutFile: packFile });
     try {
       await indexPackStrict(request.repo, packFile);
     } catch (error) {
-      return { commit: null, uncaptured, plantedGit, refused: errorMessage(error) };
+      return { commit: null, uncaptured, plantedGit, refused: errorMessage(error), written };
     }
-    return { commit, uncaptured, plantedGit, refused: null };
+    return { commit, uncaptured, plantedGit, refused: null, written };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

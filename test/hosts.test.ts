@@ -1,0 +1,118 @@
+// A non-root host user, created by the test, whose UID matches the image's agent: sessions work
+// with no manual step, the agent's commits reach para/NAME, and the files stay the user's.
+// (The rest of the suite runs as whoever runs it; CI runs it as root on root-owned repositories.)
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { labels } from '../scripts/lib/config.ts';
+import { docker } from '../scripts/lib/docker.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { buildAuthImage, fakeHome, TSX_LOADER } from './support/images.ts';
+import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage } from './support/resources.ts';
+
+const AUTH_IMAGE = `para-hosts-test-${RUN_ID}:auth`;
+const USER_IMAGE = trackImage(`para-hosts-test-${RUN_ID}:user`);
+const user = { name: `pt${RUN_ID}`, uid: 0, home: '', repo: '' };
+
+async function freeId(): Promise<number> {
+  for (let id = 23_000 + (parseInt(RUN_ID.slice(0, 3), 16) % 1000); id < 60_000; id += 1) {
+    const taken = await Promise.all([execa('getent', ['passwd', String(id)], { reject: false }), execa('getent', ['group', String(id)], { reject: false })]);
+    if (taken.every((r) => r.exitCode !== 0)) return id;
+  }
+  throw new Error('no free UID');
+}
+
+/** Runs a command as the test user, with that user's HOME and git identity. */
+function asUser(command: string, args: string[], options: { cwd?: string } = {}) {
+  return execa('setpriv', [`--reuid=${user.uid}`, `--regid=${user.uid}`, '--init-groups', '--', command, ...args], {
+    cwd: options.cwd ?? user.repo,
+    env: { HOME: user.home, PATH: process.env.PATH, GIT_CONFIG_NOSYSTEM: '1', PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, TMPDIR: user.home },
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    timeout: 5 * 60_000,
+  });
+}
+
+function para(script: string, args: string[]) {
+  return asUser(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', script), ...args]);
+}
+
+const nonRoot = suite('a non-root host user whose UID is the image\'s');
+
+nonRoot.before(async () => {
+  if (process.getuid?.() !== 0) return;
+  const built = await buildAuthImage(AUTH_IMAGE, await fakeHome());
+  assert.is(built.exitCode, 0, built.stderr);
+  user.uid = await freeId();
+  await execa('groupadd', ['-g', String(user.uid), user.name]);
+  await execa('useradd', ['-M', '-u', String(user.uid), '-g', String(user.uid), '-G', 'docker', '-s', '/bin/sh', user.name]);
+  onCleanup(async () => {
+    await execa('userdel', [user.name], { reject: false });
+    await execa('groupdel', [user.name], { reject: false });
+  });
+  // The user's own home, as a new account would have.
+  user.home = await tempDir('para-test-user-home-');
+  await fs.chown(user.home, user.uid, user.uid);
+  // The image a user with this UID gets from make image: the agent has the user's UID/GID.
+  const context = await tempDir('para-test-user-image-');
+  await fs.writeFile(path.join(context, 'Dockerfile'), [
+    `FROM ${AUTH_IMAGE}`, 'USER root',
+    `RUN groupmod -g ${user.uid} para && usermod -u ${user.uid} -g ${user.uid} para && chown -R ${user.uid}:${user.uid} /home/para`,
+    'USER para', `LABEL ${labels.uid}=${user.uid} ${labels.gid}=${user.uid}`,
+  ].join('\n'));
+  await docker(['build', '-q', '-t', USER_IMAGE, context], { env: { DOCKER_BUILDKIT: '0' } });
+  user.repo = path.join(user.home, 'project');
+  for (const args of [['init', '-q', '-b', 'main', user.repo], ['-C', user.repo, 'config', 'user.name', 'Host User'], ['-C', user.repo, 'config', 'user.email', 'user@example.invalid']]) {
+    const result = await asUser('git', args, { cwd: user.home });
+    assert.is(result.exitCode, 0, result.stderr);
+  }
+  await asUser('sh', ['-c', 'echo hello > README.md && git add README.md && git commit -qm initial']);
+  onCleanup(async () => {
+    const ids = (await docker(['ps', '-aq', '--filter', `label=${labels.repo}=${user.repo}`])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await docker(['rm', '-f', ...ids], { allowFailure: true });
+    const volumes = (await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${user.repo}`])).stdout.split('\n').filter(Boolean);
+    if (volumes.length) await docker(['volume', 'rm', ...volumes], { allowFailure: true });
+  });
+});
+
+nonRoot('start, a commit inside, logs, sync, list, finish, cancel and clean all work; files stay the user\'s and editable', async () => {
+  if (process.getuid?.() !== 0) return; // needs root to create the user; as a non-root runner every other test is this case
+  const started = await para('start.ts', ['work', '--container', '--detach', '--network', 'none', '--image', USER_IMAGE, '--', 'sh', '-c', 'echo from-agent > agent.txt && git add agent.txt && git commit -qm "agent commit"']);
+  assert.is(started.exitCode, 0, started.stderr);
+  const followed = await para('logs.ts', ['work', '-f']);
+  assert.is(followed.exitCode, 0, followed.stderr);
+  const synced = await para('sync.ts', ['work']);
+  assert.is(synced.exitCode, 0, synced.stderr);
+  const subject = await asUser('git', ['log', '-1', '--format=%s', 'para/work']);
+  assert.is(subject.stdout, 'agent commit');
+  const file = path.join(user.repo, '.para', 'worktrees', 'work', 'agent.txt');
+  assert.is((await fs.stat(file)).uid, user.uid);
+  const edited = await asUser('sh', ['-c', `echo "edited by the user" >> '${file}'`]);
+  assert.is(edited.exitCode, 0, edited.stderr);
+  const listed = await para('list.ts', ['--json']);
+  assert.is(listed.exitCode, 0, listed.stderr);
+  assert.is(JSON.parse(listed.stdout).sessions[0].uncommittedChanges, true);
+  const finished = await para('finish.ts', ['work', '-m', 'the user\'s edit']);
+  assert.is(finished.exitCode, 0, finished.stderr);
+  const content = await asUser('git', ['show', 'para/work:agent.txt']);
+  assert.is(content.stdout, 'from-agent\nedited by the user');
+  // Every object para wrote into the user's repository belongs to the user.
+  const foreign = await execa('find', [path.join(user.repo, '.git'), '!', '-uid', String(user.uid)]);
+  assert.is(foreign.stdout, '', 'files in the user\'s .git are not the user\'s');
+  const again = await para('start.ts', ['other', '--container', '--detach', '--network', 'none', '--image', USER_IMAGE, '--', 'sh', '-c', 'echo x > x.txt']);
+  assert.is(again.exitCode, 0, again.stderr);
+  assert.is((await para('logs.ts', ['other', '-f'])).exitCode, 0);
+  const cancelled = await para('cancel.ts', ['other', '--force', '--json']);
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  const archived = JSON.parse(cancelled.stdout).archivedBranch as string;
+  assert.is((await asUser('git', ['show', `${archived}:x.txt`])).stdout, 'x');
+  const cleaned = await para('clean.ts', []);
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  const fsck = await asUser('git', ['fsck', '--strict', '--no-progress']);
+  assert.is(fsck.exitCode, 0, fsck.stderr);
+});
+
+nonRoot.run();
