@@ -33,18 +33,20 @@ async function timed(run: () => Promise<unknown>): Promise<number> {
   return performance.now() - started;
 }
 
-/** What start.ts wraps, typed by hand: a worktree on a new branch and a labelled container. */
+/**
+ * What a user would type by hand for a worktree and a container: git worktree add -b, then
+ * docker run -d with the folder mounted (and the objects read-only, as para mounts them).
+ */
 async function rawStart(repo: TestRepo, image: string, name: string): Promise<void> {
   const worktree = path.join(repo.root, '.para', 'worktrees', name);
-  const gitDir = path.join(repo.root, '.git');
+  const objects = path.join(repo.root, '.git', 'objects');
   await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
-  const mount = (source: string, readonly = false) => ['--mount', `type=bind,source=${source},target=${source}${readonly ? ',readonly' : ''}`];
+  const mount = (source: string, target: string, readonly = false) => ['--mount', `type=bind,source=${source},target=${target}${readonly ? ',readonly' : ''}`];
   await execa('docker', [
     'run', '-d', '--init', '--network', 'none', '--name', `para-bench-${RUN_ID}-${name}`,
     '--label', `${labels.session}=${name}`, '--label', `${labels.repo}=${repo.root}`,
     '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${TEST_LABEL}=${RUN_ID}`,
-    ...mount(gitDir), ...mount(path.join(gitDir, 'hooks'), true), ...mount(path.join(gitDir, 'config'), true),
-    ...mount(worktree), '--workdir', worktree,
+    ...mount(objects, '/para/host-objects', true), ...mount(worktree, worktree), '--workdir', worktree,
     image, 'sleep', 'infinity',
   ]);
 }

@@ -85,3 +85,43 @@ names('every name the pattern accepts is a valid git branch under para/', async 
 });
 
 names.run();
+
+const boundary = suite('the host side of the session boundary (units)');
+
+boundary('isValidRefName agrees with git check-ref-format, including names git accepts that look odd', async () => {
+  const { execa } = await import('execa');
+  const { isValidRefName } = await import('../scripts/lib/session/transport.ts');
+  const samples = ['refs/heads/a', 'refs/heads/fix#12', 'refs/heads/über', 'refs/heads/a,b', 'refs/heads/x/../y', 'refs/heads/.hidden', 'refs/heads/a.lock',
+    'refs/heads/a b', 'refs/heads/a~1', 'refs/heads/a^', 'refs/heads/a:b', 'refs/heads/a?', 'refs/heads/a*', 'refs/heads/a[', 'refs/heads/a\\b', 'refs/heads/a@{1}',
+    'refs/heads/a//b', 'refs/heads/a/', 'refs/heads/a.', 'refs/heads/\u0007bell', 'refs/tags/v1.0', 'refs/heads/@'];
+  for (const ref of samples) {
+    const git = (await execa('git', ['check-ref-format', ref], { reject: false })).exitCode === 0;
+    assert.is(isValidRefName(ref), git, ref);
+  }
+});
+
+boundary('a state file is refused unless it names its own session, branch, folder and container', async () => {
+  const { parseState } = await import('../scripts/lib/session/store.ts');
+  const { sessionPaths } = await import('../scripts/lib/session/paths.ts');
+  const repo = { root: '/r', commonDir: '/r/.git' };
+  const p = sessionPaths(repo, 's');
+  const good = { version: 2, name: 's', repo: '/r', branch: 'para/s', baseBranch: 'main', baseCommit: 'a'.repeat(40), worktree: p.worktree, container: p.container, image: 'img', network: null, limits: null, prompt: null, createdAt: 'now', status: 'active', job: null };
+  assert.is(parseState(repo, 's', JSON.stringify(good), 'f').name, 's');
+  for (const bad of [{ name: 'zz' }, { branch: 'release' }, { worktree: '/' }, { container: 'bystander' }, { repo: '/other' }, { baseCommit: 'HEAD' }, { status: 'gone' }, { image: '--privileged' }, { version: 1 }]) {
+    assert.throws(() => parseState(repo, 's', JSON.stringify({ ...good, ...bad }), 'f'), /not valid/, JSON.stringify(bad));
+  }
+});
+
+boundary('mount fields are CSV-quoted, so commas and quotes in paths cannot add mount options', async () => {
+  const { mountArg } = await import('../scripts/lib/session/container.ts');
+  const [flag, value] = mountArg({ type: 'bind', source: '/a,readonly=false,"x', target: '/t', readonly: true });
+  assert.is(flag, '--mount');
+  assert.is(value, 'type=bind,"source=/a,readonly=false,""x","target=/t",readonly');
+});
+
+boundary('agent text shown on a terminal has its control characters escaped', async () => {
+  const { forTerminal } = await import('../scripts/lib/cli.ts');
+  assert.is(forTerminal('ok\n\tline \u001b]0;title\u0007 \u009b31m'), 'ok\n\tline \\x1b]0;title\\x07 \\x9bm'.replace('\\x9bm', '\\x9b31m'));
+});
+
+boundary.run();
