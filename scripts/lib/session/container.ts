@@ -2,14 +2,9 @@
 // host mount, limits, no privileges), and every command para runs in it goes through exec().
 import { config, extraLabels, labels, MANAGED_BY } from '../config.ts';
 import { docker, labelArgs, type DockerOptions, type DockerResult } from '../docker.ts';
+import { AGENT_GIT_DIR, AGENT_VOLUME_DIR, entryCommand, type SeedPlan } from './agent-repo.ts';
 import type { Limits } from './store.ts';
 import type { Repo, SessionPaths } from './paths.ts';
-
-/** Inside the container: the volume with the agent's own repository, and that repository. */
-export const AGENT_VOLUME_DIR = '/para/session';
-export const AGENT_GIT_DIR = `${AGENT_VOLUME_DIR}/repo.git`;
-/** Root-owned folder in the container for a background job's output and exit status. */
-export const JOB_DIR = '/run/para';
 
 export interface ContainerSpec {
   repo: Repo;
@@ -21,6 +16,8 @@ export interface ContainerSpec {
   identity: Array<[string, string]>;
   /** Extra mounts and environment from the transport (for example the host's objects, read-only). */
   mounts: Mount[];
+  /** How the container's start command makes the agent's repository. */
+  seed: SeedPlan;
 }
 
 export interface Mount {
@@ -28,6 +25,8 @@ export interface Mount {
   source: string;
   target: string;
   readonly: boolean;
+  /** Labels of a volume docker creates for this mount. */
+  labels?: Record<string, string>;
 }
 
 export function sessionLabels(session: string, repoRoot: string): Record<string, string> {
@@ -45,6 +44,7 @@ export function mountArg(mount: Mount): string[] {
   const fields = [`type=${mount.type}`, field(`source=${mount.source}`), field(`target=${mount.target}`)];
   if (mount.readonly) fields.push('readonly');
   if (mount.type === 'volume') fields.push('volume-nocopy');
+  for (const [key, value] of Object.entries(mount.labels ?? {})) fields.push(field(`volume-label=${key}=${value}`));
   return ['--mount', fields.join(',')];
 }
 
@@ -64,10 +64,11 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
   args.push('--env', `GIT_DIR=${AGENT_GIT_DIR}`, '--env', `GIT_WORK_TREE=${paths.worktree}`, ...identityEnv(spec.identity));
   for (const mount of [
     { type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false },
-    { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false },
+    // docker creates the volume with the session's labels, or reuses it (a re-created container).
+    { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false, labels: sessionLabels(paths.name, spec.repo.root) },
     ...spec.mounts,
   ]) args.push(...mountArg(mount));
-  args.push('--workdir', paths.worktree, spec.image, 'sleep', 'infinity');
+  args.push('--workdir', paths.worktree, spec.image, ...entryCommand(spec.seed));
   return args;
 }
 

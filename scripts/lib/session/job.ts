@@ -3,22 +3,33 @@
 // its output and exit status inside the container; the host reads them with docker exec.
 import { ParaError } from '../errors.ts';
 import { inspectContainer } from '../docker.ts';
-import { exec, JOB_DIR } from './container.ts';
+import { RUN_DIR as JOB_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
+import { exec } from './container.ts';
 import type { JobState } from './store.ts';
 
-const START_SCRIPT = `set -u
-d="${JOB_DIR}"
-mkdir -p "$d"; chown root:root "$d"; chmod 0755 "$d"
-rm -f "$d/exit-code" "$d/exit-code.tmp" "$d/output.log"
-echo $$ > "$d/job.pid"
-setpriv --reuid=para --regid=para --init-groups -- "$@" > "$d/output.log" 2>&1 < /dev/null
+// Runs detached from the exec that starts it (setsid, no stdio), as root: waits for the agent's
+// repository, runs the command as the agent's user, records the exit status.
+const RUNNER = `d="${JOB_DIR}"
+if ! ( ${WAIT_FOR_REPOSITORY} ) 2>> "$d/output.log"; then echo 125 > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"; exit 0; fi
+setpriv --reuid=para --regid=para --init-groups -- "$@" >> "$d/output.log" 2>&1 < /dev/null
 echo $? > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"`;
+
+// Prepares the job's files and starts the runner; returns once its pid is recorded, so the
+// job is "running" from the first status check on.
+const START_SCRIPT = `set -eu
+d="${JOB_DIR}"
+mkdir -p "$d"; chmod 0755 "$d"
+rm -f "$d/exit-code" "$d/exit-code.tmp" "$d/job.pid"
+: > "$d/output.log"
+runner="$1"; shift
+setsid sh -c "$runner" para-job "$@" < /dev/null > /dev/null 2>&1 &
+echo $! > "$d/job.pid"`;
 
 /** Starts `command` in the background; returns the container's start time (to notice a restart). */
 export async function startJob(container: string, workdir: string, command: string[]): Promise<JobState> {
   const info = await inspectContainer(container);
   if (!info?.State.Running) throw new ParaError(`the container ${container} is not running`, { code: 'container-stopped' });
-  await exec(container, ['sh', '-c', START_SCRIPT, 'para-job', ...command], { root: true, detach: true, workdir });
+  await exec(container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir });
   return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null };
 }
 

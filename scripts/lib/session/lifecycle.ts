@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, ParaError, UsageError } from '../errors.ts';
 import { findRepo, git } from '../git.ts';
-import { AGENT_VOLUME_DIR, exec, repoLabels } from './container.ts';
+import { AGENT_VOLUME_DIR } from './agent-repo.ts';
+import { exec, repoLabels } from './container.ts';
 import { jobProgress, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
@@ -220,7 +221,8 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
     return false;
   }
   const rollback = new Rollback();
-  const spec = containerSpec(repo, state, state.image, [], await localTransport.mounts(repo));
+  const tip = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
+  const spec = containerSpec(repo, state, state.image, [], await localTransport.mounts(repo), localTransport.seedPlan(repo, paths, tip, false));
   await createSessionContainer(spec, rollback);
   return true;
 }

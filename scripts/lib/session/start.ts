@@ -15,12 +15,12 @@ import { conversationFolder, hasConversation, trustWorkspace, type ContainerSpec
 import { jobProgress, startJob } from './job.ts';
 import { isReservedName, sessionPaths, validateSessionName, type Repo } from './paths.ts';
 import {
-  addHostWorktree, createBranch, createFolder, createSessionContainer, createSessionVolume, ensureParaDir, FolderExists,
-  removeSessionContainer, Rollback, sessionContainer, sessionVolumeExists, startSessionContainer,
+  addHostWorktree, createBranch, createFolder, createSessionContainer, ensureParaDir, FolderExists,
+  removeSessionContainer, removeSessionVolume, Rollback, sessionContainer, sessionVolumeExists, startSessionContainer,
 } from './resources.ts';
 import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
 import { syncSession } from './sync.ts';
-import { localTransport } from './transport.ts';
+import { localTransport, waitForRepository } from './transport.ts';
 
 export interface StartRequest {
   cwd: string;
@@ -77,7 +77,8 @@ interface Preconditions {
   head: string;
   baseBranch: string | null;
   image?: Promise<Settled<ImageInfo | undefined>>;
-  identity: Array<[string, string]>;
+  /** Read while the session is reserved; needed only by docker run. */
+  identity: Promise<Array<[string, string]>>;
 }
 
 function checkRequest(request: StartRequest): void {
@@ -104,7 +105,8 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
     throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
   }
   const image = request.container ? settle(inspectImage(request.image)) : undefined;
-  const identity = request.container ? await gitIdentity(repo.root) : [];
+  const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
+  identity.catch(() => undefined);
   return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity };
 }
 
@@ -174,8 +176,9 @@ async function branchExists(repo: Repo, ref: string): Promise<boolean> {
   return (await git(['show-ref', '--verify', '--quiet', ref], { cwd: repo.root, allowFailure: true })).exitCode === 0;
 }
 
-export function containerSpec(repo: Repo, state: SessionState, image: string, identity: Array<[string, string]>, mounts: ContainerSpec['mounts']): ContainerSpec {
+export function containerSpec(repo: Repo, state: SessionState, image: string, identity: Array<[string, string]>, mounts: ContainerSpec['mounts'], seed: ContainerSpec['seed']): ContainerSpec {
   return {
+    seed,
     repo,
     paths: sessionPaths(repo, state.name),
     image,
@@ -221,11 +224,11 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       await requireImage(image, image === request.image && pre.image ? pre.image : settle(inspectImage(image)));
       const rollback = new Rollback();
       try {
-        if (!(await sessionVolumeExists(repo, paths))) await createSessionVolume(repo, paths, rollback);
+        // The volume (kept, or made anew) holds the agent's repository; a new one starts from para/NAME.
         const tip = (await git(['rev-parse', '-q', '--verify', `${paths.ref}^{commit}`], { cwd: repo.root, allowFailure: true })).stdout.trim() || session.baseCommit;
-        const spec = containerSpec(repo, session, image, pre.identity, await localTransport.mounts(repo));
+        const spec = containerSpec(repo, session, image, await pre.identity, await localTransport.mounts(repo), localTransport.seedPlan(repo, paths, tip, false));
+        if (!(await sessionVolumeExists(repo, paths))) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
-        await localTransport.seed(paths.container, repo, paths, tip, { checkout: false });
       } catch (error) {
         await rollback.run(request.warn);
         throw error;
@@ -241,6 +244,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
     ? await hasConversation(session.container, paths.worktree)
     : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
   const { action, command } = plannedCommand(request, continues);
+  if (action === 'attach' && session.container) await waitForRepository(session.container);
   if (action === 'job' && session.container) await startResumedJob(repo, session, command, request);
   return { session, resumed: true, action, command };
 }
@@ -274,22 +278,21 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         await createBranch(repo, paths, head, rollback);
         await addHostWorktree(repo, paths, rollback);
       } else {
-        const made = await Promise.allSettled([
-          createBranch(repo, paths, head, rollback),
-          createFolder(paths, rollback, true),
-          createSessionVolume(repo, paths, rollback),
-          localTransport.mounts(repo),
-        ]);
+        // The container makes the agent's repository itself as it starts; docker run creates the
+        // volume with the session's labels. The branch is made meanwhile.
+        const [mounts] = await Promise.all([localTransport.mounts(repo), createFolder(paths, rollback, true)]);
+        rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
+        const spec = containerSpec(repo, state, request.image, await pre.identity, mounts, localTransport.seedPlan(repo, paths, head, true));
+        const made = await Promise.allSettled([createBranch(repo, paths, head, rollback), createSessionContainer(spec, rollback)]);
+        // A missing image explains a failed docker run best, so it is reported first.
+        warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
-        const mounts = (made[3] as PromiseFulfilledResult<ContainerSpec['mounts']>).value;
-        warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         checkpoint();
-        await createSessionContainer(containerSpec(repo, state, request.image, pre.identity, mounts), rollback);
-        checkpoint();
-        await localTransport.seed(paths.container, repo, paths, head, { checkout: true });
-        checkpoint();
-        if (!request.detach) await trustWorkspace(paths.container, paths.worktree);
+        if (!request.detach) {
+          await waitForRepository(paths.container);
+          await trustWorkspace(paths.container, paths.worktree);
+        }
       }
     } catch (error) {
       if (error instanceof FolderExists) {

@@ -8,15 +8,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
-import { AGENT_GIT_DIR, AGENT_VOLUME_DIR, exec, type Mount } from './container.ts';
+import { WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
+import { exec, type Mount } from './container.ts';
 import type { Repo, SessionPaths } from './paths.ts';
 
 /** How the agent's repository gets the host's history. A remote engine will seed from a bundle. */
 export interface Transport {
   /** Extra mounts for the session container. */
   mounts(repo: Repo): Promise<Mount[]>;
-  /** Creates the agent's repository at `commit` unless the volume already holds one. */
-  seed(container: string, repo: Repo, paths: SessionPaths, commit: string, options: { checkout: boolean }): Promise<void>;
+  /** How the container's start command makes the agent's repository at `commit`. */
+  seedPlan(repo: Repo, paths: SessionPaths, commit: string, checkout: boolean): SeedPlan;
 }
 
 const HOST_OBJECTS = '/para/host-objects';
@@ -30,8 +31,8 @@ export const localTransport: Transport = {
     for (const alternate of await hostAlternates(objects)) mounts.push({ type: 'bind', source: alternate, target: alternate, readonly: true });
     return mounts;
   },
-  async seed(container, _repo, paths, commit, options) {
-    await seedAgentRepository(container, paths, commit, HOST_OBJECTS, options.checkout);
+  seedPlan(_repo, paths, commit, checkout) {
+    return { alternate: HOST_OBJECTS, ref: paths.ref, commit, checkout };
   },
 };
 
@@ -49,27 +50,11 @@ async function hostAlternates(objects: string): Promise<string[]> {
   return found;
 }
 
-// Runs as root only to give the volume to the agent's user, then as that user.
-const SEED_SCRIPT = `set -eu
-chown para: "$1"
-exec setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
-gitdir="$1"; alternate="$2"; ref="$3"; commit="$4"; checkout="$5"
-[ -e "$gitdir/HEAD" ] && exit 0
-rm -rf "$gitdir.new"
-env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
-printf "%s\\n" "$alternate" > "$gitdir.new/objects/info/alternates"
-git --git-dir="$gitdir.new" config core.bare false
-git --git-dir="$gitdir.new" config core.worktree "$GIT_WORK_TREE"
-git --git-dir="$gitdir.new" update-ref "$ref" "$commit"
-git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
-mv "$gitdir.new" "$gitdir"
-if [ "$checkout" = 1 ]; then git reset -q --hard; else git read-tree HEAD; fi
-' para-seed "$2" "$3" "$4" "$5" "$6"`;
-
-async function seedAgentRepository(container: string, paths: SessionPaths, commit: string, alternate: string, checkout: boolean): Promise<void> {
-  const result = await exec(container, ['sh', '-c', SEED_SCRIPT, 'para-seed', AGENT_VOLUME_DIR, AGENT_GIT_DIR, alternate, paths.ref, commit, checkout ? '1' : '0'], { root: true, allowFailure: true });
+/** Waits until the container's start command has made the agent's repository; its error otherwise. */
+export async function waitForRepository(container: string): Promise<void> {
+  const result = await exec(container, ['sh', '-c', WAIT_FOR_REPOSITORY], { root: true, allowFailure: true, timeoutMs: 90_000 });
   if (result.exitCode !== 0) {
-    throw new ParaError(`could not create the agent's repository in ${paths.container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+    throw new ParaError(`${result.stderr.trim() || `the agent's repository in ${container} is not ready (exit code ${result.exitCode})`}`, {
       code: 'seed-failed',
       hint: 'check that the image has git and setpriv (util-linux), e.g. rebuild it: make image REBUILD_BASE=1',
     });
@@ -101,7 +86,8 @@ export interface AgentRefs {
 }
 
 // set -e: a repository git cannot read must fail here, not look empty.
-const REFS_SCRIPT = `set -eu
+const REFS_SCRIPT = `${WAIT_FOR_REPOSITORY}
+set -eu
 git for-each-ref --format='%(objectname) %(objecttype) %(refname)' refs/heads
 others=$(git for-each-ref --format='%(refname)' refs/tags refs/notes)
 if git rev-parse -q --verify refs/stash >/dev/null; then others="$others

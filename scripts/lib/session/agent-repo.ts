@@ -1,0 +1,55 @@
+// The shell run inside a session container to make the agent's own repository. It is the
+// container's own start command (so no extra docker exec stands between `docker run` and a
+// ready session): as root only to give the volume to the agent's user, then as that user. It
+// marks /run/para/ready, or leaves the error in /run/para/seed-error; whatever needs the
+// repository waits for one of the two (waitForRepositoryScript).
+export const AGENT_VOLUME_DIR = '/para/session';
+export const AGENT_GIT_DIR = `${AGENT_VOLUME_DIR}/repo.git`;
+/** Root-owned folder in the container for para's own bookkeeping (readiness, the background job). */
+export const RUN_DIR = '/run/para';
+
+export interface SeedPlan {
+  /** The object store the agent's repository borrows from (read-only). */
+  alternate: string;
+  ref: string;
+  commit: string;
+  /** Check the files out into the folder (a new session), or only read the index (files are there). */
+  checkout: boolean;
+}
+
+const SEED = `set -eu
+chown para: "$1"
+exec setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
+gitdir="$1"; alternate="$2"; ref="$3"; commit="$4"; checkout="$5"
+[ -e "$gitdir/HEAD" ] && exit 0
+rm -rf "$gitdir.new"
+env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
+printf "%s\\n" "$alternate" > "$gitdir.new/objects/info/alternates"
+git --git-dir="$gitdir.new" config core.bare false
+git --git-dir="$gitdir.new" config core.worktree "$GIT_WORK_TREE"
+git --git-dir="$gitdir.new" update-ref "$ref" "$commit"
+git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
+mv "$gitdir.new" "$gitdir"
+if [ "$checkout" = 1 ]; then git reset -q --hard; else git read-tree HEAD; fi
+' para-seed "$2" "$3" "$4" "$5" "$6"`;
+
+const ENTRY = `d="${RUN_DIR}"
+mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
+if out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
+exec sleep infinity`;
+
+/** The container's command: make the agent's repository (once; a restart keeps it), then wait. */
+export function entryCommand(plan: SeedPlan): string[] {
+  return ['sh', '-c', ENTRY, 'para-entry', AGENT_VOLUME_DIR, AGENT_GIT_DIR, plan.alternate, plan.ref, plan.commit, plan.checkout ? '1' : '0'];
+}
+
+/**
+ * Shell that waits (60 s at most) until the agent's repository is ready; on a seed error it
+ * prints the error on stderr and exits 3, on time-out 4. Prepended to scripts that need it.
+ */
+export const WAIT_FOR_REPOSITORY = `i=0
+while [ ! -e "${RUN_DIR}/ready" ]; do
+  if [ -e "${RUN_DIR}/seed-error" ]; then echo "the agent's repository could not be made:" >&2; cat "${RUN_DIR}/seed-error" >&2; exit 3; fi
+  i=$((i + 1)); if [ "$i" -gt 1200 ]; then echo "the agent's repository was not ready after 60 s" >&2; exit 4; fi
+  sleep 0.05
+done`;
