@@ -1,6 +1,6 @@
 // Cancel a session without losing anything: uncommitted work is committed and the branch archived.
 import readline from 'node:readline/promises';
-import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { cancelSession, resolveSession } from './lib/session/lifecycle.ts';
 
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
   else {
     for (const message of result.warnings) warn(message);
     for (const ref of result.savedRefs) log(`kept: branch ${ref}`);
-    if (result.keptFolder) log(`what could not be committed (${result.uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) is kept in ${result.keptFolder}`);
+    if (result.keptFolder) log(`kept in ${result.keptFolder}: ${keptSummary(result.uncaptured)}`);
     log(`cancelled session ${name}${result.committedUncommittedWork ? '; its uncommitted work was committed' : ''}`);
     if (result.archivedBranch) log(`its work is kept on branch ${result.archivedBranch}`);
   }

@@ -1,5 +1,5 @@
 // Finish a session: commit pending work to para/NAME, remove container and worktree, keep the branch.
-import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session/lifecycle.ts';
 
@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     for (const message of result.warnings) warn(message);
     log(`finished session ${result.name}${result.committed ? ' (pending changes committed)' : ''}; branch ${result.branch} is kept`);
     for (const ref of result.savedRefs) log(`also kept: branch ${ref}`);
-    if (result.keptFolder) log(`what could not be committed (${result.uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ')}${result.uncaptured.length > 5 ? ', ...' : ''}) is kept in ${result.keptFolder}`);
+    if (result.keptFolder) log(`kept in ${result.keptFolder}: ${keptSummary(result.uncaptured)}`);
     log(`merge it: ${result.mergeHint}`);
   }
   return 0;

@@ -279,6 +279,54 @@ attack('a repository git cannot read is not taken for an empty one: its commits 
   await hostIntact(t);
 });
 
+attack('files git must not open (a FIFO .gitignore, a FIFO, a file over the limit) neither hang nor break finish; the folder is kept', async () => {
+  const t = await target();
+  await startAttack(t, 'fifo', [
+    'mkfifo pipe && mkdir sub && mkfifo sub/.gitignore',
+    'head -c 3000000 /dev/zero > big.bin',
+    'echo fine > fine.txt',
+  ].join(' && '));
+  const result = await runScript('finish.ts', ['fifo', '-m', 'with fifos', '--json'], { cwd: t.repo.root, env: { ...t.repo.env, PARA_SNAPSHOT_MAX_FILE_MB: '1' } });
+  assert.is(result.exitCode, 0, result.stderr);
+  const json = JSON.parse(result.stdout) as { keptFolder: string; warnings: string[]; committed: boolean };
+  // A .gitignore git would block on: the folder is kept whole and nothing of it is read.
+  assert.match(json.warnings.join('\n'), /sub\/.gitignore is not a regular file/);
+  assert.ok(await fs.pathExists(path.join(json.keptFolder, 'files', 'fine.txt')));
+  const inside = (await docker(['ps', '-aq', '--filter', `label=${labels.repo}=${t.repo.root}`])).stdout.trim();
+  assert.is(inside, '', 'the container was left behind');
+  await hostIntact(t);
+});
+
+attack('a FIFO and a file over the limit are left out, the rest is committed; a paused container and a busy agent do not block cancel', async () => {
+  const t = await target();
+  await startAttack(t, 'busy', [
+    'mkfifo pipe && head -c 3000000 /dev/zero > big.bin && echo fine > fine.txt',
+    'git tag blobtag "$(echo x | git hash-object -w --stdin)"',
+    '(while :; do echo more >> /para/session/grow; sleep 0.01; done) >/dev/null 2>&1 &',
+  ].join(' && '));
+  const container = sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'busy').container;
+  // As an interrupted finish would leave it.
+  await docker(['pause', container]);
+  const result = await runScript('cancel.ts', ['busy', '--force', '--json'], { cwd: t.repo.root, env: { ...t.repo.env, PARA_SNAPSHOT_MAX_FILE_MB: '1' } });
+  assert.is(result.exitCode, 0, result.stderr);
+  const json = JSON.parse(result.stdout) as { archivedBranch: string; savedRefs: string[]; keptFolder: string; uncaptured: string[] };
+  const wip = json.savedRefs.find((ref) => ref.endsWith('.wip')) ?? json.archivedBranch;
+  assert.is(await t.repo.git(['show', `${wip}:fine.txt`]), 'fine');
+  assert.ok(json.uncaptured.includes('pipe') && json.uncaptured.includes('big.bin'), JSON.stringify(json.uncaptured));
+  assert.ok(await fs.pathExists(path.join(json.keptFolder, 'agent-repository.tar')));
+  await hostIntact(t);
+});
+
+attack('more than 100 MB of the agent\'s work comes back whole', async () => {
+  const t = await target();
+  await startAttack(t, 'large', 'head -c 110000000 /dev/urandom > large.bin && git add large.bin && git commit -qm large');
+  const synced = await script(t, 'sync.ts', ['large']);
+  assert.is(synced.exitCode, 0, synced.stderr);
+  assert.is(await t.repo.git(['cat-file', '-s', 'para/large:large.bin']), '110000000');
+  assert.is((await script(t, 'cancel.ts', ['large', '--force'])).exitCode, 0);
+  await hostIntact(t);
+});
+
 attack('state a merge brings in is never read: clean leaves an unrelated container and a non-para branch alone', async () => {
   const t = await target();
   const bystander = uniqueName('bystander');

@@ -1,5 +1,9 @@
 // Undo work on Ctrl-C / SIGTERM: registered tasks run, then the signal is raised again so the
 // process ends with the conventional status (130, 143).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 type Task = () => Promise<unknown> | unknown;
 
 const tasks = new Set<Task>();
@@ -33,4 +37,17 @@ export function onInterrupt(task: Task): () => void {
   return () => {
     tasks.delete(task);
   };
+}
+
+/** A private temporary folder for `run`, removed afterwards, on failure and on Ctrl-C/SIGTERM. */
+export async function withTempDir<T>(prefix: string, run: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  const stop = onInterrupt(remove);
+  try {
+    return await run(dir);
+  } finally {
+    stop();
+    await remove();
+  }
 }

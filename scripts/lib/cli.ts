@@ -137,3 +137,10 @@ export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = pr
 export function forTerminal(text: string): string {
   return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x9b]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+/** What finish and cancel kept on disk, in words (file names quoted, so no control character reaches the terminal). */
+export function keptSummary(uncaptured: string[]): string {
+  if (uncaptured.length === 0) return "the agent's repository (agent-repository.tar)";
+  const shown = uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ');
+  return `what could not be committed (${shown}${uncaptured.length > 5 ? `, and ${uncaptured.length - 5} more` : ''})`;
+}

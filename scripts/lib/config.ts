@@ -32,6 +32,12 @@ export const config = {
     cpus: env.PARA_CPUS || '2',
     pidsLimit: positiveInt('PARA_PIDS_LIMIT', 1024),
   },
+  /** Committing a session folder's files as data (finish, cancel). */
+  snapshot: {
+    /** A file larger than this stays out of the commit (the folder is kept instead). */
+    maxFileBytes: positiveInt('PARA_SNAPSHOT_MAX_FILE_MB', 1024) * 1024 * 1024,
+    timeoutMs: positiveInt('PARA_SNAPSHOT_TIMEOUT_MS', 10 * 60_000),
+  },
   timeouts: {
     /** A docker command that should answer quickly (inspect, ps, tag). */
     dockerQuickMs: positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000),

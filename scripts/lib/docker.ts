@@ -121,7 +121,8 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
       stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
       stderr: options.inheritStdio ? 'inherit' : 'pipe',
       stripFinalNewline: false,
-      buffer: options.onStdout ? { stdout: false } : true,
+      // Output streamed elsewhere (a file, a callback) must not also pile up in memory (maxBuffer).
+      buffer: options.onStdout || options.stdoutFile ? { stdout: false } : true,
     });
   } catch (error) {
     throw connectionError('command-failed', args, {}, error);

@@ -39,6 +39,7 @@ interface GitOptions {
   inputFile?: string;
   /** Write stdout into this file (a pack). */
   stdoutFile?: string;
+  timeoutMs?: number;
   env?: Record<string, string | undefined>;
 }
 
@@ -51,10 +52,15 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
     input: options.input,
     stdin: options.inputFile ? { file: options.inputFile } : options.input === undefined ? 'ignore' : 'pipe',
     stdout: options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
+    buffer: options.stdoutFile ? { stdout: false } : true,
+    timeout: options.timeoutMs,
   });
   const out = { stdout: String(result.stdout ?? '').trim(), stderr: String(result.stderr ?? '').trim(), exitCode: result.exitCode ?? -1 };
   if ((result as { code?: string }).code === 'ENOENT') {
     throw new GitError('git is not installed: no `git` command on PATH', { args, ...out, code: 'git-not-installed', hint: 'install git and run again' });
+  }
+  if (result.timedOut) {
+    throw new GitError(`git ${args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? ''} did not finish in ${options.timeoutMs} ms`, { args, ...out, code: 'git-timeout' });
   }
   if (out.exitCode !== 0 && !options.allowFailure) {
     throw new GitError(`git ${args[0]} failed: ${out.stderr || `exit code ${out.exitCode}`}`, { args, ...out });

@@ -10,6 +10,7 @@ import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, ParaError, UsageError } from '../errors.ts';
+import { onInterrupt } from '../cleanup.ts';
 import { findRepo, git } from '../git.ts';
 import { AGENT_VOLUME_DIR } from './agent-repo.ts';
 import { exec, repoLabels } from './container.ts';
@@ -121,10 +122,9 @@ async function changesInside(state: SessionState, repo: Repo, containerState: Co
     const result = await exec(paths.container, ['git', 'status', '--porcelain'], { allowFailure: true });
     return result.exitCode === 0 ? result.stdout.trim().length > 0 : null;
   }
-  // Nothing runs that could change the folder while it is read.
-  const base = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
-  const snapshot = await snapshotFolder({ repo, folder: paths.worktree, base, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container, probe: true });
-  return snapshot.commit !== null;
+  if (!state.container) return (await git(['status', '--porcelain'], { cwd: paths.worktree, allowFailure: true })).stdout.trim().length > 0;
+  // Only the agent's git knows, and it is not running: list never reads the folder itself.
+  return null;
 }
 
 async function view(repo: Repo, raw: SessionState, byName: Map<string, ContainerInfo>, missing: Set<string>, now: number): Promise<SessionView> {
@@ -211,6 +211,8 @@ interface Captured {
 async function reachContainer(repo: Repo, state: SessionState, paths: SessionPaths, warnings: string[]): Promise<boolean> {
   const found = await sessionContainer(repo, paths);
   if (found.presence === 'stopped') await startSessionContainer(repo, paths);
+  // A finish interrupted mid-way may have left it paused.
+  if (found.presence === 'running' && (await inspectContainer(paths.container))?.State.Paused) await unpauseContainer(paths.container);
   if (found.presence !== 'missing') return true;
   if (!(await sessionVolumeExists(repo, paths))) {
     warnings.push(`the container and volume of session ${state.name} are gone: commits made inside since para last synced are lost; the folder's files are kept`);
@@ -232,12 +234,23 @@ async function identityOf(repo: Repo): Promise<{ name: string; email: string }> 
   return { name: found.get('user.name') ?? 'para', email: found.get('user.email') ?? 'para@localhost' };
 }
 
-/** The agent's repository as a tar file on the host: data, never opened by para. */
-async function saveRepositoryTar(container: string): Promise<string> {
+/**
+ * Everything in the session's volume (the agent's repository and anything beside it) as a tar on
+ * the host: data, never opened by para. Made once no agent process runs; links are stored as links.
+ */
+async function saveRepositoryTar(container: string, warnings: string[]): Promise<string | null> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-agent-repo-'));
   const file = path.join(dir, 'agent-repository.tar');
-  await exec(container, ['tar', '-C', AGENT_VOLUME_DIR, '-cf', '-', 'repo.git'], { root: true, stdoutFile: file, timeoutMs: 10 * 60_000 });
-  return file;
+  const result = await exec(container, ['tar', '--sparse', '-C', AGENT_VOLUME_DIR, '-cf', '-', '.'], { root: true, stdoutFile: file, timeoutMs: 10 * 60_000, allowFailure: true });
+  if (result.exitCode === 0) return file;
+  await fs.rm(dir, { recursive: true, force: true });
+  warnings.push(`the agent's repository could not be saved as a tar (${result.stderr.trim() || `exit code ${result.exitCode}`}); it stays in its volume`);
+  return null;
+}
+
+/** Ends every process of the agent's user in the container: nothing it runs can change what is being saved. */
+async function stopAgent(container: string): Promise<void> {
+  await exec(container, ['sh', '-c', 'kill -KILL -1 2>/dev/null; exit 0'], { allowFailure: true });
 }
 
 /**
@@ -249,38 +262,46 @@ async function saveRepositoryTar(container: string): Promise<string> {
 async function captureWork(repo: Repo, state: SessionState, prefix: string, message: string | undefined, requireMessage: Invocation | null): Promise<Captured> {
   const paths = sessionPaths(repo, state.name);
   const warnings: string[] = [];
+  const identity = await identityOf(repo);
+  const running = state.container ? await reachContainer(repo, state, paths, warnings) : false;
+  const snapshotOf = (base: string, probe: boolean) => snapshotFolder({
+    repo, folder: paths.worktree, base, message: message ?? `para: uncommitted work of session ${state.name}`, identity, expectGitFile: !state.container, probe,
+  });
+  // Nothing may change the folder while the host's git reads it.
+  const frozen = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (running) await pauseContainer(paths.container);
+    try {
+      return await work();
+    } finally {
+      if (running) await unpauseContainer(paths.container).catch(() => undefined);
+    }
+  };
+  if (requireMessage && !message) {
+    const probe = await frozen(async () => snapshotOf((await branchTip(repo, paths.ref)) ?? state.baseCommit, true));
+    if (probe.commit) throw new UsageError(`session ${state.name} has uncommitted changes, so a commit message is needed`, `${requireMessage('finish')} ${state.name} -m "what was done"`);
+  }
   let sync: SyncResult | null = null;
-  let running = false;
   let repositoryTar: string | null = null;
-  if (state.container) {
-    running = await reachContainer(repo, state, paths, warnings);
-    if (running) {
-      try {
-        sync = await syncSession(repo, state, { keepOthersUnder: prefix });
-        warnings.push(...sync.warnings);
-      } catch (error) {
-        warnings.push(`the agent's repository could not be brought back as branches (${errorMessage(error)})`);
-      }
-      if (!sync || sync.notKept.length > 0) repositoryTar = await saveRepositoryTar(paths.container);
+  if (running) {
+    await stopAgent(paths.container);
+    try {
+      sync = await syncSession(repo, state, { keepOthersUnder: prefix });
+      warnings.push(...sync.warnings);
+    } catch (error) {
+      warnings.push(`the agent's repository could not be brought back as branches (${errorMessage(error)})`);
     }
+    if (!sync || sync.notKept.length > 0) repositoryTar = await saveRepositoryTar(paths.container, warnings);
   }
-  const tip = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
-  let base = tip;
-  let target = paths.ref;
-  const head = sync?.agent?.head;
-  if (head && (await branchTip(repo, head))) {
-    base = head;
-    if (sync?.agent?.headRef !== paths.ref) target = `refs/heads/${prefix}.wip`;
-  }
-  if (running) await pauseContainer(paths.container);
+  const stopTar = repositoryTar ? onInterrupt(() => fs.rm(path.dirname(repositoryTar!), { recursive: true, force: true })) : () => undefined;
   try {
-    const snapshot = await snapshotFolder({
-      repo, folder: paths.worktree, base, message: message ?? `para: uncommitted work of session ${state.name}`, identity: await identityOf(repo), expectGitFile: !state.container,
-      probe: Boolean(requireMessage && !message),
-    });
-    if (snapshot.commit && requireMessage && !message) {
-      throw new UsageError(`session ${state.name} has uncommitted changes, so a commit message is needed`, `${requireMessage('finish')} ${state.name} -m "what was done"`);
+    let base = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
+    let target = paths.ref;
+    const head = sync?.agent?.head;
+    if (head && (await branchTip(repo, head))) {
+      base = head;
+      if (sync?.agent?.headRef !== paths.ref) target = `refs/heads/${prefix}.wip`;
     }
+    const snapshot = await frozen(() => snapshotOf(base, false));
     let wipRef: string | null = null;
     if (snapshot.commit) {
       const old = (await branchTip(repo, target)) ?? '0'.repeat(snapshot.commit.length);
@@ -291,9 +312,10 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
     if (snapshot.plantedGit) warnings.push('the worktree folder held a .git that para did not make; it was never used');
     return { sync, snapshot, wipRef, repositoryTar, warnings };
   } catch (error) {
-    if (running) await unpauseContainer(paths.container).catch(() => undefined);
     if (repositoryTar) await fs.rm(path.dirname(repositoryTar), { recursive: true, force: true });
     throw error;
+  } finally {
+    stopTar();
   }
 }
 
@@ -304,9 +326,9 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
 async function retire(repo: Repo, state: SessionState, captured: Captured): Promise<string | null> {
   const paths = sessionPaths(repo, state.name);
   const keepFiles = captured.snapshot.uncaptured.length > 0 || captured.snapshot.refused !== null;
+  if (state.container) await removeSessionContainer(repo, paths);
   const kept = await retireFolder(repo, paths, keepFiles, captured.repositoryTar);
   if (state.container) {
-    await removeSessionContainer(repo, paths);
     // Without a copy of its repository, a volume whose refs did not all come back stays.
     if (captured.sync && captured.sync.notKept.length === 0) await removeSessionVolume(repo, paths);
     else if (captured.repositoryTar) await removeSessionVolume(repo, paths);

@@ -137,20 +137,27 @@ export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Prom
  * not commit (ignored files, nested repositories), moves it whole to .para/kept/ and says where.
  * Never follows a symlink: the folder itself is checked, and rm does not descend into links.
  */
-export async function retireFolder(repo: Repo, paths: SessionPaths, keep: boolean, repositoryTar: string | null, now = new Date()): Promise<string | null> {
+export async function retireFolder(repo: Repo, paths: SessionPaths, keepFiles: boolean, repositoryTar: string | null, now = new Date()): Promise<string | null> {
+  let keep = keepFiles;
   const stat = await fs.lstat(paths.worktree).catch(() => undefined);
   if (stat && !stat.isDirectory()) throw new Error(`${paths.worktree} is not a folder; para leaves it alone`);
   if (!keep && !repositoryTar) {
-    if (stat) await fs.rm(paths.worktree, { recursive: true, force: true });
-    return null;
+    if (!stat) return null;
+    try {
+      await fs.rm(paths.worktree, { recursive: true, force: true });
+      return null;
+    } catch {
+      // A tree node cannot remove (too deep, say) is kept whole rather than half-deleted.
+      keep = true;
+    }
   }
   // A folder of para's own; the agent's files go inside it whole, never mixed with para's files.
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const target = path.join(keptDir(repo), `${paths.name}-${stamp}`);
   await fs.mkdir(target, { recursive: true, mode: 0o700 });
-  if (stat) {
+  if (stat && (await fs.pathExists(paths.worktree))) {
     if (keep) await fs.rename(paths.worktree, path.join(target, 'files'));
-    else await fs.rm(paths.worktree, { recursive: true, force: true });
+    else await fs.rm(paths.worktree, { recursive: true, force: true }).catch(() => fs.rename(paths.worktree, path.join(target, 'files')));
   }
   if (repositoryTar) {
     await fs.move(repositoryTar, path.join(target, 'agent-repository.tar'));

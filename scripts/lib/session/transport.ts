@@ -4,8 +4,8 @@
 // object (index-pack --strict) and for connectivity, then only para's own refs move.
 import fs from 'fs-extra';
 import { pipeline } from 'node:stream/promises';
-import os from 'node:os';
 import path from 'node:path';
+import { withTempDir } from '../cleanup.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
@@ -169,8 +169,7 @@ export async function receiveFromAgent(container: string, repo: Repo, updates: R
 }
 
 async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<void> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-bundle-'));
-  try {
+  await withTempDir('para-bundle-', async (dir) => {
     const file = path.join(dir, 'work.bundle');
     const sources = [...new Set(updates.map((u) => u.source))];
     const args = ['git', 'bundle', 'create', '-q', '-', ...sources, ...exclude.map((oid) => `^${oid}`)];
@@ -185,9 +184,7 @@ async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], 
     if (connected.exitCode !== 0) {
       throw new ParaError(`the agent's bundle from ${container} is incomplete: ${connected.stderr.trim()}`, { code: 'bad-bundle' });
     }
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Reads a bundle's header and hands its pack to `git index-pack --strict` (git fetch from a bundle skips fsck). */
