@@ -12,11 +12,11 @@ import { sessionPaths } from '../scripts/lib/session/paths.ts';
 function containerName(root: string, name: string): string {
   return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).container;
 }
-import { buildAuthImage, fakeHome, runScript, TSX_LOADER } from './support/images.ts';
+import { runScript, SESSION_IMAGE, sessionTestImage, TSX_LOADER } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL } from './support/resources.ts';
 
-const IMAGE = `para-auth-test-${RUN_ID}:attach`;
+const IMAGE = SESSION_IMAGE;
 
 /** Runs start.ts under a pseudo-terminal made by script(1). */
 async function startInTerminal(cwd: string, env: Record<string, string>, args: string[]): Promise<{ output: string; exitCode: number }> {
@@ -30,10 +30,7 @@ async function startInTerminal(cwd: string, env: Record<string, string>, args: s
 
 const attach = suite('start.ts with a terminal');
 
-attach.before(async () => {
-  const build = await buildAuthImage(IMAGE, await fakeHome());
-  assert.is(build.exitCode, 0, build.stderr);
-});
+attach.before(sessionTestImage);
 
 attach('attaches the command on a terminal inside the container; the container keeps running afterwards', async () => {
   const repo = await makeRepo();

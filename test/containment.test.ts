@@ -11,19 +11,12 @@ import { labels } from '../scripts/lib/config.ts';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
-import { buildAuthImage, fakeHome, runScript, type ScriptResult } from './support/images.ts';
+import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, uniqueName } from './support/resources.ts';
 
-const IMAGE = `para-contain-test-${RUN_ID}:auth`;
-let imageReady: Promise<void> | undefined;
-function image(): Promise<void> {
-  imageReady ??= (async () => {
-    const result = await buildAuthImage(IMAGE, await fakeHome());
-    assert.is(result.exitCode, 0, result.stderr);
-  })();
-  return imageReady;
-}
+const IMAGE = SESSION_IMAGE;
+const image = sessionTestImage;
 
 interface Target {
   repo: TestRepo;

@@ -9,10 +9,10 @@ import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/docker.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { buildAuthImage, fakeHome, TSX_LOADER } from './support/images.ts';
+import { SESSION_IMAGE, sessionTestImage, TSX_LOADER } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage } from './support/resources.ts';
 
-const AUTH_IMAGE = `para-hosts-test-${RUN_ID}:auth`;
+const AUTH_IMAGE = SESSION_IMAGE;
 const USER_IMAGE = trackImage(`para-hosts-test-${RUN_ID}:user`);
 const user = { name: `pt${RUN_ID}`, uid: 0, home: '', repo: '' };
 
@@ -44,8 +44,7 @@ const nonRoot = suite('a non-root host user whose UID is the image\'s');
 
 nonRoot.before(async () => {
   if (process.getuid?.() !== 0) return;
-  const built = await buildAuthImage(AUTH_IMAGE, await fakeHome());
-  assert.is(built.exitCode, 0, built.stderr);
+  await sessionTestImage();
   user.uid = await freeId();
   await execa('groupadd', ['-g', String(user.uid), user.name]);
   await execa('useradd', ['-M', '-u', String(user.uid), '-g', String(user.uid), '-G', 'docker', '-s', '/bin/sh', user.name]);

@@ -15,19 +15,12 @@ function containerName(root: string, name: string): string {
 function stateFile(root: string, name: string): string {
   return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).stateFile;
 }
-import { buildAuthImage, fakeHome, runScript, type ScriptResult } from './support/images.ts';
+import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, uniqueName } from './support/resources.ts';
 
-const IMAGE = `para-auth-test-${RUN_ID}:lifecycle`;
-let imageReady: Promise<void> | undefined;
-function image(): Promise<void> {
-  imageReady ??= (async () => {
-    const result = await buildAuthImage(IMAGE, await fakeHome());
-    assert.is(result.exitCode, 0, result.stderr);
-  })();
-  return imageReady;
-}
+const IMAGE = SESSION_IMAGE;
+const image = sessionTestImage;
 
 function script(repo: TestRepo, name: string, args: string[]): Promise<ScriptResult> {
   return runScript(name, args, { cwd: repo.root, env: repo.env });

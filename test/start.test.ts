@@ -11,21 +11,12 @@ import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, sessionPaths } from '../scripts/lib/session/paths.ts';
 import type { SessionState } from '../scripts/lib/session/store.ts';
-import { buildAuthImage, FAKE_TOKEN, fakeHome, runScript, TSX_LOADER, type ScriptResult } from './support/images.ts';
+import { FAKE_TOKEN, runScript, SESSION_IMAGE, sessionTestImage, TSX_LOADER, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
 
-const IMAGE = `para-start-test-${RUN_ID}:auth`;
-let image: Promise<void> | undefined;
-
-/** The one authenticated image every suite here shares, built on first use. */
-function sessionImage(): Promise<void> {
-  image ??= (async () => {
-    const result = await buildAuthImage(IMAGE, await fakeHome());
-    assert.is(result.exitCode, 0, `build-image failed: ${result.stderr}`);
-  })();
-  return image;
-}
+const IMAGE = SESSION_IMAGE;
+const sessionImage = sessionTestImage;
 
 function start(repo: TestRepo, args: string[], env: Record<string, string> = {}): Promise<ScriptResult> {
   return runScript('start.ts', args, { cwd: repo.root, env: { ...repo.env, ...env } });

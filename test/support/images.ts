@@ -99,3 +99,16 @@ export async function buildAuthImage(tag: string, home: string, extraArgs: strin
     env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined, ...(options.tmpdir ? { TMPDIR: options.tmpdir } : {}) },
   });
 }
+
+/** The authenticated image every session test shares (start, lifecycle, containment, attach, hosts). */
+export const SESSION_IMAGE = trackImage(`para-session-test-${RUN_ID}:auth`);
+let sessionImage: Promise<void> | undefined;
+
+/** Builds SESSION_IMAGE from a fake login with the real build-image.ts, once per run. */
+export function sessionTestImage(): Promise<void> {
+  sessionImage ??= (async () => {
+    const result = await buildAuthImage(SESSION_IMAGE, await fakeHome());
+    if (result.exitCode !== 0) throw new Error(`build-image.ts failed for ${SESSION_IMAGE}:\n${result.stderr}`);
+  })();
+  return sessionImage;
+}
