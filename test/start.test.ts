@@ -13,7 +13,7 @@ import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, sessionPaths } from '../script
 import type { SessionState } from '../scripts/lib/session/store.ts';
 import { FAKE_TOKEN, runScript, SESSION_IMAGE, sessionTestImage, TSX_LOADER, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
+import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './support/resources.ts';
 
 const IMAGE = SESSION_IMAGE;
 const sessionImage = sessionTestImage;
@@ -340,6 +340,26 @@ resume('a stopped container is restarted, still the same one', async () => {
   assert.is((await inspectContainer(rs.id))?.State.Running, true);
   assert.is(await jobExitCode(rs.repo, 'again'), '0');
   assert.is((await readState(rs.repo, 'again')).status, 'active');
+});
+
+resume('--image on a resume moves the session to that image, keeping its files and the agent\'s commits', async () => {
+  const repo = await makeRepo();
+  const first = await start(repo, detached('switch', '--', 'sh', '-c', 'echo kept > kept.txt && git add kept.txt && git commit -qm "before the switch" && echo loose > loose.txt'));
+  assert.is(first.exitCode, 0, first.stderr);
+  assert.is(await jobExitCode(repo, 'switch'), '0');
+  const other = trackImage(`para-session-test-${RUN_ID}:other`);
+  await docker(['tag', IMAGE, other]);
+  const before = (await containers(repo, 'switch'))[0];
+  const switched = await start(repo, ['switch', '--container', '--detach', '--image', other, '--json', '--', 'sh', '-c', 'git log -1 --format=%s; cat loose.txt']);
+  assert.is(switched.exitCode, 0, switched.stderr);
+  assert.is(JSON.parse(switched.stdout).image, other);
+  const after = await containers(repo, 'switch');
+  assert.is(after.length, 1);
+  assert.is.not(after[0], before, 'the container was not re-created');
+  assert.is((await inspectContainer(after[0]))?.Config.Image, other);
+  assert.is(await jobExitCode(repo, 'switch'), '0');
+  assert.is(await jobOutput(repo, 'switch'), 'before the switch\nloose\n');
+  assert.is((await readState(repo, 'switch')).image, other);
 });
 
 resume.run();
