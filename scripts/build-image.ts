@@ -1,12 +1,12 @@
 // make image: bake the host's Claude login into para-authenticated:latest, verified inside the image.
 import { text } from 'node:stream/consumers';
-import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn, invocation } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { discoverCredentials, type Credentials } from './lib/credentials.ts';
 import { UsageError } from './lib/errors.ts';
 import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
 
-const USAGE = `Usage: npx tsx scripts/build-image.ts [options]
+const USAGE = `Usage: ${invocation('image')} [options]
 
 Builds ${config.claudeImage} (claude CLI, git, non-root user) when needed, then
 ${config.authenticatedImage} with your Claude credentials, and verifies the login inside it.

@@ -4,7 +4,7 @@ import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, print
 import { ParaError, UsageError } from './lib/errors.ts';
 import { cancelSession, resolveSession } from './lib/session/lifecycle.ts';
 
-const USAGE = `Usage: npx tsx scripts/cancel.ts NAME [--force] [--json]
+const USAGE = `Usage: ${invocation('cancel')} NAME [--force] [--json]
 
 Nothing is lost: the agent's commits, its other branches, a detached HEAD and the folder's
 uncommitted files are all kept, the session branch as para/archived/<time>/NAME and the rest
@@ -28,7 +28,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   assertSupportedPlatform();
-  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/cancel.ts NAME [--force]');
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('cancel')} NAME [--force]`);
   const name = String(args._[0]);
   await resolveSession(process.cwd(), name, invocation);
   if (!args.force && !args.json && process.stdin.isTTY && process.stderr.isTTY) {

@@ -4,7 +4,7 @@ import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
 import { applyClean, planClean } from './lib/session/lifecycle.ts';
 
-const USAGE = `Usage: npx tsx scripts/clean.ts [--dry-run] [--json]
+const USAGE = `Usage: ${invocation('clean')} [--dry-run] [--json]
 
 Removes, for the repository containing the current folder only: containers and volumes
 labelled for it that belong to no session, and sessions left half-started by an interrupted

@@ -1,11 +1,11 @@
 // make doctor: say exactly why a container cannot authenticate, and what to do about it.
-import { parseArgs, printJson, runMain } from './lib/cli.ts';
+import { parseArgs, printJson, runMain, invocation } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { runDoctor } from './lib/doctor/index.ts';
 import { formatReport, useColour } from './lib/doctor/report.ts';
 
-const USAGE = `Usage: npx tsx scripts/doctor.ts [options]
+const USAGE = `Usage: ${invocation('doctor')} [options]
 
 Checks the platform, Docker, git, the authenticated image, the login inside it, the
 expiry of the baked credentials, the host login and this repository's sessions. Each

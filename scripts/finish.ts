@@ -3,7 +3,7 @@ import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, print
 import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session/lifecycle.ts';
 
-const USAGE = `Usage: npx tsx scripts/finish.ts NAME [-m MESSAGE] [--json]
+const USAGE = `Usage: ${invocation('finish')} NAME [-m MESSAGE] [--json]
 
 Brings the agent's commits to para/NAME, commits the folder's uncommitted files on top (a
 message is required only when there is something to commit), keeps the agent's other branches
@@ -18,7 +18,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   assertSupportedPlatform();
-  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', 'npx tsx scripts/finish.ts NAME -m "message"');
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('finish')} NAME -m "message"`);
   const result = await finishSession(process.cwd(), String(args._[0]), args.message || undefined, invocation);
   if (args.json) printJson({ ok: true, ...result });
   else {

@@ -4,7 +4,7 @@ import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
 import { overview, type SessionView } from './lib/session/lifecycle.ts';
 
-const USAGE = `Usage: npx tsx scripts/list.ts [--json]
+const USAGE = `Usage: ${invocation('list')} [--json]
 
 Every session of the repository containing the current folder: status, container state
 (running, exited, missing), branch, uncommitted changes, age, background job, limits. The

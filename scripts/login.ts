@@ -1,12 +1,12 @@
 // make login: log in with `claude auth login` (the /login flow) inside a throwaway container and
 // save that login as para-authenticated:latest, verified inside the image. Nothing comes from the host.
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain } from './lib/cli.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain, invocation } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { ensureClaudeImage, imageUserIds } from './lib/image.ts';
 import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } from './lib/login.ts';
 
-const USAGE = `Usage: npx tsx scripts/login.ts [options]
+const USAGE = `Usage: ${invocation('login')} [options]
 
 Starts a throwaway container from ${config.claudeImage} (built first when missing; env
 PARA_CLAUDE_IMAGE), runs \`claude auth login\` (the /login flow) in it on your terminal,

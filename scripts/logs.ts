@@ -8,7 +8,7 @@ import { writeSession, type SessionState } from './lib/session/store.ts';
 import { syncSession } from './lib/session/sync.ts';
 import type { Repo } from './lib/session/paths.ts';
 
-const USAGE = `Usage: npx tsx scripts/logs.ts NAME [-f|--follow] [--json]
+const USAGE = `Usage: ${invocation('logs')} NAME [-f|--follow] [--json]
 
 Prints the output of the session's background job (start --detach with a prompt or -- CMD).
 With --follow, keeps printing until the job ends and exits with the job's exit code.

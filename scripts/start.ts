@@ -9,10 +9,10 @@ import { attach } from './lib/session/container.ts';
 import { startSession, type StartResult } from './lib/session/start.ts';
 
 const USAGE = `Usage:
-  npx tsx scripts/start.ts NAME [--container]             a named session
-  npx tsx scripts/start.ts "PROMPT TEXT" --container      a prompt; the name is derived from it
-  npx tsx scripts/start.ts [NAME] -p TEXT | --prompt-file FILE
-  npx tsx scripts/start.ts NAME --container [--detach] -- CMD [ARGS...]
+  ${invocation('start')} NAME [--container]             a named session
+  ${invocation('start')} "PROMPT TEXT" --container      a prompt; the name is derived from it
+  ${invocation('start')} [NAME] -p TEXT | --prompt-file FILE
+  ${invocation('start')} NAME --container [--detach] -- CMD [ARGS...]
 
 Creates branch para/NAME and the folder .para/worktrees/NAME. With --container the agent works
 there in its own container, with a git repository of its own; its commits reach para/NAME when

@@ -3,7 +3,7 @@ import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain
 import { UsageError } from './lib/errors.ts';
 import { syncOne } from './lib/session/lifecycle.ts';
 
-const USAGE = `Usage: npx tsx scripts/sync.ts NAME [--json]
+const USAGE = `Usage: ${invocation('sync')} NAME [--json]
 
 Brings the commits the agent made on its branch inside the session container to para/NAME in
 this repository, as data: a git bundle read over docker exec, every object checked, and only

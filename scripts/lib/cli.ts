@@ -114,11 +114,19 @@ export async function runMain(main: (argv: string[]) => Promise<number | void>):
 
 const SCRIPT_OF: Record<string, string> = { image: 'build-image', login: 'login' };
 
+let viaPara = false;
+
+/** Called by the `para` command before it runs a verb: hints then read `para <verb>`. */
+export function useParaInvocation(): void {
+  viaPara = true;
+}
+
 /**
- * How to run another verb the way the user ran this one, for hints: `npx tsx scripts/logs.ts`
- * from a tsx run, `node .../dist/logs.mjs` from a bundle.
+ * How to run another verb the way the user ran this one, for hints: `para logs` from the para
+ * command, `npx tsx scripts/logs.ts` from a tsx run, `node .../dist/logs.mjs` from a bundle.
  */
 export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = process.cwd()): string {
+  if (viaPara) return `para ${verb}`;
   const script = SCRIPT_OF[verb] ?? verb;
   const dir = path.dirname(argv1);
   const shown = (file: string) => {
@@ -126,7 +134,6 @@ export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = pr
     return relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
   };
   if (argv1.endsWith('.mjs')) return `node ${shown(path.join(dir, `${script}.mjs`))}`;
-  if (verb === 'image') return 'make image';
   return `npx tsx ${shown(path.join(dir, `${script}.ts`))}`;
 }
 
