@@ -10,6 +10,8 @@ export type DockerFailure =
   | 'daemon-down'
   | 'permission-denied'
   | 'host-unreachable'
+  | 'context-missing'
+  | 'pull-failed'
   | 'timeout'
   | 'command-failed';
 
@@ -61,19 +63,88 @@ function dockerHostDescription(env: Record<string, string>): string | undefined 
   return undefined;
 }
 
+// A context the CLI cannot load fails every command before anything is sent to a daemon.
+// Old CLIs: `context "x" does not exist`; newer: `...unable to resolve docker endpoint: context "x": context not found: ...`.
+const CONTEXT_MISSING = /context "([^"]*)"(?: does not exist|: context not found)/;
+const PERMISSION_DENIED = /permission denied while trying to connect to the docker (?:daemon|api)/i;
+// Only the CLI's own words for "nothing answered"; a bare `dial tcp` also appears in registry errors the daemon relays.
+const CANNOT_CONNECT = /Cannot connect to the Docker daemon|error during connect|failed to connect to the docker API/i;
+// The daemon answered, so whatever else the text says (a registry's `dial tcp ... no such host`) is not about reaching it.
+const DAEMON_ANSWERED = /Error response from daemon/i;
+
 /** Recognises the failures that mean "docker itself is unusable", whatever the command. */
 export function classifyConnectionFailure(stderr: string, env: Record<string, string> = childEnv()): DockerFailure | undefined {
-  if (/permission denied while trying to connect to the docker (daemon|api)/i.test(stderr)) return 'permission-denied';
-  const cannotConnect = /Cannot connect to the Docker daemon|error during connect|dial (unix|tcp)|Is the docker daemon running|failed to connect to the docker API/i.test(stderr);
-  if (!cannotConnect) return undefined;
-  if (dockerHostDescription(env) || /\btcp:\/\/|ssh:\/\/|context .* not found/i.test(stderr)) return 'host-unreachable';
+  if (CONTEXT_MISSING.test(stderr)) return 'context-missing';
+  if (PERMISSION_DENIED.test(stderr)) return 'permission-denied';
+  if (DAEMON_ANSWERED.test(stderr) || !CANNOT_CONNECT.test(stderr)) return undefined;
+  if (dockerHostDescription(env) || /\btcp:\/\/|ssh:\/\//i.test(stderr)) return 'host-unreachable';
   return 'daemon-down';
 }
 
-export function connectionError(kind: DockerFailure, args: string[], result: Partial<DockerResult>, cause?: unknown): DockerError {
-  const env = childEnv();
+/** The docker verb of a command line: `run`, `pull`, `create`, also from `container run` / `image pull`. */
+function dockerVerb(args: string[]): string | undefined {
+  const [first, second] = args;
+  return first === 'container' || first === 'image' ? second : first;
+}
+
+// What a registry pull failure looks like once the daemon relays it.
+const PULL_REFUSED = /pull access denied|repository does not exist|manifest unknown|manifest for \S+ not found|toomanyrequests|unauthorized: /i;
+// `Get "https://registry.invalid/v2/": dial tcp: lookup ...: no such host`, `...: net/http: TLS handshake timeout`.
+const REGISTRY_UNREACHABLE = /(?:Get|Head) "https?:\/\/[^"]+": /;
+
+/**
+ * Whether a failed run/create/pull failed because its image could not be pulled, read from the
+ * daemon's last error line. `run` exits 125 for docker's own errors, so a container's own output
+ * is never read as one.
+ */
+export function isPullFailure(args: string[], result: Pick<DockerResult, 'stderr' | 'exitCode'>): boolean {
+  const verb = dockerVerb(args);
+  if (result.exitCode === 0 || !DAEMON_ANSWERED.test(result.stderr)) return false;
+  if (verb === 'pull') return true;
+  if (verb === 'run' && result.exitCode !== 125) return false;
+  if (verb !== 'run' && verb !== 'create') return false;
+  const reason = daemonReason(result.stderr);
+  return PULL_REFUSED.test(reason) || REGISTRY_UNREACHABLE.test(reason);
+}
+
+function pulledImage(args: string[], stderr: string): string | undefined {
+  const named = /^Unable to find image '([^']+)' locally$/m.exec(stderr)?.[1] ?? /pull access denied for ([^\s,]+)/.exec(stderr)?.[1];
+  if (named) return named;
+  return dockerVerb(args) === 'pull' ? args[args.length - 1] : undefined;
+}
+
+/** The daemon's reason, without docker's "docker: " prefix and "Run 'docker run --help'" trailer. */
+function daemonReason(stderr: string): string {
+  // The last line the daemon sent: pull progress and earlier lines come before it.
+  const lines = stderr.split('\n').map((line) => line.trim()).filter((line) => line && !/^Run 'docker .* --help'/.test(line));
+  const reason = [...lines].reverse().find((line) => DAEMON_ANSWERED.test(line)) ?? lines[lines.length - 1] ?? '';
+  return reason.replace(/^docker: /, '').replace(/^Error response from daemon: /i, '');
+}
+
+export function pullError(args: string[], result: DockerResult): DockerError {
+  const image = pulledImage(args, result.stderr);
+  const reason = daemonReason(result.stderr);
+  const unreachable = !PULL_REFUSED.test(reason) && REGISTRY_UNREACHABLE.test(reason);
+  const hint = unreachable
+    ? `no registry could be reached: build the image locally (para's own images: make image), or load it (docker load), or check the network/proxy, then run again${image ? ` (docker pull ${image})` : ''}`
+    : `check the image name${image ? ` (${image})` : ''}; para's own images are built locally (make image), not pulled; a private image needs docker login`;
+  const what = image ? `the image ${image} is not present locally and could not be pulled` : `docker ${dockerVerb(args)} could not pull its image`;
+  return new DockerError('pull-failed', `${what}: ${reason}`, { args, ...result, hint });
+}
+
+export function connectionError(kind: DockerFailure, args: string[], result: Partial<DockerResult>, cause?: unknown, env: Record<string, string> = childEnv()): DockerError {
   const socket = /(?:unix|tcp|ssh):\/\/[^\s".]+(?:\.sock)?/.exec(result.stderr ?? '')?.[0];
   switch (kind) {
+    case 'context-missing': {
+      const name = CONTEXT_MISSING.exec(result.stderr ?? '')?.[1] ?? env.DOCKER_CONTEXT ?? '';
+      const fromEnv = env.DOCKER_CONTEXT === name;
+      return new DockerError(kind, `the docker context "${name}"${fromEnv ? ' named by DOCKER_CONTEXT' : ' (the current docker context)'} does not exist`, {
+        args, ...result, cause,
+        hint: fromEnv
+          ? 'run `docker context ls` to see the contexts, then unset DOCKER_CONTEXT or set it to one of them'
+          : 'run `docker context ls` to see the contexts, then `docker context use default` (or one of them)',
+      });
+    }
     case 'not-installed':
       return new DockerError(kind, 'Docker is not installed: no `docker` command on PATH', {
         args, ...result, cause,
@@ -144,7 +215,10 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
   if (result.timedOut) throw connectionError('timeout', args, out, result.cause);
   if (out.exitCode !== 0) {
     const connection = classifyConnectionFailure(out.stderr, env);
-    if (connection) throw connectionError(connection, args, out);
+    if (connection) throw connectionError(connection, args, out, undefined, env);
+    // A run or create whose image cannot be pulled never ran: that is no answer to hand back.
+    // `docker pull` itself with allowFailure returns, for callers with their own message.
+    if (isPullFailure(args, out) && !(options.allowFailure && dockerVerb(args) === 'pull')) throw pullError(args, out);
     if (!options.allowFailure) throw connectionError('command-failed', args, out);
   }
   return out;
@@ -160,6 +234,14 @@ export function parseDockerJson<T>(args: string[], result: DockerResult): T {
 }
 
 const quick = () => config.timeouts.dockerQuickMs;
+
+// docker's exact "not found" texts; anything else (a missing context, a daemon error) is rethrown.
+// 20.10 prints `no such image: x: No such image: x:latest`, newer daemons `No such image: x:latest`.
+const NO_SUCH_IMAGE = /No such image: /;
+const NO_SUCH_CONTAINER = /No such container: /;
+const NO_SUCH_OBJECT = /No such object: /;
+// `get x: no such volume` (20.10 and later daemons), `No such volume: x` (older).
+const NO_SUCH_VOLUME = /: no such volume\b|No such volume: /;
 
 /** `--label key=value` for each label, for docker run, create and build. */
 export function labelArgs(labels: Record<string, string>): string[] {
@@ -179,7 +261,7 @@ export async function inspectImage(ref: string): Promise<ImageInfo | undefined> 
   const args = ['image', 'inspect', '--format', '{{json .}}', ref];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode !== 0) {
-    if (/no such image|not found/i.test(result.stderr)) return undefined;
+    if (NO_SUCH_IMAGE.test(result.stderr)) return undefined;
     throw connectionError('command-failed', args, result);
   }
   return parseDockerJson<ImageInfo>(args, result);
@@ -218,7 +300,7 @@ export async function removeImage(ref: string, options: { force?: boolean } = {}
   const args = ['image', 'rm', ...(options.force ? ['--force'] : []), ref];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode === 0) return true;
-  if (/no such image|not found/i.test(result.stderr)) return false;
+  if (NO_SUCH_IMAGE.test(result.stderr)) return false;
   throw connectionError('command-failed', args, result);
 }
 
@@ -238,7 +320,7 @@ export async function inspectContainer(ref: string): Promise<ContainerInfo | und
   const args = ['container', 'inspect', '--format', '{{json .}}', ref];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode !== 0) {
-    if (/no such (container|object)/i.test(result.stderr)) return undefined;
+    if (NO_SUCH_CONTAINER.test(result.stderr) || NO_SUCH_OBJECT.test(result.stderr)) return undefined;
     throw connectionError('command-failed', args, result);
   }
   return parseDockerJson<ContainerInfo>(args, result);
@@ -261,7 +343,7 @@ export async function removeContainer(ref: string, options: { force?: boolean } 
   const args = ['rm', '--volumes', ...(options.force ? ['--force'] : []), ref];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode === 0) return true;
-  if (/no such container/i.test(result.stderr)) return false;
+  if (NO_SUCH_CONTAINER.test(result.stderr)) return false;
   throw connectionError('command-failed', args, result);
 }
 
@@ -300,7 +382,7 @@ export async function inspectVolume(name: string): Promise<VolumeInfo | undefine
   const args = ['volume', 'inspect', '--format', '{{json .}}', name];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode !== 0) {
-    if (/no such volume/i.test(result.stderr)) return undefined;
+    if (NO_SUCH_VOLUME.test(result.stderr)) return undefined;
     throw connectionError('command-failed', args, result);
   }
   return parseDockerJson<VolumeInfo>(args, result);
@@ -325,7 +407,7 @@ export async function removeVolume(name: string): Promise<boolean> {
   const args = ['volume', 'rm', name];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
   if (result.exitCode === 0) return true;
-  if (/no such volume/i.test(result.stderr)) return false;
+  if (NO_SUCH_VOLUME.test(result.stderr)) return false;
   throw connectionError('command-failed', args, result);
 }
 
