@@ -4,7 +4,11 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { config, extraLabels } from '../scripts/lib/config.ts';
 import { classifyConnectionFailure, docker, DockerError, inspectContainer, inspectImage, inspectVolume } from '../scripts/lib/docker.ts';
+import { UsageError } from '../scripts/lib/errors.ts';
+import { tempRepo } from './support/doctor.ts';
+import { runScript } from './support/images.ts';
 import { tempDir, uniqueName } from './support/resources.ts';
 
 // Real texts, as docker 28 against engine 20.10 prints them.
@@ -150,3 +154,53 @@ probes("docker's exact not-found texts are absent; any other failure is rethrown
 });
 
 probes.run();
+
+// ---- configuration -----------------------------------------------------------------------
+
+const settings = suite('configuration from the environment');
+
+settings('is read when used, and a bad value is a usage error naming the variable and the form', async () => {
+  const cases: Array<[string, string, () => unknown, string]> = [
+    ['PARA_DOCKER_TIMEOUT_MS', 'abc', () => config.timeouts.dockerQuickMs, 'positive whole number of milliseconds'],
+    ['PARA_VERIFY_TIMEOUT_MS', '0', () => config.timeouts.verifyMs, 'positive whole number of milliseconds'],
+    ['PARA_BUILD_TIMEOUT_MS', '1.5', () => config.timeouts.buildMs, 'positive whole number of milliseconds'],
+    ['PARA_PIDS_LIMIT', '-1', () => config.limits.pidsLimit, 'positive whole number of processes'],
+    ['PARA_SNAPSHOT_MAX_FILE_MB', 'big', () => config.snapshot.maxFileBytes, 'positive whole number of megabytes'],
+    ['PARA_SNAPSHOT_TIMEOUT_MS', '10s', () => config.snapshot.timeoutMs, 'positive whole number of milliseconds'],
+    ['PARA_MEMORY', 'lots', () => config.limits.memory, 'a size such as 4g'],
+    ['PARA_CPUS', '0', () => config.limits.cpus, 'a positive number of CPUs'],
+    ['PARA_EXTRA_LABELS', 'novalue', () => extraLabels(), 'key=value'],
+  ];
+  for (const [name, value, read, form] of cases) {
+    await withEnv(name, value, async () => {
+      try {
+        read();
+      } catch (error) {
+        assert.instance(error, UsageError, name);
+        assert.is((error as UsageError).exitCode, 2);
+        assert.match((error as Error).message, name);
+        assert.match((error as Error).message, form);
+        return;
+      }
+      assert.unreachable(`${name}=${value} was accepted`);
+    });
+  }
+  await withEnv('PARA_DOCKER_TIMEOUT_MS', '1234', async () => assert.is(config.timeouts.dockerQuickMs, 1234));
+  await withEnv('PARA_MEMORY', '512m', async () => assert.is(config.limits.memory, '512m'));
+  await withEnv('PARA_CPUS', '0.5', async () => assert.is(config.limits.cpus, '0.5'));
+});
+
+settings('a bad PARA_DOCKER_TIMEOUT_MS makes list exit 2 with a usage error, no stack, and ok:false JSON', async () => {
+  const repo = await tempRepo();
+  const result = await runScript('list.ts', ['--json'], { cwd: repo, env: { PARA_DOCKER_TIMEOUT_MS: 'abc' } });
+  assert.is(result.exitCode, 2, result.stderr);
+  assert.match(result.stderr, 'error: PARA_DOCKER_TIMEOUT_MS must be a positive whole number of milliseconds, got "abc"');
+  assert.match(result.stderr, 'next step: set PARA_DOCKER_TIMEOUT_MS to a number such as 30000, or unset it');
+  assert.not.match(result.stderr, /^\s+at /m);
+  const document = JSON.parse(result.stdout);
+  assert.is(document.ok, false);
+  assert.is(document.error.code, 'usage');
+  assert.match(document.error.message, 'PARA_DOCKER_TIMEOUT_MS');
+});
+
+settings.run();

@@ -1,23 +1,47 @@
 // Names, labels, defaults and timeouts in one place; each default has an environment override.
-const env = process.env;
+// Overrides are read when a value is used, not at import: a bad one is a usage error the
+// script's handler reports (exit code 2), naming the variable.
+import { UsageError } from './errors.ts';
 
-function positiveInt(name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
+function setting(name: string): string | undefined {
+  const raw = process.env[name];
+  return raw === undefined || raw === '' ? undefined : raw;
+}
+
+function positiveInt(name: string, fallback: number, unit: string): number {
+  const raw = setting(name);
+  if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new Error(`${name} must be a positive integer (milliseconds), got "${raw}"`);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`${name} must be a positive whole number of ${unit}, got ${JSON.stringify(raw)}`, `set ${name} to a number such as ${fallback}, or unset it`);
   }
   return value;
 }
 
+/** A size docker's --memory accepts: digits and an optional b, k, m or g. */
+export function isMemorySize(value: string): boolean {
+  return /^\d+(\.\d+)?[bkmg]?$/i.test(value);
+}
+
+/** A CPU count docker's --cpus accepts: a positive decimal number. */
+export function isCpuCount(value: string): boolean {
+  return /^\d+(\.\d+)?$/.test(value) && Number(value) > 0;
+}
+
+function checked(name: string, fallback: string, valid: (value: string) => boolean, form: string): string {
+  const raw = setting(name);
+  if (raw === undefined) return fallback;
+  if (!valid(raw)) throw new UsageError(`${name} must be ${form}, got ${JSON.stringify(raw)}`, `set ${name} to a value such as ${fallback}, or unset it`);
+  return raw;
+}
+
 export const config = {
   /** The image sessions start from, holding the Claude login. */
-  authenticatedImage: env.PARA_IMAGE || 'para-authenticated:latest',
+  get authenticatedImage(): string { return setting('PARA_IMAGE') ?? 'para-authenticated:latest'; },
   /** The image with the claude CLI and the non-root user, without credentials. */
-  claudeImage: env.PARA_CLAUDE_IMAGE || 'para-claude:latest',
+  get claudeImage(): string { return setting('PARA_CLAUDE_IMAGE') ?? 'para-claude:latest'; },
   /** The OS image para-claude is built on; any Debian-like image with a shell. */
-  baseImage: env.BASE_IMAGE || 'debian:bookworm-slim',
+  get baseImage(): string { return setting('BASE_IMAGE') ?? 'debian:bookworm-slim'; },
   /** Home and user of the agent inside the image. */
   containerUser: 'para',
   containerHome: '/home/para',
@@ -28,23 +52,23 @@ export const config = {
   authenticatedDockerfile: 'docker/Dockerfile.authenticated',
   /** Default limits of a session container (--memory, --cpus, --pids-limit). */
   limits: {
-    memory: env.PARA_MEMORY || '4g',
-    cpus: env.PARA_CPUS || '2',
-    pidsLimit: positiveInt('PARA_PIDS_LIMIT', 1024),
+    get memory(): string { return checked('PARA_MEMORY', '4g', isMemorySize, 'a size such as 4g or 512m (digits, then b, k, m or g)'); },
+    get cpus(): string { return checked('PARA_CPUS', '2', isCpuCount, 'a positive number of CPUs such as 2 or 0.5'); },
+    get pidsLimit(): number { return positiveInt('PARA_PIDS_LIMIT', 1024, 'processes'); },
   },
   /** Committing a session folder's files as data (finish, cancel). */
   snapshot: {
     /** A file larger than this stays out of the commit (the folder is kept instead). */
-    maxFileBytes: positiveInt('PARA_SNAPSHOT_MAX_FILE_MB', 1024) * 1024 * 1024,
-    timeoutMs: positiveInt('PARA_SNAPSHOT_TIMEOUT_MS', 10 * 60_000),
+    get maxFileBytes(): number { return positiveInt('PARA_SNAPSHOT_MAX_FILE_MB', 1024, 'megabytes') * 1024 * 1024; },
+    get timeoutMs(): number { return positiveInt('PARA_SNAPSHOT_TIMEOUT_MS', 10 * 60_000, 'milliseconds'); },
   },
   timeouts: {
     /** A docker command that should answer quickly (inspect, ps, tag). */
-    dockerQuickMs: positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000),
+    get dockerQuickMs(): number { return positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000, 'milliseconds'); },
     /** `claude auth status` inside an image. */
-    verifyMs: positiveInt('PARA_VERIFY_TIMEOUT_MS', 60_000),
+    get verifyMs(): number { return positiveInt('PARA_VERIFY_TIMEOUT_MS', 60_000, 'milliseconds'); },
     /** A whole image build. */
-    buildMs: positiveInt('PARA_BUILD_TIMEOUT_MS', 30 * 60_000),
+    get buildMs(): number { return positiveInt('PARA_BUILD_TIMEOUT_MS', 30 * 60_000, 'milliseconds'); },
   },
 } as const;
 
@@ -71,15 +95,15 @@ export const labels = {
 export const MANAGED_BY = 'para';
 
 /** Extra labels for every container para creates (PARA_EXTRA_LABELS="k=v,k2=v2"), e.g. a CI job id. */
-export function extraLabels(raw = env.PARA_EXTRA_LABELS ?? ''): Record<string, string> {
+export function extraLabels(raw = process.env.PARA_EXTRA_LABELS ?? ''): Record<string, string> {
   const out: Record<string, string> = {};
   for (const pair of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new Error(`PARA_EXTRA_LABELS must look like key=value,key2=value2; got "${pair}"`);
+    if (eq <= 0) throw new UsageError(`PARA_EXTRA_LABELS must look like key=value,key2=value2; got ${JSON.stringify(pair)}`, 'fix or unset PARA_EXTRA_LABELS');
     const key = pair.slice(0, eq);
     if (key.startsWith(LABEL_PREFIX)) {
       const own = Object.values(labels) as string[];
-      if (own.includes(key)) throw new Error(`PARA_EXTRA_LABELS cannot override ${key}`);
+      if (own.includes(key)) throw new UsageError(`PARA_EXTRA_LABELS cannot override ${key}, a label para sets itself`, `remove ${key} from PARA_EXTRA_LABELS`);
     }
     out[key] = pair.slice(eq + 1);
   }
