@@ -5,10 +5,11 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { config, extraLabels } from '../scripts/lib/config.ts';
+import { discoverCredentials, keychainOutcome } from '../scripts/lib/credentials.ts';
 import { classifyConnectionFailure, docker, DockerError, inspectContainer, inspectImage, inspectVolume } from '../scripts/lib/docker.ts';
-import { UsageError } from '../scripts/lib/errors.ts';
+import { ParaError, UsageError } from '../scripts/lib/errors.ts';
 import { tempRepo } from './support/doctor.ts';
-import { runScript } from './support/images.ts';
+import { FAKE_TOKEN, runScript } from './support/images.ts';
 import { tempDir, uniqueName } from './support/resources.ts';
 
 // Real texts, as docker 28 against engine 20.10 prints them.
@@ -204,3 +205,73 @@ settings('a bad PARA_DOCKER_TIMEOUT_MS makes list exit 2 with a usage error, no 
 });
 
 settings.run();
+
+// ---- the macOS Keychain ------------------------------------------------------------------
+
+const keychain = suite('the macOS Keychain');
+
+/** A home, and an env whose PATH starts with a `security` that prints `stderr` and exits `exitCode`. */
+async function fakeSecurity(stderr: string, exitCode: number, stdout = ''): Promise<{ home: string; env: NodeJS.ProcessEnv }> {
+  const home = await tempDir('para-keychain-home-');
+  const bin = await tempDir('para-fake-security-');
+  const script = ['#!/bin/sh', `printf '%s' '${stdout}'`, `printf '%s\\n' '${stderr}' >&2`, `exit ${exitCode}`].join('\n');
+  await fs.writeFile(path.join(bin, 'security'), `${script}\n`, { mode: 0o755 });
+  return { home, env: { PATH: `${bin}:${process.env.PATH}` } };
+}
+
+async function discoveryError(stderr: string, exitCode: number, stdout = ''): Promise<ParaError> {
+  const { home, env } = await fakeSecurity(stderr, exitCode, stdout);
+  try {
+    await discoverCredentials({ home, env, platform: 'darwin' });
+  } catch (error) {
+    assert.instance(error, ParaError);
+    return error as ParaError;
+  }
+  throw new assert.Assertion({ message: 'expected a ParaError', operator: 'throws', generated: false, actual: 'resolved', expects: 'ParaError' });
+}
+
+keychain('exit codes and texts are told apart', () => {
+  assert.is(keychainOutcome(0, ''), 'found');
+  assert.is(keychainOutcome(44, 'security: SecKeychainSearchCopyNext: The specified item could not be found in the keychain.'), 'not-found');
+  assert.is(keychainOutcome(36, ''), 'locked');
+  assert.is(keychainOutcome(51, ''), 'locked');
+  assert.is(keychainOutcome(1, 'security: SecKeychainItemCopyContent: User interaction is not allowed.'), 'locked');
+  assert.is(keychainOutcome(1, 'The user name or passphrase you entered is not correct.'), 'locked');
+  assert.is(keychainOutcome(1, 'security: something else'), 'failed');
+});
+
+keychain('a missing item is still "no credentials found"', async () => {
+  const error = await discoveryError('security: SecKeychainSearchCopyNext: The specified item could not be found in the keychain.', 44);
+  assert.is(error.code, 'credentials-not-found');
+});
+
+keychain('a locked keychain says so and how to unlock it, for every way security reports it', async () => {
+  for (const [stderr, exitCode] of [
+    ['security: SecKeychainItemCopyContent: User interaction is not allowed.', 36],
+    ['security: SecKeychainItemCopyContent: The user name or passphrase you entered is not correct.', 51],
+    ['security: SecKeychainItemCopyContent: User interaction is not allowed.', 1],
+  ] as Array<[string, number]>) {
+    const error = await discoveryError(stderr, exitCode);
+    assert.is(error.code, 'keychain-locked', stderr);
+    assert.match(error.message, 'the macOS login keychain is locked');
+    assert.match(error.message, stderr);
+    assert.match(error.hint ?? '', 'security unlock-keychain ~/Library/Keychains/login.keychain-db');
+    assert.match(error.hint ?? '', "log in on the Mac's screen");
+  }
+});
+
+keychain('a locked keychain wins over an older credentials file, and never echoes stdout', async () => {
+  const { home, env } = await fakeSecurity('security: User interaction is not allowed.', 36, FAKE_TOKEN);
+  await fs.outputFile(path.join(home, '.claude/.credentials.json'), JSON.stringify({ claudeAiOauth: { accessToken: FAKE_TOKEN } }));
+  const error = await discoverCredentials({ home, env, platform: 'darwin' }).then(() => undefined, (e: unknown) => e as ParaError);
+  assert.is(error?.code, 'keychain-locked');
+  assert.not.match(`${error?.message} ${error?.hint}`, 'PARAFAKE');
+});
+
+keychain('any other security failure is its own error with the command and its stderr', async () => {
+  const error = await discoveryError('security: SecKeychainSearchCopyNext: A default keychain could not be found.', 50);
+  assert.is(error.code, 'keychain-failed');
+  assert.match(error.message, 'security find-generic-password -s "Claude Code-credentials" -w exited 50: security: SecKeychainSearchCopyNext: A default keychain could not be found.');
+});
+
+keychain.run();

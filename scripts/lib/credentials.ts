@@ -173,21 +173,67 @@ async function fromApiKeyFile(options: DiscoverOptions): Promise<Credentials> {
   };
 }
 
-async function readKeychain(env: NodeJS.ProcessEnv): Promise<string | undefined> {
-  try {
-    const result = await execa('security', ['find-generic-password', '-s', KEYCHAIN_SERVICE, '-w'], {
-      env: childEnv({ PATH: env.PATH }),
-      extendEnv: false,
-      reject: false,
-      timeout: 15_000,
-      stdin: 'ignore',
+export interface KeychainOptions {
+  env?: NodeJS.ProcessEnv;
+  /** The `security` executable; found on env.PATH by default. */
+  command?: string;
+  timeoutMs?: number;
+}
+
+export type KeychainOutcome = 'found' | 'not-found' | 'locked' | 'failed';
+
+/** What a `security find-generic-password` exit means; `man security` lists no codes, these are observed. */
+export function keychainOutcome(exitCode: number | undefined, stderr: string): KeychainOutcome {
+  if (exitCode === 0) return 'found';
+  // errSecItemNotFound.
+  if (exitCode === 44 || /could not be found in the keychain/i.test(stderr)) return 'not-found';
+  // errSecInteractionNotAllowed (a locked keychain over SSH, no GUI) and errSecAuthFailed (a wrong or refused password).
+  if (exitCode === 36 || exitCode === 51 || /User interaction is not allowed|The user name or passphrase you entered is not correct/i.test(stderr)) return 'locked';
+  return 'failed';
+}
+
+const KEYCHAIN_READ = ['find-generic-password', '-s', KEYCHAIN_SERVICE, '-w'];
+
+/** The Claude Code login in the macOS Keychain; undefined when there is no such item. A locked keychain throws. */
+export async function readKeychain(options: KeychainOptions = {}): Promise<string | undefined> {
+  const command = options.command ?? 'security';
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const shown = `security ${KEYCHAIN_READ.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}`;
+  // Never `cause: result` below: its stdout may hold part of the secret.
+  const result = await execa(command, KEYCHAIN_READ, {
+    env: childEnv({ PATH: (options.env ?? process.env).PATH }),
+    extendEnv: false,
+    reject: false,
+    timeout: timeoutMs,
+    stdin: 'ignore',
+  });
+  const stderr = typeof result.stderr === 'string' ? result.stderr.trim() : '';
+  if (result.timedOut) {
+    throw new ParaError(`the macOS Keychain did not answer within ${Math.round(timeoutMs / 1000)} s when asked for "${KEYCHAIN_SERVICE}"`, {
+      code: 'keychain-timeout',
+      hint: 'a password prompt may be waiting on the Mac\'s screen: answer it (Always Allow), or unlock the keychain: security unlock-keychain ~/Library/Keychains/login.keychain-db',
     });
-    // Exit 44: the item does not exist. Anything else that fails: treat as not found, the file is tried next.
-    if (result.exitCode !== 0 || typeof result.stdout !== 'string') return undefined;
-    const text = result.stdout.trim();
-    return text.length > 0 ? text : undefined;
-  } catch {
-    return undefined;
+  }
+  // No `security` on PATH: there is no Keychain to ask here, so the credentials file is tried next.
+  if ((result as { code?: string }).code === 'ENOENT') return undefined;
+  switch (keychainOutcome(result.exitCode, stderr)) {
+    case 'found': {
+      const text = typeof result.stdout === 'string' ? result.stdout.trim() : '';
+      return text.length > 0 ? text : undefined;
+    }
+    case 'not-found':
+      return undefined;
+    case 'locked':
+      throw new ParaError(`the macOS login keychain is locked, so the Claude login in "${KEYCHAIN_SERVICE}" cannot be read (${shown} exited ${result.exitCode}: ${stderr || 'no message'})`, {
+        code: 'keychain-locked',
+        hint: 'unlock it: security unlock-keychain ~/Library/Keychains/login.keychain-db (or log in on the Mac\'s screen), then run again; '
+          + 'or pass a token instead: claude setup-token, then make image TOKEN_FILE=<file>',
+      });
+    default:
+      throw new ParaError(`could not read the macOS Keychain item "${KEYCHAIN_SERVICE}": ${shown} exited ${result.exitCode}${stderr ? `: ${stderr}` : ''}`, {
+        code: 'keychain-failed',
+        hint: `run ${shown} > /dev/null yourself to see the error; or pass a token instead: claude setup-token, then make image TOKEN_FILE=<file>`,
+      });
   }
 }
 
@@ -219,7 +265,7 @@ async function fromSubscription(options: Required<Pick<DiscoverOptions, 'home' |
   let source = credentialsFile;
   let modifiedAt: number | undefined;
   if (platform === 'darwin') {
-    text = await readKeychain(env);
+    text = await readKeychain({ env });
     if (text !== undefined) source = `macOS Keychain item "${KEYCHAIN_SERVICE}"`;
   }
   if (text === undefined && (await fs.pathExists(credentialsFile))) {
