@@ -2,13 +2,14 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
-import { config } from './lib/config.ts';
+import { config, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
 import { attach } from './lib/session/container.ts';
 import { startSession, type StartResult } from './lib/session/start.ts';
 
-const USAGE = `Usage:
+function usage(): string {
+  return `Usage:
   ${invocation('start')} NAME [--container]             a named session
   ${invocation('start')} "PROMPT TEXT" --container      a prompt; the name is derived from it
   ${invocation('start')} [NAME] -p TEXT | --prompt-file FILE
@@ -35,6 +36,7 @@ Options:
   -h, --help           show this help
 
 Names: 1-50 characters, a letter or digit first, then letters, digits, "_" or "-".`;
+}
 
 function summary(result: StartResult): Record<string, unknown> {
   const s = result.session;
@@ -45,8 +47,8 @@ function limitsFrom(args: Record<string, unknown>): { memory: string; cpus: stri
   const memory = String(args.memory || config.limits.memory);
   const cpus = String(args.cpus || config.limits.cpus);
   const pids = args['pids-limit'] ? Number(args['pids-limit']) : config.limits.pidsLimit;
-  if (!/^\d+(\.\d+)?[bkmg]?$/i.test(memory)) throw new UsageError(`--memory ${JSON.stringify(memory)} is not a size`, 'give a size such as 4g or 512m');
-  if (!/^\d+(\.\d+)?$/.test(cpus) || Number(cpus) <= 0) throw new UsageError(`--cpus ${JSON.stringify(cpus)} is not a positive number`, 'give a number such as 2 or 0.5');
+  if (!isMemorySize(memory)) throw new UsageError(`--memory ${JSON.stringify(memory)} is not a size`, 'give a size such as 4g or 512m');
+  if (!isCpuCount(cpus)) throw new UsageError(`--cpus ${JSON.stringify(cpus)} is not a positive number`, 'give a number such as 2 or 0.5');
   if (!Number.isInteger(pids) || pids <= 0) throw new UsageError(`--pids-limit ${JSON.stringify(args['pids-limit'])} is not a positive integer`);
   return { memory, cpus, pidsLimit: pids };
 }
@@ -59,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     doubleDash: true,
   });
   if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${usage()}\n`);
     return 0;
   }
   assertSupportedPlatform();

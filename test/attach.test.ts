@@ -5,14 +5,13 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { conversationFolder, hasConversation } from '../scripts/lib/session/container.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 
 function containerName(root: string, name: string): string {
   return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).container;
 }
-import { runScript, SESSION_IMAGE, sessionTestImage, TSX_LOADER } from './support/images.ts';
+import { runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL } from './support/resources.ts';
 
@@ -20,7 +19,7 @@ const IMAGE = SESSION_IMAGE;
 
 /** Runs start.ts under a pseudo-terminal made by script(1). */
 async function startInTerminal(cwd: string, env: Record<string, string>, args: string[]): Promise<{ output: string; exitCode: number }> {
-  const command = [process.execPath, '--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts/start.ts'), ...args]
+  const command = [...scriptCommand('start'), ...args]
     .map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
   const result = await execa('script', ['--quiet', '--return', '--command', command, '/dev/null'], {
     cwd, env: { ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }, reject: false, stdin: 'pipe', input: '', timeout: 120_000,

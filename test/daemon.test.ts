@@ -6,8 +6,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { BASE_IMAGE, TSX_LOADER } from './support/images.ts';
+import { BASE_IMAGE, scriptCommand } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup } from './support/resources.ts';
 
@@ -39,7 +38,8 @@ async function stopDaemon(): Promise<void> {
 }
 
 function para(repo: TestRepo, script: string, args: string[]) {
-  return execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', script), ...args], {
+  const [command, ...entry] = scriptCommand(script);
+  return execa(command, [...entry, ...args], {
     cwd: repo.root,
     env: { ...repo.env, DOCKER_HOST: `unix://${engine.socket}`, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
     reject: false,
@@ -75,11 +75,13 @@ restart.before(async () => {
 restart('list stops saying running, logs -f ends, and the session resumes with its work', async () => {
   if (process.getuid?.() !== 0) return; // starting a second dockerd needs root, as CI has
   const repo = await makeRepo();
-  const started = await para(repo, 'start.ts', ['job', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo made > made.txt && git add made.txt && git commit -qm before && sleep 300']);
+  const started = await para(repo, 'start.ts', ['job', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo made > made.txt && git add made.txt && git commit -qm before && echo following && sleep 300']);
   assert.is(started.exitCode, 0, started.stderr);
   await waitUntil('the job to run', async () => JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout).sessions[0].job.state === 'running');
   const follow = para(repo, 'logs.ts', ['job', '-f']);
-  await delay(500);
+  let seen = '';
+  follow.stdout?.on('data', (chunk: Buffer) => { seen += chunk.toString(); });
+  await waitUntil('logs -f to follow the job', async () => seen.includes('following'));
   await stopDaemon();
   await startDaemon();
   const followed = await follow;

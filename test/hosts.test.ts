@@ -8,8 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/docker.ts';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { SESSION_IMAGE, sessionTestImage, TSX_LOADER } from './support/images.ts';
+import { scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage } from './support/resources.ts';
 
 const AUTH_IMAGE = SESSION_IMAGE;
@@ -37,7 +36,8 @@ function asUser(command: string, args: string[], options: { cwd?: string } = {})
 }
 
 function para(script: string, args: string[]) {
-  return asUser(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', script), ...args]);
+  const [command, ...entry] = scriptCommand(script);
+  return asUser(command, [...entry, ...args]);
 }
 
 const nonRoot = suite('a non-root host user whose UID is the image\'s');

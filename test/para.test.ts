@@ -69,6 +69,21 @@ command('para start my-feature --container and para start "a prompt" --container
   for (const name of ['my-feature', 'implement-feature-x']) assert.is((await para(repo, ['cancel', name, '--force'])).exitCode, 0);
 });
 
+command('the scripts run through tsx from the checkout\'s own node_modules, and their hints can be typed as printed', async () => {
+  const repo = await makeRepo();
+  const env = { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, npm_config_offline: 'true' };
+  const started = await execa('npx', ['--prefix', PROJECT_ROOT, 'tsx', path.join(PROJECT_ROOT, 'scripts', 'start.ts'), 'via-tsx', '--container', '--detach', '--network', 'none', '--image', SESSION_IMAGE, '--', 'echo', 'hello'], {
+    cwd: repo.root, env, reject: false, stdin: 'ignore',
+  });
+  assert.is(started.exitCode, 0, started.stderr);
+  const hint = /output: (npx --prefix .* -f)$/m.exec(started.stderr)?.[1];
+  assert.ok(hint, started.stderr);
+  const followed = await execa('sh', ['-c', hint!], { cwd: repo.root, env, reject: false, stdin: 'ignore' });
+  assert.is(followed.exitCode, 0, followed.stderr);
+  assert.is(followed.stdout.trim(), 'hello');
+  assert.is((await execa('git', ['rev-parse', '--verify', '-q', 'para/via-tsx'], { cwd: repo.root, reject: false })).exitCode, 0);
+});
+
 command('the installed package carries only the bundles, the Dockerfiles and the README', async () => {
   const root = path.dirname(path.dirname(await fs.realpath(installed.bin)));
   assert.equal((await fs.readdir(root)).sort(), ['README.md', 'dist', 'docker', 'package.json']);

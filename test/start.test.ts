@@ -8,10 +8,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
-import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { imageUserIds } from '../scripts/lib/image.ts';
 import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, sessionPaths } from '../scripts/lib/session/paths.ts';
 import type { SessionState } from '../scripts/lib/session/store.ts';
-import { FAKE_TOKEN, runScript, SESSION_IMAGE, sessionTestImage, TSX_LOADER, type ScriptResult } from './support/images.ts';
+import { FAKE_TOKEN, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './support/resources.ts';
 
@@ -486,9 +486,15 @@ rollback('docker run failing after the worktree exists (unknown network) rolls e
   assert.is(await repo.git(['status', '--porcelain']), '');
 });
 
+/** Waits until no docker CLI that names this container is still running (a killed start's children). */
+async function noDockerClientFor(container: string): Promise<void> {
+  await waitFor(`the docker commands for ${container} to end`, async () => (await execa('pgrep', ['-f', `docker .*${container}`], { reject: false })).exitCode !== 0, 30_000);
+}
+
 /** Starts start.ts, sends `signal` once `trigger` exists, and returns how it ended. */
 async function interruptWhen(repo: TestRepo, name: string, trigger: string, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
-  const child = execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'start.ts'), ...detached(name, '--', 'sleep', '60')], {
+  const [command, ...entry] = scriptCommand('start');
+  const child = execa(command, [...entry, ...detached(name, '--', 'sleep', '60')], {
     cwd: repo.root,
     env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...repo.env },
     stdin: 'ignore',
@@ -520,7 +526,7 @@ rollback('SIGTERM once the container runs and the agent\'s repository is seeded 
   assert.is(ended.signal, 'SIGTERM', ended.stderr);
   assert.equal(await leftovers(repo, 'sigterm-run'), []);
   // A docker CLI still running when start.ts ended could create the container a moment later.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await noDockerClientFor(paths(repo, 'sigterm-run').container);
   assert.equal(await containers(repo), []);
 });
 
@@ -531,7 +537,7 @@ rollback('SIGKILL at several points, then clean: nothing is left and the same na
     const ended = await interruptWhen(repo, 'killed', trigger, 'SIGKILL');
     assert.is(ended.signal, 'SIGKILL', ended.stderr);
     // A docker CLI still running when start.ts died may finish its work a moment later.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await noDockerClientFor(p.container);
     const cleaned = await runScript('clean.ts', ['--json'], { cwd: repo.root, env: repo.env });
     assert.is(cleaned.exitCode, 0, cleaned.stderr);
     assert.equal(await leftovers(repo, 'killed'), [], `after a kill at ${trigger}: ${cleaned.stdout}`);

@@ -129,12 +129,19 @@ export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = pr
   if (viaPara) return `para ${verb}`;
   const script = SCRIPT_OF[verb] ?? verb;
   const dir = path.dirname(argv1);
-  const shown = (file: string) => {
+  const inside = (file: string) => {
     const relative = path.relative(cwd, file);
-    return relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
+    return !relative.startsWith('..') && !path.isAbsolute(relative);
   };
-  if (argv1.endsWith('.mjs')) return `node ${shown(path.join(dir, `${script}.mjs`))}`;
-  return `npx tsx ${shown(path.join(dir, `${script}.ts`))}`;
+  if (argv1.endsWith('.mjs')) {
+    const bundle = path.join(dir, `${script}.mjs`);
+    return `node ${inside(bundle) ? path.relative(cwd, bundle) : shellWord(bundle)}`;
+  }
+  const file = path.join(dir, `${script}.ts`);
+  if (inside(file)) return `npx tsx ${path.relative(cwd, file)}`;
+  // Outside the checkout, npx finds tsx only through the checkout's own node_modules.
+  const checkout = path.dirname(dir);
+  return `npx --prefix ${shellWord(checkout)} tsx ${shellWord(file)}`;
 }
 
 /**
@@ -150,4 +157,9 @@ export function keptSummary(uncaptured: string[]): string {
   if (uncaptured.length === 0) return "the agent's repository (agent-repository.tar)";
   const shown = uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ');
   return `what could not be committed (${shown}${uncaptured.length > 5 ? `, and ${uncaptured.length - 5} more` : ''})`;
+}
+
+/** A path as one shell word, quoted only when it needs to be. */
+function shellWord(text: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }

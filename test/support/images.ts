@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib/image.ts';
-import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './resources.ts';
+import { RUN_ID, sharedImage, TEST_LABEL, tempDir, trackImage } from './resources.ts';
 
 export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
 /** The real Linux claude binary: the wrapper's bin/claude.exe once its postinstall has replaced the
@@ -21,12 +21,23 @@ export const FAKE_REFRESH = `sk-ant-ort01-PARAFAKE${RUN_ID}REFRESH`;
 /** tsx resolved from this project, so scripts can run with any working directory. */
 export const TSX_LOADER = import.meta.resolve('tsx');
 
-export const CLAUDE_IMAGE = trackImage(`para-claude-test-${RUN_ID}:latest`);
+/**
+ * How a test runs one of the scripts: the prebuilt bundle (dist/<script>.mjs, built once per run
+ * by test/run.ts, as make start and para run them), or through tsx with PARA_TEST_VIA=tsx.
+ */
+export function scriptCommand(script: string): string[] {
+  const name = script.replace(/\.ts$/, '');
+  if (process.env.PARA_TEST_VIA === 'tsx') return [process.execPath, '--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', `${name}.ts`)];
+  return [process.execPath, path.join(PROJECT_ROOT, 'dist', `${name}.mjs`)];
+}
+
+export const CLAUDE_IMAGE = sharedImage(`para-claude-test-${RUN_ID}:latest`);
 
 let claudeImage: Promise<string> | undefined;
 
 /** para-claude for this run, built at most once. */
 export function testClaudeImage(): Promise<string> {
+  if (process.env.PARA_TEST_SHARED_IMAGES === '1') claudeImage ??= Promise.resolve(CLAUDE_IMAGE);
   claudeImage ??= ensureClaudeImage({
     claudeImage: CLAUDE_IMAGE,
     baseImage: BASE_IMAGE,
@@ -80,7 +91,8 @@ export interface ScriptResult {
 
 /** Runs one of the project's scripts as a user would, through tsx. */
 export async function runScript(script: string, args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; input?: string } = {}): Promise<ScriptResult> {
-  const result = await execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', script), ...args], {
+  const [command, ...entry] = scriptCommand(script);
+  const result = await execa(command, [...entry, ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,
     env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...options.env },
     input: options.input,
@@ -101,12 +113,13 @@ export async function buildAuthImage(tag: string, home: string, extraArgs: strin
 }
 
 /** The authenticated image every session test shares (start, lifecycle, containment, attach, hosts). */
-export const SESSION_IMAGE = trackImage(`para-session-test-${RUN_ID}:auth`);
+export const SESSION_IMAGE = sharedImage(`para-session-test-${RUN_ID}:auth`);
 let sessionImage: Promise<void> | undefined;
 
-/** Builds SESSION_IMAGE from a fake login with the real build-image.ts, once per run. */
+/** Builds SESSION_IMAGE from a fake login with the real build-image.ts, once per run (in test/run.ts when it runs files in parallel). */
 export function sessionTestImage(): Promise<void> {
   sessionImage ??= (async () => {
+    if (process.env.PARA_TEST_SHARED_IMAGES === '1') return;
     const result = await buildAuthImage(SESSION_IMAGE, await fakeHome());
     if (result.exitCode !== 0) throw new Error(`build-image.ts failed for ${SESSION_IMAGE}:\n${result.stderr}`);
   })();

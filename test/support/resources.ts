@@ -5,7 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { docker } from '../../scripts/lib/docker.ts';
 
-export const RUN_ID = randomBytes(4).toString('hex');
+/** One id for the whole run: test/run.ts hands it to the processes it starts. */
+export const RUN_ID = process.env.PARA_TEST_RUN_ID || randomBytes(4).toString('hex');
+/** Set in the processes test/run.ts starts: the run's parent builds and removes what they share. */
+const CHILD = process.env.PARA_TEST_SHARED_IMAGES === '1';
 export const TEST_LABEL = 'dev.para.test-run';
 export const TEST_LABEL_VALUE = RUN_ID;
 
@@ -20,6 +23,11 @@ export function uniqueName(prefix: string): string {
 export function trackImage(ref: string): string {
   images.add(ref);
   return ref;
+}
+
+/** An image every test file of the run uses: removed by whichever process owns the run. */
+export function sharedImage(ref: string): string {
+  return CHILD ? ref : trackImage(ref);
 }
 
 export async function tempDir(prefix = 'para-test-'): Promise<string> {
@@ -38,7 +46,8 @@ export async function cleanupAll(): Promise<void> {
     try { await task(); } catch (error) { process.stderr.write(`cleanup: ${String(error)}\n`); }
   }
   try {
-    const ids = (await docker(['ps', '-aq', '--filter', `label=${TEST_LABEL}=${RUN_ID}`])).stdout.split('\n').filter(Boolean);
+    // The sweep of everything labelled for the run is the parent's, once every file has ended.
+    const ids = CHILD ? [] : (await docker(['ps', '-aq', '--filter', `label=${TEST_LABEL}=${RUN_ID}`])).stdout.split('\n').filter(Boolean);
     if (ids.length) await docker(['rm', '-f', '-v', ...ids], { allowFailure: true });
     for (const ref of [...images].reverse()) await docker(['image', 'rm', '-f', ref], { allowFailure: true });
   } catch (error) {

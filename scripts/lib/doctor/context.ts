@@ -32,10 +32,15 @@ export interface DoctorContext {
 }
 
 // A doctor must answer fast: the general timeouts apply, but never longer than these.
+// Read when a check runs, so a bad setting is a usage error, not a crash at load.
 export const deadlines = {
   localMs: 5_000,
-  dockerMs: Math.min(config.timeouts.dockerQuickMs, 10_000),
-  containerMs: Math.min(config.timeouts.verifyMs, 30_000),
+  get dockerMs() {
+    return Math.min(config.timeouts.dockerQuickMs, 10_000);
+  },
+  get containerMs() {
+    return Math.min(config.timeouts.verifyMs, 30_000);
+  },
 };
 
 function once<T>(probe: () => Promise<T>): () => Promise<T> {

@@ -119,13 +119,13 @@ export const credentialChecks: Check<DoctorContext>[] = [
   {
     id: 'credentials-expiry',
     needs: ['image'],
-    deadlineMs: deadlines.containerMs,
+    get deadlineMs() { return deadlines.containerMs; },
     run: async (context) => expiryFinding(await bakedCredentials(context), context.now(), makeImageCommand(context)),
   },
   {
     id: 'host-login-newer',
     needs: ['image'],
-    deadlineMs: deadlines.localMs,
+    get deadlineMs() { return deadlines.localMs; },
     timeoutFix: 'the macOS Keychain did not answer: unlock it (security unlock-keychain), then run again',
     run: async (context) => {
       const l = (await context.imageInfo())?.Config.Labels ?? {};

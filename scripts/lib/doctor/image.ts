@@ -21,7 +21,7 @@ export const imageChecks: Check<DoctorContext>[] = [
   {
     id: 'image',
     needs: ['docker-daemon'],
-    deadlineMs: deadlines.dockerMs,
+    get deadlineMs() { return deadlines.dockerMs; },
     run: async (context) => {
       const info = await context.imageInfo();
       if (!info) {
@@ -52,7 +52,7 @@ export const imageChecks: Check<DoctorContext>[] = [
   {
     id: 'image-auth',
     needs: ['image'],
-    deadlineMs: deadlines.containerMs,
+    get deadlineMs() { return deadlines.containerMs; },
     timeoutFix: (context) => `see what claude does in the image: docker run --rm -it --network none ${context.image} claude auth status`,
     run: async (context) => {
       const fix = `${makeImageCommand(context)} (after logging in on the host), or make login`;

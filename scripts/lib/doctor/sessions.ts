@@ -49,7 +49,7 @@ export const sessionChecks: Check<DoctorContext>[] = [
   {
     id: 'sessions',
     needs: ['docker-daemon', 'git'],
-    deadlineMs: deadlines.dockerMs,
+    get deadlineMs() { return deadlines.dockerMs; },
     run: async (context) => {
       const repo = await context.repo();
       if (!repo) return skip('not inside a git repository');

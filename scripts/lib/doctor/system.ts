@@ -22,12 +22,12 @@ function dockerEndpoint(env: NodeJS.ProcessEnv): string {
 export const systemChecks: Check<DoctorContext>[] = [
   {
     id: 'platform',
-    deadlineMs: deadlines.localMs,
+    get deadlineMs() { return deadlines.localMs; },
     run: async (context) => platformFinding(context.platform),
   },
   {
     id: 'docker-cli',
-    deadlineMs: deadlines.dockerMs,
+    get deadlineMs() { return deadlines.dockerMs; },
     run: async () => {
       try {
         return ok(`docker ${await dockerClientVersion(deadlines.dockerMs)}`);
@@ -40,7 +40,7 @@ export const systemChecks: Check<DoctorContext>[] = [
   {
     // Runs alongside docker-cli rather than after it: the daemon answer is the slow one.
     id: 'docker-daemon',
-    deadlineMs: deadlines.dockerMs,
+    get deadlineMs() { return deadlines.dockerMs; },
     timeoutFix: 'the daemon accepts connections but does not answer: restart it (sudo systemctl restart docker, or restart Docker Desktop)',
     run: async (context) => {
       try {
@@ -59,7 +59,7 @@ export const systemChecks: Check<DoctorContext>[] = [
   },
   {
     id: 'git',
-    deadlineMs: deadlines.localMs,
+    get deadlineMs() { return deadlines.localMs; },
     run: async (context) => {
       let version: string;
       try {
