@@ -125,3 +125,30 @@ boundary('agent text shown on a terminal has its control characters escaped', as
 });
 
 boundary.run();
+
+const order = suite('argument errors come first, and say exactly what is wrong');
+
+order('a cluster of short options names each unknown letter once', async () => {
+  const { parseArgs } = await import('../scripts/lib/cli.ts');
+  const spec = { boolean: ['force', 'help'], alias: { f: 'force', h: 'help' } };
+  assert.throws(() => parseArgs(['-rf', 'x'], spec), (error: Error) => error.message === 'unknown option -r');
+  assert.throws(() => parseArgs(['-rx'], spec), (error: Error) => error.message === 'unknown options -r, -x');
+  assert.is(parseArgs(['-fh'], spec).force, true);
+});
+
+order('a bad name is reported before a missing terminal or an unusable docker', async () => {
+  const { runScript } = await import('./support/images.ts');
+  const result = await runScript('start.ts', ['bad/name', '--container', '--json'], { env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+  assert.is(result.exitCode, 2);
+  assert.match(result.stderr, 'invalid session name');
+  assert.not.match(result.stderr, /terminal|docker/i);
+});
+
+order('a name derived from a prompt never takes a reserved name', async () => {
+  const { nameFromPrompt } = await import('../scripts/lib/names.ts');
+  const { isReservedName } = await import('../scripts/lib/session/paths.ts');
+  assert.is(nameFromPrompt('Archived'), 'archived');
+  assert.ok(isReservedName(nameFromPrompt('Archived')), 'the test needs a prompt whose first candidate is reserved');
+});
+
+order.run();

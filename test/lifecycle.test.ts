@@ -17,7 +17,7 @@ function stateFile(root: string, name: string): string {
 }
 import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { RUN_ID, TEST_LABEL, onCleanup, uniqueName } from './support/resources.ts';
+import { RUN_ID, TEST_LABEL, onCleanup, tempDir, uniqueName } from './support/resources.ts';
 
 const IMAGE = SESSION_IMAGE;
 const image = sessionTestImage;
@@ -250,3 +250,48 @@ bundle('make build produces bundles that run a session like the scripts do', asy
 });
 
 bundle.run();
+
+const json = suite('--json from every script');
+
+json.before(image);
+
+json('every script prints one JSON document whose ok matches its exit code, on success and on failure', async () => {
+  const repo = await makeRepo();
+  const outside = await tempDir('para-test-norepo-');
+  const cases: Array<[string, string[], 'repo' | 'outside']> = [
+    ['start.ts', ['js', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json', '--', 'sh', '-c', 'echo hi'], 'repo'],
+    ['start.ts', ['bad/name', '--json'], 'repo'],
+    ['logs.ts', ['js', '--json'], 'repo'],
+    ['logs.ts', ['nope', '--json'], 'repo'],
+    ['sync.ts', ['js', '--json'], 'repo'],
+    ['sync.ts', ['nope', '--json'], 'repo'],
+    ['list.ts', ['--json'], 'repo'],
+    ['list.ts', ['--json'], 'outside'],
+    ['clean.ts', ['--dry-run', '--json'], 'repo'],
+    ['clean.ts', ['--json'], 'outside'],
+    ['finish.ts', ['nope', '--json'], 'repo'],
+    ['cancel.ts', ['nope', '--json'], 'repo'],
+    ['doctor.ts', ['--json', '--image', `para-missing-${RUN_ID}:none`], 'repo'],
+    ['build-image.ts', ['--json', '--token-file', path.join(outside, 'no-such-token')], 'outside'],
+    ['login.ts', ['--json'], 'outside'],
+    ['finish.ts', ['js', '--json'], 'repo'],
+    ['cancel.ts', ['js', '--force', '--json'], 'repo'],
+  ];
+  const seen = new Set<string>();
+  for (const [name, args, where] of cases) {
+    const result = await runScript(name, args, { cwd: where === 'repo' ? repo.root : outside, env: { ...repo.env, GIT_CEILING_DIRECTORIES: path.dirname(outside) } });
+    let document: { ok?: unknown };
+    try {
+      document = JSON.parse(result.stdout);
+    } catch {
+      throw new Error(`${name} ${args.join(' ')} printed no JSON document (exit ${result.exitCode}):\n${result.stdout}\n${result.stderr}`);
+    }
+    assert.is(document.ok, result.exitCode === 0, `${name} ${args.join(' ')}: ok ${String(document.ok)}, exit ${result.exitCode}\n${result.stderr}`);
+    seen.add(`${name}:${result.exitCode === 0 ? 'ok' : 'failed'}`);
+  }
+  for (const name of ['start.ts', 'logs.ts', 'sync.ts', 'list.ts', 'clean.ts', 'finish.ts', 'cancel.ts']) {
+    assert.ok(seen.has(`${name}:ok`) && seen.has(`${name}:failed`), `${name} was not seen both succeeding and failing`);
+  }
+});
+
+json.run();

@@ -305,6 +305,15 @@ prompt('a prompt given twice, or a missing prompt file, is a usage error that cr
   assert.equal(await branches(pr.repo), before);
 });
 
+prompt('a prompt whose name would be reserved gets another name, and cancel works on it', async () => {
+  const result = await start(pr.repo, ['-p', 'Archived', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json']);
+  assert.is(result.exitCode, 0, result.stderr);
+  const name = JSON.parse(result.stdout).name as string;
+  assert.is(name, 'archived-2');
+  const cancelled = await runScript('cancel.ts', [name, '--force'], { cwd: pr.repo.root, env: pr.repo.env });
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+});
+
 prompt.run();
 
 // ---------------------------------------------------------------------------------------------

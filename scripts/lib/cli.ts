@@ -21,7 +21,7 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
     known.add(short);
     known.add(long);
   }
-  const unknown: string[] = [];
+  const unknown = new Set<string>();
   const parsed = minimist(argv, {
     // '_' keeps positional arguments as typed: a session named 007 must not become 7.
     string: [...(spec.string ?? []), '_'],
@@ -30,16 +30,16 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
     default: spec.default,
     '--': spec.doubleDash ?? false,
     unknown: (arg) => {
-      if (arg.startsWith('-') && arg !== '-') {
-        const name = arg.replace(/^-+/, '').split('=')[0];
-        if (!known.has(name)) unknown.push(arg);
-        return known.has(name);
-      }
-      return true;
+      if (!arg.startsWith('-') || arg === '-') return true;
+      // A cluster such as -rf is several short options: each letter is checked on its own.
+      const names = /^-[^-]{2,}/.test(arg) ? [...arg.slice(1).split('=')[0]] : [arg.replace(/^-+/, '').split('=')[0]];
+      const bad = names.filter((name) => !known.has(name));
+      for (const name of bad) unknown.add(name.length === 1 ? `-${name}` : `--${name}`);
+      return bad.length === 0;
     },
   });
-  if (unknown.length > 0) {
-    throw new UsageError(`unknown option ${unknown.join(', ')}`, 'see --help for the accepted options');
+  if (unknown.size > 0) {
+    throw new UsageError(`unknown option${unknown.size > 1 ? 's' : ''} ${[...unknown].join(', ')}`, 'see --help for the accepted options');
   }
   for (const name of spec.string ?? []) {
     const value = parsed[name];
