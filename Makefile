@@ -13,7 +13,7 @@ $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval ov
 SOURCES := $(wildcard scripts/*.ts scripts/lib/*.ts scripts/lib/*/*.ts)
 BUNDLES := $(patsubst scripts/%.ts,dist/%.mjs,$(wildcard scripts/*.ts))
 
-.PHONY: help install build image login doctor test check typecheck bench bench-doctor base-image \
+.PHONY: help install build image login doctor test check typecheck lint format bench bench-doctor base-image \
         start list logs sync finish cancel clean-sessions
 
 help: ## list the targets
@@ -74,13 +74,19 @@ clean-sessions: dist/clean.mjs ## remove this repository's orphaned containers a
 typecheck: node_modules ## type-check the TypeScript
 	npx tsc --noEmit -p .
 
+lint: node_modules ## lint and check formatting (biome)
+	npx biome check .
+
+format: node_modules ## format the code and apply safe lint fixes (biome)
+	npx biome check --write .
+
 base-image: ## build the local Debian base image the tests use (needs debootstrap, root)
 	test/support/make-base-image.sh
 
 test: node_modules ## run the unit and integration tests (needs Docker and the base image)
 	$(TSX) test/run.ts $${TEST:+"$$TEST"}
 
-check: typecheck test ## type-check, then run the tests
+check: typecheck lint test ## type-check, lint, then run the tests
 
 bench: node_modules dist/start.mjs ## time start.ts against the raw git + docker commands it wraps
 	$(TSX) bench/start.bench.ts

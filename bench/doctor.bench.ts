@@ -32,7 +32,9 @@ async function measure(label: string, runs: number, once: () => Promise<void>): 
     times.push(performance.now() - started);
   }
   const ms = median(times);
-  process.stdout.write(`${label.padEnd(42)} median ${Math.round(ms)} ms over ${runs} runs (min ${Math.round(Math.min(...times))}, max ${Math.round(Math.max(...times))})\n`);
+  process.stdout.write(
+    `${label.padEnd(42)} median ${Math.round(ms)} ms over ${runs} runs (min ${Math.round(Math.min(...times))}, max ${Math.round(Math.max(...times))})\n`,
+  );
   return ms;
 }
 
@@ -57,17 +59,27 @@ async function main(argv: string[]): Promise<number> {
       if (built.exitCode !== 0) throw new Error(`could not build the bench image:\n${built.stderr}`);
       env = { HOME: home, CLAUDE_CONFIG_DIR: undefined };
     }
-    const doctor = (via: 'bundle' | 'tsx', expectedExit: number, extraEnv: Record<string, string> = {}) => async () => {
-      const entry = via === 'bundle' ? [BUNDLE] : ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'doctor.ts')];
-      const result = await execa(process.execPath, [...entry, '--image', image], {
-        cwd, env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...env, ...extraEnv }, reject: false, stdin: 'ignore',
-      });
-      if (result.exitCode !== expectedExit) throw new Error(`doctor (${via}) exited ${result.exitCode}, expected ${expectedExit}\n${result.stdout}${result.stderr}`);
-    };
+    const doctor =
+      (via: 'bundle' | 'tsx', expectedExit: number, extraEnv: Record<string, string> = {}) =>
+      async () => {
+        const entry = via === 'bundle' ? [BUNDLE] : ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'scripts', 'doctor.ts')];
+        const result = await execa(process.execPath, [...entry, '--image', image], {
+          cwd,
+          env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...env, ...extraEnv },
+          reject: false,
+          stdin: 'ignore',
+        });
+        if (result.exitCode !== expectedExit)
+          throw new Error(`doctor (${via}) exited ${result.exitCode}, expected ${expectedExit}\n${result.stdout}${result.stderr}`);
+      };
     const down = { DOCKER_HOST: 'unix:///nonexistent/path.sock' };
     // The floor doctor cannot go below: the one container it must run, and starting node.
-    await measure('floor: claude auth status container', runs, async () => { await imageAuthStatus(image); });
-    await measure('floor: node -e 0', runs, async () => { await execa(process.execPath, ['-e', '0']); });
+    await measure('floor: claude auth status container', runs, async () => {
+      await imageAuthStatus(image);
+    });
+    await measure('floor: node -e 0', runs, async () => {
+      await execa(process.execPath, ['-e', '0']);
+    });
     const healthy = await measure('healthy (make doctor: dist bundle)', runs, doctor('bundle', 0));
     const daemonDown = await measure('daemon down (make doctor: dist bundle)', runs, doctor('bundle', 1, down));
     await measure('healthy (npx tsx scripts/doctor.ts)', runs, doctor('tsx', 0));

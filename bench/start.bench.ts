@@ -43,11 +43,28 @@ async function rawStart(repo: TestRepo, image: string, name: string): Promise<vo
   await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
   const mount = (source: string, target: string, readonly = false) => ['--mount', `type=bind,source=${source},target=${target}${readonly ? ',readonly' : ''}`];
   await execa('docker', [
-    'run', '-d', '--init', '--network', 'none', '--name', `para-bench-${RUN_ID}-${name}`,
-    '--label', `${labels.session}=${name}`, '--label', `${labels.repo}=${repo.root}`,
-    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${TEST_LABEL}=${RUN_ID}`,
-    ...mount(objects, '/para/host-objects', true), ...mount(worktree, worktree), '--workdir', worktree,
-    image, 'sleep', 'infinity',
+    'run',
+    '-d',
+    '--init',
+    '--network',
+    'none',
+    '--name',
+    `para-bench-${RUN_ID}-${name}`,
+    '--label',
+    `${labels.session}=${name}`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.managedBy}=${MANAGED_BY}`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    ...mount(objects, '/para/host-objects', true),
+    ...mount(worktree, worktree),
+    '--workdir',
+    worktree,
+    image,
+    'sleep',
+    'infinity',
   ]);
 }
 
@@ -79,7 +96,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     let image: string = args.image || '';
     if (image) {
-      if (!(await imageExists(image))) throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image to build a throwaway one');
+      if (!(await imageExists(image)))
+        throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image to build a throwaway one');
     } else {
       image = `para-bench-${RUN_ID}:auth`;
       process.stderr.write(`building the throwaway image ${image} from a fake login...\n`);
@@ -100,8 +118,10 @@ async function main(argv: string[]): Promise<number> {
     const helpTsx: number[] = [];
     for (let round = 0; round < rounds; round += 1) {
       const runRaw = async () => raw.push(await timed(() => rawStart(repo, image, `raw-${round}`)));
-      const runStart = async () => start.push(await timed(() => startScript(repo, [`start-${round}`, '--container', '--detach', '--network', 'none', '--image', image])));
-      const runTsx = async () => viaTsx.push(await timed(() => startScript(repo, [`tsx-${round}`, '--container', '--detach', '--network', 'none', '--image', image], 'tsx')));
+      const runStart = async () =>
+        start.push(await timed(() => startScript(repo, [`start-${round}`, '--container', '--detach', '--network', 'none', '--image', image])));
+      const runTsx = async () =>
+        viaTsx.push(await timed(() => startScript(repo, [`tsx-${round}`, '--container', '--detach', '--network', 'none', '--image', image], 'tsx')));
       // Rotate the order so no side always runs on a warmer machine.
       const order = [runRaw, runStart, runTsx];
       for (let i = 0; i < order.length; i += 1) await order[(i + round) % order.length]();
@@ -110,17 +130,19 @@ async function main(argv: string[]): Promise<number> {
     }
     const ratio = median(start) / median(raw);
     const ratioTsx = median(viaTsx) / median(raw);
-    process.stdout.write([
-      `start.ts against the raw commands it wraps (${rounds} rounds, image ${image}):`,
-      line('raw: git worktree add -b + docker run -d', raw),
-      line('start.ts (make start: node dist/start.mjs)', start),
-      line('  of which node + loading (--help)', help),
-      line('start.ts via tsx (npx tsx scripts/start.ts)', viaTsx),
-      line('  of which node + tsx + loading (--help)', helpTsx),
-      `  ratio start.ts / raw: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
-      `  ratio via tsx / raw:  ${ratioTsx.toFixed(2)}`,
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        `start.ts against the raw commands it wraps (${rounds} rounds, image ${image}):`,
+        line('raw: git worktree add -b + docker run -d', raw),
+        line('start.ts (make start: node dist/start.mjs)', start),
+        line('  of which node + loading (--help)', help),
+        line('start.ts via tsx (npx tsx scripts/start.ts)', viaTsx),
+        line('  of which node + tsx + loading (--help)', helpTsx),
+        `  ratio start.ts / raw: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
+        `  ratio via tsx / raw:  ${ratioTsx.toFixed(2)}`,
+        '',
+      ].join('\n'),
+    );
     return 0;
   } finally {
     await cleanupAll();

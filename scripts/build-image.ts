@@ -28,10 +28,14 @@ Credentials, first found wins: --token-file, --api-key-file, then the host login
 export function warningsFor(credentials: Credentials, now = Date.now()): string[] {
   const warnings: string[] = [];
   if (credentials.expiresAt !== undefined && credentials.expiresAt <= now && !credentials.expiryEstimated) {
-    warnings.push(`the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: claude will try to refresh it in the container, which can log the host out; run claude on the host to refresh, then make image again`);
+    warnings.push(
+      `the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: claude will try to refresh it in the container, which can log the host out; run claude on the host to refresh, then make image again`,
+    );
   }
   if (credentials.kind === 'subscription') {
-    warnings.push('a subscription login was baked in: refresh tokens are single use, so a container that refreshes it can log the host out; a setup-token avoids that (claude setup-token, then make image TOKEN_FILE=<file>)');
+    warnings.push(
+      'a subscription login was baked in: refresh tokens are single use, so a container that refreshes it can log the host out; a setup-token avoids that (claude setup-token, then make image TOKEN_FILE=<file>)',
+    );
   }
   return warnings;
 }
@@ -51,7 +55,9 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
 
   const json = Boolean(args.json);
-  const progress = (line: string) => { if (!json) log(line); };
+  const progress = (line: string) => {
+    if (!json) log(line);
+  };
   const credentials = await discoverCredentials({
     tokenFile: args['token-file'] || undefined,
     apiKeyFile: args['api-key-file'] || undefined,
@@ -60,15 +66,18 @@ async function main(argv: string[]): Promise<number> {
   progress(`credentials: ${credentials.kind} from ${credentials.source}`);
 
   const claudeImage = config.claudeImage;
-  const rebuiltBase = await ensureClaudeImage({
-    claudeImage,
-    baseImage: args['base-image'] || config.baseImage,
-    baseImageExplicit: Boolean(args['base-image'] || process.env.BASE_IMAGE),
-    claudeBinary: args['claude-binary'] || undefined,
-    rebuild: Boolean(args['rebuild-base']),
-    ids: imageUserIds(),
-    stream: !json,
-  }, progress);
+  const rebuiltBase = await ensureClaudeImage(
+    {
+      claudeImage,
+      baseImage: args['base-image'] || config.baseImage,
+      baseImageExplicit: Boolean(args['base-image'] || process.env.BASE_IMAGE),
+      claudeBinary: args['claude-binary'] || undefined,
+      rebuild: Boolean(args['rebuild-base']),
+      ids: imageUserIds(),
+      stream: !json,
+    },
+    progress,
+  );
 
   const tag = args.tag || config.authenticatedImage;
   progress(`building ${tag} and verifying the login inside it`);

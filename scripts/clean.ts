@@ -24,7 +24,15 @@ async function main(argv: string[]): Promise<number> {
   const dryRun = Boolean(args['dry-run']);
   if (!dryRun) await applyClean(repo, plan, warn);
   if (args.json) {
-    printJson({ ok: true, dryRun, containers: plan.containers, volumes: plan.volumes, staleStarts: plan.staleStarts, keptStarts: plan.keptStarts, problems: plan.problems });
+    printJson({
+      ok: true,
+      dryRun,
+      containers: plan.containers,
+      volumes: plan.volumes,
+      staleStarts: plan.staleStarts,
+      keptStarts: plan.keptStarts,
+      problems: plan.problems,
+    });
     return 0;
   }
   const verb = dryRun ? 'would remove' : 'removed';

@@ -21,14 +21,27 @@ function age(seconds: number): string {
 
 function row(s: SessionView): string[] {
   const changes = s.uncommittedChanges === null ? '-' : s.uncommittedChanges ? 'yes' : 'no';
-  const job = !s.job ? '' : s.job.state === 'running' ? 'job running' : s.job.state === 'exited' ? `job exit ${s.job.exitCode}` : `job lost (${s.job.reason ?? ''})`;
+  const job = !s.job
+    ? ''
+    : s.job.state === 'running'
+      ? 'job running'
+      : s.job.state === 'exited'
+        ? `job exit ${s.job.exitCode}`
+        : `job lost (${s.job.reason ?? ''})`;
   const note = [s.orphan ? 'container missing' : '', job, s.plantedGit ? 'planted .git!' : ''].filter(Boolean).join(', ');
   return [s.name, s.status, s.containerState, s.branch, changes, age(s.ageSeconds), note];
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -53,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
   const rows = [['NAME', 'STATUS', 'CONTAINER', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
   process.stdout.write(`${table(rows)}\n`);
   for (const orphan of result.orphanContainers) {
-    process.stdout.write(`orphan container ${orphan.name} (${orphan.state}${orphan.session ? `, session label ${orphan.session}` : ''}): run ${invocation('clean')}\n`);
+    process.stdout.write(
+      `orphan container ${orphan.name} (${orphan.state}${orphan.session ? `, session label ${orphan.session}` : ''}): run ${invocation('clean')}\n`,
+    );
   }
   for (const volume of result.orphanVolumes) process.stdout.write(`orphan volume ${volume}: run ${invocation('clean')}\n`);
   return 0;

@@ -34,17 +34,22 @@ async function main(argv: string[]): Promise<number> {
   assertTerminal();
 
   const json = Boolean(args.json);
-  const progress = (line: string) => { if (!json) log(line); };
+  const progress = (line: string) => {
+    if (!json) log(line);
+  };
   const tag = args.tag || config.authenticatedImage;
   const claudeImage = config.claudeImage;
-  await ensureClaudeImage({
-    claudeImage,
-    baseImage: config.baseImage,
-    baseImageExplicit: Boolean(process.env.BASE_IMAGE),
-    rebuild: false,
-    ids: imageUserIds(),
-    stream: !json,
-  }, progress);
+  await ensureClaudeImage(
+    {
+      claudeImage,
+      baseImage: config.baseImage,
+      baseImageExplicit: Boolean(process.env.BASE_IMAGE),
+      rebuild: false,
+      ids: imageUserIds(),
+      stream: !json,
+    },
+    progress,
+  );
 
   const result = await withLoginContainer(claudeImage, {}, async (container) => {
     log('logging in inside a throwaway container: open the link claude shows, sign in, paste the code back');

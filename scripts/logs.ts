@@ -30,7 +30,10 @@ async function main(argv: string[]): Promise<number> {
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('logs')} NAME [-f]`);
   const { repo, state } = await resolveSession(process.cwd(), String(args._[0]), invocation);
   if (!state.job || !state.container) {
-    throw new ParaError(`session ${state.name} has no background output`, { code: 'no-output', hint: `start a background job: ${invocation('start')} ${state.name} --container --detach -p "..."` });
+    throw new ParaError(`session ${state.name} has no background output`, {
+      code: 'no-output',
+      hint: `start a background job: ${invocation('start')} ${state.name} --container --detach -p "..."`,
+    });
   }
   const container = state.container;
   const sync = () => syncSession(repo, state).catch(() => undefined);
@@ -40,7 +43,14 @@ async function main(argv: string[]): Promise<number> {
     await record(repo, state, progress);
     const output = await jobOutput(container);
     if (args.json) {
-      printJson({ ok: true, name: state.name, output, exitCode: progress.state === 'exited' ? progress.exitCode : null, running: progress.state === 'running', state: progress.state });
+      printJson({
+        ok: true,
+        name: state.name,
+        output,
+        exitCode: progress.state === 'exited' ? progress.exitCode : null,
+        running: progress.state === 'running',
+        state: progress.state,
+      });
       return 0;
     }
     process.stdout.write(process.stdout.isTTY ? forTerminal(output) : output);
@@ -60,7 +70,10 @@ async function main(argv: string[]): Promise<number> {
     log(`job exited with code ${progress.exitCode}`);
     return progress.exitCode;
   }
-  throw new ParaError(`the job ended without an exit status: ${progress.state === 'lost' ? progress.reason : 'it is still running'}`, { code: 'job-lost', hint: `start the session again to resume it: ${invocation('start')} ${state.name} --container` });
+  throw new ParaError(`the job ended without an exit status: ${progress.state === 'lost' ? progress.reason : 'it is still running'}`, {
+    code: 'job-lost',
+    hint: `start the session again to resume it: ${invocation('start')} ${state.name} --container`,
+  });
 }
 
 await runMain(main);

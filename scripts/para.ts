@@ -7,12 +7,12 @@ const COMMANDS: Array<{ name: string; script: () => Promise<unknown>; summary: s
   { name: 'image', script: () => import('./build-image.ts'), summary: 'build para-authenticated:latest from your Claude login' },
   { name: 'login', script: () => import('./login.ts'), summary: 'log in inside a throwaway container and save it as the image' },
   { name: 'start', script: () => import('./start.ts'), summary: 'start or resume a session: para start NAME|"PROMPT" --container' },
-  { name: 'list', script: () => import('./list.ts'), summary: 'list this repository\'s sessions' },
-  { name: 'logs', script: () => import('./logs.ts'), summary: 'show a background job\'s output (-f follows it)' },
-  { name: 'sync', script: () => import('./sync.ts'), summary: 'bring a session\'s commits to para/NAME' },
+  { name: 'list', script: () => import('./list.ts'), summary: "list this repository's sessions" },
+  { name: 'logs', script: () => import('./logs.ts'), summary: "show a background job's output (-f follows it)" },
+  { name: 'sync', script: () => import('./sync.ts'), summary: "bring a session's commits to para/NAME" },
   { name: 'finish', script: () => import('./finish.ts'), summary: 'keep the work on para/NAME and remove the session' },
   { name: 'cancel', script: () => import('./cancel.ts'), summary: 'archive the work and remove the session' },
-  { name: 'clean', script: () => import('./clean.ts'), summary: 'remove this repository\'s orphaned containers and volumes' },
+  { name: 'clean', script: () => import('./clean.ts'), summary: "remove this repository's orphaned containers and volumes" },
   { name: 'doctor', script: () => import('./doctor.ts'), summary: 'say why a container cannot authenticate' },
 ];
 
@@ -52,7 +52,10 @@ if (command === undefined || command === '--help' || command === '-h' || command
   const found = COMMANDS.find((c) => c.name === command);
   if (!found) {
     const near = COMMANDS.filter((c) => c.name.startsWith(command.slice(0, 2))).map((c) => c.name);
-    fail(`'${command}' is not a para command`, near.length ? `did you mean: para ${near.join(', para ')}? (para --help lists them)` : 'para --help lists the commands');
+    fail(
+      `'${command}' is not a para command`,
+      near.length ? `did you mean: para ${near.join(', para ')}? (para --help lists them)` : 'para --help lists the commands',
+    );
   }
   process.argv = [process.argv[0], found.name, ...rest];
   useParaInvocation();

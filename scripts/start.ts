@@ -40,7 +40,20 @@ Names: 1-50 characters, a letter or digit first, then letters, digits, "_" or "-
 
 function summary(result: StartResult): Record<string, unknown> {
   const s = result.session;
-  return { ok: true, name: s.name, branch: s.branch, worktree: s.worktree, container: s.container, image: s.image, network: s.network, limits: s.limits, status: s.status, prompt: s.prompt, resumed: result.resumed, job: s.job };
+  return {
+    ok: true,
+    name: s.name,
+    branch: s.branch,
+    worktree: s.worktree,
+    container: s.container,
+    image: s.image,
+    network: s.network,
+    limits: s.limits,
+    status: s.status,
+    prompt: s.prompt,
+    resumed: result.resumed,
+    job: s.job,
+  };
 }
 
 function limitsFrom(args: Record<string, unknown>): { memory: string; cpus: string; pidsLimit: number } {
@@ -66,7 +79,11 @@ async function main(argv: string[]): Promise<number> {
   }
   assertSupportedPlatform();
   const positional = args._.map(String);
-  if (positional.length > 1) throw new UsageError(`expected at most one NAME or "PROMPT", got ${positional.length} arguments`, 'quote a prompt: start.ts "implement feature X" --container');
+  if (positional.length > 1)
+    throw new UsageError(
+      `expected at most one NAME or "PROMPT", got ${positional.length} arguments`,
+      'quote a prompt: start.ts "implement feature X" --container',
+    );
   let name: string | undefined;
   let prompt: string | undefined = args.prompt || undefined;
   if (args['prompt-file']) {
@@ -79,7 +96,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (positional.length === 1) {
     if (looksLikePrompt(positional[0])) {
-      if (prompt) throw new UsageError('a prompt was given twice (as an argument and with --prompt)', 'pass the name as the argument and the prompt with --prompt');
+      if (prompt)
+        throw new UsageError('a prompt was given twice (as an argument and with --prompt)', 'pass the name as the argument and the prompt with --prompt');
       prompt = positional[0].trim();
     } else {
       name = positional[0];
@@ -109,7 +127,10 @@ async function main(argv: string[]): Promise<number> {
   });
   const s = result.session;
   if (json) printJson(summary(result));
-  else log(`${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, folder ${s.worktree}${s.container ? `, container ${s.container}` : ''}`);
+  else
+    log(
+      `${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, folder ${s.worktree}${s.container ? `, container ${s.container}` : ''}`,
+    );
   if (result.action === 'job' && !json) log(`running in the background; output: ${invocation('logs')} ${s.name} -f`);
 
   if (result.action !== 'attach' || args.detach) return 0;

@@ -19,10 +19,14 @@ const IMAGE = SESSION_IMAGE;
 
 /** Runs start.ts under a pseudo-terminal made by script(1). */
 async function startInTerminal(cwd: string, env: Record<string, string>, args: string[]): Promise<{ output: string; exitCode: number }> {
-  const command = [...scriptCommand('start'), ...args]
-    .map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
+  const command = [...scriptCommand('start'), ...args].map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
   const result = await execa('script', ['--quiet', '--return', '--command', command, '/dev/null'], {
-    cwd, env: { ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }, reject: false, stdin: 'pipe', input: '', timeout: 120_000,
+    cwd,
+    env: { ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
+    reject: false,
+    stdin: 'pipe',
+    input: '',
+    timeout: 120_000,
   });
   return { output: String(result.stdout), exitCode: result.exitCode ?? -1 };
 }
@@ -33,7 +37,18 @@ attach.before(sessionTestImage);
 
 attach('attaches the command on a terminal inside the container; the container keeps running afterwards', async () => {
   const repo = await makeRepo();
-  const first = await startInTerminal(repo.root, repo.env, ['tty-session', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo "inside:$(pwd)"; test -t 0 && echo has-a-terminal']);
+  const first = await startInTerminal(repo.root, repo.env, [
+    'tty-session',
+    '--container',
+    '--network',
+    'none',
+    '--image',
+    IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo "inside:$(pwd)"; test -t 0 && echo has-a-terminal',
+  ]);
   assert.is(first.exitCode, 0, first.output);
   assert.match(first.output, `inside:${path.join(repo.root, '.para/worktrees/tty-session')}`);
   assert.match(first.output, 'has-a-terminal');
@@ -44,21 +59,35 @@ attach('attaches the command on a terminal inside the container; the container k
   const claudeJson = JSON.parse((await docker(['exec', '--user', 'para', container, 'cat', '/home/para/.claude.json'])).stdout);
   assert.is(claudeJson.projects[path.join(repo.root, '.para/worktrees/tty-session')].hasTrustDialogAccepted, true);
   assert.is(claudeJson.hasCompletedOnboarding, true);
-  const again = await startInTerminal(repo.root, repo.env, ['tty-session', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo second-visit']);
+  const again = await startInTerminal(repo.root, repo.env, [
+    'tty-session',
+    '--container',
+    '--network',
+    'none',
+    '--image',
+    IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo second-visit',
+  ]);
   assert.is(again.exitCode, 0, again.output);
   assert.match(again.output, 'resumed session tty-session');
   assert.match(again.output, 'second-visit');
 });
 
-attach('the exit code of the attached command is start.ts\'s exit code', async () => {
+attach("the exit code of the attached command is start.ts's exit code", async () => {
   const repo = await makeRepo();
   const result = await startInTerminal(repo.root, repo.env, ['tty-exit', '--container', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'exit 7']);
   assert.is(result.exitCode, 7);
 });
 
-attach('a resumed session continues claude\'s conversation only when the container has one for the worktree', async () => {
+attach("a resumed session continues claude's conversation only when the container has one for the worktree", async () => {
   const repo = await makeRepo();
-  const result = await runScript('start.ts', ['talk', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'true'], { cwd: repo.root, env: repo.env });
+  const result = await runScript('start.ts', ['talk', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'true'], {
+    cwd: repo.root,
+    env: repo.env,
+  });
   assert.is(result.exitCode, 0, result.stderr);
   const container = containerName(repo.root, 'talk');
   const worktree = path.join(repo.root, '.para/worktrees/talk');

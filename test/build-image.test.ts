@@ -58,7 +58,13 @@ async function temporaryTags(): Promise<string[]> {
 }
 
 const build = suite('make image from a subscription login');
-const state: { home: string; tmp: string; tag: string; output: string; json: Record<string, unknown> } = { home: '', tmp: '', tag: `para-auth-test-${RUN_ID}:sub`, output: '', json: {} };
+const state: { home: string; tmp: string; tag: string; output: string; json: Record<string, unknown> } = {
+  home: '',
+  tmp: '',
+  tag: `para-auth-test-${RUN_ID}:sub`,
+  output: '',
+  json: {},
+};
 
 build.before(async () => {
   state.home = await fakeHome({ subscriptionType: 'max' });
@@ -181,7 +187,10 @@ routes('the Makefile passes TOKEN_FILE and TAG through to build-image.ts', async
   const result = await execa('make', ['-n', 'image', 'TOKEN_FILE=/x/my token', 'TAG=a:b'], { cwd: path.resolve(import.meta.dirname, '..'), reject: false });
   assert.is(result.exitCode, 0);
   assert.match(result.stdout, 'scripts/build-image.ts');
-  const shell = await execa('bash', ['-c', result.stdout.replace(/^node --import tsx scripts\/build-image.ts/m, 'printf "<%s>"')], { env: { TOKEN_FILE: '/x/my token', TAG: 'a:b' }, reject: false });
+  const shell = await execa('bash', ['-c', result.stdout.replace(/^node --import tsx scripts\/build-image.ts/m, 'printf "<%s>"')], {
+    env: { TOKEN_FILE: '/x/my token', TAG: 'a:b' },
+    reject: false,
+  });
   assert.match(shell.stdout, '<--tag><a:b>');
   assert.match(shell.stdout, '<--token-file></x/my token>');
 });
@@ -209,14 +218,20 @@ broken('no docker on PATH: "Docker is not installed"', async () => {
 });
 
 broken('a daemon that is not running: start it', async () => {
-  const result = await buildWith({ PATH: `${await fakeDockerDir('Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?')}:${process.env.PATH}`, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined });
+  const result = await buildWith({
+    PATH: `${await fakeDockerDir('Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?')}:${process.env.PATH}`,
+    DOCKER_HOST: undefined,
+    DOCKER_CONTEXT: undefined,
+  });
   assert.is(result.code, 'docker-daemon-down');
   assert.match(result.stderr, 'not running');
   assert.match(result.stderr, 'start');
 });
 
 broken('permission denied on the socket: join the docker group', async () => {
-  const result = await buildWith({ PATH: `${await fakeDockerDir('permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/version": dial unix /var/run/docker.sock: connect: permission denied')}:${process.env.PATH}` });
+  const result = await buildWith({
+    PATH: `${await fakeDockerDir('permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/version": dial unix /var/run/docker.sock: connect: permission denied')}:${process.env.PATH}`,
+  });
   assert.is(result.code, 'docker-permission-denied');
   assert.match(result.stderr, 'docker group');
 });
@@ -230,14 +245,18 @@ broken('a DOCKER_HOST that answers nothing is named in the error', async () => {
 broken('a base image that cannot be pulled says so and suggests BASE_IMAGE', async () => {
   // A fake docker: no such image anywhere, and pulling is refused (no registry traffic is made).
   const bin = await tempDir('para-fake-docker-');
-  await fs.writeFile(path.join(bin, 'docker'), [
-    '#!/bin/sh',
-    'case "$1 $2" in',
-    '  "image inspect") echo "Error: No such image: $5" >&2; exit 1;;',
-    '  "pull "*) echo "Error response from daemon: pull access denied for missing-base, repository does not exist" >&2; exit 1;;',
-    'esac',
-    'echo "unexpected docker $*" >&2; exit 1',
-  ].join('\n'), { mode: 0o755 });
+  await fs.writeFile(
+    path.join(bin, 'docker'),
+    [
+      '#!/bin/sh',
+      'case "$1 $2" in',
+      '  "image inspect") echo "Error: No such image: $5" >&2; exit 1;;',
+      '  "pull "*) echo "Error response from daemon: pull access denied for missing-base, repository does not exist" >&2; exit 1;;',
+      'esac',
+      'echo "unexpected docker $*" >&2; exit 1',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
   const result = await buildWith({ PATH: `${bin}:${process.env.PATH}`, PARA_CLAUDE_IMAGE: `para-claude-never-${RUN_ID}:x` });
   assert.is(result.exitCode, 1);
   assert.match(result.stderr, 'cannot be pulled');

@@ -20,7 +20,10 @@ args('positional arguments stay as typed: 007 is not the number 7', () => {
 });
 
 args('an unknown flag is a usage error', () => {
-  assert.throws(() => parseArgs(['--tga', 'x'], spec), (error: unknown) => error instanceof UsageError && /--tga/.test((error as Error).message));
+  assert.throws(
+    () => parseArgs(['--tga', 'x'], spec),
+    (error: unknown) => error instanceof UsageError && /--tga/.test((error as Error).message),
+  );
 });
 
 args('an option given twice or without a value is refused', () => {
@@ -30,7 +33,10 @@ args('an option given twice or without a value is refused', () => {
 });
 
 args('Windows is refused with a clear message', () => {
-  assert.throws(() => assertSupportedPlatform('win32'), (error: unknown) => error instanceof ParaError && /not supported/.test((error as Error).message));
+  assert.throws(
+    () => assertSupportedPlatform('win32'),
+    (error: unknown) => error instanceof ParaError && /not supported/.test((error as Error).message),
+  );
   assertSupportedPlatform('linux');
   assertSupportedPlatform('darwin');
 });
@@ -74,7 +80,7 @@ names('every name the pattern accepts is a valid git branch under para/', async 
   const samples = ['a', '0', 'a-', 'a_', 'A--b', '9__', 'x'.repeat(50), 'HEAD', 'lock', 'a-lock'];
   for (let i = 0; i < 40; i += 1) {
     let name = 'aZ9'[i % 3];
-    for (let j = 0; j < (i % 12); j += 1) name += alphabet[(i * 7 + j * 3) % alphabet.length];
+    for (let j = 0; j < i % 12; j += 1) name += alphabet[(i * 7 + j * 3) % alphabet.length];
     samples.push(name);
   }
   for (const name of samples) {
@@ -91,9 +97,30 @@ const boundary = suite('the host side of the session boundary (units)');
 boundary('isValidRefName agrees with git check-ref-format, including names git accepts that look odd', async () => {
   const { execa } = await import('execa');
   const { isValidRefName } = await import('../scripts/lib/session/transport.ts');
-  const samples = ['refs/heads/a', 'refs/heads/fix#12', 'refs/heads/über', 'refs/heads/a,b', 'refs/heads/x/../y', 'refs/heads/.hidden', 'refs/heads/a.lock',
-    'refs/heads/a b', 'refs/heads/a~1', 'refs/heads/a^', 'refs/heads/a:b', 'refs/heads/a?', 'refs/heads/a*', 'refs/heads/a[', 'refs/heads/a\\b', 'refs/heads/a@{1}',
-    'refs/heads/a//b', 'refs/heads/a/', 'refs/heads/a.', 'refs/heads/\u0007bell', 'refs/tags/v1.0', 'refs/heads/@'];
+  const samples = [
+    'refs/heads/a',
+    'refs/heads/fix#12',
+    'refs/heads/über',
+    'refs/heads/a,b',
+    'refs/heads/x/../y',
+    'refs/heads/.hidden',
+    'refs/heads/a.lock',
+    'refs/heads/a b',
+    'refs/heads/a~1',
+    'refs/heads/a^',
+    'refs/heads/a:b',
+    'refs/heads/a?',
+    'refs/heads/a*',
+    'refs/heads/a[',
+    'refs/heads/a\\b',
+    'refs/heads/a@{1}',
+    'refs/heads/a//b',
+    'refs/heads/a/',
+    'refs/heads/a.',
+    'refs/heads/\u0007bell',
+    'refs/tags/v1.0',
+    'refs/heads/@',
+  ];
   for (const ref of samples) {
     const git = (await execa('git', ['check-ref-format', ref], { reject: false })).exitCode === 0;
     assert.is(isValidRefName(ref), git, ref);
@@ -105,9 +132,35 @@ boundary('a state file is refused unless it names its own session, branch, folde
   const { sessionPaths } = await import('../scripts/lib/session/paths.ts');
   const repo = { root: '/r', commonDir: '/r/.git' };
   const p = sessionPaths(repo, 's');
-  const good = { version: 2, name: 's', repo: '/r', branch: 'para/s', baseBranch: 'main', baseCommit: 'a'.repeat(40), worktree: p.worktree, container: p.container, image: 'img', network: null, limits: null, prompt: null, createdAt: 'now', status: 'active', job: null };
+  const good = {
+    version: 2,
+    name: 's',
+    repo: '/r',
+    branch: 'para/s',
+    baseBranch: 'main',
+    baseCommit: 'a'.repeat(40),
+    worktree: p.worktree,
+    container: p.container,
+    image: 'img',
+    network: null,
+    limits: null,
+    prompt: null,
+    createdAt: 'now',
+    status: 'active',
+    job: null,
+  };
   assert.is(parseState(repo, 's', JSON.stringify(good), 'f').name, 's');
-  for (const bad of [{ name: 'zz' }, { branch: 'release' }, { worktree: '/' }, { container: 'bystander' }, { repo: '/other' }, { baseCommit: 'HEAD' }, { status: 'gone' }, { image: '--privileged' }, { version: 1 }]) {
+  for (const bad of [
+    { name: 'zz' },
+    { branch: 'release' },
+    { worktree: '/' },
+    { container: 'bystander' },
+    { repo: '/other' },
+    { baseCommit: 'HEAD' },
+    { status: 'gone' },
+    { image: '--privileged' },
+    { version: 1 },
+  ]) {
     assert.throws(() => parseState(repo, 's', JSON.stringify({ ...good, ...bad }), 'f'), /not valid/, JSON.stringify(bad));
   }
 });
@@ -131,8 +184,14 @@ const order = suite('argument errors come first, and say exactly what is wrong')
 order('a cluster of short options names each unknown letter once', async () => {
   const { parseArgs } = await import('../scripts/lib/cli.ts');
   const spec = { boolean: ['force', 'help'], alias: { f: 'force', h: 'help' } };
-  assert.throws(() => parseArgs(['-rf', 'x'], spec), (error: Error) => error.message === 'unknown option -r');
-  assert.throws(() => parseArgs(['-rx'], spec), (error: Error) => error.message === 'unknown options -r, -x');
+  assert.throws(
+    () => parseArgs(['-rf', 'x'], spec),
+    (error: Error) => error.message === 'unknown option -r',
+  );
+  assert.throws(
+    () => parseArgs(['-rx'], spec),
+    (error: Error) => error.message === 'unknown options -r, -x',
+  );
   assert.is(parseArgs(['-fh'], spec).force, true);
 });
 

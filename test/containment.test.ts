@@ -40,7 +40,10 @@ async function target(): Promise<Target> {
   const repo = await makeRepo();
   const markers = await tempDir('para-test-markers-');
   const global = repo.env.GIT_CONFIG_GLOBAL;
-  await fs.appendFile(global, `[filter "evil"]\n\tclean = touch ${markers}/filter-ran; cat\n\tsmudge = cat\n[diff "evil"]\n\ttextconv = touch ${markers}/textconv-ran; cat\n`);
+  await fs.appendFile(
+    global,
+    `[filter "evil"]\n\tclean = touch ${markers}/filter-ran; cat\n\tsmudge = cat\n[diff "evil"]\n\ttextconv = touch ${markers}/textconv-ran; cat\n`,
+  );
   const victim = path.join(await tempDir('para-test-victim-'), 'victim.txt');
   await fs.writeFile(victim, 'the host file\n');
   await repo.git(['commit', '-q', '--allow-empty', '-m', 'second']);
@@ -79,25 +82,35 @@ attack.before(image);
 attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing on the host, through every para script', async () => {
   const t = await target();
   const m = t.markers;
-  await startAttack(t, 'hooks', [
-    // The agent's own repository: hooks and config run only inside (the host never uses them).
-    `git config core.fsmonitor "touch ${m}/fsmonitor-agent-repo; false"`,
-    `git config core.hooksPath "$GIT_DIR/hooks"`,
-    `printf '#!/bin/sh\\ntouch ${m}/post-commit\\n' > "$GIT_DIR/hooks/post-commit"`,
-    `chmod +x "$GIT_DIR/hooks/post-commit"`,
-    'echo agent > file.txt && git add file.txt && git commit -qm "agent work"',
-    // A repository planted in the folder, with config that runs code wherever git opens it.
-    'mkdir -p .git/objects .git/refs/heads .git/hooks',
-    'echo "ref: refs/heads/main" > .git/HEAD',
-    `printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = "touch ${m}/fsmonitor-planted; false"\\n\\thooksPath = .git/hooks\\n' > .git/config`,
-    `printf '#!/bin/sh\\ntouch ${m}/planted-hook\\n' > .git/hooks/post-commit && chmod +x .git/hooks/post-commit`,
-    `echo "${m}/evil" > .git/commondir`,
-    // Attributes naming the user's own filter and diff drivers.
-    'printf "* filter=evil diff=evil\\n" > .gitattributes',
-    'echo uncommitted > wip.txt',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'hooks',
+    [
+      // The agent's own repository: hooks and config run only inside (the host never uses them).
+      `git config core.fsmonitor "touch ${m}/fsmonitor-agent-repo; false"`,
+      `git config core.hooksPath "$GIT_DIR/hooks"`,
+      `printf '#!/bin/sh\\ntouch ${m}/post-commit\\n' > "$GIT_DIR/hooks/post-commit"`,
+      `chmod +x "$GIT_DIR/hooks/post-commit"`,
+      'echo agent > file.txt && git add file.txt && git commit -qm "agent work"',
+      // A repository planted in the folder, with config that runs code wherever git opens it.
+      'mkdir -p .git/objects .git/refs/heads .git/hooks',
+      'echo "ref: refs/heads/main" > .git/HEAD',
+      `printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = "touch ${m}/fsmonitor-planted; false"\\n\\thooksPath = .git/hooks\\n' > .git/config`,
+      `printf '#!/bin/sh\\ntouch ${m}/planted-hook\\n' > .git/hooks/post-commit && chmod +x .git/hooks/post-commit`,
+      `echo "${m}/evil" > .git/commondir`,
+      // Attributes naming the user's own filter and diff drivers.
+      'printf "* filter=evil diff=evil\\n" > .gitattributes',
+      'echo uncommitted > wip.txt',
+    ].join(' && '),
+  );
   await hostIntact(t);
-  for (const [name, args] of [['list.ts', []], ['list.ts', ['--json']], ['sync.ts', ['hooks']], ['logs.ts', ['hooks']], ['clean.ts', []]] as const) {
+  for (const [name, args] of [
+    ['list.ts', []],
+    ['list.ts', ['--json']],
+    ['sync.ts', ['hooks']],
+    ['logs.ts', ['hooks']],
+    ['clean.ts', []],
+  ] as const) {
     const result = await script(t, name, [...args]);
     assert.is(result.exitCode, 0, `${name}: ${result.stderr}`);
     await hostIntact(t);
@@ -115,19 +128,23 @@ attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing
   assert.is(kept.length, 1);
 });
 
-attack('the agent\'s ref games stay in its own repository; host refs outside para/ are unchanged', async () => {
+attack("the agent's ref games stay in its own repository; host refs outside para/ are unchanged", async () => {
   const t = await target();
   const main = await t.repo.git(['rev-parse', 'main']);
-  await startAttack(t, 'refs', [
-    'git commit -q --allow-empty -m "evil main"',
-    'git update-ref refs/heads/main HEAD',
-    'git update-ref refs/heads/release HEAD',
-    'git tag -f v1 HEAD',
-    `git replace ${main} HEAD`,
-    'git symbolic-ref HEAD refs/heads/main',
-    'git update-ref refs/heads/para/other HEAD',
-    'git commit -q --allow-empty -m "on main in the agent repo"',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'refs',
+    [
+      'git commit -q --allow-empty -m "evil main"',
+      'git update-ref refs/heads/main HEAD',
+      'git update-ref refs/heads/release HEAD',
+      'git tag -f v1 HEAD',
+      `git replace ${main} HEAD`,
+      'git symbolic-ref HEAD refs/heads/main',
+      'git update-ref refs/heads/para/other HEAD',
+      'git commit -q --allow-empty -m "on main in the agent repo"',
+    ].join(' && '),
+  );
   for (const name of ['list.ts', 'sync.ts']) await script(t, name, name === 'sync.ts' ? ['refs'] : []);
   await hostIntact(t);
   const cancelled = await script(t, 'cancel.ts', ['refs', '--force', '--json']);
@@ -138,17 +155,24 @@ attack('the agent\'s ref games stay in its own repository; host refs outside par
   const saved = json.savedRefs.find((ref) => ref.endsWith('.branches/main'));
   assert.ok(saved, JSON.stringify(json.savedRefs));
   assert.is(await t.repo.git(['log', '-1', '--format=%s', saved]), 'on main in the agent repo');
-  assert.ok(json.savedRefs.every((ref) => ref.startsWith('para/archived/')), JSON.stringify(json.savedRefs));
+  assert.ok(
+    json.savedRefs.every((ref) => ref.startsWith('para/archived/')),
+    JSON.stringify(json.savedRefs),
+  );
   assert.is(await t.repo.git(['rev-parse', 'main']), main);
 });
 
-attack('objects that fail git\'s checks are refused and para/NAME does not move', async () => {
+attack("objects that fail git's checks are refused and para/NAME does not move", async () => {
   const t = await target();
-  await startAttack(t, 'badobj', [
-    'tree=$(git rev-parse "HEAD^{tree}")',
-    'bad=$(printf "tree %s\\nparent %s\\nauthor bad <a@b> notatime\\ncommitter x <x@y> 1 +0000\\n\\nbad\\n" "$tree" "$(git rev-parse HEAD)" | git hash-object -t commit -w --literally --stdin)',
-    'git update-ref refs/heads/para/badobj "$bad"',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'badobj',
+    [
+      'tree=$(git rev-parse "HEAD^{tree}")',
+      'bad=$(printf "tree %s\\nparent %s\\nauthor bad <a@b> notatime\\ncommitter x <x@y> 1 +0000\\n\\nbad\\n" "$tree" "$(git rev-parse HEAD)" | git hash-object -t commit -w --literally --stdin)',
+      'git update-ref refs/heads/para/badobj "$bad"',
+    ].join(' && '),
+  );
   const before = await t.repo.git(['rev-parse', 'para/badobj']);
   const synced = await script(t, 'sync.ts', ['badobj']);
   assert.is.not(synced.exitCode, 0, synced.stderr);
@@ -159,18 +183,28 @@ attack('objects that fail git\'s checks are refused and para/NAME does not move'
 
 attack('symlinks the agent plants are committed as links, never followed: host files are neither read nor written', async () => {
   const t = await target();
-  await startAttack(t, 'links', [
-    `ln -s ${t.victim} victim-link`,
-    'ln -s / root-link',
-    `ln -s ${t.victim} output.log`,
-    'mkdir -p sub && ln -s /etc sub/etc',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'links',
+    [`ln -s ${t.victim} victim-link`, 'ln -s / root-link', `ln -s ${t.victim} output.log`, 'mkdir -p sub && ln -s /etc sub/etc'].join(' && '),
+  );
   // A second job in the same session: the output file must not follow the agent's link.
   const again = await script(t, 'start.ts', ['links', '--container', '--detach', '--image', IMAGE, '--', 'sh', '-c', 'echo second job']);
   assert.is(again.exitCode, 0, again.stderr);
   assert.is((await script(t, 'logs.ts', ['links', '-f'])).exitCode, 0);
   // The job's own files are root's: the agent cannot swap them for links.
-  const swap = await docker(['exec', '--user', 'para', sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'links').container, 'sh', '-c', `ln -sf ${t.victim} /run/para/output.log`], { allowFailure: true });
+  const swap = await docker(
+    [
+      'exec',
+      '--user',
+      'para',
+      sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'links').container,
+      'sh',
+      '-c',
+      `ln -sf ${t.victim} /run/para/output.log`,
+    ],
+    { allowFailure: true },
+  );
   assert.is.not(swap.exitCode, 0);
   const finished = await script(t, 'finish.ts', ['links', '-m', 'links']);
   assert.is(finished.exitCode, 0, finished.stderr);
@@ -183,13 +217,17 @@ attack('symlinks the agent plants are committed as links, never followed: host f
 
 attack('cancel keeps everything: commits on the branch, another branch, a detached HEAD, uncommitted and ignored files', async () => {
   const t = await target();
-  await startAttack(t, 'keep', [
-    'echo one > one.txt && git add one.txt && git commit -qm "on the session branch"',
-    'git switch -q -c side && echo side > side.txt && git add side.txt && git commit -qm "on a side branch"',
-    'git switch -q --detach && echo det > det.txt && git add det.txt && git commit -qm "on a detached HEAD"',
-    'echo "*.log" > .gitignore && echo ignored > build.log',
-    'echo pending > pending.txt',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'keep',
+    [
+      'echo one > one.txt && git add one.txt && git commit -qm "on the session branch"',
+      'git switch -q -c side && echo side > side.txt && git add side.txt && git commit -qm "on a side branch"',
+      'git switch -q --detach && echo det > det.txt && git add det.txt && git commit -qm "on a detached HEAD"',
+      'echo "*.log" > .gitignore && echo ignored > build.log',
+      'echo pending > pending.txt',
+    ].join(' && '),
+  );
   const result = await script(t, 'cancel.ts', ['keep', '--force', '--json']);
   assert.is(result.exitCode, 0, result.stderr);
   await hostIntact(t);
@@ -207,22 +245,36 @@ attack('cancel keeps everything: commits on the branch, another branch, a detach
 attack('odd refs, nested repositories and files git refuses are kept, and nothing of another host repository is read in', async () => {
   const t = await target();
   const other = await makeRepo();
-  await startAttack(t, 'odd', [
-    'echo a > a.txt && git add a.txt && git commit -qm "on the branch"',
-    'git branch "fix#12" && git branch "über" && git branch "a,b"',
-    'git tag -a -m inner inner HEAD && git tag -a -m outer outer inner',
-    'git tag blobtag "$(echo x | git hash-object -w --stdin)"',
-    'echo stashed > a.txt && git stash -q',
-    'mkdir app && (cd app && env -u GIT_DIR -u GIT_WORK_TREE git init -q && echo app > app.js && env -u GIT_DIR -u GIT_WORK_TREE git add app.js && env -u GIT_DIR -u GIT_WORK_TREE git -c user.name=a -c user.email=a@b commit -qm app && echo more > more.js)',
-    `mkdir leak && echo "gitdir: ${path.join(other.root, '.git')}" > leak/.git`,
-  ].join(' && '));
+  await startAttack(
+    t,
+    'odd',
+    [
+      'echo a > a.txt && git add a.txt && git commit -qm "on the branch"',
+      'git branch "fix#12" && git branch "über" && git branch "a,b"',
+      'git tag -a -m inner inner HEAD && git tag -a -m outer outer inner',
+      'git tag blobtag "$(echo x | git hash-object -w --stdin)"',
+      'echo stashed > a.txt && git stash -q',
+      'mkdir app && (cd app && env -u GIT_DIR -u GIT_WORK_TREE git init -q && echo app > app.js && env -u GIT_DIR -u GIT_WORK_TREE git add app.js && env -u GIT_DIR -u GIT_WORK_TREE git -c user.name=a -c user.email=a@b commit -qm app && echo more > more.js)',
+      `mkdir leak && echo "gitdir: ${path.join(other.root, '.git')}" > leak/.git`,
+    ].join(' && '),
+  );
   const result = await script(t, 'cancel.ts', ['odd', '--force', '--json']);
   assert.is(result.exitCode, 0, result.stderr);
   await hostIntact(t);
   const json = JSON.parse(result.stdout) as { archivedBranch: string; savedRefs: string[]; keptFolder: string; uncaptured: string[]; warnings: string[] };
-  for (const name of ['fix#12', 'über', 'a,b']) assert.ok(json.savedRefs.some((ref) => ref.endsWith(`.branches/${name}`)), `${name}: ${JSON.stringify(json.savedRefs)}`);
-  assert.ok(json.savedRefs.some((ref) => ref.endsWith('.tags/outer')), JSON.stringify(json.savedRefs));
-  assert.ok(json.savedRefs.some((ref) => ref.endsWith('.stash')), JSON.stringify(json.savedRefs));
+  for (const name of ['fix#12', 'über', 'a,b'])
+    assert.ok(
+      json.savedRefs.some((ref) => ref.endsWith(`.branches/${name}`)),
+      `${name}: ${JSON.stringify(json.savedRefs)}`,
+    );
+  assert.ok(
+    json.savedRefs.some((ref) => ref.endsWith('.tags/outer')),
+    JSON.stringify(json.savedRefs),
+  );
+  assert.ok(
+    json.savedRefs.some((ref) => ref.endsWith('.stash')),
+    JSON.stringify(json.savedRefs),
+  );
   // The tag of a blob cannot be a branch: the whole repository is kept as a tar beside the files.
   assert.match(json.warnings.join('\n'), 'blobtag');
   assert.ok(await fs.pathExists(path.join(json.keptFolder, 'agent-repository.tar')));
@@ -236,12 +288,13 @@ attack('odd refs, nested repositories and files git refuses are kept, and nothin
   assert.is(volumes, '', 'the volume stayed although its repository was saved');
 });
 
-attack('uncommitted files that fail git\'s checks are refused, the folder is kept, and fsck stays clean', async () => {
+attack("uncommitted files that fail git's checks are refused, the folder is kept, and fsck stays clean", async () => {
   const t = await target();
-  await startAttack(t, 'badfiles', [
-    'printf \'[submodule "x"]\\n\\tpath = x\\n\\turl = --upload-pack=touch\\n\' > .gitmodules',
-    'echo fine > fine.txt',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'badfiles',
+    ['printf \'[submodule "x"]\\n\\tpath = x\\n\\turl = --upload-pack=touch\\n\' > .gitmodules', 'echo fine > fine.txt'].join(' && '),
+  );
   const result = await script(t, 'finish.ts', ['badfiles', '-m', 'attempt', '--json']);
   assert.is(result.exitCode, 0, result.stderr);
   await hostIntact(t);
@@ -253,11 +306,13 @@ attack('uncommitted files that fail git\'s checks are refused, the folder is kep
 
 attack('a repository git cannot read is not taken for an empty one: its commits are kept as a tar', async () => {
   const t = await target();
-  await startAttack(t, 'broken', [
-    'echo c > c.txt && git add c.txt && git commit -qm "made before the damage"',
-    'git pack-refs --all',
-    'echo "garbage line" >> "$GIT_DIR/packed-refs"',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'broken',
+    ['echo c > c.txt && git add c.txt && git commit -qm "made before the damage"', 'git pack-refs --all', 'echo "garbage line" >> "$GIT_DIR/packed-refs"'].join(
+      ' && ',
+    ),
+  );
   const listed = await script(t, 'list.ts', []);
   assert.match(listed.stderr, /could not bring the agent's commits back/);
   const result = await script(t, 'finish.ts', ['broken', '-m', 'the files as they were', '--json']);
@@ -274,12 +329,15 @@ attack('a repository git cannot read is not taken for an empty one: its commits 
 
 attack('files git must not open (a FIFO .gitignore, a FIFO, a file over the limit) neither hang nor break finish; the folder is kept', async () => {
   const t = await target();
-  await startAttack(t, 'fifo', [
-    'mkfifo pipe && mkdir sub && mkfifo sub/.gitignore',
-    'head -c 3000000 /dev/zero > big.bin',
-    'echo fine > fine.txt',
-  ].join(' && '));
-  const result = await runScript('finish.ts', ['fifo', '-m', 'with fifos', '--json'], { cwd: t.repo.root, env: { ...t.repo.env, PARA_SNAPSHOT_MAX_FILE_MB: '1' } });
+  await startAttack(
+    t,
+    'fifo',
+    ['mkfifo pipe && mkdir sub && mkfifo sub/.gitignore', 'head -c 3000000 /dev/zero > big.bin', 'echo fine > fine.txt'].join(' && '),
+  );
+  const result = await runScript('finish.ts', ['fifo', '-m', 'with fifos', '--json'], {
+    cwd: t.repo.root,
+    env: { ...t.repo.env, PARA_SNAPSHOT_MAX_FILE_MB: '1' },
+  });
   assert.is(result.exitCode, 0, result.stderr);
   const json = JSON.parse(result.stdout) as { keptFolder: string; warnings: string[]; committed: boolean };
   // A .gitignore git would block on: the folder is kept whole and nothing of it is read.
@@ -292,11 +350,15 @@ attack('files git must not open (a FIFO .gitignore, a FIFO, a file over the limi
 
 attack('a FIFO and a file over the limit are left out, the rest is committed; a paused container and a busy agent do not block cancel', async () => {
   const t = await target();
-  await startAttack(t, 'busy', [
-    'mkfifo pipe && head -c 3000000 /dev/zero > big.bin && echo fine > fine.txt',
-    'git tag blobtag "$(echo x | git hash-object -w --stdin)"',
-    '(while :; do echo more >> /para/session/grow; sleep 0.01; done) >/dev/null 2>&1 &',
-  ].join(' && '));
+  await startAttack(
+    t,
+    'busy',
+    [
+      'mkfifo pipe && head -c 3000000 /dev/zero > big.bin && echo fine > fine.txt',
+      'git tag blobtag "$(echo x | git hash-object -w --stdin)"',
+      '(while :; do echo more >> /para/session/grow; sleep 0.01; done) >/dev/null 2>&1 &',
+    ].join(' && '),
+  );
   const container = sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'busy').container;
   // As an interrupted finish would leave it.
   await docker(['pause', container]);
@@ -310,7 +372,7 @@ attack('a FIFO and a file over the limit are left out, the rest is committed; a 
   await hostIntact(t);
 });
 
-attack('more than 100 MB of the agent\'s work comes back whole', async () => {
+attack("more than 100 MB of the agent's work comes back whole", async () => {
   const t = await target();
   await startAttack(t, 'large', 'head -c 110000000 /dev/urandom > large.bin && git add large.bin && git commit -qm large');
   const synced = await script(t, 'sync.ts', ['large']);
@@ -325,12 +387,22 @@ attack('state a merge brings in is never read: clean leaves an unrelated contain
   const bystander = uniqueName('bystander');
   await docker(['create', '--network', 'none', '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', bystander, IMAGE, 'true']);
   onCleanup(() => docker(['rm', '-f', bystander], { allowFailure: true }));
-  const forged = JSON.stringify({ version: 2, name: 'zz', repo: t.repo.root, branch: 'release', baseCommit: '0'.repeat(40), worktree: '/', container: bystander, status: 'starting', pid: 4194305 });
-  await startAttack(t, 'plant', [
-    'mkdir -p .para/state .git-para',
-    `printf '%s' '${forged}' > .para/state/zz.json`,
-    'git add -f .para && git commit -qm "state for para"',
-  ].join(' && '));
+  const forged = JSON.stringify({
+    version: 2,
+    name: 'zz',
+    repo: t.repo.root,
+    branch: 'release',
+    baseCommit: '0'.repeat(40),
+    worktree: '/',
+    container: bystander,
+    status: 'starting',
+    pid: 4194305,
+  });
+  await startAttack(
+    t,
+    'plant',
+    ['mkdir -p .para/state .git-para', `printf '%s' '${forged}' > .para/state/zz.json`, 'git add -f .para && git commit -qm "state for para"'].join(' && '),
+  );
   const finished = await script(t, 'finish.ts', ['plant']);
   assert.is(finished.exitCode, 0, finished.stderr);
   await t.repo.git(['merge', '-q', '--no-edit', 'para/plant']);
@@ -346,19 +418,16 @@ attack('state a merge brings in is never read: clean leaves an unrelated contain
   await hostIntact(t);
 });
 
-attack('a folder swap of .git for a gitdir file naming the host repository does not sweep the user\'s changes into it', async () => {
+attack("a folder swap of .git for a gitdir file naming the host repository does not sweep the user's changes into it", async () => {
   const t = await target();
-  await fs.writeFile(path.join(t.repo.root, 'README.md'), 'the user\'s own uncommitted edit\n');
-  await startAttack(t, 'fallback', [
-    `echo "gitdir: ${path.join(t.repo.root, '.git')}" > .git`,
-    'echo agent > agent.txt',
-  ].join(' && '));
+  await fs.writeFile(path.join(t.repo.root, 'README.md'), "the user's own uncommitted edit\n");
+  await startAttack(t, 'fallback', [`echo "gitdir: ${path.join(t.repo.root, '.git')}" > .git`, 'echo agent > agent.txt'].join(' && '));
   const head = await t.repo.git(['rev-parse', 'HEAD']);
   const cancelled = await script(t, 'cancel.ts', ['fallback', '--force']);
   assert.is(cancelled.exitCode, 0, cancelled.stderr);
   assert.is(await t.repo.git(['rev-parse', 'HEAD']), head, 'the main branch moved');
   assert.is(await t.repo.git(['status', '--porcelain', '--', 'README.md']), 'M README.md');
-  assert.is(await fs.readFile(path.join(t.repo.root, 'README.md'), 'utf8'), 'the user\'s own uncommitted edit\n');
+  assert.is(await fs.readFile(path.join(t.repo.root, 'README.md'), 'utf8'), "the user's own uncommitted edit\n");
   await hostIntact(t);
 });
 
@@ -404,7 +473,11 @@ edges('a repository path with commas, quotes and spaces works', async () => {
     const volumes = (await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${root}`])).stdout.split('\n').filter(Boolean);
     if (volumes.length) await docker(['volume', 'rm', ...volumes], { allowFailure: true });
   });
-  const started = await runScript('start.ts', ['odd', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo x > x.txt && git add x.txt && git commit -qm odd'], { cwd: root, env: repo.env });
+  const started = await runScript(
+    'start.ts',
+    ['odd', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo x > x.txt && git add x.txt && git commit -qm odd'],
+    { cwd: root, env: repo.env },
+  );
   assert.is(started.exitCode, 0, started.stderr);
   assert.is((await runScript('logs.ts', ['odd', '-f'], { cwd: root, env: repo.env })).exitCode, 0);
   assert.is((await runScript('sync.ts', ['odd'], { cwd: root, env: repo.env })).exitCode, 0);
@@ -415,12 +488,19 @@ edges('make start keeps a prompt with $(shell ...) and $5 byte for byte and runs
   const t = await target();
   const marker = path.join(t.markers, 'make-ran');
   const prompt = `$(shell touch ${marker}) costs $5 and \`touch ${marker}\` "quoted"`;
-  const result = await execa('make', ['-s', '-C', PROJECT_ROOT, 'start', `REPO=${t.repo.root}`, 'NAME=mk', `PROMPT=${prompt}`, 'DETACH=1', `IMAGE=${IMAGE}`, 'NETWORK=none'], {
-    env: { ...t.repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }, reject: false,
-  });
+  const result = await execa(
+    'make',
+    ['-s', '-C', PROJECT_ROOT, 'start', `REPO=${t.repo.root}`, 'NAME=mk', `PROMPT=${prompt}`, 'DETACH=1', `IMAGE=${IMAGE}`, 'NETWORK=none'],
+    {
+      env: { ...t.repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
+      reject: false,
+    },
+  );
   assert.is(result.exitCode, 0, result.stderr);
   assert.not.ok(await fs.pathExists(marker), 'make or the shell ran the prompt');
-  const state = JSON.parse(await fs.readFile(sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'mk').stateFile, 'utf8')) as { prompt: string };
+  const state = JSON.parse(await fs.readFile(sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'mk').stateFile, 'utf8')) as {
+    prompt: string;
+  };
   assert.is(state.prompt, prompt);
 });
 

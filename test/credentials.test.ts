@@ -7,9 +7,10 @@ import { ParaError } from '../scripts/lib/errors.ts';
 import { FAKE_TOKEN } from './support/images.ts';
 import { tempDir } from './support/resources.ts';
 
-const login = (extra: Record<string, unknown> = {}) => JSON.stringify({
-  claudeAiOauth: { accessToken: FAKE_TOKEN, refreshToken: 'r', expiresAt: 4102444800000, scopes: ['user:inference'], subscriptionType: 'max', ...extra },
-});
+const login = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    claudeAiOauth: { accessToken: FAKE_TOKEN, refreshToken: 'r', expiresAt: 4102444800000, scopes: ['user:inference'], subscriptionType: 'max', ...extra },
+  });
 
 async function homeWith(files: Record<string, string>): Promise<string> {
   const home = await tempDir('para-cred-');
@@ -44,7 +45,11 @@ discovery('the Linux credentials file is found and the expiry and subscription a
 });
 
 discovery('CLAUDE_CONFIG_DIR is where the login and .claude.json are read from', async () => {
-  const home = await homeWith({ 'elsewhere/.credentials.json': login({ subscriptionType: 'pro' }), 'elsewhere/.claude.json': '{"userID":"u1"}', '.claude.json': '{"userID":"wrong"}' });
+  const home = await homeWith({
+    'elsewhere/.credentials.json': login({ subscriptionType: 'pro' }),
+    'elsewhere/.claude.json': '{"userID":"u1"}',
+    '.claude.json': '{"userID":"wrong"}',
+  });
   const found = await discoverCredentials({ home, env: { CLAUDE_CONFIG_DIR: path.join(home, 'elsewhere') }, platform: 'linux' });
   assert.is(found.subscriptionType, 'pro');
   const claudeJson = JSON.parse(found.files.find((f) => f.path === '.claude.json')!.content);
@@ -55,7 +60,9 @@ discovery('on macOS the Keychain item is read through the security CLI', async (
   const home = await homeWith({});
   const bin = await tempDir('para-fake-bin-');
   const record = path.join(bin, 'calls');
-  await fs.writeFile(path.join(bin, 'security'), `#!/bin/sh\nprintf '%s\\n' "$@" > "${record}"\nprintf '%s' '${login({ subscriptionType: 'team' })}'\n`, { mode: 0o755 });
+  await fs.writeFile(path.join(bin, 'security'), `#!/bin/sh\nprintf '%s\\n' "$@" > "${record}"\nprintf '%s' '${login({ subscriptionType: 'team' })}'\n`, {
+    mode: 0o755,
+  });
   const found = await discoverCredentials({ home, env: { PATH: `${bin}:${process.env.PATH}` }, platform: 'darwin' });
   assert.is(found.subscriptionType, 'team');
   assert.match(found.source, 'Keychain');
@@ -65,7 +72,9 @@ discovery('on macOS the Keychain item is read through the security CLI', async (
 discovery('on macOS without a Keychain item the credentials file is used', async () => {
   const home = await homeWith({ '.claude/.credentials.json': login({ subscriptionType: 'pro' }) });
   const bin = await tempDir('para-fake-bin-');
-  await fs.writeFile(path.join(bin, 'security'), '#!/bin/sh\necho "security: The specified item could not be found in the keychain." >&2\nexit 44\n', { mode: 0o755 });
+  await fs.writeFile(path.join(bin, 'security'), '#!/bin/sh\necho "security: The specified item could not be found in the keychain." >&2\nexit 44\n', {
+    mode: 0o755,
+  });
   const found = await discoverCredentials({ home, env: { PATH: `${bin}:${process.env.PATH}` }, platform: 'darwin' });
   assert.is(found.source, path.join(home, '.claude/.credentials.json'));
 });
@@ -97,7 +106,7 @@ discovery('an API key file becomes an api_key settings file, pre-approved', asyn
 
 discovery('nothing found names every place looked at and the three ways out', async () => {
   const home = await homeWith({});
-  const error = await expectError(discoverCredentials({ home, env: {}, platform: 'darwin', }));
+  const error = await expectError(discoverCredentials({ home, env: {}, platform: 'darwin' }));
   assert.is(error.code, 'credentials-not-found');
   assert.match(error.message, 'Keychain');
   assert.match(error.message, path.join(home, '.claude/.credentials.json'));
@@ -107,7 +116,11 @@ discovery('nothing found names every place looked at and the three ways out', as
 });
 
 discovery('malformed credentials name the file and never echo its content', async () => {
-  for (const content of [`{"claudeAiOauth": ${FAKE_TOKEN}`, JSON.stringify({ other: FAKE_TOKEN }), JSON.stringify({ claudeAiOauth: { refreshToken: FAKE_TOKEN } })]) {
+  for (const content of [
+    `{"claudeAiOauth": ${FAKE_TOKEN}`,
+    JSON.stringify({ other: FAKE_TOKEN }),
+    JSON.stringify({ claudeAiOauth: { refreshToken: FAKE_TOKEN } }),
+  ]) {
     const home = await homeWith({ '.claude/.credentials.json': content });
     const error = await expectError(discoverCredentials({ home, env: {}, platform: 'linux' }));
     assert.is(error.code, 'credentials-malformed');
@@ -117,7 +130,7 @@ discovery('malformed credentials name the file and never echo its content', asyn
 });
 
 discovery('an empty or multi-word token file is refused, and an API key given as a token is redirected', async () => {
-  const home = await homeWith({ 'empty': '\n', 'two': 'a b', 'api': 'sk-ant-api03-xyz' });
+  const home = await homeWith({ empty: '\n', two: 'a b', api: 'sk-ant-api03-xyz' });
   assert.is((await expectError(discoverCredentials({ home, env: {}, tokenFile: path.join(home, 'empty') }))).code, 'credentials-malformed');
   assert.is((await expectError(discoverCredentials({ home, env: {}, tokenFile: path.join(home, 'two') }))).code, 'credentials-malformed');
   assert.match((await expectError(discoverCredentials({ home, env: {}, tokenFile: path.join(home, 'api') }))).hint ?? '', '--api-key-file');
@@ -130,8 +143,14 @@ const filter = suite('.claude.json filter');
 
 filter('keeps onboarding and account keys, drops project history and MCP servers', () => {
   const out = filterClaudeJson({
-    hasCompletedOnboarding: false, userID: 'u', oauthAccount: { emailAddress: 'a@b' }, theme: 'dark',
-    projects: { '/home/x/p': { mcpServers: {} } }, mcpServers: { s: {} }, history: [], tipsHistory: {},
+    hasCompletedOnboarding: false,
+    userID: 'u',
+    oauthAccount: { emailAddress: 'a@b' },
+    theme: 'dark',
+    projects: { '/home/x/p': { mcpServers: {} } },
+    mcpServers: { s: {} },
+    history: [],
+    tipsHistory: {},
   });
   assert.equal(Object.keys(out).sort(), ['hasCompletedOnboarding', 'oauthAccount', 'theme', 'userID']);
   assert.is(out.hasCompletedOnboarding, true);

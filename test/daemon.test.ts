@@ -56,8 +56,18 @@ restart.before(async () => {
   engine.dir = await fs.mkdtemp('/tmp/pd-');
   engine.socket = path.join(engine.dir, 'docker.sock');
   engine.args = [
-    '--host', `unix://${engine.socket}`, '--data-root', path.join(engine.dir, 'data'), '--exec-root', path.join(engine.dir, 'x'),
-    '--pidfile', path.join(engine.dir, 'pid'), '--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false',
+    '--host',
+    `unix://${engine.socket}`,
+    '--data-root',
+    path.join(engine.dir, 'data'),
+    '--exec-root',
+    path.join(engine.dir, 'x'),
+    '--pidfile',
+    path.join(engine.dir, 'pid'),
+    '--bridge=none',
+    '--iptables=false',
+    '--ip-forward=false',
+    '--ip-masq=false',
   ];
   onCleanup(async () => {
     await stopDaemon();
@@ -68,19 +78,36 @@ restart.before(async () => {
   // A small session image on that engine: the base image with git and a user para.
   const saved = await execa('sh', ['-c', 'docker save "$1" | DOCKER_HOST="$2" docker load -q', 'sh', BASE_IMAGE, `unix://${engine.socket}`], { reject: false });
   assert.is(saved.exitCode, 0, saved.stderr);
-  const built = await privateDocker(['build', '-q', '-t', IMAGE, '-'], `FROM ${BASE_IMAGE}\nRUN useradd --uid 1000 --create-home --shell /bin/bash para\nENV HOME=/home/para\nUSER para\n`);
+  const built = await privateDocker(
+    ['build', '-q', '-t', IMAGE, '-'],
+    `FROM ${BASE_IMAGE}\nRUN useradd --uid 1000 --create-home --shell /bin/bash para\nENV HOME=/home/para\nUSER para\n`,
+  );
   assert.is(built.exitCode, 0, built.stderr);
 });
 
 restart('list stops saying running, logs -f ends, and the session resumes with its work', async () => {
   if (process.getuid?.() !== 0) return; // starting a second dockerd needs root, as CI has
   const repo = await makeRepo();
-  const started = await para(repo, 'start.ts', ['job', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo made > made.txt && git add made.txt && git commit -qm before && echo following && sleep 300']);
+  const started = await para(repo, 'start.ts', [
+    'job',
+    '--container',
+    '--detach',
+    '--network',
+    'none',
+    '--image',
+    IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo made > made.txt && git add made.txt && git commit -qm before && echo following && sleep 300',
+  ]);
   assert.is(started.exitCode, 0, started.stderr);
   await waitUntil('the job to run', async () => JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout).sessions[0].job.state === 'running');
   const follow = para(repo, 'logs.ts', ['job', '-f']);
   let seen = '';
-  follow.stdout?.on('data', (chunk: Buffer) => { seen += chunk.toString(); });
+  follow.stdout?.on('data', (chunk: Buffer) => {
+    seen += chunk.toString();
+  });
   await waitUntil('logs -f to follow the job', async () => seen.includes('following'));
   await stopDaemon();
   await startDaemon();

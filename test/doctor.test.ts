@@ -43,10 +43,20 @@ function assertJsonMatchesExit(run: DoctorRun): void {
 const runner = suite('doctor check runner');
 
 runner('independent checks overlap in time', async () => {
-  const slow = (id: string): Check<null> => ({ id, deadlineMs: 5000, run: async () => { await sleep(300); return ok(id); } });
+  const slow = (id: string): Check<null> => ({
+    id,
+    deadlineMs: 5000,
+    run: async () => {
+      await sleep(300);
+      return ok(id);
+    },
+  });
   const started = Date.now();
   const results = await runChecks([slow('a'), slow('b'), slow('c')], null);
-  assert.equal(results.map((r) => r.status), ['ok', 'ok', 'ok']);
+  assert.equal(
+    results.map((r) => r.status),
+    ['ok', 'ok', 'ok'],
+  );
   assert.ok(Date.now() - started < 800, `three 300 ms checks took ${Date.now() - started} ms`);
 });
 
@@ -58,24 +68,47 @@ runner('a check that passes its deadline fails with the time and a fix', async (
 });
 
 runner('a failed prerequisite skips its dependents, naming the root cause once', async () => {
-  const results = await runChecks<null>([
-    { id: 'daemon', deadlineMs: 1000, run: async () => fail('down', 'start it') },
-    { id: 'image', needs: ['daemon'], deadlineMs: 1000, run: async () => ok('never') },
-    { id: 'auth', needs: ['image'], deadlineMs: 1000, run: async () => ok('never') },
-  ], null);
-  assert.equal(results.map((r) => r.status), ['fail', 'skip', 'skip']);
+  const results = await runChecks<null>(
+    [
+      { id: 'daemon', deadlineMs: 1000, run: async () => fail('down', 'start it') },
+      { id: 'image', needs: ['daemon'], deadlineMs: 1000, run: async () => ok('never') },
+      { id: 'auth', needs: ['image'], deadlineMs: 1000, run: async () => ok('never') },
+    ],
+    null,
+  );
+  assert.equal(
+    results.map((r) => r.status),
+    ['fail', 'skip', 'skip'],
+  );
   assert.is(results[2].message, 'skipped: daemon failed');
   assert.is(results.filter((r) => r.status === 'fail').length, 1);
 });
 
 runner('a thrown ParaError becomes a failure with its hint', async () => {
-  const [result] = await runChecks([{ id: 'x', deadlineMs: 1000, run: async () => { throw new ParaError('broke', { hint: 'do this' }); } }], null);
+  const [result] = await runChecks(
+    [
+      {
+        id: 'x',
+        deadlineMs: 1000,
+        run: async () => {
+          throw new ParaError('broke', { hint: 'do this' });
+        },
+      },
+    ],
+    null,
+  );
   assert.equal({ status: result.status, message: result.message, fix: result.fix }, { status: 'fail', message: 'broke', fix: 'do this' });
 });
 
 runner('a prerequisite declared after its dependent is a programming error', async () => {
   try {
-    await runChecks<null>([{ id: 'a', needs: ['b'], deadlineMs: 1, run: async () => ok('') }, { id: 'b', deadlineMs: 1, run: async () => ok('') }], null);
+    await runChecks<null>(
+      [
+        { id: 'a', needs: ['b'], deadlineMs: 1, run: async () => ok('') },
+        { id: 'b', deadlineMs: 1, run: async () => ok('') },
+      ],
+      null,
+    );
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.match(String(error), /needs b/);
@@ -122,13 +155,22 @@ findings('only well-formed fact lines are read from inside an image', () => {
 });
 
 findings('a container is claimed only by a live session naming it, as clean.ts decides', () => {
-  const container = (name: string, session?: string) => ({ Id: name, Name: `/${name}`, Config: { Labels: session ? { [labels.session]: session } : {} } }) as unknown as ContainerInfo;
+  const container = (name: string, session?: string) =>
+    ({ Id: name, Name: `/${name}`, Config: { Labels: session ? { [labels.session]: session } : {} } }) as unknown as ContainerInfo;
   const repo: Repo = { root: '/r', commonDir: '/r/.git' };
   const c = (name: string) => sessionPaths(repo, name).container;
   const state = (name: string, status: SessionState['status'], containerRef: string | null) => ({ name, status, container: containerRef }) as SessionState;
-  const result = compareSessions(repo,
+  const result = compareSessions(
+    repo,
     [state('alive', 'active', c('alive')), state('gone', 'active', c('gone')), state('done', 'finished', c('done')), state('new', 'starting', c('new'))],
-    [container(c('alive'), 'alive'), container(c('done'), 'done'), container(c('ghost'), 'ghost'), container('c-unlabelled'), container(c('new'), 'new'), container('para-alive-00000000', 'alive')],
+    [
+      container(c('alive'), 'alive'),
+      container(c('done'), 'done'),
+      container(c('ghost'), 'ghost'),
+      container('c-unlabelled'),
+      container(c('new'), 'new'),
+      container('para-alive-00000000', 'alive'),
+    ],
   );
   assert.equal(result, { orphans: ['c-unlabelled', c('done'), c('ghost'), 'para-alive-00000000'].sort(), missing: ['gone'] });
 });
@@ -174,7 +216,10 @@ daemon('a DOCKER_HOST pointing nowhere fails the daemon check, skips the image c
 
 daemon('a daemon that is not running says so and how to start it', async () => {
   const dir = await fakeDockerDir('Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?');
-  const run = await runDoctorJson([], { cwd: repo, env: { PATH: `${dir}${path.delimiter}${process.env.PATH}`, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined } });
+  const run = await runDoctorJson([], {
+    cwd: repo,
+    env: { PATH: `${dir}${path.delimiter}${process.env.PATH}`, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined },
+  });
   assert.is(run.exitCode, 1);
   assert.match(run.check('docker-daemon').message, /not running/);
   assert.match(run.check('docker-daemon').fix ?? '', /start/);
@@ -182,7 +227,9 @@ daemon('a daemon that is not running says so and how to start it', async () => {
 });
 
 daemon('permission denied on the socket points at the docker group', async () => {
-  const dir = await fakeDockerDir('permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: dial unix /var/run/docker.sock: connect: permission denied');
+  const dir = await fakeDockerDir(
+    'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: dial unix /var/run/docker.sock: connect: permission denied',
+  );
   const run = await runDoctorJson([], { cwd: repo, env: { PATH: `${dir}${path.delimiter}${process.env.PATH}`, DOCKER_HOST: undefined } });
   assert.is(run.exitCode, 1);
   assert.match(run.check('docker-daemon').message, /permission denied/);
@@ -322,23 +369,49 @@ images('Windows, through an injected platform, fails the platform check', async 
 
 images.run();
 
-const sessions = suite('doctor and this repository\'s sessions');
+const sessions = suite("doctor and this repository's sessions");
 let sessionRepo = '';
 const made: Record<string, string> = {};
 
 async function labelledContainer(repoRoot: string, session: string): Promise<string> {
   const name = sessionPaths({ root: repoRoot, commonDir: path.join(repoRoot, '.git') }, session).container;
-  await docker(['create', '--network', 'none', '--name', name,
-    '--label', `${labels.managedBy}=${MANAGED_BY}`, '--label', `${labels.repo}=${repoRoot}`, '--label', `${labels.session}=${session}`,
-    '--label', `${TEST_LABEL}=${RUN_ID}`, BASE_IMAGE, 'true']);
+  await docker([
+    'create',
+    '--network',
+    'none',
+    '--name',
+    name,
+    '--label',
+    `${labels.managedBy}=${MANAGED_BY}`,
+    '--label',
+    `${labels.repo}=${repoRoot}`,
+    '--label',
+    `${labels.session}=${session}`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    BASE_IMAGE,
+    'true',
+  ]);
   return name;
 }
 
 function state(root: string, name: string, status: SessionState['status']): SessionState {
   return {
-    version: 2, name, repo: root, branch: `para/${name}`, baseBranch: 'main', baseCommit: '0'.repeat(40),
-    worktree: path.join(root, '.para', 'worktrees', name), container: sessionPaths(doctorRepo(root), name).container, image: null, network: null, limits: null, prompt: null,
-    createdAt: new Date().toISOString(), status, job: null,
+    version: 2,
+    name,
+    repo: root,
+    branch: `para/${name}`,
+    baseBranch: 'main',
+    baseCommit: '0'.repeat(40),
+    worktree: path.join(root, '.para', 'worktrees', name),
+    container: sessionPaths(doctorRepo(root), name).container,
+    image: null,
+    network: null,
+    limits: null,
+    prompt: null,
+    createdAt: new Date().toISOString(),
+    status,
+    job: null,
   };
 }
 
@@ -370,8 +443,8 @@ sessions('orphan containers and sessions without a container warn; other reposit
   assert.match(check.message, /2 containers or volumes with no live session/);
   assert.ok(check.message.includes(made.ghost) && check.message.includes(made.done), check.message);
   assert.match(check.message, /1 active session whose container is gone \(gone\)/);
-  assert.not.ok(check.message.includes(made.other), 'another repository\'s container was reported');
-  assert.not.ok(check.message.includes(made.alive), 'a live session\'s container was reported');
+  assert.not.ok(check.message.includes(made.other), "another repository's container was reported");
+  assert.not.ok(check.message.includes(made.alive), "a live session's container was reported");
   assert.match(check.fix ?? '', /clean/);
   assert.match(check.fix ?? '', /start each again|cancel/);
 });

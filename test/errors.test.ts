@@ -13,10 +13,13 @@ import { FAKE_TOKEN, runScript } from './support/images.ts';
 import { tempDir, uniqueName } from './support/resources.ts';
 
 // Real texts, as docker 28 against engine 20.10 prints them.
-const REGISTRY_DOWN = 'Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 192.0.2.53:53: no such host';
+const REGISTRY_DOWN =
+  'Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 192.0.2.53:53: no such host';
 const RUN_PULL_DOWN = `Unable to find image 'para-nonexistent-x:none' locally\ndocker: ${REGISTRY_DOWN}\n\nRun 'docker run --help' for more information`;
-const RUN_PULL_DENIED = "Unable to find image 'para-nonexistent-x:none' locally\ndocker: Error response from daemon: pull access denied for para-nonexistent-x, repository does not exist or may require 'docker login': denied: requested access to the resource is denied\n\nRun 'docker run --help' for more information";
-const CONTEXT_NOT_FOUND = 'Failed to initialize: unable to resolve docker endpoint: context "nope": context not found: open /root/.docker/contexts/meta/0123/meta.json: no such file or directory';
+const RUN_PULL_DENIED =
+  "Unable to find image 'para-nonexistent-x:none' locally\ndocker: Error response from daemon: pull access denied for para-nonexistent-x, repository does not exist or may require 'docker login': denied: requested access to the resource is denied\n\nRun 'docker run --help' for more information";
+const CONTEXT_NOT_FOUND =
+  'Failed to initialize: unable to resolve docker endpoint: context "nope": context not found: open /root/.docker/contexts/meta/0123/meta.json: no such file or directory';
 
 /** A folder with a `docker` that prints `stderr` and exits with `exitCode` for every call. */
 async function fakeDocker(stderr: string, exitCode: number): Promise<Record<string, string>> {
@@ -53,17 +56,42 @@ async function withEnv<T>(name: string, value: string, body: () => Promise<T>): 
 const pulls = suite('a failed image pull');
 
 pulls('is never read as a connection failure, whatever the registry error says', () => {
-  for (const stderr of [REGISTRY_DOWN, RUN_PULL_DOWN, RUN_PULL_DENIED, 'Error response from daemon: Head "https://images.invalid/v2/x/manifests/1": dial tcp 192.0.2.1:443: i/o timeout']) {
+  for (const stderr of [
+    REGISTRY_DOWN,
+    RUN_PULL_DOWN,
+    RUN_PULL_DENIED,
+    'Error response from daemon: Head "https://images.invalid/v2/x/manifests/1": dial tcp 192.0.2.1:443: i/o timeout',
+  ]) {
     assert.is(classifyConnectionFailure(stderr, {}), undefined, stderr);
   }
 });
 
 pulls('leaves the real connection failures recognised', () => {
   assert.is(classifyConnectionFailure('Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?', {}), 'daemon-down');
-  assert.is(classifyConnectionFailure('docker: Cannot connect to the Docker daemon at tcp://127.0.0.1:1. Is the docker daemon running?', {}), 'host-unreachable');
-  assert.is(classifyConnectionFailure('error during connect: Get "http://docker.example.com/v1.50/version": command [ssh ...] has exited with exit status 255', { DOCKER_HOST: 'ssh://x' }), 'host-unreachable');
-  assert.is(classifyConnectionFailure('failed to connect to the docker API at unix:///x.sock; check if the path is correct and if the daemon is running: dial unix /x.sock: connect: no such file or directory', {}), 'daemon-down');
-  assert.is(classifyConnectionFailure('permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.50/version": dial unix /var/run/docker.sock: connect: permission denied', {}), 'permission-denied');
+  assert.is(
+    classifyConnectionFailure('docker: Cannot connect to the Docker daemon at tcp://127.0.0.1:1. Is the docker daemon running?', {}),
+    'host-unreachable',
+  );
+  assert.is(
+    classifyConnectionFailure('error during connect: Get "http://docker.example.com/v1.50/version": command [ssh ...] has exited with exit status 255', {
+      DOCKER_HOST: 'ssh://x',
+    }),
+    'host-unreachable',
+  );
+  assert.is(
+    classifyConnectionFailure(
+      'failed to connect to the docker API at unix:///x.sock; check if the path is correct and if the daemon is running: dial unix /x.sock: connect: no such file or directory',
+      {},
+    ),
+    'daemon-down',
+  );
+  assert.is(
+    classifyConnectionFailure(
+      'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.50/version": dial unix /var/run/docker.sock: connect: permission denied',
+      {},
+    ),
+    'permission-denied',
+  );
   assert.is(classifyConnectionFailure(CONTEXT_NOT_FOUND, {}), 'context-missing');
 });
 
@@ -79,7 +107,9 @@ pulls('an unreachable registry under docker run becomes pull-failed, naming the 
 });
 
 pulls('a refused pull says to check the name, even when the caller allows failure', async () => {
-  const error = await rejection(docker(['run', '--rm', 'para-nonexistent-x:none', 'true'], { allowFailure: true, env: await fakeDocker(RUN_PULL_DENIED, 125) }));
+  const error = await rejection(
+    docker(['run', '--rm', 'para-nonexistent-x:none', 'true'], { allowFailure: true, env: await fakeDocker(RUN_PULL_DENIED, 125) }),
+  );
   assert.is(error.kind, 'pull-failed');
   assert.match(error.message, 'pull access denied for para-nonexistent-x');
   assert.match(error.hint ?? '', 'check the image name (para-nonexistent-x:none)');
@@ -263,7 +293,10 @@ keychain('a locked keychain says so and how to unlock it, for every way security
 keychain('a locked keychain wins over an older credentials file, and never echoes stdout', async () => {
   const { home, env } = await fakeSecurity('security: User interaction is not allowed.', 36, FAKE_TOKEN);
   await fs.outputFile(path.join(home, '.claude/.credentials.json'), JSON.stringify({ claudeAiOauth: { accessToken: FAKE_TOKEN } }));
-  const error = await discoverCredentials({ home, env, platform: 'darwin' }).then(() => undefined, (e: unknown) => e as ParaError);
+  const error = await discoverCredentials({ home, env, platform: 'darwin' }).then(
+    () => undefined,
+    (e: unknown) => e as ParaError,
+  );
   assert.is(error?.code, 'keychain-locked');
   assert.not.match(`${error?.message} ${error?.hint}`, 'PARAFAKE');
 });
@@ -271,7 +304,10 @@ keychain('a locked keychain wins over an older credentials file, and never echoe
 keychain('any other security failure is its own error with the command and its stderr', async () => {
   const error = await discoveryError('security: SecKeychainSearchCopyNext: A default keychain could not be found.', 50);
   assert.is(error.code, 'keychain-failed');
-  assert.match(error.message, 'security find-generic-password -s "Claude Code-credentials" -w exited 50: security: SecKeychainSearchCopyNext: A default keychain could not be found.');
+  assert.match(
+    error.message,
+    'security find-generic-password -s "Claude Code-credentials" -w exited 50: security: SecKeychainSearchCopyNext: A default keychain could not be found.',
+  );
 });
 
 keychain.run();

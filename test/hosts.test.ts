@@ -40,7 +40,7 @@ function para(script: string, args: string[]) {
   return asUser(command, [...entry, ...args]);
 }
 
-const nonRoot = suite('a non-root host user whose UID is the image\'s');
+const nonRoot = suite("a non-root host user whose UID is the image's");
 
 nonRoot.before(async () => {
   if (process.getuid?.() !== 0) return;
@@ -57,14 +57,23 @@ nonRoot.before(async () => {
   await fs.chown(user.home, user.uid, user.uid);
   // The image a user with this UID gets from make image: the agent has the user's UID/GID.
   const context = await tempDir('para-test-user-image-');
-  await fs.writeFile(path.join(context, 'Dockerfile'), [
-    `FROM ${AUTH_IMAGE}`, 'USER root',
-    `RUN groupmod -g ${user.uid} para && usermod -u ${user.uid} -g ${user.uid} para && chown -R ${user.uid}:${user.uid} /home/para`,
-    'USER para', `LABEL ${labels.uid}=${user.uid} ${labels.gid}=${user.uid}`,
-  ].join('\n'));
+  await fs.writeFile(
+    path.join(context, 'Dockerfile'),
+    [
+      `FROM ${AUTH_IMAGE}`,
+      'USER root',
+      `RUN groupmod -g ${user.uid} para && usermod -u ${user.uid} -g ${user.uid} para && chown -R ${user.uid}:${user.uid} /home/para`,
+      'USER para',
+      `LABEL ${labels.uid}=${user.uid} ${labels.gid}=${user.uid}`,
+    ].join('\n'),
+  );
   await docker(['build', '-q', '-t', USER_IMAGE, context], { env: { DOCKER_BUILDKIT: '0' } });
   user.repo = path.join(user.home, 'project');
-  for (const args of [['init', '-q', '-b', 'main', user.repo], ['-C', user.repo, 'config', 'user.name', 'Host User'], ['-C', user.repo, 'config', 'user.email', 'user@example.invalid']]) {
+  for (const args of [
+    ['init', '-q', '-b', 'main', user.repo],
+    ['-C', user.repo, 'config', 'user.name', 'Host User'],
+    ['-C', user.repo, 'config', 'user.email', 'user@example.invalid'],
+  ]) {
     const result = await asUser('git', args, { cwd: user.home });
     assert.is(result.exitCode, 0, result.stderr);
   }
@@ -77,9 +86,21 @@ nonRoot.before(async () => {
   });
 });
 
-nonRoot('start, a commit inside, logs, sync, list, finish, cancel and clean all work; files stay the user\'s and editable', async () => {
+nonRoot("start, a commit inside, logs, sync, list, finish, cancel and clean all work; files stay the user's and editable", async () => {
   if (process.getuid?.() !== 0) return; // needs root to create the user; as a non-root runner every other test is this case
-  const started = await para('start.ts', ['work', '--container', '--detach', '--network', 'none', '--image', USER_IMAGE, '--', 'sh', '-c', 'echo from-agent > agent.txt && git add agent.txt && git commit -qm "agent commit"']);
+  const started = await para('start.ts', [
+    'work',
+    '--container',
+    '--detach',
+    '--network',
+    'none',
+    '--image',
+    USER_IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo from-agent > agent.txt && git add agent.txt && git commit -qm "agent commit"',
+  ]);
   assert.is(started.exitCode, 0, started.stderr);
   const followed = await para('logs.ts', ['work', '-f']);
   assert.is(followed.exitCode, 0, followed.stderr);
@@ -94,13 +115,13 @@ nonRoot('start, a commit inside, logs, sync, list, finish, cancel and clean all 
   const listed = await para('list.ts', ['--json']);
   assert.is(listed.exitCode, 0, listed.stderr);
   assert.is(JSON.parse(listed.stdout).sessions[0].uncommittedChanges, true);
-  const finished = await para('finish.ts', ['work', '-m', 'the user\'s edit']);
+  const finished = await para('finish.ts', ['work', '-m', "the user's edit"]);
   assert.is(finished.exitCode, 0, finished.stderr);
   const content = await asUser('git', ['show', 'para/work:agent.txt']);
   assert.is(content.stdout, 'from-agent\nedited by the user');
   // Every object para wrote into the user's repository belongs to the user.
   const foreign = await execa('find', [path.join(user.repo, '.git'), '!', '-uid', String(user.uid)]);
-  assert.is(foreign.stdout, '', 'files in the user\'s .git are not the user\'s');
+  assert.is(foreign.stdout, '', "files in the user's .git are not the user's");
   const again = await para('start.ts', ['other', '--container', '--detach', '--network', 'none', '--image', USER_IMAGE, '--', 'sh', '-c', 'echo x > x.txt']);
   assert.is(again.exitCode, 0, again.stderr);
   assert.is((await para('logs.ts', ['other', '-f'])).exitCode, 0);

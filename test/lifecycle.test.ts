@@ -34,6 +34,7 @@ async function session(repo: TestRepo, name: string, body = 'true'): Promise<voi
   assert.is(follow.exitCode, 0, `job of ${name} failed: ${follow.stdout}${follow.stderr}`);
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the JSON documents the tests read
 async function listJson(repo: TestRepo): Promise<{ sessions: Array<Record<string, any>>; orphanContainers: Array<Record<string, any>> }> {
   const result = await script(repo, 'list.ts', ['--json']);
   assert.is(result.exitCode, 0, result.stderr);
@@ -44,9 +45,21 @@ const logs = suite('logs and list');
 
 logs.before(image);
 
-logs('a background job\'s output is readable, followed to its end, and its exit status recorded', async () => {
+logs("a background job's output is readable, followed to its end, and its exit status recorded", async () => {
   const repo = await makeRepo();
-  const started = await script(repo, 'start.ts', ['job', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', 'echo first; sleep 1; echo second; exit 3']);
+  const started = await script(repo, 'start.ts', [
+    'job',
+    '--container',
+    '--detach',
+    '--network',
+    'none',
+    '--image',
+    IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo first; sleep 1; echo second; exit 3',
+  ]);
   assert.is(started.exitCode, 0, started.stderr);
   const follow = await script(repo, 'logs.ts', ['job', '-f']);
   assert.is(follow.exitCode, 3);
@@ -65,7 +78,23 @@ logs('list shows running, exited and missing containers, uncommitted changes and
   await docker(['stop', '--time', '1', containerName(repo.root, 'stopped')]);
   await docker(['rm', '-f', containerName(repo.root, 'gone')]);
   const stray = uniqueName('para-stray');
-  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', stray, '--network', 'none', IMAGE, 'true']);
+  await docker([
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.session}=ghost`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--name',
+    stray,
+    '--network',
+    'none',
+    IMAGE,
+    'true',
+  ]);
   const view = await listJson(repo);
   const byName = Object.fromEntries(view.sessions.map((s) => [s.name, s]));
   assert.is(byName.alive.containerState, 'running');
@@ -76,7 +105,10 @@ logs('list shows running, exited and missing containers, uncommitted changes and
   assert.is(byName.gone.containerState, 'missing');
   assert.is(byName.gone.orphan, 'no-container');
   assert.is(byName.alive.orphan, null);
-  assert.equal(view.orphanContainers.map((c) => c.name), [stray]);
+  assert.equal(
+    view.orphanContainers.map((c) => c.name),
+    [stray],
+  );
   const table = await script(repo, 'list.ts', []);
   assert.match(table.stdout, /alive\s+active\s+running/);
   assert.match(table.stdout, `orphan container ${stray}`);
@@ -153,22 +185,62 @@ const clean = suite('clean');
 
 clean.before(image);
 
-clean('clean removes only this repository\'s orphans; another repository\'s session and unlabelled containers survive', async () => {
+clean("clean removes only this repository's orphans; another repository's session and unlabelled containers survive", async () => {
   const repo = await makeRepo();
   const other = await makeRepo();
   await session(repo, 'kept');
   await session(other, 'theirs');
   const orphan = uniqueName('para-orphan');
-  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', orphan, '--network', 'none', IMAGE, 'true']);
+  await docker([
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.session}=ghost`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--name',
+    orphan,
+    '--network',
+    'none',
+    IMAGE,
+    'true',
+  ]);
   const unlabelled = uniqueName('not-para');
   await docker(['create', '--name', unlabelled, '--network', 'none', IMAGE, 'true']);
   onCleanup(() => docker(['rm', '-f', unlabelled], { allowFailure: true }));
   // Another repository's orphan: clean run here must not touch it either.
   const foreignOrphan = uniqueName('para-foreign');
-  await docker(['create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${other.root}`, '--label', `${TEST_LABEL}=${RUN_ID}`, '--name', foreignOrphan, '--network', 'none', IMAGE, 'true']);
+  await docker([
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${other.root}`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--name',
+    foreignOrphan,
+    '--network',
+    'none',
+    IMAGE,
+    'true',
+  ]);
   // A volume labelled for this repository whose session is gone, and an unlabelled one.
   const orphanVolume = uniqueName('para-orphan-vol');
-  await docker(['volume', 'create', '--label', `${labels.managedBy}=para`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.session}=ghost`, orphanVolume]);
+  await docker([
+    'volume',
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.session}=ghost`,
+    orphanVolume,
+  ]);
   const plainVolume = uniqueName('not-para-vol');
   await docker(['volume', 'create', plainVolume]);
   onCleanup(() => docker(['volume', 'rm', plainVolume], { allowFailure: true }));
@@ -176,7 +248,10 @@ clean('clean removes only this repository\'s orphans; another repository\'s sess
   const dry = await script(repo, 'clean.ts', ['--dry-run', '--json']);
   assert.is(dry.exitCode, 0, dry.stderr);
   const plan = JSON.parse(dry.stdout);
-  assert.equal(plan.containers.map((c: { name: string }) => c.name), [orphan]);
+  assert.equal(
+    plan.containers.map((c: { name: string }) => c.name),
+    [orphan],
+  );
   assert.equal(plan.volumes, [orphanVolume]);
   assert.ok(await inspectContainer(orphan), 'dry run removed something');
 
@@ -202,8 +277,22 @@ clean('clean removes a session left half-started by a killed start, and keeps on
     await fs.mkdir(path.dirname(stateFile(repo.root, name)), { recursive: true });
     // pid 2^22+1 is above Linux's pid_max default, so no process has it.
     await fs.writeJson(stateFile(repo.root, name), {
-      version: 2, name, repo: repo.root, branch: `para/${name}`, baseBranch: 'main', baseCommit: head, worktree,
-      container: null, image: null, network: null, limits: null, prompt: null, createdAt: new Date().toISOString(), status: 'starting', pid: 4194305, job: null,
+      version: 2,
+      name,
+      repo: repo.root,
+      branch: `para/${name}`,
+      baseBranch: 'main',
+      baseCommit: head,
+      worktree,
+      container: null,
+      image: null,
+      network: null,
+      limits: null,
+      prompt: null,
+      createdAt: new Date().toISOString(),
+      status: 'starting',
+      pid: 4194305,
+      job: null,
     });
   }
   await fs.writeFile(path.join(repo.root, '.para/worktrees/touched/notes.txt'), 'someone wrote here\n');
@@ -242,11 +331,18 @@ bundle('make build produces bundles that run a session like the scripts do', asy
   assert.is(built.exitCode, 0, built.stderr);
   const repo = await makeRepo();
   const env = { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` };
-  const started = await execa(process.execPath, [path.join(PROJECT_ROOT, 'dist/start.mjs'), 'bundled', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json', '--', 'true'], { cwd: repo.root, env, reject: false });
+  const started = await execa(
+    process.execPath,
+    [path.join(PROJECT_ROOT, 'dist/start.mjs'), 'bundled', '--container', '--detach', '--network', 'none', '--image', IMAGE, '--json', '--', 'true'],
+    { cwd: repo.root, env, reject: false },
+  );
   assert.is(started.exitCode, 0, started.stderr);
   assert.is(JSON.parse(started.stdout).name, 'bundled');
   const listed = await execa(process.execPath, [path.join(PROJECT_ROOT, 'dist/list.mjs'), '--json'], { cwd: repo.root, env, reject: false });
-  assert.equal(JSON.parse(listed.stdout).sessions.map((s: { name: string }) => s.name), ['bundled']);
+  assert.equal(
+    JSON.parse(listed.stdout).sessions.map((s: { name: string }) => s.name),
+    ['bundled'],
+  );
 });
 
 bundle.run();
@@ -279,7 +375,10 @@ json('every script prints one JSON document whose ok matches its exit code, on s
   ];
   const seen = new Set<string>();
   for (const [name, args, where] of cases) {
-    const result = await runScript(name, args, { cwd: where === 'repo' ? repo.root : outside, env: { ...repo.env, GIT_CEILING_DIRECTORIES: path.dirname(outside) } });
+    const result = await runScript(name, args, {
+      cwd: where === 'repo' ? repo.root : outside,
+      env: { ...repo.env, GIT_CEILING_DIRECTORIES: path.dirname(outside) },
+    });
     let document: { ok?: unknown };
     try {
       document = JSON.parse(result.stdout);

@@ -34,7 +34,9 @@ async function assertNothingLeft(container: string): Promise<void> {
 async function placeFakeLogin(container: string, target = '/home/para/.claude/.credentials.json'): Promise<void> {
   const dir = await tempDir('para-test-login-');
   const file = path.join(dir, 'credentials.json');
-  const credentials = { claudeAiOauth: { accessToken: FAKE_TOKEN, refreshToken: FAKE_REFRESH, expiresAt: EXPIRES_AT, scopes: ['user:inference'], subscriptionType: 'pro' } };
+  const credentials = {
+    claudeAiOauth: { accessToken: FAKE_TOKEN, refreshToken: FAKE_REFRESH, expiresAt: EXPIRES_AT, scopes: ['user:inference'], subscriptionType: 'pro' },
+  };
   await fs.writeFile(file, JSON.stringify(credentials), { mode: 0o600 });
   await docker(['cp', file, `${container}:${target}`]);
   await docker(['exec', '-u', 'root', container, 'chown', 'para:para', target]);
@@ -116,7 +118,12 @@ commit('the image carries the facts of the login as labels, and no temporary or 
 });
 
 commit('the image keeps the user, home, working folder and command of para-claude', async () => {
-  const config = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config}}', ok.tag])).stdout) as { User: string; Env: string[]; WorkingDir: string; Cmd: string[] };
+  const config = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config}}', ok.tag])).stdout) as {
+    User: string;
+    Env: string[];
+    WorkingDir: string;
+    Cmd: string[];
+  };
   assert.is(config.User, 'para');
   assert.ok(config.Env.includes('HOME=/home/para'));
   assert.is(config.WorkingDir, '/home/para');
@@ -124,7 +131,19 @@ commit('the image keeps the user, home, working folder and command of para-claud
 });
 
 commit('the credentials file inside is 0600 and owned by para', async () => {
-  const result = await docker(['run', '--rm', '--network', 'none', '--label', `${TEST_LABEL}=${RUN_ID}`, ok.tag, 'stat', '-c', '%a %U', '/home/para/.claude/.credentials.json']);
+  const result = await docker([
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    ok.tag,
+    'stat',
+    '-c',
+    '%a %U',
+    '/home/para/.claude/.credentials.json',
+  ]);
   assert.is(result.stdout.trim(), '600 para');
 });
 
@@ -157,7 +176,9 @@ failure('without a login the verification fails, the previous image stays, nothi
   const container = uniqueName('para-login');
   let error: unknown;
   try {
-    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, (name) => commitLogin(name, { tag: failed.tag, claudeImage: failed.claudeImage }));
+    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, (name) =>
+      commitLogin(name, { tag: failed.tag, claudeImage: failed.claudeImage }),
+    );
   } catch (caught) {
     error = caught;
   }
@@ -191,7 +212,9 @@ failure('an error before the commit still removes the container', async () => {
   const container = uniqueName('para-login');
   let error: unknown;
   try {
-    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, async () => { throw new Error('the login was abandoned'); });
+    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, async () => {
+      throw new Error('the login was abandoned');
+    });
   } catch (caught) {
     error = caught;
   }
@@ -203,19 +226,27 @@ failure('SIGTERM while the container is up removes it, then the process dies of 
   const container = uniqueName('para-login');
   const dir = await tempDir('para-test-login-');
   const fixture = path.join(dir, 'hold.mts');
-  await fs.writeFile(fixture, [
-    `import { withLoginContainer } from ${JSON.stringify(path.join(PROJECT_ROOT, 'scripts/lib/login.ts'))};`,
-    'setInterval(() => undefined, 1000);',
-    `await withLoginContainer(${JSON.stringify(failed.claudeImage)}, { name: ${JSON.stringify(container)}, offline: true }, async () => {`,
-    "  process.stdout.write('ready\\n');",
-    '  await new Promise(() => undefined);',
-    '});',
-  ].join('\n'));
+  await fs.writeFile(
+    fixture,
+    [
+      `import { withLoginContainer } from ${JSON.stringify(path.join(PROJECT_ROOT, 'scripts/lib/login.ts'))};`,
+      'setInterval(() => undefined, 1000);',
+      `await withLoginContainer(${JSON.stringify(failed.claudeImage)}, { name: ${JSON.stringify(container)}, offline: true }, async () => {`,
+      "  process.stdout.write('ready\\n');",
+      '  await new Promise(() => undefined);',
+      '});',
+    ].join('\n'),
+  );
   const child = execa(process.execPath, ['--import', 'tsx', fixture], {
-    cwd: PROJECT_ROOT, env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }, reject: false, timeout: 120_000,
+    cwd: PROJECT_ROOT,
+    env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
+    reject: false,
+    timeout: 120_000,
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => { if (chunk.toString().includes('ready')) resolve(); });
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ready')) resolve();
+    });
     child.then((result) => reject(new Error(`the fixture ended early: ${String(result.stderr)}`)), reject);
   });
   assert.ok(await inspectContainer(container), 'the container should be up before the signal');

@@ -40,7 +40,8 @@ command.before(async () => {
 command('para --help lists every command, and para <command> --help speaks of para', async () => {
   const help = await para(null, ['--help']);
   assert.is(help.exitCode, 0, help.stderr);
-  for (const name of ['image', 'login', 'start', 'list', 'logs', 'sync', 'finish', 'cancel', 'clean', 'doctor']) assert.match(help.stdout, new RegExp(`^\\s+${name}\\s`, 'm'));
+  for (const name of ['image', 'login', 'start', 'list', 'logs', 'sync', 'finish', 'cancel', 'clean', 'doctor'])
+    assert.match(help.stdout, new RegExp(`^\\s+${name}\\s`, 'm'));
   const start = await para(null, ['start', '--help']);
   assert.is(start.exitCode, 0);
   assert.match(start.stdout, 'para start NAME [--container]');
@@ -53,7 +54,20 @@ command('para --help lists every command, and para <command> --help speaks of pa
 
 command('para start my-feature --container and para start "a prompt" --container work in any repository, and hints say para', async () => {
   const repo = await makeRepo();
-  const started = await para(repo, ['start', 'my-feature', '--container', '--detach', '--network', 'none', '--image', SESSION_IMAGE, '--', 'sh', '-c', 'echo x > x.txt && git add x.txt && git commit -qm "from para"']);
+  const started = await para(repo, [
+    'start',
+    'my-feature',
+    '--container',
+    '--detach',
+    '--network',
+    'none',
+    '--image',
+    SESSION_IMAGE,
+    '--',
+    'sh',
+    '-c',
+    'echo x > x.txt && git add x.txt && git commit -qm "from para"',
+  ]);
   assert.is(started.exitCode, 0, started.stderr);
   assert.match(started.stderr, 'para logs my-feature -f');
   assert.is((await para(repo, ['logs', 'my-feature', '-f'])).exitCode, 0);
@@ -69,12 +83,34 @@ command('para start my-feature --container and para start "a prompt" --container
   for (const name of ['my-feature', 'implement-feature-x']) assert.is((await para(repo, ['cancel', name, '--force'])).exitCode, 0);
 });
 
-command('the scripts run through tsx from the checkout\'s own node_modules, and their hints can be typed as printed', async () => {
+command("the scripts run through tsx from the checkout's own node_modules, and their hints can be typed as printed", async () => {
   const repo = await makeRepo();
   const env = { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, npm_config_offline: 'true' };
-  const started = await execa('npx', ['--prefix', PROJECT_ROOT, 'tsx', path.join(PROJECT_ROOT, 'scripts', 'start.ts'), 'via-tsx', '--container', '--detach', '--network', 'none', '--image', SESSION_IMAGE, '--', 'echo', 'hello'], {
-    cwd: repo.root, env, reject: false, stdin: 'ignore',
-  });
+  const started = await execa(
+    'npx',
+    [
+      '--prefix',
+      PROJECT_ROOT,
+      'tsx',
+      path.join(PROJECT_ROOT, 'scripts', 'start.ts'),
+      'via-tsx',
+      '--container',
+      '--detach',
+      '--network',
+      'none',
+      '--image',
+      SESSION_IMAGE,
+      '--',
+      'echo',
+      'hello',
+    ],
+    {
+      cwd: repo.root,
+      env,
+      reject: false,
+      stdin: 'ignore',
+    },
+  );
   assert.is(started.exitCode, 0, started.stderr);
   const hint = /output: (npx --prefix .* -f)$/m.exec(started.stderr)?.[1];
   assert.ok(hint, started.stderr);

@@ -49,7 +49,10 @@ async function runOne(file: string): Promise<void> {
 }
 
 async function runAll(filter: string | undefined): Promise<void> {
-  const files = fs.readdirSync(here).filter((name) => name.endsWith('.test.ts') && (!filter || name.includes(filter))).sort();
+  const files = fs
+    .readdirSync(here)
+    .filter((name) => name.endsWith('.test.ts') && (!filter || name.includes(filter)))
+    .sort();
   const { RUN_ID, cleanupAll } = await import('./support/resources.ts');
   const { sessionTestImage, testClaudeImage } = await import('./support/images.ts');
   let passed = 0;
@@ -63,12 +66,18 @@ async function runAll(filter: string | undefined): Promise<void> {
     const env = { PARA_TEST_RUN_ID: RUN_ID, PARA_TEST_SHARED_IMAGES: '1' };
     const parallel = Math.max(1, Number(process.env.PARA_TEST_JOBS) || Math.min(4, os.availableParallelism() + 1));
     // Longest first, so the slow files do not start last.
-    const weight = (name: string) => ['containment', 'start', 'lifecycle', 'build-image', 'doctor', 'daemon', 'login', 'para', 'hosts'].findIndex((w) => name.startsWith(w));
+    const weight = (name: string) =>
+      ['containment', 'start', 'lifecycle', 'build-image', 'doctor', 'daemon', 'login', 'para', 'hosts'].findIndex((w) => name.startsWith(w));
     const pending = [...files].sort((a, b) => (weight(a) === -1 ? 99 : weight(a)) - (weight(b) === -1 ? 99 : weight(b)));
     const worker = async () => {
       for (let file = pending.shift(); file; file = pending.shift()) {
         const started = Date.now();
-        const child = await execa(process.execPath, ['--import', 'tsx', path.join(here, 'run.ts'), '--one', file], { cwd: root, env, reject: false, all: true });
+        const child = await execa(process.execPath, ['--import', 'tsx', path.join(here, 'run.ts'), '--one', file], {
+          cwd: root,
+          env,
+          reject: false,
+          all: true,
+        });
         const output = String(child.all ?? '');
         const counts = COUNTS.exec(output.split('\n').slice(-3).join('\n'));
         passed += Number(counts?.[1] ?? 0);

@@ -56,7 +56,8 @@ async function leftovers(repo: TestRepo, name: string): Promise<string[]> {
   if ((await repo.git(['worktree', 'list', '--porcelain'])).includes(p.worktree)) found.push('worktree record');
   if (await fs.pathExists(p.state)) found.push(`state file ${p.state}`);
   for (const id of await containers(repo, name)) found.push(`container ${id.slice(0, 12)}`);
-  if ((await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${repo.root}`, '--filter', `label=${labels.session}=${name}`])).stdout.trim()) found.push(`volume ${p.volume}`);
+  if ((await docker(['volume', 'ls', '-q', '--filter', `label=${labels.repo}=${repo.root}`, '--filter', `label=${labels.session}=${name}`])).stdout.trim())
+    found.push(`volume ${p.volume}`);
   return found;
 }
 
@@ -93,7 +94,11 @@ function errorCode(result: ScriptResult): string | undefined {
 
 const job = suite('start.ts with -- CMD runs it detached in a container where git works');
 const j: { repo: TestRepo; name: string; head: string; result: ScriptResult; container: string } = {
-  repo: undefined as unknown as TestRepo, name: 'agent-commit', head: '', result: { stdout: '', stderr: '', exitCode: -1 }, container: '',
+  repo: undefined as unknown as TestRepo,
+  name: 'agent-commit',
+  head: '',
+  result: { stdout: '', stderr: '', exitCode: -1 },
+  container: '',
 };
 const SCRIPT = [
   'echo "written by the agent" > made.txt',
@@ -127,7 +132,7 @@ job('the file the agent wrote belongs to the host user (the agent UID on a root 
   assert.is(stat.gid, imageUserIds().gid);
 });
 
-job('the background job\'s exit code and output are recorded in the container, where the agent cannot write them', async () => {
+job("the background job's exit code and output are recorded in the container, where the agent cannot write them", async () => {
   assert.is((await readState(j.repo, j.name)).job?.exitCode, 0);
   assert.match(await jobOutput(j.repo, j.name), 'done');
   const forge = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'echo 9 > /run/para/exit-code'], { allowFailure: true });
@@ -143,14 +148,29 @@ job('git status and git log work inside the container, in the worktree', async (
   assert.is(cwd.stdout.trim(), paths(j.repo, j.name).worktree);
 });
 
-job('the host\'s git folder is not in the container; its objects are read-only; a new commit reaches the host on sync', async () => {
+job("the host's git folder is not in the container; its objects are read-only; a new commit reaches the host on sync", async () => {
   const gitDir = path.join(j.repo.root, '.git');
   const seen = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'test -e "$1/config" && echo visible || echo absent', 'sh', gitDir]);
   assert.is(seen.stdout.trim(), 'absent');
   const write = await docker(['exec', '--user', 'para', j.container, 'sh', '-c', 'touch /para/host-objects/planted'], { allowFailure: true });
   assert.is.not(write.exitCode, 0);
   assert.match(write.stderr, /Read-only/i);
-  const commit = await docker(['exec', '--user', 'para', j.container, 'git', '-c', 'user.name=Agent', '-c', 'user.email=agent@example.invalid', 'commit', '-q', '--allow-empty', '-m', 'second']);
+  const commit = await docker([
+    'exec',
+    '--user',
+    'para',
+    j.container,
+    'git',
+    '-c',
+    'user.name=Agent',
+    '-c',
+    'user.email=agent@example.invalid',
+    'commit',
+    '-q',
+    '--allow-empty',
+    '-m',
+    'second',
+  ]);
   assert.is(commit.exitCode, 0);
   assert.is(await j.repo.git(['log', '-1', '--format=%s', 'para/agent-commit']), 'from the container', 'the host branch moved before a sync');
   const sync = await runScript('sync.ts', [j.name, '--json'], { cwd: j.repo.root, env: j.repo.env });
@@ -182,14 +202,21 @@ job('the container carries the session, repository and managed-by labels, limits
   assert.is(hc.PidsLimit, 1024);
   assert.ok(hc.SecurityOpt.includes('no-new-privileges'));
   const binds = (info.Mounts ?? []).filter((m) => m.Type === 'bind');
-  assert.equal(binds.filter((m) => m.RW).map((m) => m.Source), [paths(j.repo, j.name).worktree], 'only the worktree folder is writable');
+  assert.equal(
+    binds.filter((m) => m.RW).map((m) => m.Source),
+    [paths(j.repo, j.name).worktree],
+    'only the worktree folder is writable',
+  );
 });
 
-job('no secret is in the container\'s environment or its inspect output', async () => {
+job("no secret is in the container's environment or its inspect output", async () => {
   const info = await inspectContainer(j.container);
   const env = info?.Config.Env ?? [];
   for (const key of ['CLAUDE_CODE_OAUTH_TOKEN', 'ANTHROPIC_API_KEY']) {
-    assert.not.ok(env.some((entry) => entry.startsWith(`${key}=`)), `${key} in Config.Env`);
+    assert.not.ok(
+      env.some((entry) => entry.startsWith(`${key}=`)),
+      `${key} in Config.Env`,
+    );
   }
   const inspect = (await docker(['container', 'inspect', j.container])).stdout;
   const live = (await docker(['exec', '--user', 'para', j.container, 'env'])).stdout;
@@ -351,15 +378,29 @@ resume('a stopped container is restarted, still the same one', async () => {
   assert.is((await readState(rs.repo, 'again')).status, 'active');
 });
 
-resume('--image on a resume moves the session to that image, keeping its files and the agent\'s commits', async () => {
+resume("--image on a resume moves the session to that image, keeping its files and the agent's commits", async () => {
   const repo = await makeRepo();
-  const first = await start(repo, detached('switch', '--', 'sh', '-c', 'echo kept > kept.txt && git add kept.txt && git commit -qm "before the switch" && echo loose > loose.txt'));
+  const first = await start(
+    repo,
+    detached('switch', '--', 'sh', '-c', 'echo kept > kept.txt && git add kept.txt && git commit -qm "before the switch" && echo loose > loose.txt'),
+  );
   assert.is(first.exitCode, 0, first.stderr);
   assert.is(await jobExitCode(repo, 'switch'), '0');
   const other = trackImage(`para-session-test-${RUN_ID}:other`);
   await docker(['tag', IMAGE, other]);
   const before = (await containers(repo, 'switch'))[0];
-  const switched = await start(repo, ['switch', '--container', '--detach', '--image', other, '--json', '--', 'sh', '-c', 'git log -1 --format=%s; cat loose.txt']);
+  const switched = await start(repo, [
+    'switch',
+    '--container',
+    '--detach',
+    '--image',
+    other,
+    '--json',
+    '--',
+    'sh',
+    '-c',
+    'git log -1 --format=%s; cat loose.txt',
+  ]);
   assert.is(switched.exitCode, 0, switched.stderr);
   assert.is(JSON.parse(switched.stdout).image, other);
   const after = await containers(repo, 'switch');
@@ -441,7 +482,10 @@ refuse('an existing branch para/NAME that is no session: a clear error, the bran
   assert.match(result.stderr, 'para/mine already exists');
   assert.is(await repo.git(['rev-parse', 'para/mine']), before);
   assert.equal(await branches(repo), ['para/mine']);
-  assert.equal((await leftovers(repo, 'mine')).filter((item) => !item.startsWith('branch')), []);
+  assert.equal(
+    (await leftovers(repo, 'mine')).filter((item) => !item.startsWith('branch')),
+    [],
+  );
 });
 
 refuse('a missing image: the next step names make image and the tag, nothing created', async () => {
@@ -497,11 +541,20 @@ rollback('docker run failing after the worktree exists (unknown network) rolls e
 
 /** Waits until no docker CLI that names this container is still running (a killed start's children). */
 async function noDockerClientFor(container: string): Promise<void> {
-  await waitFor(`the docker commands for ${container} to end`, async () => (await execa('pgrep', ['-f', `docker .*${container}`], { reject: false })).exitCode !== 0, 30_000);
+  await waitFor(
+    `the docker commands for ${container} to end`,
+    async () => (await execa('pgrep', ['-f', `docker .*${container}`], { reject: false })).exitCode !== 0,
+    30_000,
+  );
 }
 
 /** Starts start.ts, sends `signal` once `trigger` exists, and returns how it ended. */
-async function interruptWhen(repo: TestRepo, name: string, trigger: string, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
+async function interruptWhen(
+  repo: TestRepo,
+  name: string,
+  trigger: string,
+  signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM',
+): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
   const [command, ...entry] = scriptCommand('start');
   const child = execa(command, [...entry, ...detached(name, '--', 'sleep', '60')], {
     cwd: repo.root,
@@ -529,7 +582,7 @@ rollback('SIGTERM while the worktree is being created leaves nothing behind', as
   assert.equal(await leftovers(repo, 'sigterm-wt'), []);
 });
 
-rollback('SIGTERM once the container runs and the agent\'s repository is seeded leaves nothing behind', async () => {
+rollback("SIGTERM once the container runs and the agent's repository is seeded leaves nothing behind", async () => {
   const repo = await makeRepo();
   const ended = await interruptWhen(repo, 'sigterm-run', path.join(paths(repo, 'sigterm-run').worktree, 'README.md'));
   assert.is(ended.signal, 'SIGTERM', ended.stderr);

@@ -30,7 +30,8 @@ export async function readAuthStatus(args: string[], where: string, image: strin
   const status = parseAuthStatus(result.stdout);
   if (!status) {
     throw new DockerError('command-failed', `could not read \`claude auth status\` in ${where} (exit code ${result.exitCode})`, {
-      args, ...result,
+      args,
+      ...result,
       hint: `check that ${image} has a working claude CLI: docker run --rm ${image} claude --version`,
     });
   }

@@ -81,7 +81,7 @@ export function printJson(value: unknown): void {
  * Runs a script's main() and turns a thrown error into a message, an optional JSON
  * document and an exit code. The only place where a script's errors are printed.
  */
-export async function runMain(main: (argv: string[]) => Promise<number | void>): Promise<void> {
+export async function runMain(main: (argv: string[]) => Promise<number | undefined>): Promise<void> {
   const argv = process.argv.slice(2);
   const dashIndex = argv.indexOf('--');
   const flags = dashIndex === -1 ? argv : argv.slice(0, dashIndex);
@@ -155,7 +155,10 @@ export function forTerminal(text: string): string {
 /** What finish and cancel kept on disk, in words (file names quoted, so no control character reaches the terminal). */
 export function keptSummary(uncaptured: string[]): string {
   if (uncaptured.length === 0) return "the agent's repository (agent-repository.tar)";
-  const shown = uncaptured.slice(0, 5).map((f) => JSON.stringify(f)).join(', ');
+  const shown = uncaptured
+    .slice(0, 5)
+    .map((f) => JSON.stringify(f))
+    .join(', ');
   return `what could not be committed (${shown}${uncaptured.length > 5 ? `, and ${uncaptured.length - 5} more` : ''})`;
 }
 

@@ -13,7 +13,10 @@ function positiveInt(name: string, fallback: number, unit: string): number {
   if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) {
-    throw new UsageError(`${name} must be a positive whole number of ${unit}, got ${JSON.stringify(raw)}`, `set ${name} to a number such as ${fallback}, or unset it`);
+    throw new UsageError(
+      `${name} must be a positive whole number of ${unit}, got ${JSON.stringify(raw)}`,
+      `set ${name} to a number such as ${fallback}, or unset it`,
+    );
   }
   return value;
 }
@@ -37,11 +40,17 @@ function checked(name: string, fallback: string, valid: (value: string) => boole
 
 export const config = {
   /** The image sessions start from, holding the Claude login. */
-  get authenticatedImage(): string { return setting('PARA_IMAGE') ?? 'para-authenticated:latest'; },
+  get authenticatedImage(): string {
+    return setting('PARA_IMAGE') ?? 'para-authenticated:latest';
+  },
   /** The image with the claude CLI and the non-root user, without credentials. */
-  get claudeImage(): string { return setting('PARA_CLAUDE_IMAGE') ?? 'para-claude:latest'; },
+  get claudeImage(): string {
+    return setting('PARA_CLAUDE_IMAGE') ?? 'para-claude:latest';
+  },
   /** The OS image para-claude is built on; any Debian-like image with a shell. */
-  get baseImage(): string { return setting('BASE_IMAGE') ?? 'debian:bookworm-slim'; },
+  get baseImage(): string {
+    return setting('BASE_IMAGE') ?? 'debian:bookworm-slim';
+  },
   /** Home and user of the agent inside the image. */
   containerUser: 'para',
   containerHome: '/home/para',
@@ -52,23 +61,39 @@ export const config = {
   authenticatedDockerfile: 'docker/Dockerfile.authenticated',
   /** Default limits of a session container (--memory, --cpus, --pids-limit). */
   limits: {
-    get memory(): string { return checked('PARA_MEMORY', '4g', isMemorySize, 'a size such as 4g or 512m (digits, then b, k, m or g)'); },
-    get cpus(): string { return checked('PARA_CPUS', '2', isCpuCount, 'a positive number of CPUs such as 2 or 0.5'); },
-    get pidsLimit(): number { return positiveInt('PARA_PIDS_LIMIT', 1024, 'processes'); },
+    get memory(): string {
+      return checked('PARA_MEMORY', '4g', isMemorySize, 'a size such as 4g or 512m (digits, then b, k, m or g)');
+    },
+    get cpus(): string {
+      return checked('PARA_CPUS', '2', isCpuCount, 'a positive number of CPUs such as 2 or 0.5');
+    },
+    get pidsLimit(): number {
+      return positiveInt('PARA_PIDS_LIMIT', 1024, 'processes');
+    },
   },
   /** Committing a session folder's files as data (finish, cancel). */
   snapshot: {
     /** A file larger than this stays out of the commit (the folder is kept instead). */
-    get maxFileBytes(): number { return positiveInt('PARA_SNAPSHOT_MAX_FILE_MB', 1024, 'megabytes') * 1024 * 1024; },
-    get timeoutMs(): number { return positiveInt('PARA_SNAPSHOT_TIMEOUT_MS', 10 * 60_000, 'milliseconds'); },
+    get maxFileBytes(): number {
+      return positiveInt('PARA_SNAPSHOT_MAX_FILE_MB', 1024, 'megabytes') * 1024 * 1024;
+    },
+    get timeoutMs(): number {
+      return positiveInt('PARA_SNAPSHOT_TIMEOUT_MS', 10 * 60_000, 'milliseconds');
+    },
   },
   timeouts: {
     /** A docker command that should answer quickly (inspect, ps, tag). */
-    get dockerQuickMs(): number { return positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000, 'milliseconds'); },
+    get dockerQuickMs(): number {
+      return positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000, 'milliseconds');
+    },
     /** `claude auth status` inside an image. */
-    get verifyMs(): number { return positiveInt('PARA_VERIFY_TIMEOUT_MS', 60_000, 'milliseconds'); },
+    get verifyMs(): number {
+      return positiveInt('PARA_VERIFY_TIMEOUT_MS', 60_000, 'milliseconds');
+    },
     /** A whole image build. */
-    get buildMs(): number { return positiveInt('PARA_BUILD_TIMEOUT_MS', 30 * 60_000, 'milliseconds'); },
+    get buildMs(): number {
+      return positiveInt('PARA_BUILD_TIMEOUT_MS', 30 * 60_000, 'milliseconds');
+    },
   },
 } as const;
 
@@ -97,7 +122,10 @@ export const MANAGED_BY = 'para';
 /** Extra labels for every container para creates (PARA_EXTRA_LABELS="k=v,k2=v2"), e.g. a CI job id. */
 export function extraLabels(raw = process.env.PARA_EXTRA_LABELS ?? ''): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const pair of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new UsageError(`PARA_EXTRA_LABELS must look like key=value,key2=value2; got ${JSON.stringify(pair)}`, 'fix or unset PARA_EXTRA_LABELS');
     const key = pair.slice(0, eq);

@@ -49,14 +49,7 @@ export interface DiscoverOptions {
 }
 
 /** The keys of ~/.claude.json that belong in an image: onboarding and account, no project history. */
-export const CLAUDE_JSON_KEYS = [
-  'hasCompletedOnboarding',
-  'lastOnboardingVersion',
-  'oauthAccount',
-  'userID',
-  'theme',
-  'hasAvailableSubscription',
-] as const;
+export const CLAUDE_JSON_KEYS = ['hasCompletedOnboarding', 'lastOnboardingVersion', 'oauthAccount', 'userID', 'theme', 'hasAvailableSubscription'] as const;
 
 export function filterClaudeJson(raw: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -112,7 +105,11 @@ export function parseSubscriptionLogin(text: string, source: string): OauthLogin
   };
 }
 
-async function readSecretFile(file: string, readStdin: (() => Promise<string>) | undefined, what: string): Promise<{ value: string; source: string; modifiedAt?: number }> {
+async function readSecretFile(
+  file: string,
+  readStdin: (() => Promise<string>) | undefined,
+  what: string,
+): Promise<{ value: string; source: string; modifiedAt?: number }> {
   if (file === '-') {
     if (!readStdin) throw new ParaError(`cannot read the ${what} from standard input here`);
     return { value: (await readStdin()).trim(), source: 'standard input' };
@@ -140,7 +137,10 @@ async function fromTokenFile(options: DiscoverOptions, now: number): Promise<Cre
   const { value, source, modifiedAt } = await readSecretFile(options.tokenFile!, options.readStdin, 'token');
   checkSingleToken(value, source, 'token');
   if (value.startsWith('sk-ant-api')) {
-    throw new ParaError(`${source} holds an API key, not a setup-token`, { code: 'credentials-malformed', hint: 'pass it with --api-key-file (make image API_KEY_FILE=...)' });
+    throw new ParaError(`${source} holds an API key, not a setup-token`, {
+      code: 'credentials-malformed',
+      hint: 'pass it with --api-key-file (make image API_KEY_FILE=...)',
+    });
   }
   return {
     kind: 'oauth-token',
@@ -188,7 +188,8 @@ export function keychainOutcome(exitCode: number | undefined, stderr: string): K
   // errSecItemNotFound.
   if (exitCode === 44 || /could not be found in the keychain/i.test(stderr)) return 'not-found';
   // errSecInteractionNotAllowed (a locked keychain over SSH, no GUI) and errSecAuthFailed (a wrong or refused password).
-  if (exitCode === 36 || exitCode === 51 || /User interaction is not allowed|The user name or passphrase you entered is not correct/i.test(stderr)) return 'locked';
+  if (exitCode === 36 || exitCode === 51 || /User interaction is not allowed|The user name or passphrase you entered is not correct/i.test(stderr))
+    return 'locked';
   return 'failed';
 }
 
@@ -211,7 +212,7 @@ export async function readKeychain(options: KeychainOptions = {}): Promise<strin
   if (result.timedOut) {
     throw new ParaError(`the macOS Keychain did not answer within ${Math.round(timeoutMs / 1000)} s when asked for "${KEYCHAIN_SERVICE}"`, {
       code: 'keychain-timeout',
-      hint: 'a password prompt may be waiting on the Mac\'s screen: answer it (Always Allow), or unlock the keychain: security unlock-keychain ~/Library/Keychains/login.keychain-db',
+      hint: "a password prompt may be waiting on the Mac's screen: answer it (Always Allow), or unlock the keychain: security unlock-keychain ~/Library/Keychains/login.keychain-db",
     });
   }
   // No `security` on PATH: there is no Keychain to ask here, so the credentials file is tried next.
@@ -224,11 +225,15 @@ export async function readKeychain(options: KeychainOptions = {}): Promise<strin
     case 'not-found':
       return undefined;
     case 'locked':
-      throw new ParaError(`the macOS login keychain is locked, so the Claude login in "${KEYCHAIN_SERVICE}" cannot be read (${shown} exited ${result.exitCode}: ${stderr || 'no message'})`, {
-        code: 'keychain-locked',
-        hint: 'unlock it: security unlock-keychain ~/Library/Keychains/login.keychain-db (or log in on the Mac\'s screen), then run again; '
-          + 'or pass a token instead: claude setup-token, then make image TOKEN_FILE=<file>',
-      });
+      throw new ParaError(
+        `the macOS login keychain is locked, so the Claude login in "${KEYCHAIN_SERVICE}" cannot be read (${shown} exited ${result.exitCode}: ${stderr || 'no message'})`,
+        {
+          code: 'keychain-locked',
+          hint:
+            "unlock it: security unlock-keychain ~/Library/Keychains/login.keychain-db (or log in on the Mac's screen), then run again; " +
+            'or pass a token instead: claude setup-token, then make image TOKEN_FILE=<file>',
+        },
+      );
     default:
       throw new ParaError(`could not read the macOS Keychain item "${KEYCHAIN_SERVICE}": ${shown} exited ${result.exitCode}${stderr ? `: ${stderr}` : ''}`, {
         code: 'keychain-failed',
@@ -302,8 +307,9 @@ export async function discoverCredentials(options: DiscoverOptions = {}): Promis
   const { places } = subscriptionPlaces(home, env, platform);
   throw new ParaError(`no Claude credentials found (looked at: ${places.join('; ')}; no --token-file or --api-key-file given)`, {
     code: 'credentials-not-found',
-    hint: 'either log in on the host (run `claude`, then /login) and run make image again; '
-      + 'or run `claude setup-token`, save the token to a file and run make image TOKEN_FILE=<file>; '
-      + 'or run make login to log in inside a container',
+    hint:
+      'either log in on the host (run `claude`, then /login) and run make image again; ' +
+      'or run `claude setup-token`, save the token to a file and run make image TOKEN_FILE=<file>; ' +
+      'or run make login to log in inside a container',
   });
 }

@@ -28,7 +28,11 @@ export class DockerError extends ParaError {
   readonly stderr: string;
   readonly dockerExitCode: number | undefined;
 
-  constructor(kind: DockerFailure, message: string, details: { args: string[]; stdout?: string; stderr?: string; exitCode?: number; hint?: string; cause?: unknown }) {
+  constructor(
+    kind: DockerFailure,
+    message: string,
+    details: { args: string[]; stdout?: string; stderr?: string; exitCode?: number; hint?: string; cause?: unknown },
+  ) {
     super(message, { hint: details.hint, code: `docker-${kind}`, cause: details.cause });
     this.name = 'DockerError';
     this.kind = kind;
@@ -116,7 +120,10 @@ function pulledImage(args: string[], stderr: string): string | undefined {
 /** The daemon's reason, without docker's "docker: " prefix and "Run 'docker run --help'" trailer. */
 function daemonReason(stderr: string): string {
   // The last line the daemon sent: pull progress and earlier lines come before it.
-  const lines = stderr.split('\n').map((line) => line.trim()).filter((line) => line && !/^Run 'docker .* --help'/.test(line));
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !/^Run 'docker .* --help'/.test(line));
   const reason = [...lines].reverse().find((line) => DAEMON_ANSWERED.test(line)) ?? lines[lines.length - 1] ?? '';
   return reason.replace(/^docker: /, '').replace(/^Error response from daemon: /i, '');
 }
@@ -132,14 +139,22 @@ export function pullError(args: string[], result: DockerResult): DockerError {
   return new DockerError('pull-failed', `${what}: ${reason}`, { args, ...result, hint });
 }
 
-export function connectionError(kind: DockerFailure, args: string[], result: Partial<DockerResult>, cause?: unknown, env: Record<string, string> = childEnv()): DockerError {
+export function connectionError(
+  kind: DockerFailure,
+  args: string[],
+  result: Partial<DockerResult>,
+  cause?: unknown,
+  env: Record<string, string> = childEnv(),
+): DockerError {
   const socket = /(?:unix|tcp|ssh):\/\/[^\s".]+(?:\.sock)?/.exec(result.stderr ?? '')?.[0];
   switch (kind) {
     case 'context-missing': {
       const name = CONTEXT_MISSING.exec(result.stderr ?? '')?.[1] ?? env.DOCKER_CONTEXT ?? '';
       const fromEnv = env.DOCKER_CONTEXT === name;
       return new DockerError(kind, `the docker context "${name}"${fromEnv ? ' named by DOCKER_CONTEXT' : ' (the current docker context)'} does not exist`, {
-        args, ...result, cause,
+        args,
+        ...result,
+        cause,
         hint: fromEnv
           ? 'run `docker context ls` to see the contexts, then unset DOCKER_CONTEXT or set it to one of them'
           : 'run `docker context ls` to see the contexts, then `docker context use default` (or one of them)',
@@ -147,30 +162,52 @@ export function connectionError(kind: DockerFailure, args: string[], result: Par
     }
     case 'not-installed':
       return new DockerError(kind, 'Docker is not installed: no `docker` command on PATH', {
-        args, ...result, cause,
-        hint: process.platform === 'darwin'
-          ? 'install Docker Desktop (or colima) and make sure `docker info` works'
-          : 'install Docker Engine (for example the docker.io package) and make sure `docker info` works',
+        args,
+        ...result,
+        cause,
+        hint:
+          process.platform === 'darwin'
+            ? 'install Docker Desktop (or colima) and make sure `docker info` works'
+            : 'install Docker Engine (for example the docker.io package) and make sure `docker info` works',
       });
     case 'permission-denied':
       return new DockerError(kind, `permission denied on the Docker socket${socket ? ` ${socket}` : ''}`, {
-        args, ...result, cause,
+        args,
+        ...result,
+        cause,
         hint: 'add your user to the docker group (sudo usermod -aG docker "$USER"), then log out and back in',
       });
     case 'host-unreachable':
-      return new DockerError(kind, `the Docker daemon named by ${dockerHostDescription(env) ?? 'the current docker context'} does not answer${socket ? ` (${socket})` : ''}`, {
-        args, ...result, cause,
-        hint: 'unset DOCKER_HOST / DOCKER_CONTEXT, or run `docker context use default`, or start the daemon it names',
-      });
+      return new DockerError(
+        kind,
+        `the Docker daemon named by ${dockerHostDescription(env) ?? 'the current docker context'} does not answer${socket ? ` (${socket})` : ''}`,
+        {
+          args,
+          ...result,
+          cause,
+          hint: 'unset DOCKER_HOST / DOCKER_CONTEXT, or run `docker context use default`, or start the daemon it names',
+        },
+      );
     case 'daemon-down':
       return new DockerError(kind, `the Docker daemon is not running${socket ? ` (nothing answers at ${socket})` : ''}`, {
-        args, ...result, cause,
+        args,
+        ...result,
+        cause,
         hint: process.platform === 'darwin' ? 'start Docker Desktop, then run `docker info`' : 'start it (sudo systemctl start docker), then run `docker info`',
       });
     case 'timeout':
-      return new DockerError(kind, `docker ${args[0] ?? ''} did not finish in time`, { args, ...result, cause, hint: 'check that the Docker daemon is healthy: docker info' });
+      return new DockerError(kind, `docker ${args[0] ?? ''} did not finish in time`, {
+        args,
+        ...result,
+        cause,
+        hint: 'check that the Docker daemon is healthy: docker info',
+      });
     default:
-      return new DockerError(kind, `docker ${args.slice(0, 2).join(' ')} failed: ${(result.stderr ?? '').trim() || `exit code ${result.exitCode}`}`, { args, ...result, cause });
+      return new DockerError(kind, `docker ${args.slice(0, 2).join(' ')} failed: ${(result.stderr ?? '').trim() || `exit code ${result.exitCode}`}`, {
+        args,
+        ...result,
+        cause,
+      });
   }
 }
 
@@ -335,7 +372,10 @@ export async function listContainers(options: { labels: Record<string, string | 
   const inspectArgs = ['container', 'inspect', '--format', '{{json .}}', ...ids];
   const result = await docker(inspectArgs, { allowFailure: true, timeoutMs: quick() });
   // A container removed between the two calls is simply absent.
-  return result.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => parseDockerJson<ContainerInfo>(inspectArgs, { ...result, stdout: line }));
+  return result.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => parseDockerJson<ContainerInfo>(inspectArgs, { ...result, stdout: line }));
 }
 
 /** Removes a container and its anonymous volumes; false when it did not exist. */
@@ -393,7 +433,10 @@ export async function listVolumes(options: { labels: Record<string, string> }): 
   const args = ['volume', 'ls', '--format', '{{json .}}'];
   for (const [key, value] of Object.entries(options.labels)) args.push('--filter', `label=${key}=${value}`);
   const result = await docker(args, { timeoutMs: quick() });
-  const names = result.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
+  const names = result.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
   const volumes: VolumeInfo[] = [];
   for (const name of names) {
     const info = await inspectVolume(name);

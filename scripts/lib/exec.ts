@@ -1,10 +1,5 @@
 // The environment handed to child processes: never the secrets Claude Code reads from it.
-const SECRET_ENV = [
-  'ANTHROPIC_API_KEY',
-  'ANTHROPIC_AUTH_TOKEN',
-  'CLAUDE_CODE_OAUTH_TOKEN',
-  'CLAUDE_CODE_OAUTH_REFRESH_TOKEN',
-];
+const SECRET_ENV = ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'CLAUDE_CODE_OAUTH_TOKEN', 'CLAUDE_CODE_OAUTH_REFRESH_TOKEN'];
 
 export function childEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const out: Record<string, string> = {};

@@ -60,7 +60,11 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
     throw new GitError('git is not installed: no `git` command on PATH', { args, ...out, code: 'git-not-installed', hint: 'install git and run again' });
   }
   if (result.timedOut) {
-    throw new GitError(`git ${args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? ''} did not finish in ${options.timeoutMs} ms`, { args, ...out, code: 'git-timeout' });
+    throw new GitError(`git ${args.find((a) => !a.startsWith('-') && !a.includes('=')) ?? ''} did not finish in ${options.timeoutMs} ms`, {
+      args,
+      ...out,
+      code: 'git-timeout',
+    });
   }
   if (out.exitCode !== 0 && !options.allowFailure) {
     throw new GitError(`git ${args[0]} failed: ${out.stderr || `exit code ${out.exitCode}`}`, { args, ...out });
@@ -73,7 +77,16 @@ async function runGit(args: string[], options: GitOptions): Promise<GitResult> {
  * filter or diff drivers a .gitattributes could name), no hooks, no fsmonitor.
  */
 export const ISOLATED_GIT_ENV = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_ATTR_NOSYSTEM: '1' } as const;
-export const ISOLATED_GIT_CONFIG = ['-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', '-c', 'core.untrackedCache=false', '-c', 'core.symlinks=true'];
+export const ISOLATED_GIT_CONFIG = [
+  '-c',
+  'core.fsmonitor=false',
+  '-c',
+  'core.hooksPath=/dev/null',
+  '-c',
+  'core.untrackedCache=false',
+  '-c',
+  'core.symlinks=true',
+];
 
 export interface RepoInfo {
   /** The top folder of the main working tree (not of a linked worktree). */
@@ -86,11 +99,17 @@ export interface RepoInfo {
 export async function findRepo(cwd: string): Promise<RepoInfo> {
   const result = await git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-toplevel'], { cwd, allowFailure: true });
   if (result.exitCode !== 0) {
-    throw new ParaError(`${cwd} is not inside a git repository`, { code: 'not-a-repo', hint: 'cd into your project (or run git init and make a first commit), then run again' });
+    throw new ParaError(`${cwd} is not inside a git repository`, {
+      code: 'not-a-repo',
+      hint: 'cd into your project (or run git init and make a first commit), then run again',
+    });
   }
   const [commonDir, toplevel] = result.stdout.split('\n');
   if (!toplevel) {
-    throw new ParaError(`${cwd} is inside a bare git repository or a git folder`, { code: 'not-a-repo', hint: 'run para from a working tree of the repository' });
+    throw new ParaError(`${cwd} is inside a bare git repository or a git folder`, {
+      code: 'not-a-repo',
+      hint: 'run para from a working tree of the repository',
+    });
   }
   // From a linked worktree, the main working tree is the parent of the common git folder.
   const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;
@@ -106,7 +125,10 @@ export interface RepoSnapshot extends RepoInfo {
 
 /** Repository, HEAD commit and current branch in one git call (the common case), else two. */
 export async function repoSnapshot(cwd: string): Promise<RepoSnapshot> {
-  const result = await git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-toplevel', 'HEAD^{commit}', '--symbolic-full-name', 'HEAD'], { cwd, allowFailure: true });
+  const result = await git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-toplevel', 'HEAD^{commit}', '--symbolic-full-name', 'HEAD'], {
+    cwd,
+    allowFailure: true,
+  });
   const [commonDir, toplevel, head, ref] = result.stdout.split('\n');
   if (result.exitCode !== 0 || !head || !ref) return findRepo(cwd);
   const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;

@@ -64,17 +64,26 @@ async function ensureBaseImagePresent(baseImage: string, stream: boolean): Promi
   const args = ['pull', baseImage];
   const result = await docker(args, { allowFailure: true, stream, timeoutMs: config.timeouts.buildMs });
   if (result.exitCode !== 0) {
-    throw new DockerError('command-failed', `the base image ${baseImage} is not present and cannot be pulled: ${result.stderr.trim().split('\n').pop() ?? ''}`, {
-      args, ...result,
-      hint: 'check your network and registry login (docker pull ' + baseImage + '), or pass a local image: make image BASE_IMAGE=<image>',
-    });
+    throw new DockerError(
+      'command-failed',
+      `the base image ${baseImage} is not present and cannot be pulled: ${result.stderr.trim().split('\n').pop() ?? ''}`,
+      {
+        args,
+        ...result,
+        hint: 'check your network and registry login (docker pull ' + baseImage + '), or pass a local image: make image BASE_IMAGE=<image>',
+      },
+    );
   }
 }
 
 /** Builds para-claude when it is missing or stale; returns whether it was built. */
 export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line: string) => void): Promise<boolean> {
   if (options.claudeBinary && !(await fs.pathExists(options.claudeBinary))) {
-    throw new ParaError(`the claude binary ${options.claudeBinary} does not exist`, { code: 'usage', exitCode: 2, hint: 'pass the path of a Linux claude binary, e.g. node_modules/@anthropic-ai/claude-code/bin/claude.exe' });
+    throw new ParaError(`the claude binary ${options.claudeBinary} does not exist`, {
+      code: 'usage',
+      exitCode: 2,
+      hint: 'pass the path of a Linux claude binary, e.g. node_modules/@anthropic-ai/claude-code/bin/claude.exe',
+    });
   }
   const source = await claudeSource(options.claudeBinary);
   const reason = whyRebuild(await inspectImage(options.claudeImage), options, source);
@@ -101,7 +110,11 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
       },
     }).catch((error: unknown) => {
       if (error instanceof DockerError && error.kind === 'command-failed') {
-        throw new ParaError(`building ${options.claudeImage} failed`, { code: 'build-failed', cause: error, hint: 'read the build output above; make image REBUILD_BASE=1 retries from scratch' });
+        throw new ParaError(`building ${options.claudeImage} failed`, {
+          code: 'build-failed',
+          cause: error,
+          hint: 'read the build output above; make image REBUILD_BASE=1 retries from scratch',
+        });
       }
       throw error;
     });
@@ -110,7 +123,10 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
 }
 
 /** Labels for an authenticated image: facts only, never a secret. */
-export function authenticatedLabels(credentials: Pick<Credentials, 'kind' | 'authMethod' | 'expiresAt' | 'expiryEstimated' | 'subscriptionType'>, claudeImage: ImageInfo | undefined): Record<string, string> {
+export function authenticatedLabels(
+  credentials: Pick<Credentials, 'kind' | 'authMethod' | 'expiresAt' | 'expiryEstimated' | 'subscriptionType'>,
+  claudeImage: ImageInfo | undefined,
+): Record<string, string> {
   const out: Record<string, string> = {
     [labels.managedBy]: MANAGED_BY,
     [labels.builtAt]: new Date().toISOString(),
@@ -161,7 +177,12 @@ export interface AuthenticatedBuild {
   labels: Record<string, string>;
 }
 
-export async function buildAuthenticatedImage(options: { tag: string; claudeImage: string; credentials: Credentials; stream: boolean }): Promise<AuthenticatedBuild> {
+export async function buildAuthenticatedImage(options: {
+  tag: string;
+  claudeImage: string;
+  credentials: Credentials;
+  stream: boolean;
+}): Promise<AuthenticatedBuild> {
   const claudeInfo = await inspectImage(options.claudeImage);
   const imageLabels = authenticatedLabels(options.credentials, claudeInfo);
   const temporary = temporaryTag();
@@ -177,7 +198,11 @@ export async function buildAuthenticatedImage(options: { tag: string; claudeImag
         labels: imageLabels,
       }).catch((error: unknown) => {
         if (error instanceof DockerError && error.kind === 'command-failed') {
-          throw new ParaError(`building ${options.tag} failed`, { code: 'build-failed', cause: error, hint: 'read the build output above, then run make image again (make doctor checks the setup)' });
+          throw new ParaError(`building ${options.tag} failed`, {
+            code: 'build-failed',
+            cause: error,
+            hint: 'read the build output above, then run make image again (make doctor checks the setup)',
+          });
         }
         throw error;
       });

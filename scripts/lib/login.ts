@@ -25,9 +25,10 @@ COPY --from=login --chown=${config.containerUser}:${config.containerUser} ${conf
 `;
 
 /** Prints only the expiry and plan from the credentials file, never the tokens (grep -o). */
-const FACTS_SCRIPT = 'f="${CLAUDE_CONFIG_DIR:-$HOME/.claude}/.credentials.json"; [ -f "$f" ] || exit 0; '
-  + 'grep -o \'"expiresAt"[[:space:]]*:[[:space:]]*[0-9]*\' "$f"; '
-  + 'grep -o \'"subscriptionType"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"\' "$f"; exit 0';
+const FACTS_SCRIPT =
+  'f="${CLAUDE_CONFIG_DIR:-$HOME/.claude}/.credentials.json"; [ -f "$f" ] || exit 0; ' +
+  'grep -o \'"expiresAt"[[:space:]]*:[[:space:]]*[0-9]*\' "$f"; ' +
+  'grep -o \'"subscriptionType"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]*"\' "$f"; exit 0';
 
 export interface LoginFacts {
   expiresAt?: number;
@@ -72,10 +73,14 @@ export async function withLoginContainer<T>(image: string, options: { name?: str
   const release = onInterrupt(remove);
   try {
     const args = [
-      'create', '--name', name,
+      'create',
+      '--name',
+      name,
       ...labelArgs(temporaryLabels(LOGIN_TEMPORARY_LABEL)),
       ...(options.offline ? ['--network', 'none'] : []),
-      image, 'sleep', 'infinity',
+      image,
+      'sleep',
+      'infinity',
     ];
     await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
     await startContainer(name);
@@ -113,11 +118,18 @@ async function buildFinalImage(snapshot: string, claudeImage: string, tag: strin
   await withStagingDir(async (dir) => {
     await fs.writeFile(path.join(dir, 'Dockerfile'), FINAL_DOCKERFILE);
     await buildImage({
-      dockerfile: path.join(dir, 'Dockerfile'), context: dir, tag, labels: imageLabels,
+      dockerfile: path.join(dir, 'Dockerfile'),
+      context: dir,
+      tag,
+      labels: imageLabels,
       buildArgs: { SNAPSHOT: snapshot, CLAUDE_IMAGE: claudeImage },
     }).catch((error: unknown) => {
       if (error instanceof DockerError && error.kind === 'command-failed') {
-        throw new ParaError('building the image from the login container failed', { code: 'build-failed', cause: error, hint: 'run make login again; make doctor checks the setup' });
+        throw new ParaError('building the image from the login container failed', {
+          code: 'build-failed',
+          cause: error,
+          hint: 'run make login again; make doctor checks the setup',
+        });
       }
       throw error;
     });
@@ -148,7 +160,12 @@ export async function commitLogin(container: string, options: { tag: string; cla
     }
     const facts = await readLoginFacts(container);
     const imageLabels = authenticatedLabels(
-      { kind: 'subscription', authMethod: 'claude.ai', expiresAt: facts.expiresAt, subscriptionType: facts.subscriptionType ?? status.subscriptionType ?? undefined },
+      {
+        kind: 'subscription',
+        authMethod: 'claude.ai',
+        expiresAt: facts.expiresAt,
+        subscriptionType: facts.subscriptionType ?? status.subscriptionType ?? undefined,
+      },
       await inspectImage(options.claudeImage),
     );
     // The login's own facts, which the host-credential kinds above cannot name.

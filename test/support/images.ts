@@ -9,11 +9,11 @@ import { RUN_ID, sharedImage, TEST_LABEL, tempDir, trackImage } from './resource
 export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
 /** The real Linux claude binary: the wrapper's bin/claude.exe once its postinstall has replaced the
  * placeholder, else the platform package's own binary (when npm skipped install scripts). */
-export const CLAUDE_BINARY = [
-  'node_modules/@anthropic-ai/claude-code/bin/claude.exe',
-  `node_modules/@anthropic-ai/claude-code-linux-${process.arch}/claude`,
-].map((file) => path.join(PROJECT_ROOT, file)).find((file) => fs.existsSync(file) && fs.statSync(file).size > 1_000_000)
-  ?? path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/bin/claude.exe');
+export const CLAUDE_BINARY =
+  ['node_modules/@anthropic-ai/claude-code/bin/claude.exe', `node_modules/@anthropic-ai/claude-code-linux-${process.arch}/claude`]
+    .map((file) => path.join(PROJECT_ROOT, file))
+    .find((file) => fs.existsSync(file) && fs.statSync(file).size > 1_000_000) ??
+  path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/bin/claude.exe');
 /** A fake but well-formed token, unique to this run, searched for wherever it must not be. */
 export const FAKE_TOKEN = `sk-ant-oat01-PARAFAKE${RUN_ID}TOKEN`;
 export const FAKE_REFRESH = `sk-ant-ort01-PARAFAKE${RUN_ID}REFRESH`;
@@ -38,15 +38,18 @@ let claudeImage: Promise<string> | undefined;
 /** para-claude for this run, built at most once. */
 export function testClaudeImage(): Promise<string> {
   if (process.env.PARA_TEST_SHARED_IMAGES === '1') claudeImage ??= Promise.resolve(CLAUDE_IMAGE);
-  claudeImage ??= ensureClaudeImage({
-    claudeImage: CLAUDE_IMAGE,
-    baseImage: BASE_IMAGE,
-    baseImageExplicit: true,
-    claudeBinary: CLAUDE_BINARY,
-    rebuild: false,
-    ids: imageUserIds(),
-    stream: false,
-  }, () => undefined).then(() => CLAUDE_IMAGE);
+  claudeImage ??= ensureClaudeImage(
+    {
+      claudeImage: CLAUDE_IMAGE,
+      baseImage: BASE_IMAGE,
+      baseImageExplicit: true,
+      claudeBinary: CLAUDE_BINARY,
+      rebuild: false,
+      ids: imageUserIds(),
+      stream: false,
+    },
+    () => undefined,
+  ).then(() => CLAUDE_IMAGE);
   return claudeImage;
 }
 
@@ -74,12 +77,15 @@ export async function fakeHome(login: FakeLogin = {}): Promise<string> {
     },
   };
   await fs.writeFile(path.join(home, '.claude', '.credentials.json'), JSON.stringify(credentials), { mode: 0o600 });
-  await fs.writeFile(path.join(home, '.claude.json'), JSON.stringify({
-    hasCompletedOnboarding: true,
-    userID: 'test-user',
-    projects: { '/home/someone/private-project': { allowedTools: [], mcpServers: { secret: { command: 'x' } } } },
-    mcpServers: { global: { command: 'y' } },
-  }));
+  await fs.writeFile(
+    path.join(home, '.claude.json'),
+    JSON.stringify({
+      hasCompletedOnboarding: true,
+      userID: 'test-user',
+      projects: { '/home/someone/private-project': { allowedTools: [], mcpServers: { secret: { command: 'x' } } } },
+      mcpServers: { global: { command: 'y' } },
+    }),
+  );
   return home;
 }
 
@@ -90,7 +96,11 @@ export interface ScriptResult {
 }
 
 /** Runs one of the project's scripts as a user would, through tsx. */
-export async function runScript(script: string, args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; input?: string } = {}): Promise<ScriptResult> {
+export async function runScript(
+  script: string,
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; input?: string } = {},
+): Promise<ScriptResult> {
   const [command, ...entry] = scriptCommand(script);
   const result = await execa(command, [...entry, ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,

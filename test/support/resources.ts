@@ -43,7 +43,11 @@ export function onCleanup(task: () => Promise<unknown>): void {
 /** Containers labelled with this run's id, and every tracked image and folder. */
 export async function cleanupAll(): Promise<void> {
   for (const task of cleanups.reverse()) {
-    try { await task(); } catch (error) { process.stderr.write(`cleanup: ${String(error)}\n`); }
+    try {
+      await task();
+    } catch (error) {
+      process.stderr.write(`cleanup: ${String(error)}\n`);
+    }
   }
   try {
     // The sweep of everything labelled for the run is the parent's, once every file has ended.

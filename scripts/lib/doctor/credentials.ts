@@ -42,11 +42,7 @@ export function parseFacts(stdout: string): BakedCredentials {
 
 /** For images without credential labels (e.g. made by hand): look inside, without network. */
 async function factsInsideImage(image: string): Promise<BakedCredentials> {
-  const args = [
-    'run', '--rm', '--network', 'none',
-    ...labelArgs(temporaryLabels('doctor')),
-    '--entrypoint', '/bin/sh', image, '-c', FACTS_SCRIPT,
-  ];
+  const args = ['run', '--rm', '--network', 'none', ...labelArgs(temporaryLabels('doctor')), '--entrypoint', '/bin/sh', image, '-c', FACTS_SCRIPT];
   return parseFacts((await docker(args, { timeoutMs: deadlines.containerMs })).stdout);
 }
 
@@ -91,7 +87,11 @@ export interface HostLogin {
 /** macOS: the Keychain item's modification date ("mdat"); its attributes only, never the password. */
 async function keychainChangedAt(env: NodeJS.ProcessEnv): Promise<number | undefined> {
   const result = await execa('security', ['find-generic-password', '-s', KEYCHAIN_SERVICE], {
-    env: childEnv(env as Record<string, string | undefined>), extendEnv: false, reject: false, timeout: deadlines.localMs, stdin: 'ignore',
+    env: childEnv(env as Record<string, string | undefined>),
+    extendEnv: false,
+    reject: false,
+    timeout: deadlines.localMs,
+    stdin: 'ignore',
   });
   // Exit 44: no such item. Any failure means "not in the Keychain"; the file is tried next.
   if (result.exitCode !== 0) return undefined;
@@ -119,13 +119,17 @@ export const credentialChecks: Check<DoctorContext>[] = [
   {
     id: 'credentials-expiry',
     needs: ['image'],
-    get deadlineMs() { return deadlines.containerMs; },
+    get deadlineMs() {
+      return deadlines.containerMs;
+    },
     run: async (context) => expiryFinding(await bakedCredentials(context), context.now(), makeImageCommand(context)),
   },
   {
     id: 'host-login-newer',
     needs: ['image'],
-    get deadlineMs() { return deadlines.localMs; },
+    get deadlineMs() {
+      return deadlines.localMs;
+    },
     timeoutFix: 'the macOS Keychain did not answer: unlock it (security unlock-keychain), then run again',
     run: async (context) => {
       const l = (await context.imageInfo())?.Config.Labels ?? {};

@@ -14,14 +14,16 @@ const SOURCE_NAMES: Record<string, string> = {
 };
 
 export function describeCredentialsSource(source: string | undefined): string {
-  return source ? SOURCE_NAMES[source] ?? source : 'unknown credentials';
+  return source ? (SOURCE_NAMES[source] ?? source) : 'unknown credentials';
 }
 
 export const imageChecks: Check<DoctorContext>[] = [
   {
     id: 'image',
     needs: ['docker-daemon'],
-    get deadlineMs() { return deadlines.dockerMs; },
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
     run: async (context) => {
       const info = await context.imageInfo();
       if (!info) {
@@ -43,8 +45,10 @@ export const imageChecks: Check<DoctorContext>[] = [
       }
       const hostUid = imageUserIds().uid;
       if (l[labels.uid] && l[labels.uid] !== String(hostUid)) {
-        return warn(`${summary}; its user has uid ${l[labels.uid]} but yours is ${hostUid}, so files the agent writes will not be yours`,
-          'make image REBUILD_BASE=1');
+        return warn(
+          `${summary}; its user has uid ${l[labels.uid]} but yours is ${hostUid}, so files the agent writes will not be yours`,
+          'make image REBUILD_BASE=1',
+        );
       }
       return ok(summary);
     },
@@ -52,11 +56,13 @@ export const imageChecks: Check<DoctorContext>[] = [
   {
     id: 'image-auth',
     needs: ['image'],
-    get deadlineMs() { return deadlines.containerMs; },
+    get deadlineMs() {
+      return deadlines.containerMs;
+    },
     timeoutFix: (context) => `see what claude does in the image: docker run --rm -it --network none ${context.image} claude auth status`,
     run: async (context) => {
       const fix = `${makeImageCommand(context)} (after logging in on the host), or make login`;
-      let status;
+      let status: Awaited<ReturnType<DoctorContext['authStatus']>>;
       try {
         status = await context.authStatus();
       } catch (error) {

@@ -22,10 +22,12 @@ export function formatReport(report: DoctorReport, colour = false): string {
   const warned = count('warn');
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   lines.push('');
-  lines.push(failed
-    ? `${plural(failed, 'check')} failed${warned ? `, ${plural(warned, 'warning')}` : ''}: fix the first failure above and run make doctor again`
-    : warned
-      ? `no failures, ${plural(warned, 'warning')}: ${report.image} should work; see the fixes above`
-      : `all checks passed: ${report.image} is ready`);
+  lines.push(
+    failed
+      ? `${plural(failed, 'check')} failed${warned ? `, ${plural(warned, 'warning')}` : ''}: fix the first failure above and run make doctor again`
+      : warned
+        ? `no failures, ${plural(warned, 'warning')}: ${report.image} should work; see the fixes above`
+        : `all checks passed: ${report.image} is ready`,
+  );
   return `${lines.join('\n')}\n`;
 }

@@ -69,30 +69,36 @@ export async function runChecks<C>(checks: Check<C>[], context: C, options: { ve
   // rootCause: the check whose failure (or skip) this skip ultimately comes from.
   const results = new Map<string, Promise<CheckResult & { rootCause?: CheckResult }>>();
   for (const check of checks) {
-    results.set(check.id, (async () => {
-      const prerequisites = await Promise.all((check.needs ?? []).map((id) => results.get(id)!));
-      const blocker = prerequisites.find((result) => result.status === 'fail' || result.status === 'skip');
-      if (blocker) {
-        const root = blocker.rootCause ?? blocker;
-        const why = root.status === 'fail' ? `${root.id} failed` : `${root.id} was skipped (${root.message})`;
-        return { id: check.id, status: 'skip', message: `skipped: ${why}`, fix: null, durationMs: 0, rootCause: root };
-      }
-      const started = performance.now();
-      const work = Promise.resolve().then(() => check.run(context)).catch((error: unknown) => {
-        if (options.verbose && error instanceof Error) process.stderr.write(`${check.id}: ${error.stack ?? error.message}\n`);
-        return findingFromError(error);
-      });
-      const timeoutFix = typeof check.timeoutFix === 'function' ? check.timeoutFix(context) : check.timeoutFix;
-      const finding = await withDeadline(work, check.deadlineMs, () =>
-        fail(`did not finish within ${seconds(check.deadlineMs)}`, timeoutFix ?? 'check that the Docker daemon answers quickly: docker info'));
-      return {
-        id: check.id,
-        status: finding.status,
-        message: finding.message,
-        fix: finding.status === 'ok' || finding.status === 'skip' ? finding.fix ?? null : finding.fix ?? 'no fix known',
-        durationMs: Math.round(performance.now() - started),
-      };
-    })());
+    results.set(
+      check.id,
+      (async () => {
+        const prerequisites = await Promise.all((check.needs ?? []).map((id) => results.get(id)!));
+        const blocker = prerequisites.find((result) => result.status === 'fail' || result.status === 'skip');
+        if (blocker) {
+          const root = blocker.rootCause ?? blocker;
+          const why = root.status === 'fail' ? `${root.id} failed` : `${root.id} was skipped (${root.message})`;
+          return { id: check.id, status: 'skip', message: `skipped: ${why}`, fix: null, durationMs: 0, rootCause: root };
+        }
+        const started = performance.now();
+        const work = Promise.resolve()
+          .then(() => check.run(context))
+          .catch((error: unknown) => {
+            if (options.verbose && error instanceof Error) process.stderr.write(`${check.id}: ${error.stack ?? error.message}\n`);
+            return findingFromError(error);
+          });
+        const timeoutFix = typeof check.timeoutFix === 'function' ? check.timeoutFix(context) : check.timeoutFix;
+        const finding = await withDeadline(work, check.deadlineMs, () =>
+          fail(`did not finish within ${seconds(check.deadlineMs)}`, timeoutFix ?? 'check that the Docker daemon answers quickly: docker info'),
+        );
+        return {
+          id: check.id,
+          status: finding.status,
+          message: finding.message,
+          fix: finding.status === 'ok' || finding.status === 'skip' ? (finding.fix ?? null) : (finding.fix ?? 'no fix known'),
+          durationMs: Math.round(performance.now() - started),
+        };
+      })(),
+    );
   }
   const all = await Promise.all(checks.map((check) => results.get(check.id)!));
   return all.map(({ rootCause: _root, ...result }) => result);

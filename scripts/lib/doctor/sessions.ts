@@ -28,12 +28,20 @@ function list(names: string[]): string {
   return names.length <= 5 ? names.join(', ') : `${names.slice(0, 5).join(', ')} and ${names.length - 5} more`;
 }
 
-export function sessionsFinding(repo: Repo, sessions: SessionState[], containers: ContainerInfo[], volumes: VolumeInfo[] = [], problems: string[] = []): Finding {
+export function sessionsFinding(
+  repo: Repo,
+  sessions: SessionState[],
+  containers: ContainerInfo[],
+  volumes: VolumeInfo[] = [],
+  problems: string[] = [],
+): Finding {
   const { orphans, missing } = compareSessions(repo, sessions, containers, volumes);
   const found: string[] = [...problems];
   const fixes: string[] = [];
   if (orphans.length) {
-    found.push(`${orphans.length} container${orphans.length === 1 ? '' : 's'} or volume${orphans.length === 1 ? '' : 's'} with no live session (${list(orphans)})`);
+    found.push(
+      `${orphans.length} container${orphans.length === 1 ? '' : 's'} or volume${orphans.length === 1 ? '' : 's'} with no live session (${list(orphans)})`,
+    );
     fixes.push(CLEAN_FIX);
   }
   if (missing.length) {
@@ -42,14 +50,18 @@ export function sessionsFinding(repo: Repo, sessions: SessionState[], containers
   }
   if (problems.length) fixes.push('move the damaged state files away, then run make clean-sessions');
   if (found.length) return warn(found.join('; '), fixes.join('; '));
-  return ok(`${sessions.length} session${sessions.length === 1 ? '' : 's'}, ${containers.length} container${containers.length === 1 ? '' : 's'}, nothing left over`);
+  return ok(
+    `${sessions.length} session${sessions.length === 1 ? '' : 's'}, ${containers.length} container${containers.length === 1 ? '' : 's'}, nothing left over`,
+  );
 }
 
 export const sessionChecks: Check<DoctorContext>[] = [
   {
     id: 'sessions',
     needs: ['docker-daemon', 'git'],
-    get deadlineMs() { return deadlines.dockerMs; },
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
     run: async (context) => {
       const repo = await context.repo();
       if (!repo) return skip('not inside a git repository');
@@ -58,7 +70,13 @@ export const sessionChecks: Check<DoctorContext>[] = [
         listContainers({ labels: repoLabels(repo.root) }),
         listVolumes({ labels: repoLabels(repo.root) }),
       ]);
-      return sessionsFinding(repo, state.sessions, containers, volumes, state.problems.map((p) => p.message));
+      return sessionsFinding(
+        repo,
+        state.sessions,
+        containers,
+        volumes,
+        state.problems.map((p) => p.message),
+      );
     },
   },
 ];

@@ -22,12 +22,16 @@ function dockerEndpoint(env: NodeJS.ProcessEnv): string {
 export const systemChecks: Check<DoctorContext>[] = [
   {
     id: 'platform',
-    get deadlineMs() { return deadlines.localMs; },
+    get deadlineMs() {
+      return deadlines.localMs;
+    },
     run: async (context) => platformFinding(context.platform),
   },
   {
     id: 'docker-cli',
-    get deadlineMs() { return deadlines.dockerMs; },
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
     run: async () => {
       try {
         return ok(`docker ${await dockerClientVersion(deadlines.dockerMs)}`);
@@ -40,7 +44,9 @@ export const systemChecks: Check<DoctorContext>[] = [
   {
     // Runs alongside docker-cli rather than after it: the daemon answer is the slow one.
     id: 'docker-daemon',
-    get deadlineMs() { return deadlines.dockerMs; },
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
     timeoutFix: 'the daemon accepts connections but does not answer: restart it (sudo systemctl restart docker, or restart Docker Desktop)',
     run: async (context) => {
       try {
@@ -59,7 +65,9 @@ export const systemChecks: Check<DoctorContext>[] = [
   },
   {
     id: 'git',
-    get deadlineMs() { return deadlines.localMs; },
+    get deadlineMs() {
+      return deadlines.localMs;
+    },
     run: async (context) => {
       let version: string;
       try {
@@ -70,7 +78,10 @@ export const systemChecks: Check<DoctorContext>[] = [
       }
       const repo = await context.repo();
       if (!repo) {
-        return warn(`git ${version}, but ${context.cwd} is not inside a git repository (the image checks still ran)`, 'cd into your project, then run make doctor again');
+        return warn(
+          `git ${version}, but ${context.cwd} is not inside a git repository (the image checks still ran)`,
+          'cd into your project, then run make doctor again',
+        );
       }
       return ok(`git ${version}, repository ${repo.root}`);
     },

@@ -67,7 +67,8 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
     // docker creates the volume with the session's labels, or reuses it (a re-created container).
     { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false, labels: sessionLabels(paths.name, spec.repo.root) },
     ...spec.mounts,
-  ]) args.push(...mountArg(mount));
+  ])
+    args.push(...mountArg(mount));
   args.push('--workdir', paths.worktree, spec.image, ...entryCommand(spec.seed));
   return args;
 }
@@ -76,7 +77,7 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
 function identityEnv(identity: Array<[string, string]>): string[] {
   if (identity.length === 0) return [];
   const args = ['--env', `GIT_CONFIG_COUNT=${identity.length}`];
-  identity.forEach(([key, value], i) => args.push('--env', `GIT_CONFIG_KEY_${i}=${key}`, '--env', `GIT_CONFIG_VALUE_${i}=${value}`));
+  for (const [i, [key, value]] of identity.entries()) args.push('--env', `GIT_CONFIG_KEY_${i}=${key}`, '--env', `GIT_CONFIG_VALUE_${i}=${value}`);
   return args;
 }
 

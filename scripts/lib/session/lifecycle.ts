@@ -3,8 +3,17 @@
 // labels name this repository and session.
 import { labels } from '../config.ts';
 import {
-  inspectContainer, inspectImage, inspectVolume, listContainers, listVolumes, pauseContainer, removeContainer, removeVolume, unpauseContainer,
-  type ContainerInfo, type VolumeInfo,
+  inspectContainer,
+  inspectImage,
+  inspectVolume,
+  listContainers,
+  listVolumes,
+  pauseContainer,
+  removeContainer,
+  removeVolume,
+  unpauseContainer,
+  type ContainerInfo,
+  type VolumeInfo,
 } from '../docker.ts';
 import fs from 'fs-extra';
 import os from 'node:os';
@@ -17,8 +26,17 @@ import { exec, repoLabels } from './container.ts';
 import { jobProgress, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
-  branchTip, deleteBranchAt, pruneHostWorktrees, removeSessionContainer, removeSessionVolume, retireFolder, Rollback,
-  sessionContainer, sessionVolumeExists, startSessionContainer, createSessionContainer,
+  branchTip,
+  deleteBranchAt,
+  pruneHostWorktrees,
+  removeSessionContainer,
+  removeSessionVolume,
+  retireFolder,
+  Rollback,
+  sessionContainer,
+  sessionVolumeExists,
+  startSessionContainer,
+  createSessionContainer,
 } from './resources.ts';
 import { snapshotFolder, type Snapshot } from './snapshot.ts';
 import { containerSpec, gitIdentity } from './start.ts';
@@ -131,8 +149,18 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
   let state = raw;
   const warnings: string[] = [];
   const info = state.container ? byName.get(state.container) : undefined;
-  const containerState: ContainerState = state.status === 'finished' || !state.container ? 'none'
-    : !info ? 'missing' : info.State.Paused ? 'paused' : info.State.Running ? 'running' : info.State.Status === 'created' ? 'created' : 'exited';
+  const containerState: ContainerState =
+    state.status === 'finished' || !state.container
+      ? 'none'
+      : !info
+        ? 'missing'
+        : info.State.Paused
+          ? 'paused'
+          : info.State.Running
+            ? 'running'
+            : info.State.Status === 'created'
+              ? 'created'
+              : 'exited';
   let planted = false;
   if (state.status === 'active' && state.container) {
     try {
@@ -146,8 +174,12 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
   }
   let job: SessionView['job'] = null;
   if (state.job && state.container) {
-    const progress: JobProgress = state.job.exitCode !== null ? { state: 'exited', exitCode: state.job.exitCode }
-      : state.status === 'finished' ? { state: 'lost', reason: 'the session was finished while it ran' } : await jobProgress(state.container, state.job);
+    const progress: JobProgress =
+      state.job.exitCode !== null
+        ? { state: 'exited', exitCode: state.job.exitCode }
+        : state.status === 'finished'
+          ? { state: 'lost', reason: 'the session was finished while it ran' }
+          : await jobProgress(state.container, state.job);
     if (progress.state === 'exited' && state.job.exitCode === null) {
       state = { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } };
       await writeSession(repo, state);
@@ -180,7 +212,9 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
 /** Every session of the repository with its live state, and what belongs to none. */
 export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
   const [{ sessions: states, problems }, containers, volumes] = await Promise.all([
-    listSessions(repo), listContainers({ labels: repoLabels(repo.root) }), listVolumes({ labels: repoLabels(repo.root) }),
+    listSessions(repo),
+    listContainers({ labels: repoLabels(repo.root) }),
+    listVolumes({ labels: repoLabels(repo.root) }),
   ]);
   const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
   const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, states, containers, volumes);
@@ -189,7 +223,12 @@ export async function overview(repo: Repo, now = Date.now()): Promise<Overview> 
   return {
     repo: repo.root,
     sessions,
-    orphanContainers: unclaimed.map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
+    orphanContainers: unclaimed.map((c) => ({
+      id: c.Id.slice(0, 12),
+      name: containerDisplayName(c),
+      session: c.Config.Labels?.[labels.session] ?? null,
+      state: c.State.Status,
+    })),
     orphanVolumes: unclaimedVolumes.map((v) => v.Name),
     problems,
   };
@@ -215,11 +254,15 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
   if (found.presence === 'running' && (await inspectContainer(paths.container))?.State.Paused) await unpauseContainer(paths.container);
   if (found.presence !== 'missing') return true;
   if (!(await sessionVolumeExists(repo, paths))) {
-    warnings.push(`the container and volume of session ${state.name} are gone: commits made inside since para last synced are lost; the folder's files are kept`);
+    warnings.push(
+      `the container and volume of session ${state.name} are gone: commits made inside since para last synced are lost; the folder's files are kept`,
+    );
     return false;
   }
   if (!state.image || !(await inspectImage(state.image))) {
-    warnings.push(`the container of session ${state.name} is gone and its image ${state.image ?? ''} too: the agent's repository stays in the volume ${paths.volume}`);
+    warnings.push(
+      `the container of session ${state.name} is gone and its image ${state.image ?? ''} too: the agent's repository stays in the volume ${paths.volume}`,
+    );
     return false;
   }
   const rollback = new Rollback();
@@ -241,7 +284,12 @@ async function identityOf(repo: Repo): Promise<{ name: string; email: string }> 
 async function saveRepositoryTar(container: string, warnings: string[]): Promise<string | null> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-agent-repo-'));
   const file = path.join(dir, 'agent-repository.tar');
-  const result = await exec(container, ['tar', '--sparse', '-C', AGENT_VOLUME_DIR, '-cf', '-', '.'], { root: true, stdoutFile: file, timeoutMs: 10 * 60_000, allowFailure: true });
+  const result = await exec(container, ['tar', '--sparse', '-C', AGENT_VOLUME_DIR, '-cf', '-', '.'], {
+    root: true,
+    stdoutFile: file,
+    timeoutMs: 10 * 60_000,
+    allowFailure: true,
+  });
   if (result.exitCode === 0) return file;
   await fs.rm(dir, { recursive: true, force: true });
   warnings.push(`the agent's repository could not be saved as a tar (${result.stderr.trim() || `exit code ${result.exitCode}`}); it stays in its volume`);
@@ -264,9 +312,16 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
   const warnings: string[] = [];
   const identity = await identityOf(repo);
   const running = state.container ? await reachContainer(repo, state, paths, warnings) : false;
-  const snapshotOf = (base: string, probe: boolean) => snapshotFolder({
-    repo, folder: paths.worktree, base, message: message ?? `para: uncommitted work of session ${state.name}`, identity, expectGitFile: !state.container, probe,
-  });
+  const snapshotOf = (base: string, probe: boolean) =>
+    snapshotFolder({
+      repo,
+      folder: paths.worktree,
+      base,
+      message: message ?? `para: uncommitted work of session ${state.name}`,
+      identity,
+      expectGitFile: !state.container,
+      probe,
+    });
   // Nothing may change the folder while the host's git reads it.
   const frozen = async <T>(work: () => Promise<T>): Promise<T> => {
     if (running) await pauseContainer(paths.container);
@@ -278,7 +333,11 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
   };
   if (requireMessage && !message) {
     const probe = await frozen(async () => snapshotOf((await branchTip(repo, paths.ref)) ?? state.baseCommit, true));
-    if (probe.commit) throw new UsageError(`session ${state.name} has uncommitted changes, so a commit message is needed`, `${requireMessage('finish')} ${state.name} -m "what was done"`);
+    if (probe.commit)
+      throw new UsageError(
+        `session ${state.name} has uncommitted changes, so a commit message is needed`,
+        `${requireMessage('finish')} ${state.name} -m "what was done"`,
+      );
   }
   let sync: SyncResult | null = null;
   let repositoryTar: string | null = null;
@@ -352,8 +411,16 @@ export interface FinishResult {
 }
 
 function checkFinishable(state: SessionState, invocation: Invocation): void {
-  if (state.status === 'finished') throw new ParaError(`session ${state.name} is already finished; its branch ${state.branch} is kept`, { code: 'session-finished', hint: `merge it: git merge ${state.branch}` });
-  if (state.status === 'starting' && starterAlive(state)) throw new ParaError(`session ${state.name} is still starting`, { code: 'session-busy', hint: `wait for the start to end, or run ${invocation('clean')} if it was interrupted` });
+  if (state.status === 'finished')
+    throw new ParaError(`session ${state.name} is already finished; its branch ${state.branch} is kept`, {
+      code: 'session-finished',
+      hint: `merge it: git merge ${state.branch}`,
+    });
+  if (state.status === 'starting' && starterAlive(state))
+    throw new ParaError(`session ${state.name} is still starting`, {
+      code: 'session-busy',
+      hint: `wait for the start to end, or run ${invocation('clean')} if it was interrupted`,
+    });
 }
 
 function savedRefs(captured: Captured, mainRef: string): string[] {
@@ -399,8 +466,17 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
   if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
   const paths = sessionPaths(repo, name);
   const prefix = archivePrefix(name);
-  const nothing: Captured = { sync: null, snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false }, wipRef: null, repositoryTar: null, warnings: [] };
-  const captured = state.status === 'finished' ? nothing : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
+  const nothing: Captured = {
+    sync: null,
+    snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false },
+    wipRef: null,
+    repositoryTar: null,
+    warnings: [],
+  };
+  const captured =
+    state.status === 'finished'
+      ? nothing
+      : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
   const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
   let archived: string | null = null;
   if (await branchTip(repo, paths.ref)) {
@@ -419,11 +495,22 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
   };
 }
 
-export async function syncOne(cwd: string, name: string, invocation: Invocation): Promise<{ name: string; branch: string; head: string | null; moved: string[]; skipped: string | null; plantedGit: boolean }> {
+export async function syncOne(
+  cwd: string,
+  name: string,
+  invocation: Invocation,
+): Promise<{ name: string; branch: string; head: string | null; moved: string[]; skipped: string | null; plantedGit: boolean }> {
   const { repo, state } = await resolveSession(cwd, name, invocation);
   if (state.status === 'finished') throw new ParaError(`session ${name} is finished; its branch ${state.branch} holds its work`, { code: 'session-finished' });
   const result = await syncSession(repo, state);
-  return { name, branch: state.branch, head: await branchTip(repo, `refs/heads/${state.branch}`), moved: result.moved, skipped: result.skipped, plantedGit: result.plantedGit };
+  return {
+    name,
+    branch: state.branch,
+    head: await branchTip(repo, `refs/heads/${state.branch}`),
+    moved: result.moved,
+    skipped: result.skipped,
+    plantedGit: result.plantedGit,
+  };
 }
 
 // ---- clean ------------------------------------------------------------------------------------
@@ -440,7 +527,9 @@ export interface CleanPlan {
 /** Orphans of this repository only: never another repository's sessions, never unlabelled resources. */
 export async function planClean(repo: Repo): Promise<CleanPlan> {
   const [{ sessions, problems }, containers, volumes] = await Promise.all([
-    listSessions(repo), listContainers({ labels: repoLabels(repo.root) }), listVolumes({ labels: repoLabels(repo.root) }),
+    listSessions(repo),
+    listContainers({ labels: repoLabels(repo.root) }),
+    listVolumes({ labels: repoLabels(repo.root) }),
   ]);
   const stale = sessions.filter((s) => s.status === 'starting' && !starterAlive(s));
   const staleNames = new Set(stale.map((s) => s.name));
@@ -454,7 +543,15 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
     if (found.presence === 'running') await pauseContainer(paths.container);
     let snapshot: Snapshot;
     try {
-      snapshot = await snapshotFolder({ repo, folder: paths.worktree, base: state.baseCommit, message: 'para: probe', identity: { name: 'para', email: 'para@localhost' }, expectGitFile: !state.container, probe: true });
+      snapshot = await snapshotFolder({
+        repo,
+        folder: paths.worktree,
+        base: state.baseCommit,
+        message: 'para: probe',
+        identity: { name: 'para', email: 'para@localhost' },
+        expectGitFile: !state.container,
+        probe: true,
+      });
     } finally {
       if (found.presence === 'running') await unpauseContainer(paths.container);
     }
@@ -464,7 +561,8 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
     else staleStarts.push(state.name);
   }
   return {
-    containers: unclaimed.filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
+    containers: unclaimed
+      .filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
       .map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
     volumes: unclaimedVolumes.map((v) => v.Name),
     staleStarts,
@@ -488,7 +586,7 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
   for (const name of plan.staleStarts) {
     try {
       const state = await readSession(repo, name);
-      if (!state || state.status !== 'starting' || starterAlive(state)) continue;
+      if (state?.status !== 'starting' || starterAlive(state)) continue;
       const paths = sessionPaths(repo, name);
       await removeSessionContainer(repo, paths);
       await removeSessionVolume(repo, paths);

@@ -85,6 +85,9 @@ export function isSessionContainerName(repo: Repo, container: string): boolean {
 
 /** para/archived/<UTC time>/<name>: where cancel keeps a session's branch. */
 export function archivePrefix(name: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `para/archived/${stamp}/${name}`;
 }

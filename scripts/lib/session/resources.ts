@@ -42,7 +42,10 @@ export async function createBranch(repo: Repo, paths: SessionPaths, commit: stri
   const made = await git(['update-ref', '-m', 'para: session created', paths.ref, commit, zero], { cwd: repo.root, allowFailure: true });
   if (made.exitCode !== 0) {
     if (/already exists|cannot lock ref/i.test(made.stderr)) {
-      throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, { code: 'branch-exists', hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>` });
+      throw new ParaError(`the branch ${paths.branch} already exists and does not belong to a para session`, {
+        code: 'branch-exists',
+        hint: `choose another name, or rename that branch: git branch -m ${paths.branch} <new-name>`,
+      });
     }
     throw new ParaError(`could not create the branch ${paths.branch}: ${made.stderr}`, { code: 'git-failed' });
   }
@@ -116,7 +119,8 @@ export async function startSessionContainer(repo: Repo, paths: SessionPaths): Pr
 export async function removeSessionContainer(repo: Repo, paths: SessionPaths): Promise<boolean> {
   const info = await inspectContainer(paths.container);
   if (!info) return false;
-  if (!belongs(info.Config.Labels, repo, paths)) throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
+  if (!belongs(info.Config.Labels, repo, paths))
+    throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
   return removeContainer(info.Id, { force: true });
 }
 
@@ -128,7 +132,8 @@ export async function sessionVolumeExists(repo: Repo, paths: SessionPaths): Prom
 export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Promise<boolean> {
   const info = await inspectVolume(paths.volume);
   if (!info) return false;
-  if (!belongs(info.Labels, repo, paths)) throw new ForeignResource(`the volume ${paths.volume} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
+  if (!belongs(info.Labels, repo, paths))
+    throw new ForeignResource(`the volume ${paths.volume} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
   return removeVolume(paths.volume);
 }
 
@@ -137,7 +142,13 @@ export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Prom
  * not commit (ignored files, nested repositories), moves it whole to .para/kept/ and says where.
  * Never follows a symlink: the folder itself is checked, and rm does not descend into links.
  */
-export async function retireFolder(repo: Repo, paths: SessionPaths, keepFiles: boolean, repositoryTar: string | null, now = new Date()): Promise<string | null> {
+export async function retireFolder(
+  repo: Repo,
+  paths: SessionPaths,
+  keepFiles: boolean,
+  repositoryTar: string | null,
+  now = new Date(),
+): Promise<string | null> {
   let keep = keepFiles;
   const stat = await fs.lstat(paths.worktree).catch(() => undefined);
   if (stat && !stat.isDirectory()) throw new Error(`${paths.worktree} is not a folder; para leaves it alone`);
@@ -152,7 +163,10 @@ export async function retireFolder(repo: Repo, paths: SessionPaths, keepFiles: b
     }
   }
   // A folder of para's own; the agent's files go inside it whole, never mixed with para's files.
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const target = path.join(keptDir(repo), `${paths.name}-${stamp}`);
   await fs.mkdir(target, { recursive: true, mode: 0o700 });
   if (stat && (await fs.pathExists(paths.worktree))) {

@@ -74,7 +74,7 @@ async function survey(folder: string, maxFileBytes: number): Promise<Survey> {
       }
       if (entry.isSymbolicLink()) continue;
       const special = !entry.isFile();
-      const huge = !special && (await fs.lstat(path.join(folder, child)).catch(() => undefined))?.size! > maxFileBytes;
+      const huge = !special && ((await fs.lstat(path.join(folder, child)).catch(() => undefined))?.size ?? 0) > maxFileBytes;
       if (!special && !huge) continue;
       if (READ_DURING_WALK.has(entry.name)) return { excluded, blocked: `${child} is ${special ? 'not a regular file' : 'too large'}` };
       excluded.push(child);
@@ -144,7 +144,9 @@ export async function snapshotFolder(request: SnapshotRequest): Promise<Snapshot
     const baseTree = (await run(['rev-parse', `${request.base}^{tree}`])).stdout.trim();
     // (lists names only: it opens no file and reads no .gitignore)
     const others = (await run(['ls-files', '-z', '--others', '--directory', '--no-empty-directory'])).stdout.split('\0').filter(Boolean);
-    const uncaptured = [...new Set([...(plantedGit ? ['.git'] : []), ...nested, ...found.excluded, ...others, ...(complaints.length ? ['(files git could not read)'] : [])])];
+    const uncaptured = [
+      ...new Set([...(plantedGit ? ['.git'] : []), ...nested, ...found.excluded, ...others, ...(complaints.length ? ['(files git could not read)'] : [])]),
+    ];
     if (tree === baseTree) return { commit: null, uncaptured, plantedGit, refused: null, written: false };
     const written = (await run(['diff-index', '--cached', '--name-only', '--diff-filter=AMT', request.base])).stdout.trim().length > 0;
     const commit = (await run(['commit-tree', tree, '-p', request.base, '-m', request.message])).stdout.trim();

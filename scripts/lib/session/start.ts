@@ -15,8 +15,18 @@ import { conversationFolder, hasConversation, trustWorkspace, type ContainerSpec
 import { jobProgress, startJob } from './job.ts';
 import { isReservedName, sessionPaths, validateSessionName, type Repo } from './paths.ts';
 import {
-  addHostWorktree, createBranch, createFolder, createSessionContainer, ensureParaDir, FolderExists,
-  removeSessionContainer, removeSessionVolume, Rollback, sessionContainer, sessionVolumeExists, startSessionContainer,
+  addHostWorktree,
+  createBranch,
+  createFolder,
+  createSessionContainer,
+  ensureParaDir,
+  FolderExists,
+  removeSessionContainer,
+  removeSessionVolume,
+  Rollback,
+  sessionContainer,
+  sessionVolumeExists,
+  startSessionContainer,
 } from './resources.ts';
 import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
 import { syncSession } from './sync.ts';
@@ -69,7 +79,10 @@ type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /** A promise that never rejects, so a probe left running cannot become an unhandled rejection. */
 function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
-  return promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
 
 interface Preconditions {
@@ -86,14 +99,23 @@ function checkRequest(request: StartRequest): void {
     const problem = validateSessionName(request.name);
     if (problem) throw new UsageError(problem);
   }
-  for (const [flag, value] of [['--image', request.image], ['--network', request.network]] as const) {
+  for (const [flag, value] of [
+    ['--image', request.image],
+    ['--network', request.network],
+  ] as const) {
     if (value !== undefined && (value.startsWith('-') || value.trim() === '' || /\s/.test(value))) {
-      throw new UsageError(`${flag} ${JSON.stringify(value)} is not a valid value`, `give a name such as ${flag === '--image' ? config.authenticatedImage : 'none'}`);
+      throw new UsageError(
+        `${flag} ${JSON.stringify(value)} is not a valid value`,
+        `give a name such as ${flag === '--image' ? config.authenticatedImage : 'none'}`,
+      );
     }
   }
   if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');
   if (request.container && !request.detach && !request.tty) {
-    throw new UsageError('no terminal is attached, so an interactive session cannot start', 'add --detach (with a prompt or -- CMD to run it in the background)');
+    throw new UsageError(
+      'no terminal is attached, so an interactive session cannot start',
+      'add --detach (with a prompt or -- CMD to run it in the background)',
+    );
   }
 }
 
@@ -102,7 +124,10 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   const snapshot = await repoSnapshot(request.cwd);
   const repo: Repo = { root: snapshot.root, commonDir: snapshot.commonDir };
   if (!snapshot.head) {
-    throw new ParaError(`the repository ${repo.root} has no commit yet`, { code: 'no-commit', hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again' });
+    throw new ParaError(`the repository ${repo.root} has no commit yet`, {
+      code: 'no-commit',
+      hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again',
+    });
   }
   const image = request.container ? settle(inspectImage(request.image)) : undefined;
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
@@ -125,7 +150,10 @@ async function requireImage(image: string, probe: Promise<Settled<ImageInfo | un
   const result = await probe;
   if (!result.ok) throw result.error;
   if (!result.value) {
-    throw new ParaError(`the image ${image} does not exist`, { code: 'image-missing', hint: image === config.authenticatedImage ? 'run: make image' : `build it, or run: make image TAG=${image}` });
+    throw new ParaError(`the image ${image} does not exist`, {
+      code: 'image-missing',
+      hint: image === config.authenticatedImage ? 'run: make image' : `build it, or run: make image TAG=${image}`,
+    });
   }
   return result.value;
 }
@@ -133,7 +161,8 @@ async function requireImage(image: string, probe: Promise<Settled<ImageInfo | un
 function warnOnUidMismatch(image: ImageInfo, name: string, warn: (m: string) => void): void {
   const uid = image.Config.Labels?.[labels.uid];
   const expected = String(imageUserIds().uid);
-  if (uid && uid !== expected) warn(`${name} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
+  if (uid && uid !== expected)
+    warn(`${name} was built for UID ${uid}, you are ${expected}: files the agent writes will not be yours; run make image REBUILD_BASE=1`);
 }
 
 /** Reserves a session name by creating its state file; a derived name moves on to name-2, name-3... */
@@ -154,7 +183,7 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
       worktree: paths.worktree,
       container: request.container ? paths.container : null,
       image: request.container ? request.image : null,
-      network: request.container ? request.network ?? null : null,
+      network: request.container ? (request.network ?? null) : null,
       limits: request.container ? request.limits : null,
       prompt: request.prompt ?? null,
       createdAt: new Date().toISOString(),
@@ -176,7 +205,14 @@ async function branchExists(repo: Repo, ref: string): Promise<boolean> {
   return (await git(['show-ref', '--verify', '--quiet', ref], { cwd: repo.root, allowFailure: true })).exitCode === 0;
 }
 
-export function containerSpec(repo: Repo, state: SessionState, image: string, identity: Array<[string, string]>, mounts: ContainerSpec['mounts'], seed: ContainerSpec['seed']): ContainerSpec {
+export function containerSpec(
+  repo: Repo,
+  state: SessionState,
+  image: string,
+  identity: Array<[string, string]>,
+  mounts: ContainerSpec['mounts'],
+  seed: ContainerSpec['seed'],
+): ContainerSpec {
   return {
     seed,
     repo,
@@ -194,17 +230,29 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
   const clean = request.invocation('clean');
   if (existing.status === 'starting') {
     if (starterAlive(existing)) {
-      throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, { code: 'session-busy', hint: 'wait for it to finish, then start again to attach' });
+      throw new ParaError(`session ${existing.name} is being started by another process (pid ${existing.pid})`, {
+        code: 'session-busy',
+        hint: 'wait for it to finish, then start again to attach',
+      });
     }
-    throw new ParaError(`session ${existing.name} was left half-started by an interrupted run`, { code: 'session-stale', hint: `run: ${clean} (or ${request.invocation('cancel')} ${existing.name})` });
+    throw new ParaError(`session ${existing.name} was left half-started by an interrupted run`, {
+      code: 'session-stale',
+      hint: `run: ${clean} (or ${request.invocation('cancel')} ${existing.name})`,
+    });
   }
   if (existing.status === 'finished') {
-    throw new ParaError(`session ${existing.name} is finished; its branch ${existing.branch} is kept`, { code: 'session-finished', hint: `choose another name (the branch ${existing.branch} holds its work)` });
+    throw new ParaError(`session ${existing.name} is finished; its branch ${existing.branch} is kept`, {
+      code: 'session-finished',
+      hint: `choose another name (the branch ${existing.branch} holds its work)`,
+    });
   }
   const paths = sessionPaths(repo, existing.name);
   const folder = await fs.lstat(paths.worktree).catch(() => undefined);
   if (!folder?.isDirectory()) {
-    throw new ParaError(`the worktree folder of session ${existing.name} is missing (${paths.worktree})`, { code: 'worktree-missing', hint: `run: ${request.invocation('cancel')} ${existing.name} --force (its branch is archived)` });
+    throw new ParaError(`the worktree folder of session ${existing.name} is missing (${paths.worktree})`, {
+      code: 'worktree-missing',
+      hint: `run: ${request.invocation('cancel')} ${existing.name} --force (its branch is archived)`,
+    });
   }
   const session: SessionState = { ...existing };
   if (request.container && existing.container === null) {
@@ -212,7 +260,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
   }
   if (session.container) {
     const switching = request.imageExplicit && request.image !== session.image;
-    const image = switching ? request.image : session.image ?? request.image;
+    const image = switching ? request.image : (session.image ?? request.image);
     const found = await sessionContainer(repo, paths);
     if (found.presence !== 'missing' && switching) {
       // The work stays: the folder is the host's and the agent's repository is in the volume.
@@ -225,8 +273,16 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       const rollback = new Rollback();
       try {
         // The volume (kept, or made anew) holds the agent's repository; a new one starts from para/NAME.
-        const tip = (await git(['rev-parse', '-q', '--verify', `${paths.ref}^{commit}`], { cwd: repo.root, allowFailure: true })).stdout.trim() || session.baseCommit;
-        const spec = containerSpec(repo, session, image, await pre.identity, await localTransport.mounts(repo), localTransport.seedPlan(repo, paths, tip, false));
+        const tip =
+          (await git(['rev-parse', '-q', '--verify', `${paths.ref}^{commit}`], { cwd: repo.root, allowFailure: true })).stdout.trim() || session.baseCommit;
+        const spec = containerSpec(
+          repo,
+          session,
+          image,
+          await pre.identity,
+          await localTransport.mounts(repo),
+          localTransport.seedPlan(repo, paths, tip, false),
+        );
         if (!(await sessionVolumeExists(repo, paths))) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
       } catch (error) {
@@ -238,11 +294,16 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       await startSessionContainer(repo, paths);
     }
     await writeSession(repo, session);
-    await syncSession(repo, session).catch((error: unknown) => request.warn(`could not bring the session's commits back: ${error instanceof Error ? error.message : String(error)}`));
+    await syncSession(repo, session).catch((error: unknown) =>
+      request.warn(`could not bring the session's commits back: ${error instanceof Error ? error.message : String(error)}`),
+    );
   }
-  const continues = !request.command?.length && !request.detach && (session.container
-    ? await hasConversation(session.container, paths.worktree)
-    : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
+  const continues =
+    !request.command?.length &&
+    !request.detach &&
+    (session.container
+      ? await hasConversation(session.container, paths.worktree)
+      : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
   const { action, command } = plannedCommand(request, continues);
   if (action === 'attach' && session.container) await waitForRepository(session.container);
   if (action === 'job' && session.container) await startResumedJob(repo, session, command, request);
@@ -255,7 +316,9 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
   const rollback = new Rollback();
   let interrupted = false;
   let done = (): void => undefined;
-  const finished = new Promise<void>((resolve) => { done = resolve; });
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
   // On Ctrl-C/SIGTERM the step in flight ends first (its git or docker child may still be
   // creating something); the next checkpoint then throws and the catch below rolls back.
   const stopListening = onInterrupt(() => {
@@ -296,7 +359,10 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       }
     } catch (error) {
       if (error instanceof FolderExists) {
-        throw new ParaError(`${error.folder} already exists and is not a para session's folder; para leaves it alone`, { code: 'worktree-exists', hint: `move it away or choose another name` });
+        throw new ParaError(`${error.folder} already exists and is not a para session's folder; para leaves it alone`, {
+          code: 'worktree-exists',
+          hint: `move it away or choose another name`,
+        });
       }
       throw error;
     }
@@ -320,7 +386,10 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
 /** A background job in a resumed session, unless one is still running there. */
 async function startResumedJob(repo: Repo, session: SessionState, command: string[], request: StartRequest): Promise<void> {
   if (session.job && session.job.exitCode === null && (await jobProgress(session.container!, session.job)).state === 'running') {
-    throw new ParaError(`session ${session.name} already has a background job running`, { code: 'job-running', hint: `follow it: ${request.invocation('logs')} ${session.name} -f` });
+    throw new ParaError(`session ${session.name} already has a background job running`, {
+      code: 'job-running',
+      hint: `follow it: ${request.invocation('logs')} ${session.name} -f`,
+    });
   }
   session.job = await startJob(session.container!, session.worktree, command);
   await writeSession(repo, session);

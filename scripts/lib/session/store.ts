@@ -70,7 +70,8 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
   if (data.repo !== repo.root) throw damaged(file, `names repository ${JSON.stringify(data.repo)}`);
   if (data.branch !== expected.branch) throw damaged(file, `branch ${JSON.stringify(data.branch)} is not ${expected.branch}`);
   if (data.worktree !== expected.worktree) throw damaged(file, `worktree ${JSON.stringify(data.worktree)} is not ${expected.worktree}`);
-  if (data.container !== null && data.container !== expected.container) throw damaged(file, `container ${JSON.stringify(data.container)} is not ${expected.container}`);
+  if (data.container !== null && data.container !== expected.container)
+    throw damaged(file, `container ${JSON.stringify(data.container)} is not ${expected.container}`);
   if (typeof data.baseCommit !== 'string' || !COMMIT.test(data.baseCommit)) throw damaged(file, 'no valid base commit');
   if (!STATUSES.includes(data.status as SessionStatus)) throw damaged(file, `status ${JSON.stringify(data.status)}`);
   if (data.image !== null && (typeof data.image !== 'string' || data.image.startsWith('-'))) throw damaged(file, 'bad image');

@@ -44,7 +44,14 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   const planted = await plantedGit(paths.worktree);
   const found = await sessionContainer(repo, paths);
   if (found.presence !== 'running') {
-    return { moved: [], skipped: found.presence === 'missing' ? 'its container is gone' : 'its container is stopped', plantedGit: planted, agent: null, notKept: [], warnings: [] };
+    return {
+      moved: [],
+      skipped: found.presence === 'missing' ? 'its container is gone' : 'its container is stopped',
+      plantedGit: planted,
+      agent: null,
+      notKept: [],
+      warnings: [],
+    };
   }
   const agent = await readAgentRefs(paths.container);
   const updates: RefUpdate[] = [];
@@ -72,7 +79,9 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   // Merging a branch that carries .para/ would write into para's own folders (other sessions' files).
   const newTip = await branchTip(repo, paths.ref);
   if (newTip && (await git(['ls-tree', '--name-only', newTip, '.para'], { cwd: repo.root, allowFailure: true })).stdout.trim()) {
-    warnings.push(`${paths.branch} adds files under .para/: merging it would write into para's folders (other sessions' files); remove them from the branch first`);
+    warnings.push(
+      `${paths.branch} adds files under .para/: merging it would write into para's folders (other sessions' files); remove them from the branch first`,
+    );
   }
   return { moved, skipped: null, plantedGit: planted, agent, notKept, warnings };
 }

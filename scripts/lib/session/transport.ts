@@ -102,7 +102,9 @@ printf 'HEAD %s %s\\n' "$(git rev-parse -q --verify 'HEAD^{commit}' || echo -)" 
 export async function readAgentRefs(container: string): Promise<AgentRefs> {
   const result = await exec(container, ['sh', '-c', REFS_SCRIPT], { allowFailure: true });
   if (result.exitCode !== 0) {
-    throw new ParaError(`the agent's repository in ${container} cannot be read: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { code: 'agent-repo-broken' });
+    throw new ParaError(`the agent's repository in ${container} cannot be read: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+      code: 'agent-repo-broken',
+    });
   }
   const refs = new Map<string, string>();
   const skipped: string[] = [];
@@ -149,7 +151,8 @@ async function hostRef(repo: Repo, ref: string): Promise<string | null> {
  */
 export async function receiveFromAgent(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<string[]> {
   for (const update of updates) {
-    if (!update.target.startsWith('refs/heads/para/') || !isValidRefName(update.target)) throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
+    if (!update.target.startsWith('refs/heads/para/') || !isValidRefName(update.target))
+      throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
   }
   const current = new Map<string, string | null>();
   for (const update of updates) current.set(update.target, await hostRef(repo, update.target));
@@ -160,7 +163,8 @@ export async function receiveFromAgent(container: string, repo: Repo, updates: R
   if (missing.length > 0) await fetchBundle(container, repo, missing, exclude);
   for (const update of pending) {
     const type = await git(['cat-file', '-t', update.oid], { cwd: repo.root, allowFailure: true });
-    if (type.stdout.trim() !== 'commit') throw new ParaError(`the agent's ${update.source} is not a commit on the host after the transfer`, { code: 'bad-bundle' });
+    if (type.stdout.trim() !== 'commit')
+      throw new ParaError(`the agent's ${update.source} is not a commit on the host after the transfer`, { code: 'bad-bundle' });
   }
   // One transaction, each ref checked against the value read above.
   const lines = pending.map((u) => `update ${u.target} ${u.oid} ${current.get(u.target) ?? '0'.repeat(u.oid.length)}\n`).join('');
@@ -175,7 +179,9 @@ async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], 
     const args = ['git', 'bundle', 'create', '-q', '-', ...sources, ...exclude.map((oid) => `^${oid}`)];
     const result = await exec(container, args, { allowFailure: true, stdoutFile: file, timeoutMs: 10 * 60_000 });
     if (result.exitCode !== 0) {
-      throw new ParaError(`could not bundle the agent's work in ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { code: 'bundle-failed' });
+      throw new ParaError(`could not bundle the agent's work in ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+        code: 'bundle-failed',
+      });
     }
     await unbundle(repo, file, path.join(dir, 'work.pack'));
     // Every object the new tips need must now be on the host.
@@ -197,19 +203,19 @@ async function unbundle(repo: Repo, file: string, packFile: string): Promise<voi
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     const text = buffer.subarray(0, bytesRead);
     const end = text.indexOf('\n\n');
-    if (end < 0) throw new ParaError('the agent\'s bundle has no valid header', { code: 'bad-bundle' });
+    if (end < 0) throw new ParaError("the agent's bundle has no valid header", { code: 'bad-bundle' });
     headerLength = end + 2;
     header = text.subarray(0, end).toString('utf8');
   } finally {
     await handle.close();
   }
   const lines = header.split('\n');
-  if (!/^# v[23] git bundle$/.test(lines[0])) throw new ParaError('the agent\'s bundle has an unknown format', { code: 'bad-bundle' });
+  if (!/^# v[23] git bundle$/.test(lines[0])) throw new ParaError("the agent's bundle has an unknown format", { code: 'bad-bundle' });
   for (const line of lines.slice(1)) {
     if (line.startsWith('@')) {
       if (!/^@object-format=sha(1|256)$/.test(line)) throw new ParaError(`the agent's bundle asks for ${line}`, { code: 'bad-bundle' });
     } else if (!/^-?[0-9a-f]{40}([0-9a-f]{24})?( .*)?$/.test(line)) {
-      throw new ParaError('the agent\'s bundle has a malformed header line', { code: 'bad-bundle' });
+      throw new ParaError("the agent's bundle has a malformed header line", { code: 'bad-bundle' });
     }
   }
   await pipeline(fs.createReadStream(file, { start: headerLength }), fs.createWriteStream(packFile, { mode: 0o600 }));
