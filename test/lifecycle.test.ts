@@ -394,3 +394,65 @@ json('every script prints one JSON document whose ok matches its exit code, on s
 });
 
 json.run();
+
+const orphans = suite('one truth about orphans: what the doctor reports, its fix removes');
+
+orphans.before(image);
+
+orphans("each kind of orphan is reported by list and the doctor, and following the doctor's fix leaves it clean", async () => {
+  const { runDoctorJson } = await import('./support/doctor.ts');
+  const repo = await makeRepo();
+  await session(repo, 'gone');
+  await session(repo, 'stays');
+  await docker(['rm', '-f', containerName(repo.root, 'gone')]);
+  const ghost = containerName(repo.root, 'ghost');
+  await docker([
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.session}=ghost`,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--name',
+    ghost,
+    '--network',
+    'none',
+    IMAGE,
+    'true',
+  ]);
+  const ghostVolume = `${ghost}-git`;
+  await docker([
+    'volume',
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${repo.root}`,
+    '--label',
+    `${labels.session}=ghost`,
+    ghostVolume,
+  ]);
+  const doctor = async () => (await runDoctorJson(['--image', IMAGE], { cwd: repo.root, env: repo.env })).check('sessions');
+  const before = await doctor();
+  assert.is(before.status, 'warn', before.message);
+  assert.ok(before.message.includes(ghost) && before.message.includes(ghostVolume) && before.message.includes('gone'), before.message);
+  const listed = await listJson(repo);
+  assert.equal(
+    listed.orphanContainers.map((c) => c.name),
+    [ghost],
+  );
+  assert.is(listed.sessions.find((s) => s.name === 'gone')?.orphan, 'no-container');
+  // The fix, as the doctor words it: clean for what belongs to no session, start again for a session without its container.
+  assert.match(before.fix ?? '', /clean/);
+  assert.match(before.fix ?? '', /start/);
+  assert.is((await script(repo, 'clean.ts', [])).exitCode, 0);
+  const resumed = await script(repo, 'start.ts', ['gone', '--container', '--detach', '--image', IMAGE]);
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  const after = await doctor();
+  assert.is(after.status, 'ok', after.message);
+});
+
+orphans.run();
