@@ -13,8 +13,7 @@ import { FAKE_TOKEN, runScript } from './support/images.ts';
 import { tempDir, uniqueName } from './support/resources.ts';
 
 // Real texts, as docker 28 against engine 20.10 prints them.
-const REGISTRY_DOWN =
-  'Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 192.0.2.53:53: no such host';
+const REGISTRY_DOWN = 'Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid on 192.0.2.53:53: no such host';
 const RUN_PULL_DOWN = `Unable to find image 'para-nonexistent-x:none' locally\ndocker: ${REGISTRY_DOWN}\n\nRun 'docker run --help' for more information`;
 const RUN_PULL_DENIED =
   "Unable to find image 'para-nonexistent-x:none' locally\ndocker: Error response from daemon: pull access denied for para-nonexistent-x, repository does not exist or may require 'docker login': denied: requested access to the resource is denied\n\nRun 'docker run --help' for more information";

@@ -72,12 +72,17 @@ async function runAll(filter: string | undefined): Promise<void> {
     const worker = async () => {
       for (let file = pending.shift(); file; file = pending.shift()) {
         const started = Date.now();
+        // A temporary folder per file: a file that searches the temporary folders for a fake
+        // secret sees its own, not a build of another file running beside it.
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'para-run-'));
+        fs.chmodSync(tmp, 0o755);
         const child = await execa(process.execPath, ['--import', 'tsx', path.join(here, 'run.ts'), '--one', file], {
           cwd: root,
-          env,
+          env: { ...env, TMPDIR: tmp },
           reject: false,
           all: true,
         });
+        fs.rmSync(tmp, { recursive: true, force: true });
         const output = String(child.all ?? '');
         const counts = COUNTS.exec(output.split('\n').slice(-3).join('\n'));
         passed += Number(counts?.[1] ?? 0);
