@@ -9,7 +9,7 @@ import { config, labels, MANAGED_BY } from './config.ts';
 import type { Credentials } from './credentials.ts';
 import { buildImage, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
 import { ParaError } from './errors.ts';
-import { stageLargeFile, withStagingDir, writePrivateFiles } from './staging.ts';
+import { stageProgram, withStagingDir, writePrivateFiles } from './staging.ts';
 
 /** The project folder: the nearest parent holding docker/Dockerfile (works from scripts/lib and from dist/). */
 export const PROJECT_ROOT = findProjectRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -93,7 +93,7 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
   await withStagingDir(async (dir) => {
     const context = path.join(dir, 'context');
     await fs.mkdir(path.join(context, 'claude-bin'), { recursive: true, mode: 0o700 });
-    if (options.claudeBinary) await stageLargeFile(path.resolve(options.claudeBinary), path.join(context, 'claude-bin', 'claude'));
+    if (options.claudeBinary) await stageProgram(path.resolve(options.claudeBinary), path.join(context, 'claude-bin', 'claude'));
     await buildImage({
       dockerfile: path.join(PROJECT_ROOT, config.dockerfile),
       context,

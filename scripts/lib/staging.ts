@@ -40,3 +40,14 @@ export async function stageLargeFile(source: string, target: string): Promise<vo
     await fs.copyFile(source, target);
   }
 }
+
+/** A staged program: executable in the context already, so the image needs no chmod layer (a second copy). */
+export async function stageProgram(source: string, target: string): Promise<void> {
+  await stageLargeFile(source, target);
+  if (((await fs.stat(target)).mode & 0o111) !== 0o111) {
+    // A hard link shares the source's mode: give the context a copy of its own instead.
+    await fs.rm(target);
+    await fs.copyFile(source, target);
+    await fs.chmod(target, 0o755);
+  }
+}
