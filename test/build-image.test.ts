@@ -264,3 +264,22 @@ broken('a base image that cannot be pulled says so and suggests BASE_IMAGE', asy
 });
 
 broken.run();
+
+const seed = suite("the original documentation's docker build command");
+
+seed('docker build -f docker/Dockerfile.authenticated . from the repository root stops at once, naming make image, sending no context', async () => {
+  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const tag = `para-seed-command-${RUN_ID}:latest`;
+  const result = await execa('docker', ['build', '-f', 'docker/Dockerfile.authenticated', '-t', tag, '.'], {
+    cwd: PROJECT_ROOT,
+    reject: false,
+    env: { DOCKER_BUILDKIT: '0' },
+  });
+  assert.is.not(result.exitCode, 0);
+  assert.match(result.stderr, 'run-make-image-instead');
+  const sent = /Sending build context to Docker daemon\s+([\d.]+)([kMG]?B)/.exec(result.stdout);
+  assert.ok(sent && (sent[2] === 'B' || sent[2] === 'kB'), `the build sent ${sent?.[1]}${sent?.[2]} of context`);
+  assert.not.ok(await imageExists(tag), 'an image was built');
+});
+
+seed.run();

@@ -177,6 +177,9 @@ export interface AuthenticatedBuild {
   labels: Record<string, string>;
 }
 
+/** The file only make image's staging folder holds; its name is the message a plain docker build shows. */
+const STAGING_MARKER = 'run-make-image-instead';
+
 export async function buildAuthenticatedImage(options: {
   tag: string;
   claudeImage: string;
@@ -189,6 +192,8 @@ export async function buildAuthenticatedImage(options: {
   try {
     await withStagingDir(async (dir) => {
       await writePrivateFiles(path.join(dir, 'home'), options.credentials.files);
+      // Dockerfile.authenticated stops at once in any other context (a plain docker build).
+      await fs.writeFile(path.join(dir, STAGING_MARKER), '', { mode: 0o600 });
       await buildImage({
         dockerfile: path.join(PROJECT_ROOT, config.authenticatedDockerfile),
         context: dir,
