@@ -27,6 +27,7 @@ Credentials, first found wins: --token-file, --api-key-file, then the host login
 
 export function warningsFor(credentials: Credentials, now = Date.now()): string[] {
   const warnings: string[] = [];
+  if (credentials.shapeWarning) warnings.push(credentials.shapeWarning);
   if (credentials.expiresAt !== undefined && credentials.expiresAt <= now && !credentials.expiryEstimated) {
     warnings.push(
       `the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: claude will try to refresh it in the container, which can log the host out; run claude on the host to refresh, then make image again`,

@@ -162,3 +162,21 @@ filter('anything that is not an object yields only the onboarding flag', () => {
 });
 
 filter.run();
+
+const shapes = suite('token and key shapes');
+
+shapes('a token file or key file that cannot be a setup-token or an API key gets a warning that never shows the value', async () => {
+  const home = await tempDir('para-test-home-');
+  const bad = path.join(home, 'bad');
+  await fs.writeFile(bad, 'notatoken\n');
+  const token = await discoverCredentials({ home, env: {}, platform: 'linux', tokenFile: bad });
+  assert.match(token.shapeWarning ?? '', 'does not look like a claude setup-token');
+  assert.not.match(token.shapeWarning ?? '', 'notatoken');
+  const key = await discoverCredentials({ home, env: {}, platform: 'linux', apiKeyFile: bad });
+  assert.match(key.shapeWarning ?? '', 'does not look like an Anthropic API key');
+  const good = path.join(home, 'good');
+  await fs.writeFile(good, `${FAKE_TOKEN}\n`);
+  assert.is((await discoverCredentials({ home, env: {}, platform: 'linux', tokenFile: good })).shapeWarning, undefined);
+});
+
+shapes.run();

@@ -33,7 +33,18 @@ export interface Credentials {
   subscriptionType?: string;
   /** When the source last changed (ms), to tell whether the host login is newer than an image. */
   sourceModifiedAt?: number;
+  /** The value does not look like what it was given as (its shape only; never its text). */
+  shapeWarning?: string;
   files: StagedFile[];
+}
+
+// The shapes claude setup-token and the console print; `claude auth status` accepts anything.
+const SETUP_TOKEN_SHAPE = /^sk-ant-oat\d\d-[A-Za-z0-9_-]{20,}$/;
+const API_KEY_SHAPE = /^sk-ant-api\d\d-[A-Za-z0-9_-]{20,}$/;
+
+function shapeWarning(value: string, shape: RegExp, source: string, what: string, expected: string): string | undefined {
+  if (shape.test(value)) return undefined;
+  return `${source} does not look like ${what} (expected ${expected}, ${value.length} characters given): claude will report it as logged in, but every request would be refused`;
 }
 
 export interface DiscoverOptions {
@@ -149,6 +160,7 @@ async function fromTokenFile(options: DiscoverOptions, now: number): Promise<Cre
     expiresAt: (modifiedAt ?? now) + SETUP_TOKEN_LIFETIME_MS,
     expiryEstimated: true,
     sourceModifiedAt: modifiedAt,
+    shapeWarning: shapeWarning(value, SETUP_TOKEN_SHAPE, source, 'a claude setup-token', 'sk-ant-oat01-…'),
     files: [
       { path: '.claude/settings.json', content: `${JSON.stringify({ env: { CLAUDE_CODE_OAUTH_TOKEN: value } }, null, 2)}\n` },
       { path: '.claude.json', content: `${JSON.stringify(filterClaudeJson({}), null, 2)}\n` },
@@ -166,6 +178,7 @@ async function fromApiKeyFile(options: DiscoverOptions): Promise<Credentials> {
     authMethod: 'api_key',
     source,
     sourceModifiedAt: modifiedAt,
+    shapeWarning: shapeWarning(value, API_KEY_SHAPE, source, 'an Anthropic API key', 'sk-ant-api03-…'),
     files: [
       { path: '.claude/settings.json', content: `${JSON.stringify({ env: { ANTHROPIC_API_KEY: value } }, null, 2)}\n` },
       { path: '.claude.json', content: `${JSON.stringify(claudeJson, null, 2)}\n` },
