@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TSX := node --import tsx
 # Values given on the command line are taken literally: make must not expand $(shell ...) or $5
 # in a prompt or a message. Each becomes a simple variable holding the text as typed, exported.
-LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY
+LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
 $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 # Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
@@ -33,11 +33,12 @@ dist/%.mjs: scripts/%.ts $(SOURCES) node_modules
 
 build: $(BUNDLES) ## bundle the scripts into dist/ (done on demand by the targets below)
 
-image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_BINARY, TAG, REBUILD_BASE=1)
+image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1)
 	$(TSX) scripts/build-image.ts \
 	  $${TAG:+--tag "$$TAG"} \
 	  $${BASE_IMAGE:+--base-image "$$BASE_IMAGE"} \
 	  $${CLAUDE_BINARY:+--claude-binary "$$CLAUDE_BINARY"} \
+	  $${CLAUDE_VERSION:+--claude-version "$$CLAUDE_VERSION"} \
 	  $${TOKEN_FILE:+--token-file "$$TOKEN_FILE"} \
 	  $${API_KEY_FILE:+--api-key-file "$$API_KEY_FILE"} \
 	  $${REBUILD_BASE:+--rebuild-base}

@@ -14,7 +14,9 @@ ${config.authenticatedImage} with your Claude credentials, and verifies the logi
 Options:
   --tag IMAGE            image to produce (default: ${config.authenticatedImage})
   --base-image IMAGE     OS image for ${config.claudeImage} (default: ${config.baseImage}; env BASE_IMAGE)
-  --claude-binary PATH   copy this Linux claude binary into the image instead of installing from npm
+  --claude-binary PATH   copy this Linux claude binary into the image (offline builds)
+  --claude-version V     the claude CLI version from npm (default: latest; env CLAUDE_VERSION); without
+                         --claude-binary, your own npm fetches the package for the engine's platform
   --token-file PATH      a \`claude setup-token\` token (- reads standard input)
   --api-key-file PATH    an Anthropic API key (- reads standard input)
   --rebuild-base         rebuild ${config.claudeImage} even if it exists
@@ -43,7 +45,7 @@ export function warningsFor(credentials: Credentials, now = Date.now()): string[
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['tag', 'base-image', 'claude-binary', 'token-file', 'api-key-file'],
+    string: ['tag', 'base-image', 'claude-binary', 'claude-version', 'token-file', 'api-key-file'],
     boolean: ['rebuild-base', 'json', 'verbose', 'help'],
     alias: { h: 'help' },
   });
@@ -73,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
       baseImage: args['base-image'] || config.baseImage,
       baseImageExplicit: Boolean(args['base-image'] || process.env.BASE_IMAGE),
       claudeBinary: args['claude-binary'] || undefined,
+      claudeVersion: args['claude-version'] || process.env.CLAUDE_VERSION || undefined,
       rebuild: Boolean(args['rebuild-base']),
       ids: imageUserIds(),
       stream: !json,

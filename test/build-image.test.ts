@@ -283,3 +283,36 @@ seed('docker build -f docker/Dockerfile.authenticated . from the repository root
 });
 
 seed.run();
+
+const npmRoute = suite("the default route: the claude CLI fetched by the host's npm");
+
+npmRoute("without --claude-binary, the package for the engine's platform is fetched, checked and staged; the build needs no npm inside", async () => {
+  const { BASE_IMAGE } = await import('./support/images.ts');
+  const { trackImage } = await import('./support/resources.ts');
+  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const version = (await fs.readJson(path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/package.json'))).version as string;
+  const claudeImage = trackImage(`para-claude-npm-test-${RUN_ID}:latest`);
+  const tag = trackImage(`para-auth-npm-test-${RUN_ID}:latest`);
+  // The version the project already depends on, so npm serves it from its cache.
+  const result = await runScript('build-image.ts', ['--tag', tag, '--base-image', BASE_IMAGE, '--claude-version', version, '--json'], {
+    env: { HOME: await fakeHome(), PARA_CLAUDE_IMAGE: claudeImage, CLAUDE_CONFIG_DIR: undefined },
+  });
+  assert.is(result.exitCode, 0, result.stderr);
+  const source = (await docker(['image', 'inspect', '--format', '{{index .Config.Labels "dev.para.claude-source"}}', claudeImage])).stdout.trim();
+  assert.match(source, new RegExp(`^npm:@anthropic-ai/claude-code-linux-(x64|arm64)@${version.replace(/\./g, '\\.')}$`));
+  const inside = await docker([
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--entrypoint',
+    'sh',
+    claudeImage,
+    '-c',
+    'claude --version; command -v npm node || echo no-npm',
+  ]);
+  assert.match(inside.stdout, version);
+  assert.match(inside.stdout, 'no-npm');
+});
+
+npmRoute.run();

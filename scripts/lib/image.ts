@@ -9,6 +9,7 @@ import { config, labels, MANAGED_BY } from './config.ts';
 import type { Credentials } from './credentials.ts';
 import { buildImage, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
 import { ParaError } from './errors.ts';
+import { claudePackageName, fetchClaudePackage } from './claude-package.ts';
 import { stageProgram, withStagingDir, writePrivateFiles } from './staging.ts';
 
 /** The project folder: the nearest parent holding docker/Dockerfile (works from scripts/lib and from dist/). */
@@ -38,15 +39,22 @@ export interface ClaudeImageOptions {
   /** True when the user named the base image explicitly (a mismatch then forces a rebuild). */
   baseImageExplicit: boolean;
   claudeBinary?: string;
+  /** A pinned claude CLI version for the npm route (default: the latest). */
+  claudeVersion?: string;
   rebuild: boolean;
   ids: HostIds;
   stream: boolean;
 }
 
-async function claudeSource(claudeBinary: string | undefined): Promise<string> {
-  if (!claudeBinary) return 'npm';
-  const stat = await fs.stat(claudeBinary);
-  return `binary:${stat.size}:${Math.floor(stat.mtimeMs)}`;
+async function claudeSource(options: ClaudeImageOptions): Promise<string> {
+  if (options.claudeBinary) {
+    const stat = await fs.stat(options.claudeBinary);
+    return `binary:${stat.size}:${Math.floor(stat.mtimeMs)}`;
+  }
+  // A pinned version names its package (which depends on the base image); "latest" is resolved when fetched.
+  if (!options.claudeVersion || options.claudeVersion === 'latest') return 'npm';
+  await ensureBaseImagePresent(options.baseImage, options.stream);
+  return `npm:${await claudePackageName(options.baseImage)}@${options.claudeVersion}`;
 }
 
 function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, source: string): string | undefined {
@@ -56,6 +64,7 @@ function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, so
   if (l[labels.uid] !== String(options.ids.uid) || l[labels.gid] !== String(options.ids.gid)) return 'its user does not match your UID/GID';
   if (options.baseImageExplicit && l[labels.baseImage] !== options.baseImage) return `it was built from ${l[labels.baseImage] ?? 'another base image'}`;
   if (options.claudeBinary && l[labels.claudeSource] !== source) return 'a different claude binary was given';
+  if (source.startsWith('npm:') && l[labels.claudeSource] !== source) return `claude ${options.claudeVersion} was asked for`;
   return undefined;
 }
 
@@ -85,7 +94,7 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
       hint: 'pass the path of a Linux claude binary, e.g. node_modules/@anthropic-ai/claude-code/bin/claude.exe',
     });
   }
-  const source = await claudeSource(options.claudeBinary);
+  let source = await claudeSource(options);
   const reason = whyRebuild(await inspectImage(options.claudeImage), options, source);
   if (!reason) return false;
   log(`building ${options.claudeImage} from ${options.baseImage} (${reason})`);
@@ -93,7 +102,15 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
   await withStagingDir(async (dir) => {
     const context = path.join(dir, 'context');
     await fs.mkdir(path.join(context, 'claude-bin'), { recursive: true, mode: 0o700 });
-    if (options.claudeBinary) await stageProgram(path.resolve(options.claudeBinary), path.join(context, 'claude-bin', 'claude'));
+    let binary = options.claudeBinary ? path.resolve(options.claudeBinary) : undefined;
+    if (!binary) {
+      const name = await claudePackageName(options.baseImage);
+      log(`fetching ${name}@${options.claudeVersion ?? 'latest'} with npm`);
+      const fetched = await fetchClaudePackage(name, options.claudeVersion ?? 'latest', path.join(dir, 'npm'));
+      binary = fetched.file;
+      source = `npm:${fetched.spec}`;
+    }
+    await stageProgram(binary, path.join(context, 'claude-bin', 'claude'));
     await buildImage({
       dockerfile: path.join(PROJECT_ROOT, config.dockerfile),
       context,
