@@ -12,9 +12,12 @@ const ARCH: Record<string, string> = { amd64: 'x64', x86_64: 'x64', arm64: 'arm6
 
 /** musl (Alpine-like) or glibc, read from the base image itself without network. */
 async function baseLibc(baseImage: string): Promise<'musl' | 'glibc'> {
-  const result = await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'sh', baseImage, '-c', 'ls /lib/ld-musl-* >/dev/null 2>&1 && echo musl || echo glibc'], {
-    allowFailure: true,
-  });
+  const result = await docker(
+    ['run', '--rm', '--network', 'none', '--entrypoint', 'sh', baseImage, '-c', 'ls /lib/ld-musl-* >/dev/null 2>&1 && echo musl || echo glibc'],
+    {
+      allowFailure: true,
+    },
+  );
   return result.stdout.trim() === 'musl' ? 'musl' : 'glibc';
 }
 
@@ -50,7 +53,10 @@ export async function fetchClaudePackage(name: string, version: string, dir: str
   const stat = await fs.lstat(file).catch(() => undefined);
   const head = stat?.isFile() ? (await fs.readFile(file)).subarray(0, 4) : Buffer.alloc(0);
   if (!stat?.isFile() || stat.size < 1_000_000 || !head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) {
-    throw new ParaError(`${name}@${packed.version} holds no Linux claude binary`, { code: 'claude-package-broken', hint: 'pass another version (CLAUDE_VERSION=...) or a binary (CLAUDE_BINARY=...)' });
+    throw new ParaError(`${name}@${packed.version} holds no Linux claude binary`, {
+      code: 'claude-package-broken',
+      hint: 'pass another version (CLAUDE_VERSION=...) or a binary (CLAUDE_BINARY=...)',
+    });
   }
   await fs.chmod(file, 0o755);
   return { spec: `${packed.name}@${packed.version}`, version: packed.version, file };

@@ -20,14 +20,26 @@ export async function npmPack(spec: string, dir: string): Promise<PackedPackage>
     execa('npm', args, { cwd: dir, env: childEnv(), extendEnv: false, reject: false, stdin: 'ignore', timeout: config.timeouts.buildMs }),
   );
   if ((result as { code?: string }).code === 'ENOENT') {
-    throw new ParaError('npm is not installed: it fetches the claude CLI for the image', { code: 'npm-not-installed', hint: 'install Node.js with npm, or pass a Linux claude binary: make image CLAUDE_BINARY=<path>' });
+    throw new ParaError('npm is not installed: it fetches the claude CLI for the image', {
+      code: 'npm-not-installed',
+      hint: 'install Node.js with npm, or pass a Linux claude binary: make image CLAUDE_BINARY=<path>',
+    });
   }
   const stderr = String(result.stderr ?? '').trim();
   if (result.exitCode !== 0) {
-    throw new ParaError(`npm could not fetch ${spec}: ${stderr.split('\n').filter((l) => /npm (error|ERR)/.test(l)).slice(0, 3).join(' ') || stderr.split('\n').pop()}`, {
-      code: 'npm-pack-failed',
-      hint: 'check npm can reach its registry from here (npm view @anthropic-ai/claude-code version; your .npmrc, proxy and NODE_EXTRA_CA_CERTS apply), or pass a Linux claude binary: make image CLAUDE_BINARY=<path>',
-    });
+    throw new ParaError(
+      `npm could not fetch ${spec}: ${
+        stderr
+          .split('\n')
+          .filter((l) => /npm (error|ERR)/.test(l))
+          .slice(0, 3)
+          .join(' ') || stderr.split('\n').pop()
+      }`,
+      {
+        code: 'npm-pack-failed',
+        hint: 'check npm can reach its registry from here (npm view @anthropic-ai/claude-code version; your .npmrc, proxy and NODE_EXTRA_CA_CERTS apply), or pass a Linux claude binary: make image CLAUDE_BINARY=<path>',
+      },
+    );
   }
   try {
     const [packed] = JSON.parse(String(result.stdout)) as PackedPackage[];
