@@ -40,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
   if (args.json) printJson({ ok: true, ...result });
   else {
     for (const message of result.warnings) warn(message);
-    for (const ref of result.savedRefs) log(`kept: branch ${ref}`);
+    for (const ref of result.savedRefs.slice(0, 10)) log(`kept: branch ${ref}`);
+    if (result.savedRefs.length > 10)
+      log(`kept: ${result.savedRefs.length - 10} more branches (git branch --list '${result.savedRefs[0].replace(/\.(branches|tags|notes)\/.*$/, '')}*')`);
     if (result.keptFolder) log(`kept in ${result.keptFolder}: ${keptSummary(result.uncaptured)}`);
     log(`cancelled session ${name}${result.committedUncommittedWork ? '; its uncommitted work was committed' : ''}`);
     if (result.archivedBranch) log(`its work is kept on branch ${result.archivedBranch}`);

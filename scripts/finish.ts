@@ -24,7 +24,9 @@ async function main(argv: string[]): Promise<number> {
   else {
     for (const message of result.warnings) warn(message);
     log(`finished session ${result.name}${result.committed ? ' (pending changes committed)' : ''}; branch ${result.branch} is kept`);
-    for (const ref of result.savedRefs) log(`also kept: branch ${ref}`);
+    for (const ref of result.savedRefs.slice(0, 10)) log(`also kept: branch ${ref}`);
+    if (result.savedRefs.length > 10)
+      log(`also kept: ${result.savedRefs.length - 10} more branches (git branch --list '${result.savedRefs[0].replace(/\.(branches|tags|notes)\/.*$/, '')}*')`);
     if (result.keptFolder) log(`kept in ${result.keptFolder}: ${keptSummary(result.uncaptured)}`);
     log(`merge it: ${result.mergeHint}`);
   }

@@ -20,6 +20,12 @@ async function record(repo: Repo, state: SessionState, progress: JobProgress): P
   await writeSession(repo, { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } });
 }
 
+/** The agent writes this output: on a terminal its escape sequences are shown, not obeyed. */
+function writer(): (chunk: Buffer) => void {
+  const decoder = new StringDecoder('utf8');
+  return (chunk) => process.stdout.write(process.stdout.isTTY ? forTerminal(decoder.write(chunk)) : chunk);
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { boolean: ['follow', 'json', 'verbose', 'help'], alias: { f: 'follow', h: 'help' } });
   if (args.help) {
@@ -29,6 +35,12 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('logs')} NAME [-f]`);
   const { repo, state } = await resolveSession(process.cwd(), String(args._[0]), invocation);
+  if (state.status === 'finished' && state.container) {
+    throw new ParaError(`session ${state.name} is finished: its container, and the job's output with it, are gone`, {
+      code: 'no-output',
+      hint: `its work is on ${state.branch}: git log ${state.branch}`,
+    });
+  }
   if (!state.job || !state.container) {
     throw new ParaError(`session ${state.name} has no background output`, {
       code: 'no-output',
@@ -41,8 +53,10 @@ async function main(argv: string[]): Promise<number> {
   if (!args.follow) {
     const progress = state.job.exitCode !== null ? { state: 'exited' as const, exitCode: state.job.exitCode } : await jobProgress(container, state.job);
     await record(repo, state, progress);
-    const output = await jobOutput(container);
     if (args.json) {
+      const chunks: Buffer[] = [];
+      await jobOutput(container, (chunk) => chunks.push(chunk));
+      const output = Buffer.concat(chunks).toString('utf8');
       printJson({
         ok: true,
         name: state.name,
@@ -53,16 +67,13 @@ async function main(argv: string[]): Promise<number> {
       });
       return 0;
     }
-    process.stdout.write(process.stdout.isTTY ? forTerminal(output) : output);
+    await jobOutput(container, writer());
     if (progress.state === 'running') log('(the job is still running; follow it with -f)');
     if (progress.state === 'lost') log(`(the job ended without an exit status: ${progress.reason})`);
     return 0;
   }
   const before = await jobProgress(container, state.job);
-  // The agent writes this output: on a terminal its escape sequences are shown, not obeyed.
-  const decoder = new StringDecoder('utf8');
-  const write = (chunk: Buffer) => process.stdout.write(process.stdout.isTTY ? forTerminal(decoder.write(chunk)) : chunk);
-  if (before.state !== 'lost') await followJob(container, write);
+  if (before.state !== 'lost') await followJob(container, writer());
   const progress = before.state === 'lost' ? before : await jobProgress(container, state.job);
   await record(repo, state, progress);
   await sync();

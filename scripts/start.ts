@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
   if (positional.length > 1)
     throw new UsageError(
       `expected at most one NAME or "PROMPT", got ${positional.length} arguments`,
-      'quote a prompt: start.ts "implement feature X" --container',
+      `quote a prompt: ${invocation('start')} "implement feature X" --container`,
     );
   let name: string | undefined;
   let prompt: string | undefined = args.prompt || undefined;

@@ -513,7 +513,7 @@ refuse('a folder already at the worktree path is refused and left alone', async 
 
 refuse('an --image or --network value that looks like an option is refused before anything runs', async () => {
   const repo = await makeRepo();
-  for (const args of [['--image=--privileged'], ['--network=-v']]) {
+  for (const args of [['--image=--privileged'], ['--network=-v'], ['--network', 'host'], ['--network', 'container:para-x'], ['-p']]) {
     const result = await start(repo, ['opt', '--container', '--detach', ...args, '--json']);
     assert.is(result.exitCode, 2, result.stderr);
     assert.is(errorCode(result), 'usage');

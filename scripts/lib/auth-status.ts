@@ -1,4 +1,5 @@
 // Asks the real claude CLI inside an image whether it is logged in: the oracle for "authenticated".
+import { makeCommand } from './cli.ts';
 import { config, temporaryLabels } from './config.ts';
 import { docker, DockerError, labelArgs } from './docker.ts';
 import { ParaError } from './errors.ts';
@@ -52,6 +53,9 @@ export function assertLoggedIn(status: AuthStatus, expectedMethod: string | unde
     expectedMethod
       ? `verification failed: claude in ${image} reports ${got}, expected a login with ${expectedMethod}`
       : `verification failed: claude in ${image} reports ${got}`,
-    { code: 'verification-failed', hint: 'log in again on the host and run make image, or run make login; make doctor shows details' },
+    {
+      code: 'verification-failed',
+      hint: `log in again on the host and run ${makeCommand('image')}, or run ${makeCommand('login')}; ${makeCommand('doctor')} shows details`,
+    },
   );
 }

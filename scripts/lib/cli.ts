@@ -41,12 +41,15 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
   if (unknown.size > 0) {
     throw new UsageError(`unknown option${unknown.size > 1 ? 's' : ''} ${[...unknown].join(', ')}`, 'see --help for the accepted options');
   }
+  const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   for (const name of spec.string ?? []) {
     const value = parsed[name];
     if (Array.isArray(value)) throw new UsageError(`--${name} was given more than once`);
-    if (value === '' && argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))) {
-      throw new UsageError(`--${name} needs a value`);
-    }
+    const shorts = Object.entries(spec.alias ?? {})
+      .filter(([, long]) => long === name)
+      .map(([short]) => short);
+    const given = options.some((a) => a === `--${name}` || a.startsWith(`--${name}=`) || shorts.some((s) => a === `-${s}`));
+    if (value === '' && given) throw new UsageError(`--${name} needs a value`);
   }
   return parsed;
 }
@@ -165,4 +168,26 @@ export function keptSummary(uncaptured: string[]): string {
 /** A path as one shell word, quoted only when it needs to be. */
 function shellWord(text: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+const FLAG_OF: Record<string, string> = {
+  TAG: '--tag',
+  TOKEN_FILE: '--token-file',
+  API_KEY_FILE: '--api-key-file',
+  REBUILD_BASE: '--rebuild-base',
+  IMAGE: '--image',
+};
+
+/**
+ * A make target as the user can type it: `para image --tag X` under the para command (which has
+ * no Makefile behind it), else `make image TAG=X` from the checkout.
+ */
+export function makeCommand(target: string, vars: Record<string, string> = {}): string {
+  if (viaPara) {
+    const flags = Object.entries(vars).map(([key, value]) =>
+      value === '1' && key === 'REBUILD_BASE' ? FLAG_OF[key] : `${FLAG_OF[key] ?? `--${key.toLowerCase()}`} ${value}`,
+    );
+    return ['para', target === 'clean-sessions' ? 'clean' : target, ...flags].join(' ');
+  }
+  return ['make', target, ...Object.entries(vars).map(([key, value]) => `${key}=${value}`)].join(' ');
 }

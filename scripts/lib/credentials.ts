@@ -1,5 +1,6 @@
 // Finds the Claude credentials to bake into an image, and turns them into the files the
 // image's home needs. Secrets are read here and written only into the staging folder.
+import { makeCommand } from './cli.ts';
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import os from 'node:os';
@@ -321,8 +322,8 @@ export async function discoverCredentials(options: DiscoverOptions = {}): Promis
   throw new ParaError(`no Claude credentials found (looked at: ${places.join('; ')}; no --token-file or --api-key-file given)`, {
     code: 'credentials-not-found',
     hint:
-      'either log in on the host (run `claude`, then /login) and run make image again; ' +
-      'or run `claude setup-token`, save the token to a file and run make image TOKEN_FILE=<file>; ' +
-      'or run make login to log in inside a container',
+      `either log in on the host (run \`claude\`, then /login) and run ${makeCommand('image')} again; ` +
+      `or run \`claude setup-token\`, save the token to a file and run ${makeCommand('image', { TOKEN_FILE: '<file>' })}; ` +
+      `or run ${makeCommand('login')} to log in inside a container`,
   });
 }

@@ -146,7 +146,7 @@ export function connectionError(
   cause?: unknown,
   env: Record<string, string> = childEnv(),
 ): DockerError {
-  const socket = /(?:unix|tcp|ssh):\/\/[^\s".]+(?:\.sock)?/.exec(result.stderr ?? '')?.[0];
+  const socket = /(?:unix|tcp|ssh):\/\/[^\s"]+/.exec(result.stderr ?? '')?.[0]?.replace(/[.,:;]+$/, '');
   switch (kind) {
     case 'context-missing': {
       const name = CONTEXT_MISSING.exec(result.stderr ?? '')?.[1] ?? env.DOCKER_CONTEXT ?? '';

@@ -1,5 +1,6 @@
 // make login: the user logs in inside a throwaway container; its home then becomes the
 // authenticated image, checked with the real claude CLI in the container and in the image.
+import { makeCommand } from './cli.ts';
 import { randomBytes } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
@@ -55,11 +56,14 @@ export function loginTemporaryTags(container: string): { snapshot: string; candi
 /** Refuses before anything is created: the login needs a person at a terminal. */
 export function assertTerminal(stdin = Boolean(process.stdin.isTTY), stdout = Boolean(process.stdout.isTTY)): void {
   if (stdin && stdout) return;
-  throw new ParaError(`make login needs a terminal: the claude login is interactive, but ${stdin ? 'standard output' : 'standard input'} is not a terminal`, {
-    code: 'no-terminal',
-    exitCode: 2,
-    hint: 'run make login in a terminal; without one (CI, scripts) run `claude setup-token` once where a browser is available, save the token to a file, then make image TOKEN_FILE=<file>',
-  });
+  throw new ParaError(
+    `${makeCommand('login')} needs a terminal: the claude login is interactive, but ${stdin ? 'standard output' : 'standard input'} is not a terminal`,
+    {
+      code: 'no-terminal',
+      exitCode: 2,
+      hint: `run ${makeCommand('login')} in a terminal; without one (CI, scripts) run \`claude setup-token\` once where a browser is available, save the token to a file, then ${makeCommand('image', { TOKEN_FILE: '<file>' })}`,
+    },
+  );
 }
 
 /**
@@ -128,7 +132,7 @@ async function buildFinalImage(snapshot: string, claudeImage: string, tag: strin
         throw new ParaError('building the image from the login container failed', {
           code: 'build-failed',
           cause: error,
-          hint: 'run make login again; make doctor checks the setup',
+          hint: `run ${makeCommand('login')} again; ${makeCommand('doctor')} checks the setup`,
         });
       }
       throw error;
@@ -155,7 +159,7 @@ export async function commitLogin(container: string, options: { tag: string; cla
     if (!status.loggedIn) {
       throw new ParaError(`the login did not complete: claude in the login container reports loggedIn=false, authMethod=${status.authMethod}`, {
         code: 'login-failed',
-        hint: `run make login again and finish the login (open the link, sign in, paste the code back); ${options.tag} was not changed`,
+        hint: `run ${makeCommand('login')} again and finish the login (open the link, sign in, paste the code back); ${options.tag} was not changed`,
       });
     }
     const facts = await readLoginFacts(container);

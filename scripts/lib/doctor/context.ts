@@ -1,4 +1,5 @@
 // What the checks share: the inputs, deadlines, and probes run at most once per doctor run.
+import { makeCommand } from '../cli.ts';
 import os from 'node:os';
 import { imageAuthStatus, type AuthStatus } from '../auth-status.ts';
 import { config } from '../config.ts';
@@ -75,5 +76,5 @@ export function createContext(options: DoctorOptions = {}): DoctorContext {
 
 /** The make command that rebuilds the image being checked. */
 export function makeImageCommand(context: DoctorContext): string {
-  return context.imageExplicit && context.image !== config.authenticatedImage ? `make image TAG=${context.image}` : 'make image';
+  return context.imageExplicit && context.image !== config.authenticatedImage ? makeCommand('image', { TAG: context.image }) : makeCommand('image');
 }

@@ -1,4 +1,5 @@
 // Image checks: the image exists and what its labels say; claude inside it is logged in.
+import { makeCommand } from '../cli.ts';
 import { labels } from '../config.ts';
 import { DockerError } from '../docker.ts';
 import { imageUserIds } from '../image.ts';
@@ -47,7 +48,7 @@ export const imageChecks: Check<DoctorContext>[] = [
       if (l[labels.uid] && l[labels.uid] !== String(hostUid)) {
         return warn(
           `${summary}; its user has uid ${l[labels.uid]} but yours is ${hostUid}, so files the agent writes will not be yours`,
-          'make image REBUILD_BASE=1',
+          makeCommand('image', { REBUILD_BASE: '1' }),
         );
       }
       return ok(summary);
@@ -61,7 +62,7 @@ export const imageChecks: Check<DoctorContext>[] = [
     },
     timeoutFix: (context) => `see what claude does in the image: docker run --rm -it --network none ${context.image} claude auth status`,
     run: async (context) => {
-      const fix = `${makeImageCommand(context)} (after logging in on the host), or make login`;
+      const fix = `${makeImageCommand(context)} (after logging in on the host), or ${makeCommand('login')}`;
       let status: Awaited<ReturnType<DoctorContext['authStatus']>>;
       try {
         status = await context.authStatus();

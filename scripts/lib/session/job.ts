@@ -55,13 +55,22 @@ export async function jobProgress(container: string, job: JobState): Promise<Job
   const exited = /^exit (\d{1,3})$/.exec(line);
   if (exited) return { state: 'exited', exitCode: Number(exited[1]) };
   if (line === 'running') return { state: 'running' };
-  return { state: 'lost', reason: 'it ended without an exit status' };
+  return { state: 'lost', reason: 'its runner is gone' };
 }
 
 /** The job's output so far. */
-export async function jobOutput(container: string): Promise<string> {
-  const result = await exec(container, ['cat', `${JOB_DIR}/output.log`], { root: true, allowFailure: true });
-  return result.exitCode === 0 ? result.stdout : '';
+export async function jobOutput(container: string, write: (chunk: Buffer) => void): Promise<void> {
+  // Streamed, never buffered: an output of any size arrives whole.
+  const result = await exec(container, ['sh', '-c', 'test ! -e "$1" || cat "$1"', 'para-output', `${JOB_DIR}/output.log`], {
+    root: true,
+    allowFailure: true,
+    onStdout: write,
+    timeoutMs: undefined,
+  });
+  if (result.exitCode !== 0)
+    throw new ParaError(`the job's output could not be read from ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+      code: 'output-unreadable',
+    });
 }
 
 /** Streams the output to `write` until the job's wrapper ends (or the container stops). */

@@ -429,9 +429,18 @@ function savedRefs(captured: Captured, mainRef: string): string[] {
   return [...new Set(saved)];
 }
 
+/** The job's exit status, read before finish ends the agent's processes (a finished job is not "lost"). */
+async function finalJob(state: SessionState): Promise<SessionState['job']> {
+  if (!state.job || state.job.exitCode !== null || !state.container) return state.job;
+  const progress = await jobProgress(state.container, state.job).catch(() => undefined);
+  return progress?.state === 'exited' ? { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : state.job;
+}
+
 export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {
-  const { repo, state } = await resolveSession(cwd, name, invocation);
-  checkFinishable(state, invocation);
+  const resolved = await resolveSession(cwd, name, invocation);
+  const { repo } = resolved;
+  checkFinishable(resolved.state, invocation);
+  const state = { ...resolved.state, job: await finalJob(resolved.state) };
   const paths = sessionPaths(repo, name);
   const captured = await captureWork(repo, state, archivePrefix(name), message, invocation);
   const kept = await retire(repo, state, captured);

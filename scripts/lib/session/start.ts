@@ -3,6 +3,7 @@
 // or the process is interrupted. Starting an existing session resumes it.
 import fs from 'fs-extra';
 import os from 'node:os';
+import { makeCommand } from '../cli.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { config, labels } from '../config.ts';
 import { configDir } from '../credentials.ts';
@@ -99,17 +100,27 @@ function checkRequest(request: StartRequest): void {
     const problem = validateSessionName(request.name);
     if (problem) throw new UsageError(problem);
   }
+  const imageFrom = request.imageExplicit ? '--image' : 'PARA_IMAGE';
   for (const [flag, value] of [
-    ['--image', request.image],
+    [imageFrom, request.image],
     ['--network', request.network],
   ] as const) {
     if (value !== undefined && (value.startsWith('-') || value.trim() === '' || /\s/.test(value))) {
       throw new UsageError(
         `${flag} ${JSON.stringify(value)} is not a valid value`,
-        `give a name such as ${flag === '--image' ? config.authenticatedImage : 'none'}`,
+        `give a name such as ${flag === '--network' ? 'none' : 'para-authenticated:latest'}`,
       );
     }
   }
+  // The host's network, or another container's, would undo the container's isolation.
+  if (request.network === 'host' || request.network?.startsWith('container:')) {
+    throw new UsageError(
+      `--network ${request.network} would give the agent the ${request.network === 'host' ? "host's" : "other container's"} network`,
+      'use none, or a docker network of your own',
+    );
+  }
+  // Settings from the environment are read now, so a bad one stops the start before anything is made.
+  void [config.timeouts.dockerQuickMs, config.timeouts.buildMs, config.limits.pidsLimit];
   if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');
   if (request.container && !request.detach && !request.tty) {
     throw new UsageError(
@@ -152,7 +163,7 @@ async function requireImage(image: string, probe: Promise<Settled<ImageInfo | un
   if (!result.value) {
     throw new ParaError(`the image ${image} does not exist`, {
       code: 'image-missing',
-      hint: image === config.authenticatedImage ? 'run: make image' : `build it, or run: make image TAG=${image}`,
+      hint: image === config.authenticatedImage ? `run: ${makeCommand('image')}` : `build it, or run: ${makeCommand('image', { TAG: image })}`,
     });
   }
   return result.value;

@@ -27,6 +27,9 @@ export interface SyncOptions {
   keepOthersUnder?: string;
 }
 
+/** More refs than this (besides the session branch) are not made into branches: the repository is kept as a tar. */
+const MAX_KEPT_REFS = 200;
+
 /** Where finish and cancel keep an agent ref other than its session branch. */
 function keptName(prefix: string, ref: string): string {
   if (ref === 'refs/stash') return `${prefix}.stash`;
@@ -58,7 +61,11 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   const main = agent.refs.get(paths.ref);
   if (main) updates.push({ source: paths.ref, oid: main, target: paths.ref });
   const notKept = [...agent.skipped];
-  if (options.keepOthersUnder) {
+  const others = [...agent.refs.keys()].filter((ref) => ref !== paths.ref);
+  if (options.keepOthersUnder && others.length > MAX_KEPT_REFS) {
+    // So many refs would flood the repository: the agent's repository is kept whole instead.
+    notKept.push(...others);
+  } else if (options.keepOthersUnder) {
     const prefix = `refs/heads/${options.keepOthersUnder}`;
     for (const [ref, oid] of agent.refs) {
       if (ref === paths.ref) continue;
@@ -75,7 +82,15 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   if (tip && tip !== state.baseCommit) exclude.push(tip);
   const moved = await receiveFromAgent(paths.container, repo, updates, exclude);
   const warnings: string[] = [];
-  if (notKept.length) warnings.push(`agent refs that lead to no commit were not kept: ${notKept.map((r) => JSON.stringify(r)).join(', ')}`);
+  if (notKept.length) {
+    const shown = notKept
+      .slice(0, 10)
+      .map((r) => JSON.stringify(r))
+      .join(', ');
+    warnings.push(
+      `${notKept.length} agent ref${notKept.length === 1 ? '' : 's'} kept only in the agent's repository (not a commit, or too many to make into branches): ${shown}${notKept.length > 10 ? `, and ${notKept.length - 10} more` : ''}`,
+    );
+  }
   // Merging a branch that carries .para/ would write into para's own folders (other sessions' files).
   const newTip = await branchTip(repo, paths.ref);
   if (newTip && (await git(['ls-tree', '--name-only', newTip, '.para'], { cwd: repo.root, allowFailure: true })).stdout.trim()) {
