@@ -4,6 +4,7 @@ import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runM
 import { config } from './lib/config.ts';
 import { discoverCredentials, type Credentials } from './lib/credentials.ts';
 import { UsageError } from './lib/errors.ts';
+import { sweepLeftovers } from './lib/sweep.ts';
 import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
 
 const USAGE = `Usage: ${invocation('image')} [options]
@@ -69,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
   progress(`credentials: ${credentials.kind} from ${credentials.source}`);
 
   const claudeImage = config.claudeImage;
+  // What a killed earlier run left (a staging folder, a container or tag with credentials) goes first.
+  for (const item of await sweepLeftovers()) progress(`removed the leftover of an interrupted run: ${item}`);
   const rebuiltBase = await ensureClaudeImage(
     {
       claudeImage,

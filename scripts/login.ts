@@ -3,6 +3,7 @@
 import { assertSupportedPlatform, log, parseArgs, printJson, runMain, invocation } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
+import { sweepLeftovers } from './lib/sweep.ts';
 import { ensureClaudeImage, imageUserIds } from './lib/image.ts';
 import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } from './lib/login.ts';
 
@@ -39,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
   };
   const tag = args.tag || config.authenticatedImage;
   const claudeImage = config.claudeImage;
+  // What a killed earlier run left (a staging folder, a container or tag with credentials) goes first.
+  for (const item of await sweepLeftovers()) log(`removed the leftover of an interrupted run: ${item}`);
   await ensureClaudeImage(
     {
       claudeImage,

@@ -316,3 +316,74 @@ npmRoute("without --claude-binary, the package for the engine's platform is fetc
 });
 
 npmRoute.run();
+
+const killed = suite('no credential survives a killed make image');
+
+killed('SIGKILL with the build container made, or with the unverified image tagged, then a run: only the new image holds the login', async () => {
+  const { CLAUDE_IMAGE, scriptCommand, testClaudeImage } = await import('./support/images.ts');
+  const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
+  await testClaudeImage();
+  // A parent of this test's own, so the images it finds below are this test's alone.
+  const context = await tempDir('para-test-parent-');
+  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-killed\n`);
+  const parent = trackImage(`para-claude-killed-${RUN_ID}:latest`);
+  await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
+  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  const tag = trackImage(`para-auth-killed-${RUN_ID}:latest`);
+  const home = await fakeHome();
+  const env = { HOME: home, PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, PARA_EXTRA_LABELS: `${label}=${RUN_ID}` };
+  const host = os.hostname();
+  const triggers: Array<[string, (pid: number) => Promise<boolean>]> = [
+    ['the build container exists', async (pid) => (await docker(['ps', '-aq', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim() !== ''],
+    ['the unverified image is tagged', async (pid) => (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim() !== ''],
+  ];
+  const killedPids: number[] = [];
+  for (const [what, reached] of triggers) {
+    const [command, ...entry] = scriptCommand('build-image');
+    const child = execa(command, [...entry, '--tag', tag], { env, reject: false, stdin: 'ignore' });
+    const pid = child.pid!;
+    const deadline = Date.now() + 120_000;
+    let hit = false;
+    while (!hit && Date.now() < deadline && child.exitCode === null) {
+      hit = await reached(pid);
+      if (!hit) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    child.kill('SIGKILL');
+    await child;
+    assert.ok(hit, `the build never reached the point where ${what}`);
+    killedPids.push(pid);
+  }
+  const run = await runScript('build-image.ts', ['--tag', tag], { env });
+  assert.is(run.exitCode, 0, run.stderr);
+  assert.match(run.stderr, 'removed the leftover of an interrupted run');
+  for (const pid of killedPids) {
+    assert.is(
+      (await docker(['ps', '-aq', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim(),
+      '',
+      `a container of the killed run ${pid} survived`,
+    );
+    assert.is(
+      (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim(),
+      '',
+      `a temporary image of the killed run ${pid} survived`,
+    );
+  }
+  // Every image made on top of this test's parent: only the one the tag names may hold the login.
+  const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
+  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  const children: string[] = [];
+  for (const id of new Set(all)) {
+    const parentOf = (await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim();
+    if (parentOf === parentId) children.push(id);
+  }
+  assert.equal(children, [current], 'another image on top of para-claude survived');
+  // The fake HOMEs hold the token on purpose (the source, not a leak).
+  const sources = [
+    ...FAKE_HOMES,
+    ...(await fs.readdir(os.tmpdir())).filter((name) => name.startsWith('para-test-home-')).map((name) => path.join(os.tmpdir(), name)),
+  ];
+  const leftovers = await filesContaining(os.tmpdir(), FAKE_TOKEN, sources);
+  assert.equal(leftovers, [], 'the token is in a host folder');
+});
+
+killed.run();

@@ -1,6 +1,7 @@
 // Names, labels, defaults and timeouts in one place; each default has an environment override.
 // Overrides are read when a value is used, not at import: a bad one is a usage error the
 // script's handler reports (exit code 2), naming the variable.
+import { hostname } from 'node:os';
 import { UsageError } from './errors.ts';
 
 function setting(name: string): string | undefined {
@@ -115,6 +116,8 @@ export const labels = {
   claudeSource: `${LABEL_PREFIX}claude-source`,
   /** Marks temporary resources so a crash leaves something findable. */
   temporary: `${LABEL_PREFIX}temporary`,
+  /** host:pid of the process that made a temporary resource: a later run removes it once that process is gone. */
+  owner: `${LABEL_PREFIX}owner`,
 } as const;
 
 export const MANAGED_BY = 'para';
@@ -140,5 +143,6 @@ export function extraLabels(raw = process.env.PARA_EXTRA_LABELS ?? ''): Record<s
 
 /** Labels of a short-lived container para makes for itself (an auth check, a login). */
 export function temporaryLabels(purpose: string): Record<string, string> {
-  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.temporary]: purpose };
+  // The owner (this machine and process) lets a later run remove it if this one is killed.
+  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.temporary]: purpose, [labels.owner]: `${hostname()}:${process.pid}` };
 }

@@ -44,7 +44,7 @@ export class DockerError extends ParaError {
 }
 
 export interface DockerOptions {
-  input?: string;
+  input?: string | Buffer;
   timeoutMs?: number;
   /** Copy the command's output live to our stderr while still capturing it. */
   stream?: boolean;
@@ -290,7 +290,7 @@ export function labelArgs(labels: Record<string, string>): string[] {
 export interface ImageInfo {
   Id: string;
   Created: string;
-  Config: { Labels: Record<string, string> | null; User?: string; Env?: string[] | null };
+  Config: { Labels: Record<string, string> | null; User?: string; Env?: string[] | null; Cmd?: string[] | null };
 }
 
 /** undefined when the image does not exist; any other failure throws. */

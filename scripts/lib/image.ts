@@ -5,12 +5,14 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertLoggedIn, imageAuthStatus, type AuthStatus } from './auth-status.ts';
-import { config, labels, MANAGED_BY } from './config.ts';
+import { config, labels, MANAGED_BY, temporaryLabels } from './config.ts';
 import type { Credentials } from './credentials.ts';
-import { buildImage, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
+import { buildImage, commitContainer, docker, DockerError, inspectImage, labelArgs, removeImage, tagImage, type ImageInfo } from './docker.ts';
 import { ParaError } from './errors.ts';
+import { onInterrupt } from './cleanup.ts';
 import { claudePackageName, fetchClaudePackage } from './claude-package.ts';
-import { stageProgram, withStagingDir, writePrivateFiles } from './staging.ts';
+import { tarArchive } from './tar.ts';
+import { stageProgram, withStagingDir } from './staging.ts';
 
 /** The project folder: the nearest parent holding docker/Dockerfile (works from scripts/lib and from dist/). */
 export const PROJECT_ROOT = findProjectRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -164,8 +166,9 @@ export function authenticatedLabels(
   return out;
 }
 
+/** A tag for an image not yet verified; it names the process that made it, for the sweep. */
 export function temporaryTag(): string {
-  return `para-build-tmp:${randomBytes(6).toString('hex')}`;
+  return `para-build-tmp:${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
 /**
@@ -194,9 +197,30 @@ export interface AuthenticatedBuild {
   labels: Record<string, string>;
 }
 
-/** The file only make image's staging folder holds; its name is the message a plain docker build shows. */
-const STAGING_MARKER = 'run-make-image-instead';
+/** A LABEL instruction for docker commit --change, its value quoted. */
+function labelChange(key: string, value: string): string {
+  return `LABEL ${key}=${JSON.stringify(value)}`;
+}
 
+/** The agent user's UID/GID in an image, from para-claude's labels, else from the image itself. */
+async function imageUser(info: ImageInfo | undefined, image: string): Promise<{ uid: number; gid: number }> {
+  const l = info?.Config.Labels ?? {};
+  if (/^\d+$/.test(l[labels.uid] ?? '') && /^\d+$/.test(l[labels.gid] ?? '')) return { uid: Number(l[labels.uid]), gid: Number(l[labels.gid]) };
+  const result = await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'id', image, config.containerUser], { timeoutMs: config.timeouts.verifyMs });
+  const uid = /uid=(\d+)/.exec(result.stdout)?.[1];
+  const gid = /gid=(\d+)/.exec(result.stdout)?.[1];
+  if (!uid || !gid)
+    throw new ParaError(`${image} has no user ${config.containerUser}`, { code: 'image-user-missing', hint: 'rebuild it: make image REBUILD_BASE=1' });
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/**
+ * The credentials layer, made without docker build: a container created (never started) from
+ * para-claude receives the files as a tar on standard input (docker cp --archive: the agent's
+ * owner and mode 0600 kept), and is committed as one new layer. No build context, build cache or
+ * intermediate image ever holds a secret; the container and the unverified tag carry this
+ * process as owner, so a killed run's leftovers are removed by the next (sweep.ts).
+ */
 export async function buildAuthenticatedImage(options: {
   tag: string;
   claudeImage: string;
@@ -204,37 +228,72 @@ export async function buildAuthenticatedImage(options: {
   stream: boolean;
 }): Promise<AuthenticatedBuild> {
   const claudeInfo = await inspectImage(options.claudeImage);
+  if (!claudeInfo) throw new ParaError(`the image ${options.claudeImage} does not exist`, { code: 'image-missing', hint: 'run: make image' });
   const imageLabels = authenticatedLabels(options.credentials, claudeInfo);
+  const owner = await imageUser(claudeInfo, options.claudeImage);
   const temporary = temporaryTag();
+  let container: string | undefined;
+  const removeContainerNow = async () => {
+    if (container) await docker(['rm', '--force', '--volumes', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+  };
+  const stopListening = onInterrupt(async () => {
+    await removeContainerNow();
+    await removeImage(temporary, { force: true }).catch(() => undefined);
+  });
   try {
-    await withStagingDir(async (dir) => {
-      await writePrivateFiles(path.join(dir, 'home'), options.credentials.files);
-      // Dockerfile.authenticated stops at once in any other context (a plain docker build).
-      await fs.writeFile(path.join(dir, STAGING_MARKER), '', { mode: 0o600 });
-      await buildImage({
-        dockerfile: path.join(PROJECT_ROOT, config.authenticatedDockerfile),
-        context: dir,
-        tag: temporary,
-        stream: options.stream,
-        buildArgs: { CLAUDE_IMAGE: options.claudeImage },
-        labels: imageLabels,
-      }).catch((error: unknown) => {
-        if (error instanceof DockerError && error.kind === 'command-failed') {
-          throw new ParaError(`building ${options.tag} failed`, {
-            code: 'build-failed',
-            cause: error,
-            hint: 'read the build output above, then run make image again (make doctor checks the setup)',
-          });
-        }
-        throw error;
-      });
-    });
+    const folders = new Set<string>();
+    for (const file of options.credentials.files) {
+      const parts = file.path.split('/').slice(0, -1);
+      for (let i = 1; i <= parts.length; i += 1) folders.add(`${parts.slice(0, i).join('/')}/`);
+    }
+    const tops = [...new Set(options.credentials.files.map((file) => file.path.split('/')[0]))].map((top) => `${config.containerHome}/${top}`);
+    // Created as root with a chown for its only run: docker cp writes files as root, the chown
+    // gives them to the agent's user; the image's user and command are restored on commit.
+    const created = await docker(
+      [
+        'create',
+        '--network',
+        'none',
+        '--user',
+        '0:0',
+        ...labelArgs(temporaryLabels('build')),
+        options.claudeImage,
+        'chown',
+        '-R',
+        `${owner.uid}:${owner.gid}`,
+        ...tops,
+      ],
+      { timeoutMs: config.timeouts.dockerQuickMs },
+    );
+    container = created.stdout.trim();
+    const archive = tarArchive(
+      [
+        ...[...folders].sort().map((folder) => ({ path: folder, mode: 0o700 })),
+        ...options.credentials.files.map((file) => ({ path: file.path, mode: 0o600, content: file.content })),
+      ],
+      { uid: 0, gid: 0 },
+    );
+    await docker(['cp', '-', `${container}:${config.containerHome}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
+    await docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
+    const changes = [
+      `USER ${claudeInfo.Config.User || config.containerUser}`,
+      `CMD ${JSON.stringify(claudeInfo.Config.Cmd ?? ['claude'])}`,
+      ...Object.entries(imageLabels).map(([key, value]) => labelChange(key, value)),
+      // The container's own temporary labels must not describe the image.
+      labelChange(labels.temporary, ''),
+      labelChange(labels.owner, ''),
+    ];
+    await commitContainer(container, temporary, changes);
+    await removeContainerNow();
+    container = undefined;
     const status = await imageAuthStatus(temporary);
     assertLoggedIn(status, options.credentials.authMethod, options.tag);
     const imageId = await promoteImage(temporary, options.tag);
     return { tag: options.tag, imageId, status, labels: imageLabels };
   } finally {
+    await removeContainerNow();
     // Already gone after a promotion; after a failure this drops the unverified image.
-    await removeImage(temporary);
+    await removeImage(temporary, { force: true }).catch(() => undefined);
+    stopListening();
   }
 }

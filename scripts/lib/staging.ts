@@ -6,10 +6,13 @@ import { onInterrupt } from './cleanup.ts';
 import type { StagedFile } from './credentials.ts';
 
 export const STAGING_PREFIX = 'para-stage-';
+export const OWNER_FILE = '.owner-pid';
 
 export async function withStagingDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), STAGING_PREFIX));
   await fs.chmod(dir, 0o700);
+  // Who made it: a later run removes it once this process is gone (a SIGKILL skips the cleanup below).
+  await fs.writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
   const remove = () => fs.rm(dir, { recursive: true, force: true });
   const unregister = onInterrupt(remove);
   try {
