@@ -59,7 +59,6 @@ export const config = {
   rootHostUid: 1000,
   rootHostGid: 1000,
   dockerfile: 'docker/Dockerfile',
-  authenticatedDockerfile: 'docker/Dockerfile.authenticated',
   /** Default limits of a session container (--memory, --cpus, --pids-limit). */
   limits: {
     get memory(): string {
