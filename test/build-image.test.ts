@@ -319,6 +319,12 @@ npmRoute.run();
 
 const killed = suite('no credential survives a killed make image');
 
+/** The containers a make image process made its layer in (para-build-<machine>-<pid>-<random>). */
+async function buildContainers(pid: number): Promise<string[]> {
+  const names = (await docker(['ps', '-a', '--format', '{{.Names}}'])).stdout.split('\n');
+  return names.filter((name) => new RegExp(`^para-build-[0-9a-f]{8}-${pid}-[0-9a-f]+$`).test(name));
+}
+
 killed('SIGKILL with the build container made, or with the unverified image tagged, then a run: only the new image holds the login', async () => {
   const { CLAUDE_IMAGE, scriptCommand, testClaudeImage } = await import('./support/images.ts');
   const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
@@ -334,7 +340,7 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
   const env = { HOME: home, PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, PARA_EXTRA_LABELS: `${label}=${RUN_ID}` };
   const host = os.hostname();
   const triggers: Array<[string, (pid: number) => Promise<boolean>]> = [
-    ['the build container exists', async (pid) => (await docker(['ps', '-aq', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim() !== ''],
+    ['the build container exists', async (pid) => (await buildContainers(pid)).length > 0],
     ['the unverified image is tagged', async (pid) => (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim() !== ''],
   ];
   const killedPids: number[] = [];
@@ -357,6 +363,7 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
   assert.is(run.exitCode, 0, run.stderr);
   assert.match(run.stderr, 'removed the leftover of an interrupted run');
   for (const pid of killedPids) {
+    assert.equal(await buildContainers(pid), [], `a build container of the killed run ${pid} survived`);
     assert.is(
       (await docker(['ps', '-aq', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim(),
       '',

@@ -5,12 +5,13 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertLoggedIn, imageAuthStatus, type AuthStatus } from './auth-status.ts';
-import { config, labels, MANAGED_BY, temporaryLabels } from './config.ts';
+import { config, labels, MANAGED_BY } from './config.ts';
 import type { Credentials } from './credentials.ts';
-import { buildImage, commitContainer, docker, DockerError, inspectImage, labelArgs, removeImage, tagImage, type ImageInfo } from './docker.ts';
+import { buildImage, commitContainer, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
 import { ParaError } from './errors.ts';
 import { onInterrupt } from './cleanup.ts';
 import { claudePackageName, fetchClaudePackage } from './claude-package.ts';
+import { machineId } from './sweep.ts';
 import { tarArchive } from './tar.ts';
 import { stageProgram, withStagingDir } from './staging.ts';
 
@@ -221,6 +222,77 @@ async function imageUser(info: ImageInfo | undefined, image: string): Promise<{ 
  * intermediate image ever holds a secret; the container and the unverified tag carry this
  * process as owner, so a killed run's leftovers are removed by the next (sweep.ts).
  */
+/** para-build-<machine>-<pid>-<random>: the sweep removes it once that process is gone. */
+export function buildContainerName(): string {
+  return `para-build-${machineId()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+export interface HomeLayer {
+  claudeImage: string;
+  claudeInfo: ImageInfo;
+  /** The unverified image to make (a temporaryTag()). */
+  tag: string;
+  labels: Record<string, string>;
+  /** A tar to extract at `into` in a container of claudeImage. */
+  archive: Buffer;
+  into: string;
+  /** What to give to the agent's user after the extraction. */
+  chown: string[];
+}
+
+/**
+ * Files into a new top layer of para-claude, without docker build: a container created as root
+ * (never started with anything but a chown) receives them as a tar on docker cp's standard input,
+ * the chown gives them to the agent's user, and docker commit makes the layer, restoring the
+ * image's user and command. The container carries this process as owner (sweep.ts).
+ */
+export async function commitHomeLayer(layer: HomeLayer): Promise<void> {
+  const owner = await imageUser(layer.claudeInfo, layer.claudeImage);
+  let container: string | undefined;
+  const remove = async () => {
+    if (container) await docker(['rm', '--force', '--volumes', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+  };
+  const stopListening = onInterrupt(remove);
+  try {
+    // No labels of its own: docker commit would copy them into the image for good. It carries
+    // para-claude's (managed-by para) and a name that says which machine and process made it.
+    const createArgs = ['create', '--name', buildContainerName(), '--network', 'none', '--user', '0:0'];
+    createArgs.push(layer.claudeImage, 'chown', '-R', `${owner.uid}:${owner.gid}`, ...layer.chown);
+    container = (await docker(createArgs, { timeoutMs: config.timeouts.dockerQuickMs })).stdout.trim();
+    await docker(['cp', '-', `${container}:${layer.into}`], { input: layer.archive, timeoutMs: config.timeouts.dockerQuickMs });
+    await docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
+    const changes = [
+      `USER ${layer.claudeInfo.Config.User || config.containerUser}`,
+      `CMD ${JSON.stringify(layer.claudeInfo.Config.Cmd ?? ['claude'])}`,
+      ...Object.entries(layer.labels).map(([key, value]) => labelChange(key, value)),
+    ];
+    await commitContainer(container, layer.tag, changes);
+  } finally {
+    await remove();
+    stopListening();
+  }
+}
+
+/** The credential files as a tar relative to the home folder (folders 0700, files 0600). */
+function credentialsArchive(files: Credentials['files']): Buffer {
+  const folders = new Set<string>();
+  for (const file of files) {
+    const parts = file.path.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i += 1) folders.add(`${parts.slice(0, i).join('/')}/`);
+  }
+  return tarArchive(
+    [
+      ...[...folders].sort().map((folder) => ({ path: folder, mode: 0o700 })),
+      ...files.map((file) => ({ path: file.path, mode: 0o600, content: file.content })),
+    ],
+    { uid: 0, gid: 0 },
+  );
+}
+
+/**
+ * para-claude plus the credentials (commitHomeLayer): no build context, build cache or
+ * intermediate image ever holds them. Verified under a temporary tag before the tag moves.
+ */
 export async function buildAuthenticatedImage(options: {
   tag: string;
   claudeImage: string;
@@ -230,68 +302,24 @@ export async function buildAuthenticatedImage(options: {
   const claudeInfo = await inspectImage(options.claudeImage);
   if (!claudeInfo) throw new ParaError(`the image ${options.claudeImage} does not exist`, { code: 'image-missing', hint: 'run: make image' });
   const imageLabels = authenticatedLabels(options.credentials, claudeInfo);
-  const owner = await imageUser(claudeInfo, options.claudeImage);
   const temporary = temporaryTag();
-  let container: string | undefined;
-  const removeContainerNow = async () => {
-    if (container) await docker(['rm', '--force', '--volumes', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
-  };
-  const stopListening = onInterrupt(async () => {
-    await removeContainerNow();
-    await removeImage(temporary, { force: true }).catch(() => undefined);
-  });
+  const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
   try {
-    const folders = new Set<string>();
-    for (const file of options.credentials.files) {
-      const parts = file.path.split('/').slice(0, -1);
-      for (let i = 1; i <= parts.length; i += 1) folders.add(`${parts.slice(0, i).join('/')}/`);
-    }
     const tops = [...new Set(options.credentials.files.map((file) => file.path.split('/')[0]))].map((top) => `${config.containerHome}/${top}`);
-    // Created as root with a chown for its only run: docker cp writes files as root, the chown
-    // gives them to the agent's user; the image's user and command are restored on commit.
-    const created = await docker(
-      [
-        'create',
-        '--network',
-        'none',
-        '--user',
-        '0:0',
-        ...labelArgs(temporaryLabels('build')),
-        options.claudeImage,
-        'chown',
-        '-R',
-        `${owner.uid}:${owner.gid}`,
-        ...tops,
-      ],
-      { timeoutMs: config.timeouts.dockerQuickMs },
-    );
-    container = created.stdout.trim();
-    const archive = tarArchive(
-      [
-        ...[...folders].sort().map((folder) => ({ path: folder, mode: 0o700 })),
-        ...options.credentials.files.map((file) => ({ path: file.path, mode: 0o600, content: file.content })),
-      ],
-      { uid: 0, gid: 0 },
-    );
-    await docker(['cp', '-', `${container}:${config.containerHome}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
-    await docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
-    const changes = [
-      `USER ${claudeInfo.Config.User || config.containerUser}`,
-      `CMD ${JSON.stringify(claudeInfo.Config.Cmd ?? ['claude'])}`,
-      ...Object.entries(imageLabels).map(([key, value]) => labelChange(key, value)),
-      // The container's own temporary labels must not describe the image.
-      labelChange(labels.temporary, ''),
-      labelChange(labels.owner, ''),
-    ];
-    await commitContainer(container, temporary, changes);
-    await removeContainerNow();
-    container = undefined;
+    await commitHomeLayer({
+      claudeImage: options.claudeImage,
+      claudeInfo,
+      tag: temporary,
+      labels: imageLabels,
+      archive: credentialsArchive(options.credentials.files),
+      into: config.containerHome,
+      chown: tops,
+    });
     const status = await imageAuthStatus(temporary);
     assertLoggedIn(status, options.credentials.authMethod, options.tag);
     const imageId = await promoteImage(temporary, options.tag);
     return { tag: options.tag, imageId, status, labels: imageLabels };
   } finally {
-    await removeContainerNow();
     // Already gone after a promotion; after a failure this drops the unverified image.
     await removeImage(temporary, { force: true }).catch(() => undefined);
     stopListening();

@@ -7,23 +7,13 @@ import path from 'node:path';
 import { assertLoggedIn, imageAuthStatus, readAuthStatus, type AuthStatus } from './auth-status.ts';
 import { onInterrupt } from './cleanup.ts';
 import { config, labels, temporaryLabels } from './config.ts';
-import { buildImage, commitContainer, docker, DockerError, inspectImage, labelArgs, removeContainer, removeImage, startContainer } from './docker.ts';
+import { docker, inspectImage, labelArgs, removeContainer, removeImage, startContainer } from './docker.ts';
 import { ParaError } from './errors.ts';
-import { authenticatedLabels, promoteImage } from './image.ts';
+import { authenticatedLabels, commitHomeLayer, promoteImage, temporaryTag } from './image.ts';
 import { withStagingDir } from './staging.ts';
 
 export const LOGIN_CONTAINER_PREFIX = 'para-login-';
 export const LOGIN_TEMPORARY_LABEL = 'login';
-
-/** `docker commit` copies the container's labels (temporary, run labels) into the image, and a
- * label cannot be removed later: so the final image is rebuilt from para-claude plus the
- * committed home, which also keeps para-claude's USER, HOME, WORKDIR and CMD as they are. */
-const FINAL_DOCKERFILE = `ARG SNAPSHOT
-ARG CLAUDE_IMAGE
-FROM \${SNAPSHOT} AS login
-FROM \${CLAUDE_IMAGE}
-COPY --from=login --chown=${config.containerUser}:${config.containerUser} ${config.containerHome}/ ${config.containerHome}/
-`;
 
 /** Prints only the expiry and plan from the credentials file, never the tokens (grep -o). */
 const FACTS_SCRIPT =
@@ -46,11 +36,6 @@ export interface LoginResult {
 
 export function loginContainerName(): string {
   return `${LOGIN_CONTAINER_PREFIX}${randomBytes(6).toString('hex')}`;
-}
-
-/** The temporary tags of one login, named after its container so a crash leaves findable names. */
-export function loginTemporaryTags(container: string): { snapshot: string; candidate: string } {
-  return { snapshot: `para-login-tmp:${container}-snapshot`, candidate: `para-login-tmp:${container}-candidate` };
 }
 
 /** Refuses before anything is created: the login needs a person at a terminal. */
@@ -118,24 +103,22 @@ export async function readLoginFacts(container: string): Promise<LoginFacts> {
   return parseLoginFacts(result.stdout);
 }
 
-async function buildFinalImage(snapshot: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
+/** The login container's home, as para-claude's new top layer (commitHomeLayer), tagged `tag`. */
+async function buildFinalImage(container: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
+  const claudeInfo = await inspectImage(claudeImage);
+  if (!claudeInfo) throw new ParaError(`the image ${claudeImage} does not exist`, { code: 'image-missing', hint: `run ${makeCommand('login')} again` });
+  // Through a private staging folder (0700; a later run removes it if this one is killed).
   await withStagingDir(async (dir) => {
-    await fs.writeFile(path.join(dir, 'Dockerfile'), FINAL_DOCKERFILE);
-    await buildImage({
-      dockerfile: path.join(dir, 'Dockerfile'),
-      context: dir,
+    const file = path.join(dir, 'home.tar');
+    await docker(['cp', `${container}:${config.containerHome}`, '-'], { stdoutFile: file, timeoutMs: config.timeouts.dockerQuickMs });
+    await commitHomeLayer({
+      claudeImage,
+      claudeInfo,
       tag,
       labels: imageLabels,
-      buildArgs: { SNAPSHOT: snapshot, CLAUDE_IMAGE: claudeImage },
-    }).catch((error: unknown) => {
-      if (error instanceof DockerError && error.kind === 'command-failed') {
-        throw new ParaError('building the image from the login container failed', {
-          code: 'build-failed',
-          cause: error,
-          hint: `run ${makeCommand('login')} again; ${makeCommand('doctor')} checks the setup`,
-        });
-      }
-      throw error;
+      archive: await fs.readFile(file),
+      into: path.posix.dirname(config.containerHome),
+      chown: [config.containerHome],
     });
   });
 }
@@ -147,11 +130,10 @@ async function buildFinalImage(snapshot: string, claudeImage: string, tag: strin
  */
 export async function commitLogin(container: string, options: { tag: string; claudeImage: string; log?: (line: string) => void }): Promise<LoginResult> {
   const log = options.log ?? (() => undefined);
-  const temporary = loginTemporaryTags(container);
+  const candidate = temporaryTag();
   const cleanup = async () => {
     await removeContainer(container);
-    await removeImage(temporary.snapshot);
-    await removeImage(temporary.candidate);
+    await removeImage(candidate, { force: true });
   };
   const release = onInterrupt(cleanup);
   try {
@@ -177,12 +159,11 @@ export async function commitLogin(container: string, options: { tag: string; cla
     imageLabels[labels.credentialsSource] = 'login';
 
     log(`saving the login as ${options.tag}`);
-    await commitContainer(container, temporary.snapshot);
-    await buildFinalImage(temporary.snapshot, options.claudeImage, temporary.candidate, imageLabels);
+    await buildFinalImage(container, options.claudeImage, candidate, imageLabels);
     log(`verifying the login inside ${options.tag}`);
-    const imageStatus = await imageAuthStatus(temporary.candidate);
+    const imageStatus = await imageAuthStatus(candidate);
     assertLoggedIn(imageStatus, status.authMethod, options.tag);
-    const imageId = await promoteImage(temporary.candidate, options.tag);
+    const imageId = await promoteImage(candidate, options.tag);
     return { tag: options.tag, imageId, status: imageStatus, facts, labels: imageLabels };
   } finally {
     release();

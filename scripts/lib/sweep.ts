@@ -1,12 +1,18 @@
 // What a killed make image or make login leaves behind (a staging folder holding credentials,
 // a temporary container or tag), removed by the next run once the process that made it is gone.
 // Only this machine's and this user's leftovers are touched, found by label or by para's names.
+import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
 import { labels, MANAGED_BY } from './config.ts';
 import { DockerError, docker, listContainers, removeContainer, removeImage } from './docker.ts';
 import { OWNER_FILE, STAGING_PREFIX } from './staging.ts';
+
+/** A short id of this machine for names (a container name cannot hold a host name as is). */
+export function machineId(): string {
+  return createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+}
 
 function alive(pid: number): boolean {
   try {
@@ -58,6 +64,15 @@ export async function sweepLeftovers(): Promise<string[]> {
     for (const container of await listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.owner]: true } })) {
       if (!ownerGone(container.Config.Labels?.[labels.owner])) continue;
       if (await removeContainer(container.Id, { force: true })) removed.push(`container ${container.Name.replace(/^\//, '')}`);
+    }
+  });
+  // The containers that make image layers (image.ts buildContainerName) carry only para-claude's labels.
+  await tolerant(async () => {
+    for (const container of await listContainers({ labels: { [labels.managedBy]: MANAGED_BY } })) {
+      const name = container.Name.replace(/^\//, '');
+      const made = /^para-build-([0-9a-f]{8})-(\d+)-[0-9a-f]+$/.exec(name);
+      if (!made || made[1] !== machineId() || alive(Number(made[2]))) continue;
+      if (await removeContainer(container.Id, { force: true })) removed.push(`container ${name}`);
     }
   });
   await tolerant(async () => {
