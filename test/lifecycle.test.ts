@@ -41,6 +41,42 @@ async function listJson(repo: TestRepo): Promise<{ sessions: Array<Record<string
   return JSON.parse(result.stdout);
 }
 
+/** A container labelled as para's for `root` (and `session`), as a crashed run or another tool could leave it. */
+async function strayContainer(name: string, root: string, session?: string): Promise<void> {
+  const sessionLabel = session ? ['--label', `${labels.session}=${session}`] : [];
+  await docker([
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${root}`,
+    ...sessionLabel,
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--name',
+    name,
+    '--network',
+    'none',
+    IMAGE,
+    'true',
+  ]);
+}
+
+/** A volume labelled as a session's of `root`. */
+async function strayVolume(name: string, root: string, session: string): Promise<void> {
+  await docker([
+    'volume',
+    'create',
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.repo}=${root}`,
+    '--label',
+    `${labels.session}=${session}`,
+    name,
+  ]);
+}
+
 const logs = suite('logs and list');
 
 logs.before(image);
@@ -78,23 +114,7 @@ logs('list shows running, exited and missing containers, uncommitted changes and
   await docker(['stop', '--time', '1', containerName(repo.root, 'stopped')]);
   await docker(['rm', '-f', containerName(repo.root, 'gone')]);
   const stray = uniqueName('para-stray');
-  await docker([
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${repo.root}`,
-    '--label',
-    `${labels.session}=ghost`,
-    '--label',
-    `${TEST_LABEL}=${RUN_ID}`,
-    '--name',
-    stray,
-    '--network',
-    'none',
-    IMAGE,
-    'true',
-  ]);
+  await strayContainer(stray, repo.root, 'ghost');
   const view = await listJson(repo);
   const byName = Object.fromEntries(view.sessions.map((s) => [s.name, s]));
   assert.is(byName.alive.containerState, 'running');
@@ -191,56 +211,16 @@ clean("clean removes only this repository's orphans; another repository's sessio
   await session(repo, 'kept');
   await session(other, 'theirs');
   const orphan = uniqueName('para-orphan');
-  await docker([
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${repo.root}`,
-    '--label',
-    `${labels.session}=ghost`,
-    '--label',
-    `${TEST_LABEL}=${RUN_ID}`,
-    '--name',
-    orphan,
-    '--network',
-    'none',
-    IMAGE,
-    'true',
-  ]);
+  await strayContainer(orphan, repo.root, 'ghost');
   const unlabelled = uniqueName('not-para');
   await docker(['create', '--name', unlabelled, '--network', 'none', IMAGE, 'true']);
   onCleanup(() => docker(['rm', '-f', unlabelled], { allowFailure: true }));
   // Another repository's orphan: clean run here must not touch it either.
   const foreignOrphan = uniqueName('para-foreign');
-  await docker([
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${other.root}`,
-    '--label',
-    `${TEST_LABEL}=${RUN_ID}`,
-    '--name',
-    foreignOrphan,
-    '--network',
-    'none',
-    IMAGE,
-    'true',
-  ]);
+  await strayContainer(foreignOrphan, other.root);
   // A volume labelled for this repository whose session is gone, and an unlabelled one.
   const orphanVolume = uniqueName('para-orphan-vol');
-  await docker([
-    'volume',
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${repo.root}`,
-    '--label',
-    `${labels.session}=ghost`,
-    orphanVolume,
-  ]);
+  await strayVolume(orphanVolume, repo.root, 'ghost');
   const plainVolume = uniqueName('not-para-vol');
   await docker(['volume', 'create', plainVolume]);
   onCleanup(() => docker(['volume', 'rm', plainVolume], { allowFailure: true }));
@@ -406,35 +386,9 @@ orphans("each kind of orphan is reported by list and the doctor, and following t
   await session(repo, 'stays');
   await docker(['rm', '-f', containerName(repo.root, 'gone')]);
   const ghost = containerName(repo.root, 'ghost');
-  await docker([
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${repo.root}`,
-    '--label',
-    `${labels.session}=ghost`,
-    '--label',
-    `${TEST_LABEL}=${RUN_ID}`,
-    '--name',
-    ghost,
-    '--network',
-    'none',
-    IMAGE,
-    'true',
-  ]);
+  await strayContainer(ghost, repo.root, 'ghost');
   const ghostVolume = `${ghost}-git`;
-  await docker([
-    'volume',
-    'create',
-    '--label',
-    `${labels.managedBy}=para`,
-    '--label',
-    `${labels.repo}=${repo.root}`,
-    '--label',
-    `${labels.session}=ghost`,
-    ghostVolume,
-  ]);
+  await strayVolume(ghostVolume, repo.root, 'ghost');
   const doctor = async () => (await runDoctorJson(['--image', IMAGE], { cwd: repo.root, env: repo.env })).check('sessions');
   const before = await doctor();
   assert.is(before.status, 'warn', before.message);
