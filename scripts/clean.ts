@@ -31,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
       volumes: plan.volumes,
       staleStarts: plan.staleStarts,
       keptStarts: plan.keptStarts,
+      finished: plan.finished,
       problems: plan.problems,
     });
     return 0;
@@ -39,9 +40,10 @@ async function main(argv: string[]): Promise<number> {
   for (const c of plan.containers) log(`${verb} container ${c.name}${c.session ? ` (session label ${c.session})` : ''}`);
   for (const v of plan.volumes) log(`${verb} volume ${v}`);
   for (const s of plan.staleStarts) log(`${verb} half-started session ${s}`);
+  for (const s of plan.finished) log(`${verb} the record of finished session ${s} (its branch is gone)`);
   for (const s of plan.keptStarts) log(`kept half-started session ${s}: files were written in it (keep them with: ${invocation('cancel')} ${s} --force)`);
   for (const problem of plan.problems) warn(`${problem.message} (left alone)`);
-  if (plan.containers.length + plan.volumes.length + plan.staleStarts.length === 0) log('nothing to clean');
+  if (plan.containers.length + plan.volumes.length + plan.staleStarts.length + plan.finished.length === 0) log('nothing to clean');
   return 0;
 }
 

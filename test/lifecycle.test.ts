@@ -175,6 +175,23 @@ finish('an unknown session is a clear error', async () => {
   assert.match(result.stderr, 'list');
 });
 
+finish('once its branch is merged and deleted, a finished session is only a record: clean drops it, and its name starts afresh', async () => {
+  const repo = await makeRepo();
+  await session(repo, 'done');
+  await session(repo, 'again');
+  for (const name of ['done', 'again']) assert.is((await script(repo, 'finish.ts', [name])).exitCode, 0);
+  await repo.git(['branch', '-D', 'para/done']);
+  const cleaned = await script(repo, 'clean.ts', ['--json']);
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.ok((JSON.parse(cleaned.stdout).finished as string[]).includes('done'), cleaned.stdout);
+  assert.not.ok((await listJson(repo)).sessions.some((s) => s.name === 'done'));
+  assert.is((await listJson(repo)).sessions.find((s) => s.name === 'again')?.status, 'finished', 'a finished session with its branch was dropped');
+  // Without a clean in between, too.
+  await repo.git(['branch', '-D', 'para/again']);
+  await session(repo, 'again');
+  assert.is((await listJson(repo)).sessions.find((s) => s.name === 'again')?.status, 'active');
+});
+
 finish.run();
 
 const cancel = suite('cancel');

@@ -530,6 +530,8 @@ export interface CleanPlan {
   staleStarts: string[];
   /** Half-started sessions with files in them: kept (cancel keeps their work). */
   keptStarts: string[];
+  /** Finished sessions whose branch is gone (merged and deleted): only their record is left. */
+  finished: string[];
   problems: StateProblem[];
 }
 
@@ -569,7 +571,10 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
     if (snapshot.written || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
     else staleStarts.push(state.name);
   }
+  const finished: string[] = [];
+  for (const state of sessions) if (state.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, state.name).ref))) finished.push(state.name);
   return {
+    finished,
     containers: unclaimed
       .filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
       .map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
@@ -606,6 +611,10 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
     } catch (error) {
       warn(`could not clean the half-started session ${name}: ${error instanceof Error ? error.message : String(error)}`);
     }
+  }
+  for (const name of plan.finished) {
+    const state = await readSession(repo, name).catch(() => undefined);
+    if (state?.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, name).ref))) await deleteSession(repo, name);
   }
   await pruneHostWorktrees(repo);
 }

@@ -207,6 +207,11 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
     if (derived) continue;
     const existing = await readSession(repo, name);
     if (!existing) continue; // removed in between: try again
+    // A finished session whose branch the user has merged and deleted is only a record: the name is free again.
+    if (existing.status === 'finished' && !(await branchExists(repo, paths.ref))) {
+      await deleteSession(repo, name);
+      continue;
+    }
     return { state, existing };
   }
   throw new ParaError(`could not find a free session name for ${base}`, { hint: 'give a name explicitly' });
