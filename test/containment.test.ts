@@ -382,6 +382,25 @@ attack("more than 100 MB of the agent's work comes back whole", async () => {
   await hostIntact(t);
 });
 
+attack('work heavier than PARA_MAX_BUNDLE_MB is refused, not stored on the host; cancel keeps it in its volume', async () => {
+  const t = await target();
+  await startAttack(t, 'heavy', 'true');
+  // Made after the job, so no para command has synced it yet.
+  const container = sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'heavy').container;
+  await docker(['exec', '--user', 'para', container, 'sh', '-c', 'head -c 3000000 /dev/urandom > heavy.bin && git add heavy.bin && git commit -qm heavy']);
+  const env = { ...t.repo.env, PARA_MAX_BUNDLE_MB: '1' };
+  const before = await t.repo.git(['rev-parse', 'para/heavy']);
+  const synced = await runScript('sync.ts', ['heavy'], { cwd: t.repo.root, env });
+  assert.is.not(synced.exitCode, 0);
+  assert.match(synced.stderr, 'weigh more than 1 MB');
+  assert.is(await t.repo.git(['rev-parse', 'para/heavy']), before);
+  const cancelled = await runScript('cancel.ts', ['heavy', '--force', '--json'], { cwd: t.repo.root, env });
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  const warnings = (JSON.parse(cancelled.stdout) as { warnings: string[] }).warnings.join('\n');
+  assert.match(warnings, 'kept in the docker volume');
+  await hostIntact(t);
+});
+
 attack('state a merge brings in is never read: clean leaves an unrelated container and a non-para branch alone', async () => {
   const t = await target();
   const bystander = uniqueName('bystander');

@@ -71,6 +71,10 @@ export const config = {
       return positiveInt('PARA_PIDS_LIMIT', 1024, 'processes');
     },
   },
+  /** The most the agent's work may weigh when it is brought back (a bundle): more is refused, not stored. */
+  get maxBundleBytes() {
+    return positiveInt('PARA_MAX_BUNDLE_MB', 4096, 'megabytes') * 1024 * 1024;
+  },
   /** Committing a session folder's files as data (finish, cancel). */
   snapshot: {
     /** A file larger than this stays out of the commit (the folder is kept instead). */

@@ -1,5 +1,6 @@
 // The one wrapper around the docker CLI: every docker call in the project goes through docker().
 import { execa, type ResultPromise } from 'execa';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { config } from './config.ts';
 import { ParaError } from './errors.ts';
 import { childEnv } from './exec.ts';
@@ -56,6 +57,8 @@ export interface DockerOptions {
   stdoutInherit?: boolean;
   /** Receive the command's stdout as it comes, instead of buffering it. */
   onStdout?: (chunk: Buffer) => void;
+  /** With stdoutFile: stop the command once it has written this much (data an agent controls). */
+  maxStdoutBytes?: number;
   /** Return non-zero exits instead of throwing (connection failures still throw). */
   allowFailure?: boolean;
   env?: Record<string, string | undefined>;
@@ -226,7 +229,7 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
       input: options.input,
       timeout: options.timeoutMs,
       stdin: options.inheritStdio ? 'inherit' : options.input === undefined ? 'ignore' : 'pipe',
-      stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile ? { file: options.stdoutFile } : 'pipe',
+      stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile && !options.maxStdoutBytes ? { file: options.stdoutFile } : 'pipe',
       stderr: options.inheritStdio ? 'inherit' : 'pipe',
       stripFinalNewline: false,
       // Output streamed elsewhere (a file, a callback) must not also pile up in memory (maxBuffer).
@@ -236,11 +239,33 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
     throw connectionError('command-failed', args, {}, error);
   }
   if (options.onStdout) subprocess.stdout?.on('data', options.onStdout);
+  // A capped file: written here, and the command stopped at the cap (its data may be an agent's).
+  let capped: { file: WriteStream; written: number; exceeded: boolean } | undefined;
+  if (options.stdoutFile && options.maxStdoutBytes) {
+    const limit = options.maxStdoutBytes;
+    const state = { file: createWriteStream(options.stdoutFile, { mode: 0o600 }), written: 0, exceeded: false };
+    capped = state;
+    subprocess.stdout?.on('data', (chunk: Buffer) => {
+      if (state.exceeded) return;
+      state.written += chunk.length;
+      if (state.written > limit) {
+        state.exceeded = true;
+        subprocess.kill('SIGKILL');
+      } else state.file.write(chunk);
+    });
+  }
   if (options.stream && !options.inheritStdio) {
     subprocess.stdout?.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     subprocess.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk));
   }
   const result = await subprocess;
+  if (capped) {
+    const file = capped.file;
+    await new Promise<void>((resolve) => file.end(resolve));
+    if (capped.exceeded) {
+      throw new ParaError(`docker ${args[0]} wrote more than ${options.maxStdoutBytes} bytes and was stopped`, { code: 'output-too-large' });
+    }
+  }
   const out: DockerResult = {
     stdout: typeof result.stdout === 'string' ? result.stdout : '',
     stderr: typeof result.stderr === 'string' ? result.stderr : '',

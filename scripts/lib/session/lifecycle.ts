@@ -1,7 +1,7 @@
 // The session lifecycle after start: what is there (list), finish, cancel, clean. Each reads
 // only para's own validated state, moves only refs under para/, and removes only resources whose
 // labels name this repository and session.
-import { labels } from '../config.ts';
+import { config, labels } from '../config.ts';
 import {
   inspectContainer,
   inspectImage,
@@ -287,8 +287,13 @@ async function saveRepositoryTar(container: string, warnings: string[]): Promise
   const result = await exec(container, ['tar', '--sparse', '-C', AGENT_VOLUME_DIR, '-cf', '-', '.'], {
     root: true,
     stdoutFile: file,
+    maxStdoutBytes: config.maxBundleBytes,
     timeoutMs: 10 * 60_000,
     allowFailure: true,
+  }).catch((error: unknown) => {
+    if (error instanceof ParaError && error.code === 'output-too-large')
+      return { exitCode: -1, stdout: '', stderr: `it weighs more than PARA_MAX_BUNDLE_MB (${Math.round(config.maxBundleBytes / 1024 / 1024)} MB)` };
+    throw error;
   });
   if (result.exitCode === 0) return file;
   await fs.rm(dir, { recursive: true, force: true });

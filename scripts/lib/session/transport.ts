@@ -6,6 +6,7 @@ import fs from 'fs-extra';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { withTempDir } from '../cleanup.ts';
+import { config } from '../config.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
@@ -177,7 +178,18 @@ async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], 
     const file = path.join(dir, 'work.bundle');
     const sources = [...new Set(updates.map((u) => u.source))];
     const args = ['git', 'bundle', 'create', '-q', '-', ...sources, ...exclude.map((oid) => `^${oid}`)];
-    const result = await exec(container, args, { allowFailure: true, stdoutFile: file, timeoutMs: 10 * 60_000 });
+    const limit = config.maxBundleBytes;
+    const result = await exec(container, args, { allowFailure: true, stdoutFile: file, maxStdoutBytes: limit, timeoutMs: 10 * 60_000 }).catch(
+      (error: unknown) => {
+        if (error instanceof ParaError && error.code === 'output-too-large') {
+          throw new ParaError(`the agent's new commits in ${container} weigh more than ${Math.round(limit / 1024 / 1024)} MB; they were not brought back`, {
+            code: 'bundle-too-large',
+            hint: 'look at what the agent committed (docker exec it, git log --stat); raise PARA_MAX_BUNDLE_MB if it is right; finish and cancel keep its repository as a tar',
+          });
+        }
+        throw error;
+      },
+    );
     if (result.exitCode !== 0) {
       throw new ParaError(`could not bundle the agent's work in ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
         code: 'bundle-failed',
