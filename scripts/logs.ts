@@ -2,9 +2,9 @@
 import { StringDecoder } from 'node:string_decoder';
 import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
-import { followJob, jobOutput, jobProgress, type JobProgress } from './lib/session/job.ts';
+import { followJob, jobOutput, jobProgress, settleJob, type JobProgress } from './lib/session/job.ts';
 import { resolveSession } from './lib/session/lifecycle.ts';
-import { writeSession, type SessionState } from './lib/session/store.ts';
+import { writeSession, type JobState, type SessionState } from './lib/session/store.ts';
 import { syncSession } from './lib/session/sync.ts';
 import type { Repo } from './lib/session/paths.ts';
 
@@ -15,9 +15,11 @@ With --follow, keeps printing until the job ends and exits with the job's exit c
 The agent's commits are brought to para/NAME first (and again at the end with --follow).
 --json prints { ok, name, output, exitCode, running, state }.`;
 
-async function record(repo: Repo, state: SessionState, progress: JobProgress): Promise<void> {
-  if (progress.state !== 'exited' || !state.job || state.job.exitCode !== null) return;
-  await writeSession(repo, { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } });
+/** Where the job stands; a newly known exit status is stored in the session. */
+async function settle(repo: Repo, state: SessionState, container: string, job: JobState): Promise<JobProgress> {
+  const settled = await settleJob(container, job);
+  if (settled.job !== job) await writeSession(repo, { ...state, job: settled.job });
+  return settled.progress;
 }
 
 /** The agent writes this output: on a terminal its escape sequences are shown, not obeyed. */
@@ -51,8 +53,7 @@ async function main(argv: string[]): Promise<number> {
   const sync = () => syncSession(repo, state).catch(() => undefined);
   await sync();
   if (!args.follow) {
-    const progress = state.job.exitCode !== null ? { state: 'exited' as const, exitCode: state.job.exitCode } : await jobProgress(container, state.job);
-    await record(repo, state, progress);
+    const progress = await settle(repo, state, container, state.job);
     if (args.json) {
       const chunks: Buffer[] = [];
       await jobOutput(container, (chunk) => chunks.push(chunk));
@@ -74,8 +75,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const before = await jobProgress(container, state.job);
   if (before.state !== 'lost') await followJob(container, writer());
-  const progress = before.state === 'lost' ? before : await jobProgress(container, state.job);
-  await record(repo, state, progress);
+  const progress = before.state === 'lost' ? before : await settle(repo, state, container, state.job);
   await sync();
   if (progress.state === 'exited') {
     log(`job exited with code ${progress.exitCode}`);

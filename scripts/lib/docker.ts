@@ -439,10 +439,6 @@ export interface VolumeInfo {
   Labels: Record<string, string> | null;
 }
 
-export async function createVolume(name: string, labels: Record<string, string>): Promise<void> {
-  await docker(['volume', 'create', ...labelArgs(labels), name], { timeoutMs: quick() });
-}
-
 export async function inspectVolume(name: string): Promise<VolumeInfo | undefined> {
   const args = ['volume', 'inspect', '--format', '{{json .}}', name];
   const result = await docker(args, { allowFailure: true, timeoutMs: quick() });

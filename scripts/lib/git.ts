@@ -134,38 +134,3 @@ export async function repoSnapshot(cwd: string): Promise<RepoSnapshot> {
   const root = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : toplevel;
   return { root, commonDir, head, branch: ref.startsWith('refs/heads/') ? ref.slice('refs/heads/'.length) : undefined };
 }
-
-export async function branchExists(cwd: string, branch: string): Promise<boolean> {
-  const result = await git(['show-ref', '--verify', '--quiet', `refs/heads/${branch}`], { cwd, allowFailure: true });
-  return result.exitCode === 0;
-}
-
-/** Porcelain status lines of a working tree (empty when clean). */
-export async function statusPorcelain(cwd: string): Promise<string[]> {
-  const result = await git(['status', '--porcelain=v1', '--untracked-files=all'], { cwd });
-  return result.stdout.split('\n').filter(Boolean);
-}
-
-export interface WorktreeRecord {
-  path: string;
-  head?: string;
-  branch?: string;
-  prunable: boolean;
-}
-
-export async function listWorktrees(cwd: string): Promise<WorktreeRecord[]> {
-  const result = await git(['worktree', 'list', '--porcelain'], { cwd });
-  const records: WorktreeRecord[] = [];
-  for (const block of result.stdout.split('\n\n')) {
-    const lines = block.split('\n');
-    const pathLine = lines.find((line) => line.startsWith('worktree '));
-    if (!pathLine) continue;
-    records.push({
-      path: pathLine.slice('worktree '.length),
-      head: lines.find((line) => line.startsWith('HEAD '))?.slice(5),
-      branch: lines.find((line) => line.startsWith('branch '))?.slice('branch refs/heads/'.length),
-      prunable: lines.some((line) => line.startsWith('prunable')),
-    });
-  }
-  return records;
-}

@@ -1,26 +1,19 @@
 // A private temporary folder (mode 0700) that is removed on success, failure and interruption.
 import fs from 'fs-extra';
-import os from 'node:os';
 import path from 'node:path';
-import { onInterrupt } from './cleanup.ts';
+import { withTempDir } from './cleanup.ts';
 import type { StagedFile } from './credentials.ts';
 
 export const STAGING_PREFIX = 'para-stage-';
 export const OWNER_FILE = '.owner-pid';
 
 export async function withStagingDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), STAGING_PREFIX));
-  await fs.chmod(dir, 0o700);
-  // Who made it: a later run removes it once this process is gone (a SIGKILL skips the cleanup below).
-  await fs.writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
-  const remove = () => fs.rm(dir, { recursive: true, force: true });
-  const unregister = onInterrupt(remove);
-  try {
-    return await fn(dir);
-  } finally {
-    unregister();
-    await remove();
-  }
+  // mkdtemp makes it 0700; withTempDir removes it on success, failure and Ctrl-C/SIGTERM.
+  return withTempDir(STAGING_PREFIX, async (dir) => {
+    // Who made it: a later run removes it once this process is gone (a SIGKILL skips the cleanup).
+    await fs.writeFile(path.join(dir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
+    return fn(dir);
+  });
 }
 
 /** Writes files with mode 0600 in folders with mode 0700, creating nothing readable by others. */

@@ -58,6 +58,16 @@ export async function jobProgress(container: string, job: JobState): Promise<Job
   return { state: 'lost', reason: 'its runner is gone' };
 }
 
+/**
+ * Where a job stands, and the job with its exit status once it has one (a recorded status is
+ * final, so a finished container is not asked again). The caller stores a changed job.
+ */
+export async function settleJob(container: string, job: JobState): Promise<{ job: JobState; progress: JobProgress }> {
+  if (job.exitCode !== null) return { job, progress: { state: 'exited', exitCode: job.exitCode } };
+  const progress = await jobProgress(container, job);
+  return { job: progress.state === 'exited' ? { ...job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : job, progress };
+}
+
 /** The job's output so far. */
 export async function jobOutput(container: string, write: (chunk: Buffer) => void): Promise<void> {
   // Streamed, never buffered: an output of any size arrives whole.

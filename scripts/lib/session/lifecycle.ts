@@ -23,7 +23,7 @@ import { onInterrupt } from '../cleanup.ts';
 import { findRepo, git } from '../git.ts';
 import { AGENT_VOLUME_DIR } from './agent-repo.ts';
 import { exec, repoLabels } from './container.ts';
-import { jobProgress, type JobProgress } from './job.ts';
+import { settleJob, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
   branchTip,
@@ -174,17 +174,16 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
   }
   let job: SessionView['job'] = null;
   if (state.job && state.container) {
-    const progress: JobProgress =
-      state.job.exitCode !== null
-        ? { state: 'exited', exitCode: state.job.exitCode }
-        : state.status === 'finished'
-          ? { state: 'lost', reason: 'the session was finished while it ran' }
-          : await jobProgress(state.container, state.job);
-    if (progress.state === 'exited' && state.job.exitCode === null) {
-      state = { ...state, job: { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } };
+    const settled: { job: NonNullable<SessionState['job']>; progress: JobProgress } =
+      state.status === 'finished' && state.job.exitCode === null
+        ? { job: state.job, progress: { state: 'lost', reason: 'the session was finished while it ran' } }
+        : await settleJob(state.container, state.job);
+    if (settled.job !== state.job) {
+      state = { ...state, job: settled.job };
       await writeSession(repo, state);
     }
-    job = { ...state.job!, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
+    const { progress } = settled;
+    job = { ...settled.job, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
   }
   if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
   return {
@@ -436,9 +435,8 @@ function savedRefs(captured: Captured, mainRef: string): string[] {
 
 /** The job's exit status, read before finish ends the agent's processes (a finished job is not "lost"). */
 async function finalJob(state: SessionState): Promise<SessionState['job']> {
-  if (!state.job || state.job.exitCode !== null || !state.container) return state.job;
-  const progress = await jobProgress(state.container, state.job).catch(() => undefined);
-  return progress?.state === 'exited' ? { ...state.job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : state.job;
+  if (!state.job || !state.container) return state.job;
+  return (await settleJob(state.container, state.job).catch(() => undefined))?.job ?? state.job;
 }
 
 export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {

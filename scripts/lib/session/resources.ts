@@ -4,11 +4,11 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { labels } from '../config.ts';
-import { createVolume, inspectContainer, inspectVolume, removeContainer, removeVolume, startContainer } from '../docker.ts';
+import { inspectContainer, inspectVolume, removeContainer, removeVolume, startContainer } from '../docker.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { imageUserIds } from '../image.ts';
-import { repoLabels, runContainer, sessionLabels, type ContainerSpec } from './container.ts';
+import { repoLabels, runContainer, type ContainerSpec } from './container.ts';
 import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
 
 /** Undo list for one start: each step pushes its inverse, run in reverse on failure. */
@@ -79,11 +79,6 @@ export class FolderExists extends Error {
   constructor(readonly folder: string) {
     super(`${folder} already exists`);
   }
-}
-
-export async function createSessionVolume(repo: Repo, paths: SessionPaths, rollback: Rollback): Promise<void> {
-  await createVolume(paths.volume, sessionLabels(paths.name, repo.root));
-  rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
 }
 
 export async function createSessionContainer(spec: ContainerSpec, rollback: Rollback): Promise<void> {
@@ -196,5 +191,3 @@ export async function deleteBranchAt(repo: Repo, paths: SessionPaths, commit: st
   const result = await git(['update-ref', '-d', paths.ref, commit], { cwd: repo.root, allowFailure: true });
   return result.exitCode === 0;
 }
-
-export { startContainer };

@@ -17,6 +17,7 @@ import { jobProgress, startJob } from './job.ts';
 import { isReservedName, sessionPaths, validateSessionName, type Repo } from './paths.ts';
 import {
   addHostWorktree,
+  branchTip,
   createBranch,
   createFolder,
   createSessionContainer,
@@ -202,23 +203,19 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
       pid: process.pid,
       job: null,
     };
-    if (derived && ((await branchExists(repo, paths.ref)) || (await fs.pathExists(paths.worktree)))) continue;
+    if (derived && ((await branchTip(repo, paths.ref)) !== null || (await fs.pathExists(paths.worktree)))) continue;
     if (await createSessionExclusive(repo, state)) return { state };
     if (derived) continue;
     const existing = await readSession(repo, name);
     if (!existing) continue; // removed in between: try again
     // A finished session whose branch the user has merged and deleted is only a record: the name is free again.
-    if (existing.status === 'finished' && !(await branchExists(repo, paths.ref))) {
+    if (existing.status === 'finished' && !(await branchTip(repo, paths.ref))) {
       await deleteSession(repo, name);
       continue;
     }
     return { state, existing };
   }
   throw new ParaError(`could not find a free session name for ${base}`, { hint: 'give a name explicitly' });
-}
-
-async function branchExists(repo: Repo, ref: string): Promise<boolean> {
-  return (await git(['show-ref', '--verify', '--quiet', ref], { cwd: repo.root, allowFailure: true })).exitCode === 0;
 }
 
 export function containerSpec(
@@ -289,8 +286,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       const rollback = new Rollback();
       try {
         // The volume (kept, or made anew) holds the agent's repository; a new one starts from para/NAME.
-        const tip =
-          (await git(['rev-parse', '-q', '--verify', `${paths.ref}^{commit}`], { cwd: repo.root, allowFailure: true })).stdout.trim() || session.baseCommit;
+        const tip = (await branchTip(repo, paths.ref)) ?? session.baseCommit;
         const spec = containerSpec(
           repo,
           session,

@@ -11,6 +11,7 @@ import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
 import { exec, type Mount } from './container.ts';
+import { branchTip } from './resources.ts';
 import type { Repo, SessionPaths } from './paths.ts';
 
 /** How the agent's repository gets the host's history. A remote engine will seed from a bundle. */
@@ -141,11 +142,6 @@ async function hostHas(repo: Repo, oid: string): Promise<boolean> {
   return result.exitCode === 0;
 }
 
-async function hostRef(repo: Repo, ref: string): Promise<string | null> {
-  const result = await git(['rev-parse', '-q', '--verify', `${ref}^{commit}`], { cwd: repo.root, allowFailure: true });
-  return result.exitCode === 0 ? result.stdout.trim() : null;
-}
-
 /**
  * Brings the agent's commits for these updates to the host and moves the target refs (all under
  * refs/heads/para/). `exclude` are host commits the bundle may assume (base, last synced tip).
@@ -156,7 +152,7 @@ export async function receiveFromAgent(container: string, repo: Repo, updates: R
       throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
   }
   const current = new Map<string, string | null>();
-  for (const update of updates) current.set(update.target, await hostRef(repo, update.target));
+  for (const update of updates) current.set(update.target, await branchTip(repo, update.target));
   const pending = updates.filter((u) => current.get(u.target) !== u.oid);
   if (pending.length === 0) return [];
   const missing: RefUpdate[] = [];
