@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BASE_IMAGE, scriptCommand } from './support/images.ts';
+import { BASE_IMAGE, scriptCommand, detachedArgs } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup } from './support/resources.ts';
 
@@ -88,19 +88,11 @@ restart.before(async () => {
 restart('list stops saying running, logs -f ends, and the session resumes with its work', async () => {
   if (process.getuid?.() !== 0) return; // starting a second dockerd needs root, as CI has
   const repo = await makeRepo();
-  const started = await para(repo, 'start.ts', [
-    'job',
-    '--container',
-    '--detach',
-    '--network',
-    'none',
-    '--image',
-    IMAGE,
-    '--',
-    'sh',
-    '-c',
-    'echo made > made.txt && git add made.txt && git commit -qm before && echo following && sleep 300',
-  ]);
+  const started = await para(
+    repo,
+    'start.ts',
+    detachedArgs('job', IMAGE, '--', 'sh', '-c', 'echo made > made.txt && git add made.txt && git commit -qm before && echo following && sleep 300'),
+  );
   assert.is(started.exitCode, 0, started.stderr);
   await waitUntil('the job to run', async () => JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout).sessions[0].job.state === 'running');
   const follow = para(repo, 'logs.ts', ['job', '-f']);

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/docker.ts';
-import { scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
+import { scriptCommand, SESSION_IMAGE, sessionTestImage, detachedArgs } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage } from './support/resources.ts';
 
 const AUTH_IMAGE = SESSION_IMAGE;
@@ -88,19 +88,10 @@ nonRoot.before(async () => {
 
 nonRoot("start, a commit inside, logs, sync, list, finish, cancel and clean all work; files stay the user's and editable", async () => {
   if (process.getuid?.() !== 0) return; // needs root to create the user; as a non-root runner every other test is this case
-  const started = await para('start.ts', [
-    'work',
-    '--container',
-    '--detach',
-    '--network',
-    'none',
-    '--image',
-    USER_IMAGE,
-    '--',
-    'sh',
-    '-c',
-    'echo from-agent > agent.txt && git add agent.txt && git commit -qm "agent commit"',
-  ]);
+  const started = await para(
+    'start.ts',
+    detachedArgs('work', USER_IMAGE, '--', 'sh', '-c', 'echo from-agent > agent.txt && git add agent.txt && git commit -qm "agent commit"'),
+  );
   assert.is(started.exitCode, 0, started.stderr);
   const followed = await para('logs.ts', ['work', '-f']);
   assert.is(followed.exitCode, 0, followed.stderr);

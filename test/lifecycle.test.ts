@@ -15,7 +15,7 @@ function containerName(root: string, name: string): string {
 function stateFile(root: string, name: string): string {
   return sessionPaths({ root, commonDir: path.join(root, '.git') }, name).stateFile;
 }
-import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
+import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult, detachedArgs } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, uniqueName } from './support/resources.ts';
 
@@ -83,19 +83,7 @@ logs.before(image);
 
 logs("a background job's output is readable, followed to its end, and its exit status recorded", async () => {
   const repo = await makeRepo();
-  const started = await script(repo, 'start.ts', [
-    'job',
-    '--container',
-    '--detach',
-    '--network',
-    'none',
-    '--image',
-    IMAGE,
-    '--',
-    'sh',
-    '-c',
-    'echo first; sleep 1; echo second; exit 3',
-  ]);
+  const started = await script(repo, 'start.ts', detachedArgs('job', IMAGE, '--', 'sh', '-c', 'echo first; sleep 1; echo second; exit 3'));
   assert.is(started.exitCode, 0, started.stderr);
   const follow = await script(repo, 'logs.ts', ['job', '-f']);
   assert.is(follow.exitCode, 3);

@@ -11,7 +11,7 @@ import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { imageUserIds } from '../scripts/lib/image.ts';
 import { SESSION_NAME_FORM, SESSION_NAME_PATTERN, sessionPaths } from '../scripts/lib/session/paths.ts';
 import type { SessionState } from '../scripts/lib/session/store.ts';
-import { FAKE_TOKEN, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
+import { FAKE_TOKEN, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage, type ScriptResult, detachedArgs } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './support/resources.ts';
 
@@ -24,7 +24,7 @@ function start(repo: TestRepo, args: string[], env: Record<string, string> = {})
 
 /** NAME --container --detach on the test image, without a network. */
 function detached(name: string, ...rest: string[]): string[] {
-  return [name, '--container', '--detach', '--image', IMAGE, '--network', 'none', ...rest];
+  return detachedArgs(name, IMAGE, ...rest);
 }
 
 function paths(repo: TestRepo, name: string) {

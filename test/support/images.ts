@@ -135,3 +135,8 @@ export function sessionTestImage(): Promise<void> {
   })();
   return sessionImage;
 }
+
+/** start's arguments for a detached container session of a test: NAME, the image, no network, then the rest. */
+export function detachedArgs(name: string, image: string, ...rest: string[]): string[] {
+  return [name, '--container', '--detach', '--network', 'none', '--image', image, ...rest];
+}
