@@ -250,7 +250,7 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
   const found = await sessionContainer(repo, paths);
   if (found.presence === 'stopped') await startSessionContainer(repo, paths);
   // A finish interrupted mid-way may have left it paused.
-  if (found.presence === 'running' && (await inspectContainer(paths.container))?.State.Paused) await unpauseContainer(paths.container);
+  if (found.paused) await unpauseContainer(paths.container);
   if (found.presence !== 'missing') return true;
   if (!(await sessionVolumeExists(repo, paths))) {
     warnings.push(

@@ -94,13 +94,21 @@ function belongs(found: Record<string, string> | null | undefined, repo: Repo, p
 export type ContainerPresence = 'running' | 'stopped' | 'missing';
 
 /** The session's container, only if its labels name this repository and session. */
-export async function sessionContainer(repo: Repo, paths: SessionPaths): Promise<{ presence: ContainerPresence; startedAt?: string; image?: string }> {
+export async function sessionContainer(
+  repo: Repo,
+  paths: SessionPaths,
+): Promise<{ presence: ContainerPresence; paused?: boolean; startedAt?: string; image?: string }> {
   const info = await inspectContainer(paths.container);
   if (!info) return { presence: 'missing' };
   if (!belongs(info.Config.Labels, repo, paths)) {
     throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
   }
-  return { presence: info.State.Running ? 'running' : 'stopped', startedAt: info.State.StartedAt, image: info.Config.Image };
+  return {
+    presence: info.State.Running ? 'running' : 'stopped',
+    paused: Boolean(info.State.Paused),
+    startedAt: info.State.StartedAt,
+    image: info.Config.Image,
+  };
 }
 
 export class ForeignResource extends Error {}
