@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TSX := node --import tsx
 # Values given on the command line are taken literally: make must not expand $(shell ...) or $5
 # in a prompt or a message. Each becomes a simple variable holding the text as typed, exported.
-LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
+LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK EGRESS ALLOW EGRESS_NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
 $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 # Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
@@ -49,9 +49,10 @@ login: node_modules ## log in inside a throwaway container and commit it as para
 doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE)
 	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"}
 
-start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
+start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \
 	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach} \
+	  $${EGRESS:+--egress "$$EGRESS"} $${ALLOW:+--allow "$$ALLOW"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
 	  $${NETWORK:+--network "$$NETWORK"} $${MEMORY:+--memory "$$MEMORY"} $${CPUS:+--cpus "$$CPUS"} $${PIDS_LIMIT:+--pids-limit "$$PIDS_LIMIT"}
 
 list: dist/list.mjs ## list this repository's sessions

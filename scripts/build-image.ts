@@ -1,16 +1,19 @@
 // make image: bake the host's Claude login into para-authenticated:latest, verified inside the image.
 import { text } from 'node:stream/consumers';
 import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn, invocation } from './lib/cli.ts';
-import { config } from './lib/config.ts';
+import { config, labels } from './lib/config.ts';
 import { discoverCredentials, type Credentials } from './lib/credentials.ts';
 import { UsageError } from './lib/errors.ts';
 import { sweepLeftovers } from './lib/sweep.ts';
 import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
+import { ensureEgressImage } from './lib/egress-image.ts';
+import { inspectImage } from './lib/docker.ts';
 
 const USAGE = `Usage: ${invocation('image')} [options]
 
-Builds ${config.claudeImage} (claude CLI, git, non-root user) when needed, then
-${config.authenticatedImage} with your Claude credentials, and verifies the login inside it.
+Builds ${config.claudeImage} (claude CLI, git, non-root user) and ${config.egressImage} (the
+sessions' egress proxy) when needed, then ${config.authenticatedImage} with your Claude
+credentials, and verifies the login inside it.
 
 Options:
   --tag IMAGE            image to produce (default: ${config.authenticatedImage})
@@ -20,7 +23,7 @@ Options:
                          --claude-binary, your own npm fetches the package for the engine's platform
   --token-file PATH      a \`claude setup-token\` token (- reads standard input)
   --api-key-file PATH    an Anthropic API key (- reads standard input)
-  --rebuild-base         rebuild ${config.claudeImage} even if it exists
+  --rebuild-base         rebuild ${config.claudeImage} and ${config.egressImage} even if they exist
   --json                 print one JSON document on stdout, no progress
   --verbose              show stack traces on errors
   -h, --help             show this help
@@ -86,6 +89,14 @@ async function main(argv: string[]): Promise<number> {
     progress,
   );
 
+  // The proxy comes from the same base as para-claude (its label says which, when not given now).
+  const baseExplicit = args['base-image'] || process.env.BASE_IMAGE;
+  const egressBase = baseExplicit || (await inspectImage(claudeImage))?.Config.Labels?.[labels.baseImage] || config.baseImage;
+  const rebuiltEgress = await ensureEgressImage(
+    { image: config.egressImage, baseImage: egressBase, rebuild: Boolean(args['rebuild-base']), stream: !json },
+    progress,
+  );
+
   const tag = args.tag || config.authenticatedImage;
   progress(`building ${tag} and verifying the login inside it`);
   const build = await buildAuthenticatedImage({ tag, claudeImage, credentials, stream: isInteractive(json) });
@@ -102,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
       credentialsSource: credentials.kind,
       expiresAt: credentials.expiresAt === undefined ? null : new Date(credentials.expiresAt).toISOString(),
       rebuiltBase,
+      egressImage: config.egressImage,
+      rebuiltEgress,
       warnings,
     });
   } else {

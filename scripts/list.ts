@@ -7,7 +7,7 @@ import { overview, type SessionView } from './lib/session/lifecycle.ts';
 const USAGE = `Usage: ${invocation('list')} [--json]
 
 Every session of the repository containing the current folder: status, container state
-(running, exited, missing), branch, uncommitted changes, age, background job, limits. The
+(running, exited, missing), egress (allowlist, with its proxy's health; OPEN; none), branch, uncommitted changes, age, background job, limits. The
 agent's commits are brought to para/NAME first. Containers and volumes labelled for this
 repository that belong to no session are orphans (clean removes them); a session whose container
 is gone is marked (start it again to re-create the container, or cancel it).`;
@@ -29,7 +29,14 @@ function row(s: SessionView): string[] {
         ? `job exit ${s.job.exitCode}`
         : `job lost (${s.job.reason ?? ''})`;
   const note = [s.orphan ? 'container missing' : '', job, s.plantedGit ? 'planted .git!' : ''].filter(Boolean).join(', ');
-  return [s.name, s.status, s.containerState, s.branch, changes, age(s.ageSeconds), note];
+  const egress = !s.egress
+    ? '-'
+    : s.egress.mode === 'open'
+      ? 'OPEN (any address)'
+      : s.egress.mode === 'allowlist' && s.egress.proxy && s.egress.proxy !== 'running'
+        ? `allowlist (proxy ${s.egress.proxy})`
+        : s.egress.mode;
+  return [s.name, s.status, s.containerState, egress, s.branch, changes, age(s.ageSeconds), note];
 }
 
 function table(rows: string[][]): string {
@@ -63,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('no sessions in this repository\n');
     return 0;
   }
-  const rows = [['NAME', 'STATUS', 'CONTAINER', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
+  const rows = [['NAME', 'STATUS', 'CONTAINER', 'EGRESS', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
   process.stdout.write(`${table(rows)}\n`);
   for (const orphan of result.orphanContainers) {
     process.stdout.write(

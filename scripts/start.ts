@@ -6,6 +6,7 @@ import { config, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
 import { attach } from './lib/session/container.ts';
+import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/session/egress.ts';
 import { startSession, type StartResult } from './lib/session/start.ts';
 
 function usage(): string {
@@ -25,7 +26,12 @@ Options:
   --image IMAGE        default: ${config.authenticatedImage} (on resume: switch the session to IMAGE, keeping its work)
   --detach             return once the container runs; a prompt or -- CMD runs in the background
                        (read its output with logs NAME)
-  --network MODE       docker network for the container (default: docker's own; none cuts it off)
+  --egress MODE        how the agent reaches the outside: allowlist (default: only the allowed
+                       hosts, through a proxy it cannot bypass), open (any address: loud), none
+  --allow HOST         admit HOST (or *.domain) too; repeatable. Per repository: ${REPO_ALLOW_FILE}
+  --egress-network NET docker network the proxy (or, when open, the session) reaches out through
+                       (default: docker's own; host allowed for the proxy only)
+  --network none       the same as --egress none (--network NET: the same as --egress-network NET)
   --memory SIZE        memory limit (default ${config.limits.memory}; PARA_MEMORY)
   --cpus N             CPU limit (default ${config.limits.cpus}; PARA_CPUS)
   --pids-limit N       process limit (default ${config.limits.pidsLimit}; PARA_PIDS_LIMIT)
@@ -48,6 +54,7 @@ function summary(result: StartResult): Record<string, unknown> {
     container: s.container,
     image: s.image,
     network: s.network,
+    egress: s.egress ?? null,
     limits: s.limits,
     status: s.status,
     prompt: s.prompt,
@@ -66,9 +73,30 @@ function limitsFrom(args: Record<string, unknown>): { memory: string; cpus: stri
   return { memory, cpus, pidsLimit: pids };
 }
 
+/** --egress, --allow, --egress-network, and the older --network (none, or the network to reach out through). */
+function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit: boolean; network: string | undefined; allow: string[] } {
+  const given = args.egress ? String(args.egress) : undefined;
+  if (given !== undefined && !EGRESS_MODES.includes(given as EgressMode))
+    throw new UsageError(`--egress ${JSON.stringify(given)} is not a mode`, `use one of: ${EGRESS_MODES.join(', ')}`);
+  const network = args.network ? String(args.network) : undefined;
+  const egressNetwork = args['egress-network'] ? String(args['egress-network']) : undefined;
+  if (network && egressNetwork) throw new UsageError('give either --network or --egress-network, not both');
+  let mode = (given as EgressMode | undefined) ?? 'allowlist';
+  if (network === 'none') {
+    if (given && given !== 'none') throw new UsageError(`--network none contradicts --egress ${given}`, 'drop one of them');
+    mode = 'none';
+  }
+  if (egressNetwork === 'none')
+    throw new UsageError('--egress-network none would leave the proxy no way out', 'use --egress none for a session without network');
+  const allow = checkAllow(args.allow as string[]);
+  if (allow.length && mode !== 'allowlist') throw new UsageError(`--allow has no effect with --egress ${mode}`, 'drop --allow, or use --egress allowlist');
+  return { mode, explicit: Boolean(given) || network === 'none', network: network === 'none' ? undefined : (network ?? egressNetwork), allow };
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['prompt', 'prompt-file', 'image', 'network', 'memory', 'cpus', 'pids-limit'],
+    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit'],
+    repeatable: ['allow'],
     boolean: ['container', 'detach', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
@@ -109,6 +137,7 @@ async function main(argv: string[]): Promise<number> {
   const json = Boolean(args.json);
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const image = args.image || config.authenticatedImage;
+  const egress = egressFrom(args);
 
   const result = await startSession({
     cwd: process.cwd(),
@@ -117,7 +146,10 @@ async function main(argv: string[]): Promise<number> {
     container: Boolean(args.container),
     image,
     imageExplicit: Boolean(args.image),
-    network: args.network || undefined,
+    network: egress.network,
+    egress: egress.mode,
+    egressExplicit: egress.explicit,
+    allow: egress.allow,
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     command: command.length ? command : undefined,

@@ -10,13 +10,15 @@ export interface ArgSpec {
   default?: Record<string, unknown>;
   /** Collect everything after `--` into `argv['--']`. */
   doubleDash?: boolean;
+  /** String options that may be given more than once (always read as arrays). */
+  repeatable?: string[];
 }
 
 export type ParsedArgs = minimist.ParsedArgs;
 
 /** Parses argv by declaration; any undeclared flag is a usage error. */
 export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
-  const known = new Set<string>([...(spec.string ?? []), ...(spec.boolean ?? [])]);
+  const known = new Set<string>([...(spec.string ?? []), ...(spec.repeatable ?? []), ...(spec.boolean ?? [])]);
   for (const [short, long] of Object.entries(spec.alias ?? {})) {
     known.add(short);
     known.add(long);
@@ -24,7 +26,7 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
   const unknown = new Set<string>();
   const parsed = minimist(argv, {
     // '_' keeps positional arguments as typed: a session named 007 must not become 7.
-    string: [...(spec.string ?? []), '_'],
+    string: [...(spec.string ?? []), ...(spec.repeatable ?? []), '_'],
     boolean: spec.boolean,
     alias: spec.alias,
     default: spec.default,
@@ -50,6 +52,12 @@ export function parseArgs(argv: string[], spec: ArgSpec): ParsedArgs {
       .map(([short]) => short);
     const given = options.some((a) => a === `--${name}` || a.startsWith(`--${name}=`) || shorts.some((s) => a === `-${s}`));
     if (value === '' && given) throw new UsageError(`--${name} needs a value`);
+  }
+  for (const name of spec.repeatable ?? []) {
+    const value = parsed[name];
+    const values: string[] = value === undefined ? [] : Array.isArray(value) ? value.map(String) : [String(value)];
+    if (values.some((v) => v === '')) throw new UsageError(`--${name} needs a value`);
+    parsed[name] = values;
   }
   return parsed;
 }

@@ -48,6 +48,14 @@ export const config = {
   get claudeImage(): string {
     return setting('PARA_CLAUDE_IMAGE') ?? 'para-claude:latest';
   },
+  /** The egress proxy's image (squid and socat), built by make image from the same base. */
+  get egressImage(): string {
+    return setting('PARA_EGRESS_IMAGE') ?? 'para-egress:latest';
+  },
+  /** The network docker build uses to install the proxy's packages. */
+  get buildNetwork(): string {
+    return setting('PARA_BUILD_NETWORK') ?? 'host';
+  },
   /** The OS image para-claude is built on; any Debian-like image with a shell. */
   get baseImage(): string {
     return setting('BASE_IMAGE') ?? 'debian:bookworm-slim';
@@ -117,6 +125,12 @@ export const labels = {
   gid: `${LABEL_PREFIX}gid`,
   /** Where para-claude's claude CLI came from: npm, or binary:<size>:<mtime>. */
   claudeSource: `${LABEL_PREFIX}claude-source`,
+  /** What a session's container is for: egress-proxy or egress-forwarder (the session's own has none). */
+  role: `${LABEL_PREFIX}role`,
+  /** uid:gid of the egress proxy image's unprivileged user. */
+  egressUser: `${LABEL_PREFIX}egress-user`,
+  /** A hash of docker/Dockerfile.egress: the proxy image is rebuilt when it changes. */
+  egressDockerfile: `${LABEL_PREFIX}egress-dockerfile`,
   /** Marks temporary resources so a crash leaves something findable. */
   temporary: `${LABEL_PREFIX}temporary`,
   /** host:pid of the process that made a temporary resource: a later run removes it once that process is gone. */

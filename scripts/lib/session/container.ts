@@ -18,6 +18,8 @@ export interface ContainerSpec {
   mounts: Mount[];
   /** How the container's start command makes the agent's repository. */
   seed: SeedPlan;
+  /** Environment for every process in the container (the egress proxy's address); never a secret. */
+  env?: Record<string, string>;
 }
 
 export interface Mount {
@@ -27,6 +29,8 @@ export interface Mount {
   readonly: boolean;
   /** Labels of a volume docker creates for this mount. */
   labels?: Record<string, string>;
+  /** Fill a new volume with what the image holds at the target (its owner included). */
+  copyFromImage?: boolean;
 }
 
 export function sessionLabels(session: string, repoRoot: string): Record<string, string> {
@@ -43,7 +47,7 @@ export function mountArg(mount: Mount): string[] {
   const field = (text: string) => `"${text.replace(/"/g, '""')}"`;
   const fields = [`type=${mount.type}`, field(`source=${mount.source}`), field(`target=${mount.target}`)];
   if (mount.readonly) fields.push('readonly');
-  if (mount.type === 'volume') fields.push('volume-nocopy');
+  if (mount.type === 'volume' && !mount.copyFromImage) fields.push('volume-nocopy');
   for (const [key, value] of Object.entries(mount.labels ?? {})) fields.push(field(`volume-label=${key}=${value}`));
   return ['--mount', fields.join(',')];
 }
@@ -62,6 +66,7 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
   args.push('--memory', spec.limits.memory, '--cpus', spec.limits.cpus, '--pids-limit', String(spec.limits.pidsLimit));
   if (spec.network) args.push('--network', spec.network);
   args.push('--env', `GIT_DIR=${AGENT_GIT_DIR}`, '--env', `GIT_WORK_TREE=${paths.worktree}`, ...identityEnv(spec.identity));
+  for (const [key, value] of Object.entries(spec.env ?? {})) args.push('--env', `${key}=${value}`);
   for (const mount of [
     { type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false },
     // docker creates the volume with the session's labels, or reuses it (a re-created container).

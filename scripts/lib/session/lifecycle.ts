@@ -39,6 +39,7 @@ import {
   createSessionContainer,
 } from './resources.ts';
 import { snapshotFolder, type Snapshot } from './snapshot.ts';
+import { proxyHealth, recordedEgress, type EgressState, type ProxyHealth } from './egress.ts';
 import { containerSpec, gitIdentity } from './start.ts';
 import { deleteSession, listSessions, readSession, starterAlive, writeSession, type SessionState, type StateProblem } from './store.ts';
 import { plantedGit, syncSession, type SyncResult } from './sync.ts';
@@ -71,6 +72,8 @@ export interface SessionView {
   containerState: ContainerState;
   image: string | null;
   network: string | null;
+  /** How the agent reaches the outside, and (allowlist) whether its proxy works. */
+  egress: (EgressState & { proxy: ProxyHealth | null }) | null;
   limits: SessionState['limits'];
   /** null when unknown (worktree gone, or the container cannot say). */
   uncommittedChanges: boolean | null;
@@ -123,7 +126,7 @@ export function reconcile(repo: Repo, states: SessionState[], containers: Contai
   const claims = (session: string | undefined, name: string, kind: 'container' | 'volume') => {
     if (!session || !live.has(session)) return false;
     const paths = sessionPaths(repo, session);
-    return name === (kind === 'container' ? paths.container : paths.volume);
+    return (kind === 'container' ? [paths.container, paths.proxy, paths.forwarder] : [paths.volume, paths.egressVolume]).includes(name);
   };
   const present = new Set(containers.map(containerDisplayName));
   return {
@@ -196,6 +199,7 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
     containerState,
     image: state.image,
     network: state.network,
+    egress: state.container ? egressView(repo, state, byName) : null,
     limits: state.limits,
     uncommittedChanges: state.status === 'finished' ? null : await changesInside(state, repo, containerState).catch(() => null),
     createdAt: state.createdAt,
@@ -206,6 +210,13 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
     plantedGit: planted,
     warnings,
   };
+}
+
+function egressView(repo: Repo, state: SessionState, byName: Map<string, ContainerInfo>): SessionView['egress'] {
+  const egress = recordedEgress(state);
+  if (egress.mode !== 'allowlist' || state.status === 'finished') return { ...egress, proxy: null };
+  const paths = sessionPaths(repo, state.name);
+  return { ...egress, proxy: proxyHealth(byName.get(paths.container), byName.get(paths.proxy), byName.get(paths.forwarder)) };
 }
 
 /** Every session of the repository with its live state, and what belongs to none. */

@@ -37,6 +37,12 @@ export interface SessionPaths {
   container: string;
   /** The docker volume holding the agent's own git repository. */
   volume: string;
+  /** The session's egress proxy (allowlist mode), on the network that reaches the outside. */
+  proxy: string;
+  /** The loopback forwarder in the session container's network namespace (allowlist mode). */
+  forwarder: string;
+  /** The volume holding the proxy's configuration and unix socket; never mounted into the session. */
+  egressVolume: string;
 }
 
 /** <repo>/.para: the visible folder, holding the worktree folders and a .gitignore of "*". */
@@ -73,6 +79,9 @@ export function sessionPaths(repo: Repo, name: string): SessionPaths {
     stateFile: path.join(stateDir(repo), `${name}.json`),
     container: `para-${name}-${hash}`,
     volume: `para-${name}-${hash}-git`,
+    proxy: `para-${name}-${hash}-proxy`,
+    forwarder: `para-${name}-${hash}-forward`,
+    egressVolume: `para-${name}-${hash}-egress`,
   };
 }
 

@@ -9,6 +9,7 @@ import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { imageUserIds } from '../image.ts';
 import { repoLabels, runContainer, type ContainerSpec } from './container.ts';
+import { removeEgress } from './egress.ts';
 import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
 
 /** Undo list for one start: each step pushes its inverse, run in reverse on failure. */
@@ -118,8 +119,9 @@ export async function startSessionContainer(repo: Repo, paths: SessionPaths): Pr
   if (found.presence === 'stopped') await startContainer(paths.container);
 }
 
-/** Removes the container if it is this session's; false when there was none. */
+/** Removes the container if it is this session's, with its egress proxy and forwarder; false when there was none. */
 export async function removeSessionContainer(repo: Repo, paths: SessionPaths): Promise<boolean> {
+  await removeEgress(repo, paths);
   const info = await inspectContainer(paths.container);
   if (!info) return false;
   if (!belongs(info.Config.Labels, repo, paths))

@@ -7,7 +7,7 @@ import { makeCommand } from '../cli.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { config, labels } from '../config.ts';
 import { configDir } from '../credentials.ts';
-import { inspectImage, type ImageInfo } from '../docker.ts';
+import { inspectContainer, inspectImage, type ImageInfo } from '../docker.ts';
 import { ParaError, UsageError } from '../errors.ts';
 import { git, repoSnapshot } from '../git.ts';
 import { imageUserIds } from '../image.ts';
@@ -32,6 +32,7 @@ import {
 } from './resources.ts';
 import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
 import { syncSession } from './sync.ts';
+import { createForwarder, createProxy, prepareEgress, proxyHealth, recordedEgress, removeEgress, type EgressMode, type PreparedEgress } from './egress.ts';
 import { localTransport, waitForRepository } from './transport.ts';
 
 export interface StartRequest {
@@ -43,7 +44,13 @@ export interface StartRequest {
   image: string;
   /** Whether --image was given (a resume then switches the session to it). */
   imageExplicit: boolean;
+  /** The docker network the session reaches the outside through (the proxy's; the session's own with --egress open). */
   network?: string;
+  egress: EgressMode;
+  /** Whether --egress was given (a resume refuses to change it). */
+  egressExplicit: boolean;
+  /** Hosts added to the allowlist for this session (--allow). */
+  allow: string[];
   limits: Limits;
   detach: boolean;
   /** `-- CMD ARGS`: run this instead of claude. */
@@ -94,6 +101,8 @@ interface Preconditions {
   image?: Promise<Settled<ImageInfo | undefined>>;
   /** Read while the session is reserved; needed only by docker run. */
   identity: Promise<Array<[string, string]>>;
+  /** The new session's egress (checked before anything is made). */
+  egress?: Promise<Settled<PreparedEgress>>;
 }
 
 function checkRequest(request: StartRequest): void {
@@ -113,8 +122,9 @@ function checkRequest(request: StartRequest): void {
       );
     }
   }
-  // The host's network, or another container's, would undo the container's isolation.
-  if (request.network === 'host' || request.network?.startsWith('container:')) {
+  // The host's network, or another container's, would undo the container's isolation (the proxy
+  // alone may sit on the host's network: it is not the agent's).
+  if ((request.network === 'host' && request.egress === 'open') || request.network?.startsWith('container:')) {
     throw new UsageError(
       `--network ${request.network} would give the agent the ${request.network === 'host' ? "host's" : "other container's"} network`,
       'use none, or a docker network of your own',
@@ -144,7 +154,8 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   const image = request.container ? settle(inspectImage(request.image)) : undefined;
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
   identity.catch(() => undefined);
-  return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity };
+  const egress = request.container ? settle(prepareEgress(repo, request.egress, request.allow, request.network ?? null, request.warn)) : undefined;
+  return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity, egress };
 }
 
 /** The host's git identity for this repository (user.name / user.email), read in one git call. */
@@ -196,6 +207,7 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
       container: request.container ? paths.container : null,
       image: request.container ? request.image : null,
       network: request.container ? (request.network ?? null) : null,
+      ...(request.container ? { egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null } } : {}),
       limits: request.container ? request.limits : null,
       prompt: request.prompt ?? null,
       createdAt: new Date().toISOString(),
@@ -225,17 +237,51 @@ export function containerSpec(
   identity: Array<[string, string]>,
   mounts: ContainerSpec['mounts'],
   seed: ContainerSpec['seed'],
+  egress?: Pick<PreparedEgress, 'containerNetwork' | 'env' | 'mounts'>,
 ): ContainerSpec {
   return {
     seed,
     repo,
     paths: sessionPaths(repo, state.name),
     image,
-    network: state.network,
+    // Without an egress (finish and cancel only read the agent's repository): no network.
+    network: egress ? egress.containerNetwork : 'none',
+    env: egress?.env ?? {},
     limits: state.limits ?? { memory: config.limits.memory, cpus: config.limits.cpus, pidsLimit: config.limits.pidsLimit },
     identity,
-    mounts,
+    mounts: [...mounts, ...(egress?.mounts ?? [])],
   };
+}
+
+/** The recorded egress of a session, with this request's extra --allow hosts. */
+function resumedEgress(request: StartRequest, session: SessionState): { mode: EgressMode; allow: string[] } {
+  const recorded = recordedEgress(session);
+  if (request.egressExplicit && request.egress !== recorded.mode) {
+    throw new UsageError(
+      `session ${session.name} was started with --egress ${recorded.mode}; a session keeps its egress mode`,
+      `start it without --egress, or finish it and start a new session with --egress ${request.egress}`,
+    );
+  }
+  return { mode: recorded.mode, allow: [...new Set([...recorded.allow, ...request.allow])] };
+}
+
+/**
+ * Makes the session's proxy and forwarder match its container: (re)created when either is not
+ * running, the forwarder predates the container's latest start, or the allowlist changed.
+ */
+async function ensureEgress(repo: Repo, session: SessionState, prepared: PreparedEgress, rollback?: Rollback): Promise<void> {
+  const paths = sessionPaths(repo, session.name);
+  if (!prepared.plan) {
+    await removeEgress(repo, paths);
+    return;
+  }
+  const [container, proxy, forwarder] = await Promise.all([paths.container, paths.proxy, paths.forwarder].map((name) => inspectContainer(name)));
+  const same = JSON.stringify(recordedEgress(session).hosts) === JSON.stringify(prepared.state.hosts);
+  if (same && proxyHealth(container, proxy, forwarder) === 'running') return;
+  await removeEgress(repo, paths);
+  rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(repo, paths));
+  await createProxy(repo, paths, prepared.plan);
+  await createForwarder(repo, paths, prepared.plan.image);
 }
 
 async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
@@ -272,6 +318,8 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
     throw new UsageError(`session ${existing.name} was started without a container`, `finish or cancel it, then start a new session with --container`);
   }
   if (session.container) {
+    const wanted = resumedEgress(request, session);
+    const egress = await prepareEgress(repo, wanted.mode, wanted.allow, session.network, request.warn);
     const switching = request.imageExplicit && request.image !== session.image;
     const image = switching ? request.image : (session.image ?? request.image);
     const found = await sessionContainer(repo, paths);
@@ -294,9 +342,11 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
           await pre.identity,
           await localTransport.mounts(repo),
           localTransport.seedPlan(repo, paths, tip, false),
+          egress,
         );
         if (!(await sessionVolumeExists(repo, paths))) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
+        await ensureEgress(repo, session, egress, rollback);
       } catch (error) {
         await rollback.run(request.warn);
         throw error;
@@ -304,7 +354,9 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       session.image = image;
     } else {
       await startSessionContainer(repo, paths);
+      await ensureEgress(repo, session, egress);
     }
+    session.egress = egress.state;
     await writeSession(repo, session);
     await syncSession(repo, session).catch((error: unknown) =>
       request.warn(`could not bring the session's commits back: ${error instanceof Error ? error.message : String(error)}`),
@@ -355,14 +407,26 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       } else {
         // The container makes the agent's repository itself as it starts; docker run creates the
         // volume with the session's labels. The branch is made meanwhile.
+        const prepared = await pre.egress!;
+        if (!prepared.ok) throw prepared.error;
+        const egress = prepared.value;
+        state.egress = egress.state;
         const [mounts] = await Promise.all([localTransport.mounts(repo), createFolder(paths, rollback, true)]);
         rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
-        const spec = containerSpec(repo, state, request.image, await pre.identity, mounts, localTransport.seedPlan(repo, paths, head, true));
-        const made = await Promise.allSettled([createBranch(repo, paths, head, rollback), createSessionContainer(spec, rollback)]);
+        const spec = containerSpec(repo, state, request.image, await pre.identity, mounts, localTransport.seedPlan(repo, paths, head, true), egress);
+        if (egress.plan) rollback.add(`the egress proxy of ${state.name}`, () => removeEgress(repo, paths));
+        // The proxy starts beside the session container; the forwarder joins the container's network once it exists.
+        const made = await Promise.allSettled([
+          createBranch(repo, paths, head, rollback),
+          createSessionContainer(spec, rollback),
+          egress.plan ? createProxy(repo, paths, egress.plan) : Promise.resolve(),
+        ]);
         // A missing image explains a failed docker run best, so it is reported first.
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
+        if (egress.plan) await createForwarder(repo, paths, egress.plan.image);
+        if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);
         checkpoint();
         if (!request.detach) {
           await waitForRepository(paths.container);

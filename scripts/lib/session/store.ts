@@ -3,6 +3,7 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { ParaError } from '../errors.ts';
+import { EGRESS_MODES, hostPatternProblem, type EgressState } from './egress.ts';
 import { sessionPaths, stateDir, validateSessionName, type Repo } from './paths.ts';
 
 export type SessionStatus = 'starting' | 'active' | 'finished';
@@ -34,7 +35,10 @@ export interface SessionState {
   /** The container's name, or null for a session without a container. */
   container: string | null;
   image: string | null;
+  /** The docker network the session reaches the outside through (its proxy's, or its own when open); null: Docker's default. */
   network: string | null;
+  /** How the session reaches the outside; absent in sessions started before egress modes. */
+  egress?: EgressState;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -76,6 +80,11 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
   if (!STATUSES.includes(data.status as SessionStatus)) throw damaged(file, `status ${JSON.stringify(data.status)}`);
   if (data.image !== null && (typeof data.image !== 'string' || data.image.startsWith('-'))) throw damaged(file, 'bad image');
   if (data.job !== null && data.job !== undefined && !Array.isArray(data.job.command)) throw damaged(file, 'bad job');
+  if (data.egress !== undefined) {
+    const e = data.egress;
+    const patterns = (list: unknown) => Array.isArray(list) && list.every((h) => typeof h === 'string' && !hostPatternProblem(h));
+    if (!e || !EGRESS_MODES.includes(e.mode) || !patterns(e.allow) || !patterns(e.hosts)) throw damaged(file, 'bad egress');
+  }
   return { network: null, limits: null, ...data, job: data.job ?? null } as SessionState;
 }
 

@@ -1,0 +1,470 @@
+// A session's way out. By default (allowlist) the session container has no network at all; a
+// proxy sidecar (squid) on the network that reaches the outside admits CONNECTs to port 443 of
+// allowed host names only, and reaches the session solely through a unix socket in a volume of
+// its own, which a forwarder in the session's network namespace serves on 127.0.0.1. The agent
+// can neither touch the proxy's configuration nor route around it: it has no interface but lo.
+import { networkInterfaces } from 'node:os';
+import path from 'node:path';
+import fs from 'fs-extra';
+import { config, labels } from '../config.ts';
+import { docker, inspectContainer, inspectImage, labelArgs, removeContainer, removeVolume, inspectVolume, type ContainerInfo } from '../docker.ts';
+import { ParaError, UsageError } from '../errors.ts';
+import { makeCommand } from '../cli.ts';
+import { tarArchive } from '../tar.ts';
+import { mountArg, sessionLabels, type Mount } from './container.ts';
+import type { Repo, SessionPaths } from './paths.ts';
+
+export type EgressMode = 'allowlist' | 'open' | 'none';
+export const EGRESS_MODES: EgressMode[] = ['allowlist', 'open', 'none'];
+
+/**
+ * What the claude CLI itself needs, seen by running the real CLI (2.1.197) against a logging proxy
+ * that refused everything: api.anthropic.com in every mode (API key, setup-token, subscription);
+ * platform.claude.com when a subscription login refreshes its access token.
+ */
+export const DEFAULT_ALLOWED_HOSTS = ['api.anthropic.com', 'platform.claude.com'];
+
+/** The committed, team-wide list of extra hosts, read from the main checkout only. */
+export const REPO_ALLOW_FILE = path.join('.para', 'allowed-hosts');
+
+/** The port the forwarder serves inside the session, and the proxy variables that name it. */
+export const SESSION_PROXY_PORT = 3128;
+const PROXY_URL = `http://127.0.0.1:${SESSION_PROXY_PORT}`;
+
+/** Where the proxy's configuration and socket live, in its own volume. */
+const EGRESS_DIR = '/para-egress';
+const SOCKET = `${EGRESS_DIR}/proxy.sock`;
+
+export interface EgressState {
+  mode: EgressMode;
+  /** Hosts added for this session (--allow), kept for a resume. */
+  allow: string[];
+  /** Every pattern the proxy admits: the default list, the repository's file and --allow. */
+  hosts: string[];
+  /** The host's proxy the session's proxy chains to (host:port, never credentials). */
+  upstream: string | null;
+}
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Checks one allowlist entry: a host name, or *.suffix for its subdomains. Returns the problem. */
+export function hostPatternProblem(raw: string): string | undefined {
+  const pattern = raw.trim().toLowerCase().replace(/\.$/, '');
+  const name = pattern.startsWith('*.') ? pattern.slice(2) : pattern;
+  if (pattern.length === 0) return 'an empty host name';
+  if (name.length > 253) return `${JSON.stringify(raw)} is longer than a host name can be`;
+  const parts = name.split('.');
+  if (!parts.every((part) => LABEL.test(part)))
+    return `${JSON.stringify(raw)} is not a host name (letters, digits and "-" between dots; a wildcard only as a leading "*.")`;
+  if (/^\d+$/.test(parts[parts.length - 1])) return `${JSON.stringify(raw)} is an address: the proxy admits host names only`;
+  if (pattern.startsWith('*.') && parts.length < 2) return `${JSON.stringify(raw)} would admit a whole top-level domain`;
+  return undefined;
+}
+
+export function normalizeHost(raw: string): string {
+  return raw.trim().toLowerCase().replace(/\.$/, '');
+}
+
+/** An anchored, case-insensitive regular expression for squid's dstdom_regex. */
+export function hostRegex(pattern: string): string {
+  const escape = (text: string) => text.replace(/[.]/g, '\\.');
+  if (pattern.startsWith('*.')) return `^([a-z0-9-]+\\.)+${escape(pattern.slice(2))}$`;
+  return `^${escape(pattern)}$`;
+}
+
+/** Whether a host name is admitted by a pattern list (the rule the proxy applies, for messages and tests). */
+export function hostAllowed(host: string, patterns: string[]): boolean {
+  const name = normalizeHost(host);
+  return patterns.some((pattern) => new RegExp(hostRegex(pattern), 'i').test(name));
+}
+
+/** The repository's own list: one host per line, "#" comments. A symlink or a huge file is refused. */
+export async function readRepoAllowlist(repo: Repo): Promise<{ file: string; hosts: string[] }> {
+  const file = path.join(repo.root, REPO_ALLOW_FILE);
+  const stat = await fs.lstat(file).catch(() => undefined);
+  if (!stat) return { file, hosts: [] };
+  if (!stat.isFile())
+    throw new ParaError(`${file} is not a regular file`, { code: 'allowlist-invalid', hint: 'make it a plain file with one host name per line' });
+  if (stat.size > 64 * 1024) throw new ParaError(`${file} is larger than 64 KiB`, { code: 'allowlist-invalid', hint: 'list one host name per line' });
+  const hosts: string[] = [];
+  const lines = (await fs.readFile(file, 'utf8')).split('\n');
+  for (const [index, line] of lines.entries()) {
+    const text = line.replace(/#.*/, '').trim();
+    if (!text) continue;
+    const problem = hostPatternProblem(text);
+    if (problem)
+      throw new ParaError(`${file} line ${index + 1}: ${problem}`, { code: 'allowlist-invalid', hint: 'fix that line: one host name or *.domain per line' });
+    hosts.push(normalizeHost(text));
+  }
+  return { file, hosts };
+}
+
+export function checkAllow(values: string[]): string[] {
+  const hosts: string[] = [];
+  for (const value of values) {
+    for (const part of value.split(/[\s,]+/).filter(Boolean)) {
+      const problem = hostPatternProblem(part);
+      if (problem) throw new UsageError(`--allow ${problem}`, 'give a host name such as registry.npmjs.org, or *.example.com for its subdomains');
+      hosts.push(normalizeHost(part));
+    }
+  }
+  return [...new Set(hosts)];
+}
+
+export async function egressHosts(repo: Repo, allow: string[]): Promise<string[]> {
+  const own = await readRepoAllowlist(repo);
+  return [...new Set([...DEFAULT_ALLOWED_HOSTS, ...own.hosts, ...allow])];
+}
+
+// ---- the host's own proxy ---------------------------------------------------------------------
+
+export interface Upstream {
+  host: string;
+  port: number;
+  /** user:password, for the proxy's configuration file only (never an argument or environment). */
+  login: string | null;
+  /** Host names the host reaches without its proxy (NO_PROXY). */
+  direct: string[];
+}
+
+/** The host's HTTPS_PROXY (or HTTP_PROXY), which the session's proxy then goes through. */
+export function hostUpstream(env: NodeJS.ProcessEnv = process.env): Upstream | null {
+  const raw = env.HTTPS_PROXY || env.https_proxy || env.HTTP_PROXY || env.http_proxy;
+  if (!raw) return null;
+  let url: URL;
+  try {
+    url = new URL(raw.includes('://') ? raw : `http://${raw}`);
+  } catch {
+    throw new UsageError('the host proxy setting (HTTPS_PROXY) is not a URL', 'set it to http://HOST:PORT, or unset it');
+  }
+  if (url.protocol !== 'http:')
+    throw new UsageError(`the host proxy setting (HTTPS_PROXY) uses ${url.protocol}, which the session proxy cannot chain to`, 'use an http:// proxy address');
+  const login = url.username ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : null;
+  if (login && /[\s"]/.test(login))
+    throw new UsageError('the host proxy setting (HTTPS_PROXY) has a user or password with spaces or quotes', 'the session proxy cannot pass it on');
+  const noProxy = (env.NO_PROXY || env.no_proxy || '')
+    .split(',')
+    .map((entry) =>
+      entry
+        .trim()
+        .toLowerCase()
+        .replace(/^\*?\./, '')
+        .replace(/:\d+$/, ''),
+    )
+    .filter((entry) => entry && !hostPatternProblem(entry));
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80), login, direct: noProxy };
+}
+
+// ---- the proxy's configuration ----------------------------------------------------------------
+
+/** Addresses the proxy never connects to, whatever a name resolves to: the Docker host and itself. */
+export function blockedAddresses(gateways: string[], local: boolean): string[] {
+  const fixed = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '::/128', '::1', 'fe80::/10'];
+  const own = local
+    ? Object.values(networkInterfaces())
+        .flat()
+        .filter((entry): entry is NonNullable<typeof entry> => Boolean(entry))
+        .map((entry) => entry.address.replace(/%.*$/, ''))
+    : [];
+  return [...new Set([...fixed, ...gateways, ...own])];
+}
+
+export interface ProxyConfig {
+  hosts: string[];
+  blocked: string[];
+  upstream: Upstream | null;
+  port: number;
+  /** DNS servers for the proxy (PARA_EGRESS_DNS), else the container's own resolver. */
+  dns: string[];
+}
+
+/** squid.conf: CONNECT to 443 of an allowed name that does not resolve to a blocked address; nothing else. */
+export function squidConfig(cfg: ProxyConfig): string {
+  const lines = [
+    '# Written by para for one session; every request not admitted below is refused.',
+    `http_port 127.0.0.1:${cfg.port}`,
+    'pid_filename none',
+    'pinger_enable off',
+    'cache deny all',
+    'cache_mem 0 MB',
+    'memory_pools off',
+    'client_db off',
+    'ipcache_size 256',
+    'fqdncache_size 64',
+    'logfile_rotate 0',
+    'coredump_dir none',
+    'shutdown_lifetime 1 seconds',
+    'via off',
+    'forwarded_for delete',
+    'httpd_suppress_version_string on',
+    // One line per request: time, method, target, status, squid's verdict and para's reason.
+    'logformat para %tl %rm %ru %>Hs %Ss %{reason}note',
+    'access_log stdio:/dev/stdout para',
+    'cache_log stdio:/dev/stderr',
+    ...(cfg.dns.length ? [`dns_nameservers ${cfg.dns.join(' ')}`] : []),
+    'acl para_connect method CONNECT',
+    'acl para_tls port 443',
+    // -n: never look a name (or an address) up to decide whether it is on the list.
+    `acl para_allowed dstdom_regex -n -i ${cfg.hosts.map(hostRegex).join(' ')}`,
+    `acl para_blocked dst ${cfg.blocked.join(' ')}`,
+    'acl para_why_method annotate_transaction reason=refused:only-CONNECT-is-allowed',
+    'acl para_why_port annotate_transaction reason=refused:only-port-443',
+    'acl para_why_host annotate_transaction reason=refused:host-not-in-allowlist',
+    'acl para_why_address annotate_transaction reason=refused:resolves-to-a-docker-host-or-link-local-address',
+    'acl para_why_ok annotate_transaction reason=allowed',
+    // Order matters: names are judged before any lookup; only an allowed name is resolved.
+    'http_access deny !para_connect para_why_method',
+    'http_access deny !para_tls para_why_port',
+    'http_access deny !para_allowed para_why_host',
+    'http_access deny para_blocked para_why_address',
+    'http_access allow para_why_ok',
+    'http_access deny all',
+    'http_reply_access allow all',
+  ];
+  const up = cfg.upstream;
+  if (up) {
+    lines.push(`cache_peer ${up.host} parent ${up.port} 0 no-query no-digest no-netdb-exchange default name=upstream${up.login ? ` login=${up.login}` : ''}`);
+    if (up.direct.length) {
+      lines.push(`acl para_direct dstdomain -n ${up.direct.map((d) => `.${d}`).join(' ')}`, 'always_direct allow para_direct');
+    }
+    lines.push('never_direct allow all');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+// ---- containers -------------------------------------------------------------------------------
+
+export interface EgressPlan {
+  image: string;
+  /** The network the proxy sits on (null: Docker's default). */
+  network: string | null;
+  config: ProxyConfig;
+}
+
+function runtimeOptions(user: string): string[] {
+  return ['--read-only', '--user', user, '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--init', '--memory', '256m', '--pids-limit', '256'];
+}
+
+async function egressUser(image: string): Promise<string> {
+  const info = await inspectImage(image);
+  if (!info) throw missingEgressImage(image);
+  const user = info.Config.Labels?.[labels.egressUser];
+  if (!user || !/^\d+:\d+$/.test(user))
+    throw new ParaError(`${image} is not para's egress proxy image (no ${labels.egressUser} label)`, {
+      code: 'egress-image',
+      hint: `run: ${makeCommand('image')}`,
+    });
+  return user;
+}
+
+export function missingEgressImage(image: string): ParaError {
+  return new ParaError(`the egress proxy image ${image} does not exist`, {
+    code: 'egress-image-missing',
+    hint: `run: ${makeCommand('image')} (it builds the proxy too), or start with --egress none`,
+  });
+}
+
+/** The gateways of the proxy's network: the Docker host as the proxy sees it. */
+export async function networkGateways(network: string | null): Promise<string[]> {
+  const name = network ?? 'bridge';
+  if (name === 'host' || name === 'none') return [];
+  const result = await docker(['network', 'inspect', '--format', '{{json .IPAM.Config}}', name], {
+    allowFailure: true,
+    timeoutMs: config.timeouts.dockerQuickMs,
+  });
+  if (result.exitCode !== 0) {
+    if (network)
+      throw new ParaError(`the docker network ${network} does not exist`, {
+        code: 'egress-network-missing',
+        hint: `create it (docker network create ${network}) or choose another --egress-network`,
+      });
+    return [];
+  }
+  try {
+    const ipam = JSON.parse(result.stdout) as Array<{ Gateway?: string; Subnet?: string }> | null;
+    return (ipam ?? []).map((entry) => entry.Gateway ?? '').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Creates and starts the session's proxy: the configuration goes into its own volume with
+ * docker cp before it starts (it may hold the host proxy's password: never an argument).
+ */
+export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
+  const user = await egressUser(plan.image);
+  const [uid, gid] = user.split(':').map(Number);
+  const args = ['create', '--name', paths.proxy, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-proxy' })];
+  if (plan.network) args.push('--network', plan.network);
+  args.push(...runtimeOptions(user));
+  // A new volume takes the image's folder, owned by the proxy's user: its socket can be made there.
+  args.push(
+    ...mountArg({
+      type: 'volume',
+      source: paths.egressVolume,
+      target: EGRESS_DIR,
+      readonly: false,
+      labels: sessionLabels(paths.name, repo.root),
+      copyFromImage: true,
+    }),
+  );
+  const port = plan.config.port;
+  // The socket is the proxy's only door to the session; squid listens on loopback behind it.
+  const script = `set -e; rm -f ${SOCKET}; socat UNIX-LISTEN:${SOCKET},fork,mode=600 TCP:127.0.0.1:${port} & exec squid -N -f ${EGRESS_DIR}/squid.conf`;
+  args.push('--pull', 'never', plan.image, 'sh', '-c', script);
+  await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+  const archive = tarArchive([{ path: 'squid.conf', mode: 0o600, content: squidConfig(plan.config) }], { uid, gid });
+  await docker(['cp', '-', `${paths.proxy}:${EGRESS_DIR}/`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
+  await docker(['start', paths.proxy], { timeoutMs: config.timeouts.dockerQuickMs });
+}
+
+/** Starts the forwarder inside the session container's network namespace (after every start of that container). */
+export async function createForwarder(repo: Repo, paths: SessionPaths, image: string): Promise<void> {
+  const user = await egressUser(image);
+  const args = ['run', '--detach', '--name', paths.forwarder, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-forwarder' })];
+  args.push('--network', `container:${paths.container}`, ...runtimeOptions(user));
+  args.push(...mountArg({ type: 'volume', source: paths.egressVolume, target: EGRESS_DIR, readonly: true }));
+  args.push('--pull', 'never', image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
+  await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+}
+
+function belongs(info: ContainerInfo | undefined, repo: Repo, paths: SessionPaths): boolean {
+  const found = info?.Config.Labels ?? {};
+  return found[labels.repo] === repo.root && found[labels.session] === paths.name && found[labels.managedBy] === 'para';
+}
+
+/** Removes the forwarder, the proxy and the proxy's volume of a session; only what carries its labels. */
+export async function removeEgress(repo: Repo, paths: SessionPaths): Promise<void> {
+  for (const name of [paths.forwarder, paths.proxy]) {
+    const info = await inspectContainer(name);
+    if (info && belongs(info, repo, paths)) await removeContainer(info.Id, { force: true });
+  }
+  const volume = await inspectVolume(paths.egressVolume);
+  if (volume && volume.Labels?.[labels.repo] === repo.root && volume.Labels?.[labels.session] === paths.name) await removeVolume(paths.egressVolume);
+}
+
+export type ProxyHealth = 'running' | 'stopped' | 'missing' | 'stale';
+
+/**
+ * Whether the proxy and the forwarder run, and the forwarder joined the session container's
+ * current network namespace (it must be started after the container's latest start).
+ */
+export function proxyHealth(session: ContainerInfo | undefined, proxy: ContainerInfo | undefined, forwarder: ContainerInfo | undefined): ProxyHealth {
+  if (!proxy || !forwarder) return 'missing';
+  if (!proxy.State.Running || !forwarder.State.Running) return 'stopped';
+  if (session && Date.parse(forwarder.State.StartedAt) < Date.parse(session.State.StartedAt)) return 'stale';
+  return 'running';
+}
+
+/** The environment that sends the agent's tools through the forwarder (both cases: curl reads only lowercase http_proxy). */
+export function sessionProxyEnv(): Record<string, string> {
+  const noProxy = 'localhost,127.0.0.1,::1';
+  return {
+    HTTPS_PROXY: PROXY_URL,
+    https_proxy: PROXY_URL,
+    HTTP_PROXY: PROXY_URL,
+    http_proxy: PROXY_URL,
+    NO_PROXY: noProxy,
+    no_proxy: noProxy,
+    // Telemetry, error reports and update checks would only be refused: claude is told not to try.
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+  };
+}
+
+/** The proxy's port on its own loopback: random with the host's network, where ports are shared. */
+export function proxyPort(network: string | null): number {
+  return network === 'host' ? 20000 + Math.floor(Math.random() * 40000) : 3128;
+}
+
+export function egressDns(): string[] {
+  const raw = process.env.PARA_EGRESS_DNS ?? '';
+  const servers = raw.split(/[\s,]+/).filter(Boolean);
+  for (const server of servers)
+    if (!/^[0-9a-f:.]+$/i.test(server))
+      throw new UsageError(`PARA_EGRESS_DNS must list IP addresses, got ${JSON.stringify(server)}`, 'set it to addresses such as 10.0.0.2, or unset it');
+  return servers;
+}
+
+// ---- a session's egress, as start and resume set it up ----------------------------------------
+
+export interface PreparedEgress {
+  state: EgressState;
+  /** The session container's own network: none unless the egress is open. */
+  containerNetwork: string | null;
+  env: Record<string, string>;
+  mounts: Mount[];
+  plan: EgressPlan | null;
+}
+
+/** Where the host's extra CA (NODE_EXTRA_CA_CERTS) is mounted in the session, for claude. */
+export const SESSION_CA_FILE = '/etc/para/extra-ca-certificates.pem';
+
+/**
+ * The host's NODE_EXTRA_CA_CERTS (a corporate network's intercepting CA), mounted read-only so
+ * claude in the session trusts it too. Certificates only: a file holding a private key is refused.
+ */
+export async function extraCa(
+  warn: (message: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ mounts: Mount[]; env: Record<string, string> }> {
+  const file = env.NODE_EXTRA_CA_CERTS;
+  if (!file) return { mounts: [], env: {} };
+  const source = path.resolve(file);
+  const stat = await fs.stat(source).catch(() => undefined);
+  if (!stat?.isFile() || stat.size > 4 * 1024 * 1024) {
+    warn(`NODE_EXTRA_CA_CERTS names ${source}, which is not a readable certificate file: the session does not get it`);
+    return { mounts: [], env: {} };
+  }
+  const text = await fs.readFile(source, 'utf8').catch(() => '');
+  if (!text.includes('-----BEGIN CERTIFICATE-----') || /PRIVATE KEY/.test(text)) {
+    warn(`NODE_EXTRA_CA_CERTS (${source}) does not hold certificates only: the session does not get it`);
+    return { mounts: [], env: {} };
+  }
+  return { mounts: [{ type: 'bind', source, target: SESSION_CA_FILE, readonly: true }], env: { NODE_EXTRA_CA_CERTS: SESSION_CA_FILE } };
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Everything a session container needs for its egress mode; the proxy itself is made by createProxy. */
+export async function prepareEgress(
+  repo: Repo,
+  mode: EgressMode,
+  allow: string[],
+  network: string | null,
+  warn: (message: string) => void,
+): Promise<PreparedEgress> {
+  if (mode === 'none') return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: 'none', env: {}, mounts: [], plan: null };
+  const ca = await extraCa(warn);
+  if (mode === 'open') {
+    return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: network, env: ca.env, mounts: ca.mounts, plan: null };
+  }
+  const image = config.egressImage;
+  const [info, hosts, gateways] = await Promise.all([inspectImage(image), egressHosts(repo, allow), networkGateways(network)]);
+  if (!info) throw missingEgressImage(image);
+  const upstream = hostUpstream();
+  if (upstream && isLoopbackHost(upstream.host) && network !== 'host') {
+    warn(
+      `the host's proxy ${upstream.host}:${upstream.port} listens on the host's loopback, which the session's proxy cannot reach from its network: use --egress-network host`,
+    );
+  }
+  const plan: EgressPlan = {
+    image,
+    network,
+    config: { hosts, blocked: blockedAddresses(gateways, true), upstream, port: proxyPort(network), dns: egressDns() },
+  };
+  return {
+    state: { mode, allow, hosts, upstream: upstream ? `${upstream.host}:${upstream.port}` : null },
+    containerNetwork: 'none',
+    env: { ...sessionProxyEnv(), ...ca.env },
+    mounts: ca.mounts,
+    plan,
+  };
+}
+
+/** A session's egress as recorded; a session from before egress modes existed had Docker's own network, or none. */
+export function recordedEgress(state: { egress?: EgressState; network: string | null }): EgressState {
+  return state.egress ?? { mode: state.network === 'none' ? 'none' : 'open', allow: [], hosts: [], upstream: null };
+}
