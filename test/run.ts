@@ -54,14 +54,14 @@ async function runAll(filter: string | undefined): Promise<void> {
     .filter((name) => name.endsWith('.test.ts') && (!filter || name.includes(filter)))
     .sort();
   const { RUN_ID, cleanupAll } = await import('./support/resources.ts');
-  const { sessionTestImage, testClaudeImage } = await import('./support/images.ts');
+  const { sessionTestImage, testClaudeImage, testEgressImage } = await import('./support/images.ts');
   let passed = 0;
   let failed = 0;
   try {
     // Built once for every file: the bundles the scripts run from, and the shared images.
     const built = await execa('make', ['-s', 'build'], { cwd: root, reject: false });
     if (built.exitCode !== 0) throw new Error(`make build failed:\n${built.stderr}`);
-    await testClaudeImage();
+    await Promise.all([testClaudeImage(), testEgressImage()]);
     await sessionTestImage();
     const env = { PARA_TEST_RUN_ID: RUN_ID, PARA_TEST_SHARED_IMAGES: '1' };
     const parallel = Math.max(1, Number(process.env.PARA_TEST_JOBS) || Math.min(4, os.availableParallelism() + 1));

@@ -4,7 +4,8 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib/image.ts';
-import { RUN_ID, sharedImage, TEST_LABEL, tempDir, trackImage } from './resources.ts';
+import { ensureEgressImage } from '../../scripts/lib/egress-image.ts';
+import { EGRESS_IMAGE, RUN_ID, sharedImage, TEST_LABEL, tempDir, trackImage } from './resources.ts';
 
 export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
 /** The real Linux claude binary: the wrapper's bin/claude.exe once its postinstall has replaced the
@@ -51,6 +52,16 @@ export function testClaudeImage(): Promise<string> {
     () => undefined,
   ).then(() => CLAUDE_IMAGE);
   return claudeImage;
+}
+
+let egressImage: Promise<string> | undefined;
+
+/** The egress proxy image for this run (squid and socat from the base image's sources), built at most once. */
+export function testEgressImage(): Promise<string> {
+  sharedImage(EGRESS_IMAGE);
+  if (process.env.PARA_TEST_SHARED_IMAGES === '1') egressImage ??= Promise.resolve(EGRESS_IMAGE);
+  egressImage ??= ensureEgressImage({ image: EGRESS_IMAGE, baseImage: BASE_IMAGE, rebuild: false, stream: false }, () => undefined).then(() => EGRESS_IMAGE);
+  return egressImage;
 }
 
 export interface FakeLogin {

@@ -13,6 +13,10 @@ export const TEST_LABEL = 'dev.para.test-run';
 export const TEST_LABEL_VALUE = RUN_ID;
 
 const images = new Set<string>();
+
+/** The egress proxy image of this run: every script a test runs (build-image.ts included) uses it, never para-egress:latest. */
+export const EGRESS_IMAGE = `para-egress-test-${RUN_ID}:latest`;
+process.env.PARA_EGRESS_IMAGE = EGRESS_IMAGE;
 const dirs = new Set<string>();
 const cleanups: Array<() => Promise<unknown>> = [];
 

