@@ -86,6 +86,9 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
     if (given && given !== 'none') throw new UsageError(`--network none contradicts --egress ${given}`, 'drop one of them');
     mode = 'none';
   }
+  // --network keeps its older meaning for the host's network: the session's own, which is refused.
+  if (network === 'host')
+    throw new UsageError("--network host would give the agent the host's network", 'use --egress-network host to put only the proxy there');
   if (egressNetwork === 'none')
     throw new UsageError('--egress-network none would leave the proxy no way out', 'use --egress none for a session without network');
   const allow = checkAllow(args.allow as string[]);

@@ -225,7 +225,10 @@ async function startSession(
   return { repo, name, container: paths.container, proxy: paths.proxy, env, result };
 }
 
-async function started(args: string[], options: { repo?: TestRepo; env?: Record<string, string | undefined> } = {}): Promise<Session & { result: ScriptResult }> {
+async function started(
+  args: string[],
+  options: { repo?: TestRepo; env?: Record<string, string | undefined> } = {},
+): Promise<Session & { result: ScriptResult }> {
   const session = await startSession(args, options);
   assert.is(session.result.exitCode, 0, session.result.stderr);
   return session;

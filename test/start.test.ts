@@ -531,7 +531,8 @@ rollback.before(sessionImage);
 
 rollback('docker run failing after the worktree exists (unknown network) rolls everything back', async () => {
   const repo = await makeRepo();
-  const result = await start(repo, ['broken-net', '--container', '--detach', '--image', IMAGE, '--network', `para-missing-net-${RUN_ID}`]);
+  // With open egress the session container itself joins the network, so docker run is what fails.
+  const result = await start(repo, ['broken-net', '--container', '--detach', '--image', IMAGE, '--egress', 'open', '--network', `para-missing-net-${RUN_ID}`]);
   assert.is(result.exitCode, 1, result.stderr);
   assert.match(result.stderr, 'not found');
   assert.equal(await leftovers(repo, 'broken-net'), []);

@@ -1,7 +1,7 @@
 // Image checks: the image exists and what its labels say; claude inside it is logged in.
 import { makeCommand } from '../cli.ts';
-import { labels } from '../config.ts';
-import { DockerError } from '../docker.ts';
+import { config, labels } from '../config.ts';
+import { DockerError, inspectImage } from '../docker.ts';
 import { imageUserIds } from '../image.ts';
 import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
 import { fail, ok, warn, type Check } from './runner.ts';
@@ -52,6 +52,25 @@ export const imageChecks: Check<DoctorContext>[] = [
         );
       }
       return ok(summary);
+    },
+  },
+  {
+    id: 'egress-image',
+    needs: ['docker-daemon'],
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
+    run: async () => {
+      const image = config.egressImage;
+      const info = await inspectImage(image);
+      if (!info)
+        return fail(
+          `${image} (the sessions' egress proxy) does not exist: container sessions with the default --egress allowlist cannot start`,
+          makeCommand('image'),
+        );
+      const l = info.Config.Labels ?? {};
+      if (!l[labels.egressUser]) return fail(`${image} was not made by make image (no ${labels.egressUser} label)`, makeCommand('image'));
+      return ok(`${image}: base ${l[labels.baseImage] ?? 'unknown'}, proxy user ${l[labels.egressUser]}`);
     },
   },
   {

@@ -3,7 +3,8 @@
 import { listContainers, listVolumes, type ContainerInfo, type VolumeInfo } from '../docker.ts';
 import { repoLabels } from '../session/container.ts';
 import { containerDisplayName, reconcile } from '../session/lifecycle.ts';
-import type { Repo } from '../session/paths.ts';
+import { probeProxy, proxyHealth, recordedEgress } from '../session/egress.ts';
+import { sessionPaths, type Repo } from '../session/paths.ts';
 import { listSessions, type SessionState } from '../session/store.ts';
 import { deadlines, type DoctorContext } from './context.ts';
 import { ok, skip, warn, type Check, type Finding } from './runner.ts';
@@ -55,6 +56,49 @@ export function sessionsFinding(
   );
 }
 
+/** Each active container session's egress: allowlist sessions need a working proxy; open ones are said aloud. */
+async function egressFinding(repo: Repo, sessions: SessionState[], containers: ContainerInfo[]): Promise<Finding> {
+  const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
+  const active = sessions.filter((s) => s.status === 'active' && s.container);
+  if (active.length === 0) return skip('no active container sessions');
+  const broken: string[] = [];
+  const open: string[] = [];
+  let working = 0;
+  let none = 0;
+  await Promise.all(
+    active.map(async (state) => {
+      const egress = recordedEgress(state);
+      if (egress.mode === 'open') open.push(state.name);
+      if (egress.mode === 'none') none += 1;
+      if (egress.mode !== 'allowlist') return;
+      const paths = sessionPaths(repo, state.name);
+      const container = byName.get(paths.container);
+      if (!container?.State.Running) return; // a stopped session gets its proxy back when it starts
+      const health = proxyHealth(container, byName.get(paths.proxy), byName.get(paths.forwarder));
+      if (health !== 'running') {
+        broken.push(`${state.name} (proxy ${health})`);
+        return;
+      }
+      const probe = await probeProxy(paths.container);
+      if (probe.working) working += 1;
+      else broken.push(`${state.name} (${probe.detail})`);
+    }),
+  );
+  const summary = `${working} allowlist session${working === 1 ? '' : 's'} with a working proxy${none ? `, ${none} without network` : ''}`;
+  const found: string[] = [];
+  const fixes: string[] = [];
+  if (broken.length) {
+    found.push(`the egress proxy of ${list(broken.sort())} does not work: its agent cannot reach the allowed hosts`);
+    fixes.push('start each again to re-create its proxy (scripts/start.ts NAME --container)');
+  }
+  if (open.length) {
+    found.push(`${list(open.sort())} ${open.length === 1 ? 'has' : 'have'} OPEN egress: the agent can reach any address`);
+    fixes.push('if that was not meant, finish them and start again without --egress open');
+  }
+  if (found.length) return warn(`${summary}; ${found.join('; ')}`, fixes.join('; '));
+  return ok(summary);
+}
+
 export const sessionChecks: Check<DoctorContext>[] = [
   {
     id: 'sessions',
@@ -77,6 +121,19 @@ export const sessionChecks: Check<DoctorContext>[] = [
         volumes,
         state.problems.map((p) => p.message),
       );
+    },
+  },
+  {
+    id: 'egress',
+    needs: ['docker-daemon', 'git'],
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
+    run: async (context) => {
+      const repo = await context.repo();
+      if (!repo) return skip('not inside a git repository');
+      const [state, containers] = await Promise.all([listSessions(repo), listContainers({ labels: repoLabels(repo.root) })]);
+      return egressFinding(repo, state.sessions, containers);
     },
   },
 ];

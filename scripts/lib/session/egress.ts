@@ -7,7 +7,17 @@ import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import fs from 'fs-extra';
 import { config, labels } from '../config.ts';
-import { docker, inspectContainer, inspectImage, labelArgs, removeContainer, removeVolume, inspectVolume, type ContainerInfo } from '../docker.ts';
+import {
+  docker,
+  inspectContainer,
+  inspectImage,
+  labelArgs,
+  removeContainer,
+  removeVolume,
+  inspectVolume,
+  type ContainerInfo,
+  type ImageInfo,
+} from '../docker.ts';
 import { ParaError, UsageError } from '../errors.ts';
 import { makeCommand } from '../cli.ts';
 import { tarArchive } from '../tar.ts';
@@ -236,6 +246,8 @@ export function squidConfig(cfg: ProxyConfig): string {
 
 export interface EgressPlan {
   image: string;
+  /** uid:gid of the image's proxy user (its label). */
+  user: string;
   /** The network the proxy sits on (null: Docker's default). */
   network: string | null;
   config: ProxyConfig;
@@ -245,9 +257,7 @@ function runtimeOptions(user: string): string[] {
   return ['--read-only', '--user', user, '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--init', '--memory', '256m', '--pids-limit', '256'];
 }
 
-async function egressUser(image: string): Promise<string> {
-  const info = await inspectImage(image);
-  if (!info) throw missingEgressImage(image);
+function egressUser(image: string, info: ImageInfo): string {
   const user = info.Config.Labels?.[labels.egressUser];
   if (!user || !/^\d+:\d+$/.test(user))
     throw new ParaError(`${image} is not para's egress proxy image (no ${labels.egressUser} label)`, {
@@ -289,15 +299,17 @@ export async function networkGateways(network: string | null): Promise<string[]>
 }
 
 /**
- * Creates and starts the session's proxy: the configuration goes into its own volume with
- * docker cp before it starts (it may hold the host proxy's password: never an argument).
+ * Starts the session's proxy. Its configuration is an argument when it holds nothing secret; with
+ * the host proxy's password it goes into the proxy's own volume by docker cp before the start,
+ * never into an argument or the environment.
  */
 export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
-  const user = await egressUser(plan.image);
-  const [uid, gid] = user.split(':').map(Number);
-  const args = ['create', '--name', paths.proxy, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-proxy' })];
+  const [uid, gid] = plan.user.split(':').map(Number);
+  const secret = Boolean(plan.config.upstream?.login);
+  const args = [secret ? 'create' : 'run', ...(secret ? [] : ['--detach']), '--name', paths.proxy];
+  args.push(...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-proxy' }));
   if (plan.network) args.push('--network', plan.network);
-  args.push(...runtimeOptions(user));
+  args.push(...runtimeOptions(plan.user));
   // A new volume takes the image's folder, owned by the proxy's user: its socket can be made there.
   args.push(
     ...mountArg({
@@ -310,23 +322,33 @@ export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressP
     }),
   );
   const port = plan.config.port;
+  const conf = `${EGRESS_DIR}/squid.conf`;
   // The socket is the proxy's only door to the session; squid listens on loopback behind it.
-  const script = `set -e; rm -f ${SOCKET}; socat UNIX-LISTEN:${SOCKET},fork,mode=600 TCP:127.0.0.1:${port} & exec squid -N -f ${EGRESS_DIR}/squid.conf`;
-  args.push('--pull', 'never', plan.image, 'sh', '-c', script);
+  const write = secret ? '' : `umask 077; printf '%s' "$1" > ${conf}; `;
+  const script = `set -e; ${write}rm -f ${SOCKET}; socat UNIX-LISTEN:${SOCKET},fork,mode=600 TCP:127.0.0.1:${port} & exec squid -N -f ${conf}`;
+  args.push('--pull', 'never', plan.image, 'sh', '-c', script, 'para-egress', ...(secret ? [] : [squidConfig(plan.config)]));
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+  if (!secret) return;
   const archive = tarArchive([{ path: 'squid.conf', mode: 0o600, content: squidConfig(plan.config) }], { uid, gid });
   await docker(['cp', '-', `${paths.proxy}:${EGRESS_DIR}/`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
   await docker(['start', paths.proxy], { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
-/** Starts the forwarder inside the session container's network namespace (after every start of that container). */
-export async function createForwarder(repo: Repo, paths: SessionPaths, image: string): Promise<void> {
-  const user = await egressUser(image);
-  const args = ['run', '--detach', '--name', paths.forwarder, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-forwarder' })];
-  args.push('--network', `container:${paths.container}`, ...runtimeOptions(user));
+/**
+ * Creates the forwarder that will live in the session container's network namespace; docker
+ * resolves that namespace when it starts, so it can be made before the container exists.
+ */
+export async function createForwarder(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
+  const args = ['create', '--name', paths.forwarder, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-forwarder' })];
+  args.push('--network', `container:${paths.container}`, ...runtimeOptions(plan.user));
   args.push(...mountArg({ type: 'volume', source: paths.egressVolume, target: EGRESS_DIR, readonly: true }));
-  args.push('--pull', 'never', image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
+  args.push('--pull', 'never', plan.image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+}
+
+/** Starts (or restarts) the forwarder: after every start of the session container, whose namespace it joins. */
+export async function startForwarder(paths: SessionPaths): Promise<void> {
+  await docker(['restart', '--time', '0', paths.forwarder], { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
 function belongs(info: ContainerInfo | undefined, repo: Repo, paths: SessionPaths): boolean {
@@ -452,6 +474,7 @@ export async function prepareEgress(
   }
   const plan: EgressPlan = {
     image,
+    user: egressUser(image, info),
     network,
     config: { hosts, blocked: blockedAddresses(gateways, true), upstream, port: proxyPort(network), dns: egressDns() },
   };
@@ -467,4 +490,25 @@ export async function prepareEgress(
 /** A session's egress as recorded; a session from before egress modes existed had Docker's own network, or none. */
 export function recordedEgress(state: { egress?: EgressState; network: string | null }): EgressState {
   return state.egress ?? { mode: state.network === 'none' ? 'none' : 'open', allow: [], hosts: [], upstream: null };
+}
+
+/**
+ * A shell snippet for the job runner (root, in the session): when the session has a proxy, wait up
+ * to 15 s for it to answer (squid takes a moment to start), so a background job's first request
+ * does not fail. It asks for a name no allowlist holds; squid's 403 means it is up.
+ */
+export const WAIT_FOR_PROXY = `if [ "\${HTTPS_PROXY:-}" = "${PROXY_URL}" ]; then i=0; until bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SESSION_PROXY_PORT} && printf "CONNECT para-probe.invalid:443 HTTP/1.1\\r\\n\\r\\n" >&3 && timeout 2 head -n 1 <&3 | grep -q " 403"' 2>/dev/null; do i=$((i+1)); [ "$i" -ge 150 ] && break; sleep 0.1; done; fi`;
+
+/**
+ * Asks the session's proxy, from inside the session as the agent, to tunnel to a name no
+ * allowlist holds: a 403 from squid proves the whole path (forwarder, socket, proxy) answers.
+ */
+export async function probeProxy(container: string): Promise<{ working: boolean; detail: string }> {
+  const request = 'CONNECT para-probe.invalid:443 HTTP/1.1\\r\\nHost: para-probe.invalid:443\\r\\n\\r\\n';
+  const script = `exec 3<>/dev/tcp/127.0.0.1/${SESSION_PROXY_PORT} || exit 3; printf '${request}' >&3; timeout 5 head -n 1 <&3`;
+  const result = await docker(['exec', '--user', config.containerUser, container, 'bash', '-c', script], { allowFailure: true, timeoutMs: 15_000 });
+  const line = result.stdout.trim();
+  if (/^HTTP\/1\.[01] 403/.test(line)) return { working: true, detail: 'the proxy answers and refuses what is not allowed' };
+  if (result.exitCode === 3) return { working: false, detail: `nothing listens on 127.0.0.1:${SESSION_PROXY_PORT} in the session` };
+  return { working: false, detail: line ? `the proxy answered "${line}"` : 'the proxy did not answer' };
 }

@@ -5,12 +5,14 @@ import { ParaError } from '../errors.ts';
 import { inspectContainer } from '../docker.ts';
 import { RUN_DIR as JOB_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
 import { exec } from './container.ts';
+import { WAIT_FOR_PROXY } from './egress.ts';
 import type { JobState } from './store.ts';
 
 // Runs detached from the exec that starts it (setsid, no stdio), as root: waits for the agent's
 // repository, runs the command as the agent's user, records the exit status.
 const RUNNER = `d="${JOB_DIR}"
 if ! ( ${WAIT_FOR_REPOSITORY} ) 2>> "$d/output.log"; then echo 125 > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"; exit 0; fi
+${WAIT_FOR_PROXY}
 setpriv --reuid=para --regid=para --init-groups -- "$@" >> "$d/output.log" 2>&1 < /dev/null
 echo $? > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"`;
 

@@ -32,7 +32,17 @@ import {
 } from './resources.ts';
 import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
 import { syncSession } from './sync.ts';
-import { createForwarder, createProxy, prepareEgress, proxyHealth, recordedEgress, removeEgress, type EgressMode, type PreparedEgress } from './egress.ts';
+import {
+  createForwarder,
+  createProxy,
+  prepareEgress,
+  proxyHealth,
+  recordedEgress,
+  removeEgress,
+  startForwarder,
+  type EgressMode,
+  type PreparedEgress,
+} from './egress.ts';
 import { localTransport, waitForRepository } from './transport.ts';
 
 export interface StartRequest {
@@ -280,8 +290,8 @@ async function ensureEgress(repo: Repo, session: SessionState, prepared: Prepare
   if (same && proxyHealth(container, proxy, forwarder) === 'running') return;
   await removeEgress(repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(repo, paths));
-  await createProxy(repo, paths, prepared.plan);
-  await createForwarder(repo, paths, prepared.plan.image);
+  await Promise.all([createProxy(repo, paths, prepared.plan), createForwarder(repo, paths, prepared.plan)]);
+  await startForwarder(paths);
 }
 
 async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
@@ -420,12 +430,13 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
           createBranch(repo, paths, head, rollback),
           createSessionContainer(spec, rollback),
           egress.plan ? createProxy(repo, paths, egress.plan) : Promise.resolve(),
+          egress.plan ? createForwarder(repo, paths, egress.plan) : Promise.resolve(),
         ]);
         // A missing image explains a failed docker run best, so it is reported first.
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
-        if (egress.plan) await createForwarder(repo, paths, egress.plan.image);
+        if (egress.plan) await startForwarder(paths);
         if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);
         checkpoint();
         if (!request.detach) {
