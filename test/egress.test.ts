@@ -335,9 +335,12 @@ egress('--allow and the repository file admit a host; a look-alike name stays re
   assert.match(await fetchFromInside(s, 'https://api.anthropic.com.evil.example/', '-k'), /failed: .*403/);
   assert.match(await proxyLog(s), /CONNECT api\.anthropic\.com\.evil\.example:443 403 TCP_DENIED refused:host-not-in-allowlist/);
 
+  // The team's file, committed (para's .gitignore lets it through).
   const repo = await makeRepo();
   await fs.mkdir(path.join(repo.root, '.para'), { recursive: true });
   await fs.writeFile(path.join(repo.root, '.para', 'allowed-hosts'), '# the team needs these\nevil.example\n');
+  await repo.git(['add', '.para/allowed-hosts']);
+  await repo.git(['commit', '-q', '-m', 'the hosts our sessions need']);
   const fromFile = await started([], { repo });
   assert.is(await fetchFromInside(fromFile, 'https://evil.example/from-file'), '200');
   const list = await runScript('list.ts', ['--json'], { cwd: repo.root, env: fromFile.env });
@@ -345,7 +348,15 @@ egress('--allow and the repository file admit a host; a look-alike name stays re
   assert.equal(view.egress.hosts, ['api.anthropic.com', 'platform.claude.com', 'evil.example']);
   assert.is(view.egress.mode, 'allowlist');
   assert.is(view.egress.proxy, 'running');
+  assert.equal(view.warnings, []);
   assert.match(await requests(internet.evil), 'GET /from-file');
+  // The agent widens the list in its own branch: the file it can write is not the one read, and list says so.
+  const worktree = path.join(repo.root, '.para', 'worktrees', fromFile.name);
+  const widened = await agent(fromFile, `cd ${worktree} && echo '*.example.net' >> .para/allowed-hosts && git commit -qam widen`);
+  assert.is(widened.exitCode, 0, widened.stderr);
+  const after = JSON.parse((await runScript('list.ts', ['--json'], { cwd: repo.root, env: fromFile.env })).stdout);
+  assert.match(after.sessions[0].warnings.join('\n'), 'changes .para/allowed-hosts');
+  assert.equal(after.sessions[0].egress.hosts, ['api.anthropic.com', 'platform.claude.com', 'evil.example']);
 });
 
 egress('the repository file must be a plain file, and bad host names are refused before anything is made', async () => {

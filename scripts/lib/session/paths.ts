@@ -45,7 +45,7 @@ export interface SessionPaths {
   egressVolume: string;
 }
 
-/** <repo>/.para: the visible folder, holding the worktree folders and a .gitignore of "*". */
+/** <repo>/.para: the visible folder, holding the worktree folders, a .gitignore, and the team's allowed-hosts. */
 export function paraDir(repo: Repo): string {
   return path.join(repo.root, '.para');
 }

@@ -30,11 +30,18 @@ export class Rollback {
   }
 }
 
-/** Creates <repo>/.para with a .gitignore of "*" so it ignores itself and touches no user file. */
+/** What .para/.gitignore holds: para's folders and itself ignored; the team's allowlist file committable. */
+export const PARA_GITIGNORE = '*\n!allowed-hosts\n';
+
+/**
+ * Creates <repo>/.para with a .gitignore that ignores everything there (itself included, so no
+ * user file is touched) except the committed allowlist. An older para's "*" is brought up to date.
+ */
 export async function ensureParaDir(repo: Repo): Promise<void> {
   await fs.mkdir(worktreesDir(repo), { recursive: true });
   const ignore = path.join(paraDir(repo), '.gitignore');
-  if (!(await fs.pathExists(ignore))) await fs.writeFile(ignore, '*\n');
+  const found = await fs.readFile(ignore, 'utf8').catch(() => undefined);
+  if (found === undefined || found === '*\n') await fs.writeFile(ignore, PARA_GITIGNORE);
 }
 
 /** Creates para/NAME at `commit`; fails if the branch exists. Undone only while it is still there. */

@@ -1,6 +1,7 @@
 // When para/NAME moves on the host: sync brings the agent's commits on its branch back (list,
 // logs, resume, finish, cancel and `para sync` call it); finish and cancel also keep the agent's
 // other branches, tags and a detached HEAD under an archive prefix.
+import { REPO_ALLOW_FILE } from './egress.ts';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { sessionPaths, type Repo } from './paths.ts';
@@ -91,12 +92,21 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
       `${notKept.length} agent ref${notKept.length === 1 ? '' : 's'} kept only in the agent's repository (not a commit, or too many to make into branches): ${shown}${notKept.length > 10 ? `, and ${notKept.length - 10} more` : ''}`,
     );
   }
-  // Merging a branch that carries .para/ would write into para's own folders (other sessions' files).
+  // Merging a branch that changes .para/ would write into para's own folders (other sessions'
+  // files), or widen the team's egress allowlist: what the agent changed there is said aloud.
   const newTip = await branchTip(repo, paths.ref);
-  if (newTip && (await git(['ls-tree', '--name-only', newTip, '.para'], { cwd: repo.root, allowFailure: true })).stdout.trim()) {
-    warnings.push(
-      `${paths.branch} adds files under .para/: merging it would write into para's folders (other sessions' files); remove them from the branch first`,
-    );
+  if (newTip && newTip !== state.baseCommit) {
+    const changed = (await git(['diff', '--name-only', '--no-renames', state.baseCommit, newTip, '--', '.para'], { cwd: repo.root, allowFailure: true })).stdout
+      .split('\n')
+      .filter(Boolean);
+    if (changed.includes(REPO_ALLOW_FILE)) {
+      warnings.push(`${paths.branch} changes ${REPO_ALLOW_FILE}: merging it would change which hosts every session may reach; review that file first`);
+    }
+    if (changed.some((file) => file !== REPO_ALLOW_FILE)) {
+      warnings.push(
+        `${paths.branch} adds files under .para/: merging it would write into para's folders (other sessions' files); remove them from the branch first`,
+      );
+    }
   }
   return { moved, skipped: null, plantedGit: planted, agent, notKept, warnings };
 }
