@@ -5,19 +5,21 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
-import { imageExists } from '../scripts/lib/docker.ts';
+import { docker, imageExists } from '../scripts/lib/docker.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { buildAuthImage, fakeHome, TSX_LOADER } from '../test/support/images.ts';
+import { buildAuthImage, fakeHome, testEgressImage, TSX_LOADER } from '../test/support/images.ts';
 import { makeRepo, type TestRepo } from '../test/support/repos.ts';
-import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
+import { cleanupAll, onCleanup, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 
 const USAGE = `Usage: node --import tsx bench/start.bench.ts [--rounds N] [--image IMAGE]
 
-Times start.ts NAME --container --detach --network none against the raw git worktree add -b +
-docker run -d it wraps, alternating them, in a temporary repository. Without --image it builds
-a throwaway authenticated image from a fake login with scripts/build-image.ts.
-Everything it creates is removed at the end.`;
+Times start.ts NAME --container --detach (the default egress: the session on no network, its
+proxy and forwarder beside it) against the raw git worktree add -b + docker run -d on a network,
+alternating them, in a temporary repository and on a docker network of its own; also start.ts
+--egress none, and the memory the proxy and the forwarder use. Without --image it builds a
+throwaway authenticated image from a fake login with scripts/build-image.ts, and the egress
+proxy image from the test base image. Everything it creates is removed at the end.`;
 
 const GOAL = 1.5;
 
@@ -37,7 +39,7 @@ async function timed(run: () => Promise<unknown>): Promise<number> {
  * What a user would type by hand for a worktree and a container: git worktree add -b, then
  * docker run -d with the folder mounted (and the objects read-only, as para mounts them).
  */
-async function rawStart(repo: TestRepo, image: string, name: string): Promise<void> {
+async function rawStart(repo: TestRepo, image: string, name: string, network: string): Promise<void> {
   const worktree = path.join(repo.root, '.para', 'worktrees', name);
   const objects = path.join(repo.root, '.git', 'objects');
   await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
@@ -47,7 +49,7 @@ async function rawStart(repo: TestRepo, image: string, name: string): Promise<vo
     '-d',
     '--init',
     '--network',
-    'none',
+    network,
     '--name',
     `para-bench-${RUN_ID}-${name}`,
     '--label',
@@ -84,6 +86,24 @@ function line(label: string, ms: number[]): string {
   return `  ${label.padEnd(44)} median ${(median(ms) / 1000).toFixed(3)} s   (${ms.map((v) => (v / 1000).toFixed(2)).join(' ')})`;
 }
 
+/** The median memory docker stats reports for the sessions' proxies and forwarders. */
+async function proxyMemory(repo: TestRepo): Promise<{ proxy: string; forwarder: string; count: number }> {
+  const names = (await docker(['ps', '--format', '{{.Names}}', '--filter', `label=${labels.repo}=${repo.root}`])).stdout.split('\n').filter(Boolean);
+  const pick = async (suffix: string) => {
+    const chosen = names.filter((n) => n.endsWith(suffix));
+    if (!chosen.length) return { text: 'none running', count: 0 };
+    const stats = (await docker(['stats', '--no-stream', '--format', '{{.MemUsage}}', ...chosen])).stdout.split('\n').filter(Boolean);
+    const mib = stats.map((s) => {
+      const [value, unit] = /^([\d.]+)\s*([KMG]i?B)/.exec(s)?.slice(1) ?? ['0', 'MiB'];
+      return Number(value) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 }[unit] ?? 1);
+    });
+    return { text: `${median(mib).toFixed(1)} MiB`, count: chosen.length };
+  };
+  const proxy = await pick('-proxy');
+  const forwarder = await pick('-forward');
+  return { proxy: proxy.text, forwarder: forwarder.text, count: proxy.count };
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { string: ['rounds', 'image'], boolean: ['help'], alias: { h: 'help' } });
   if (args.help) {
@@ -104,42 +124,53 @@ async function main(argv: string[]): Promise<number> {
       const build = await buildAuthImage(image, await fakeHome());
       if (build.exitCode !== 0) throw new Error(`build-image.ts failed:\n${build.stderr}`);
     }
+    await testEgressImage();
+    const network = `para-bench-${RUN_ID}`;
+    await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
+    onCleanup(() => docker(['network', 'rm', network], { allowFailure: true }));
     const repo = await makeRepo();
     process.stderr.write(`timing ${rounds} rounds in ${repo.root} on ${image}\n`);
+    const session = (name: string) => [name, '--container', '--detach', '--egress-network', network, '--image', image];
+    const isolated = (name: string) => [name, '--container', '--detach', '--egress', 'none', '--image', image];
     // One untimed start of each kind warms the page cache, tsx's transform cache and the engine.
-    await rawStart(repo, image, 'warm-raw');
-    await startScript(repo, ['warm-start', '--container', '--detach', '--network', 'none', '--image', image]);
-    await startScript(repo, ['warm-tsx', '--container', '--detach', '--network', 'none', '--image', image], 'tsx');
+    await rawStart(repo, image, 'warm-raw', network);
+    await startScript(repo, session('warm-start'));
+    await startScript(repo, isolated('warm-none'));
+    await startScript(repo, session('warm-tsx'), 'tsx');
 
     const raw: number[] = [];
     const start: number[] = [];
+    const none: number[] = [];
     const viaTsx: number[] = [];
     const help: number[] = [];
     const helpTsx: number[] = [];
     for (let round = 0; round < rounds; round += 1) {
-      const runRaw = async () => raw.push(await timed(() => rawStart(repo, image, `raw-${round}`)));
-      const runStart = async () =>
-        start.push(await timed(() => startScript(repo, [`start-${round}`, '--container', '--detach', '--network', 'none', '--image', image])));
-      const runTsx = async () =>
-        viaTsx.push(await timed(() => startScript(repo, [`tsx-${round}`, '--container', '--detach', '--network', 'none', '--image', image], 'tsx')));
+      const runRaw = async () => raw.push(await timed(() => rawStart(repo, image, `raw-${round}`, network)));
+      const runStart = async () => start.push(await timed(() => startScript(repo, session(`start-${round}`))));
+      const runNone = async () => none.push(await timed(() => startScript(repo, isolated(`none-${round}`))));
+      const runTsx = async () => viaTsx.push(await timed(() => startScript(repo, session(`tsx-${round}`), 'tsx')));
       // Rotate the order so no side always runs on a warmer machine.
-      const order = [runRaw, runStart, runTsx];
+      const order = [runRaw, runStart, runNone, runTsx];
       for (let i = 0; i < order.length; i += 1) await order[(i + round) % order.length]();
       help.push(await timed(() => startScript(repo, ['--help'])));
       helpTsx.push(await timed(() => startScript(repo, ['--help'], 'tsx')));
     }
+    const memory = await proxyMemory(repo);
     const ratio = median(start) / median(raw);
     const ratioTsx = median(viaTsx) / median(raw);
     process.stdout.write(
       [
         `start.ts against the raw commands it wraps (${rounds} rounds, image ${image}):`,
         line('raw: git worktree add -b + docker run -d', raw),
-        line('start.ts (make start: node dist/start.mjs)', start),
+        line('start.ts, default egress (make start)', start),
+        line('start.ts --egress none', none),
         line('  of which node + loading (--help)', help),
         line('start.ts via tsx (npx tsx scripts/start.ts)', viaTsx),
         line('  of which node + tsx + loading (--help)', helpTsx),
         `  ratio start.ts / raw: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
         `  ratio via tsx / raw:  ${ratioTsx.toFixed(2)}`,
+        `  ratio --egress none / raw: ${(median(none) / median(raw)).toFixed(2)}`,
+        `  memory of each session's proxy: ${memory.proxy}; of its forwarder: ${memory.forwarder} (docker stats, ${memory.count} sessions)`,
         '',
       ].join('\n'),
     );

@@ -456,6 +456,29 @@ egress('the proxy goes with the session: cancel, finish, a failed start, and a r
   assert.is((await broken.repo.git(['branch', '--list', 'para/*'])).trim(), '');
 });
 
+egress("the doctor asks each session's proxy from inside, and names a broken one and an open one", async () => {
+  const s = await started([]);
+  const doctor = async () => {
+    const result = await runScript('doctor.ts', ['--json', '--image', AGENT_IMAGE], { cwd: s.repo.root, env: s.env });
+    return JSON.parse(result.stdout).checks as Array<{ id: string; status: string; message: string; fix: string | null }>;
+  };
+  const healthy = await doctor();
+  assert.equal(
+    healthy.filter((c) => c.id.startsWith('egress')).map((c) => [c.id, c.status]),
+    [
+      ['egress-image', 'ok'],
+      ['egress', 'ok'],
+    ],
+  );
+  assert.match(healthy.find((c) => c.id === 'egress')!.message, '1 allowlist session with a working proxy');
+  await docker(['rm', '-f', sessionPaths({ root: s.repo.root, commonDir: '' }, s.name).forwarder]);
+  const open = await started(['--egress', 'open'], { repo: s.repo });
+  const broken = (await doctor()).find((c) => c.id === 'egress')!;
+  assert.is(broken.status, 'warn');
+  assert.match(broken.message, `${s.name} (proxy missing)`);
+  assert.match(broken.message, `${open.name} has OPEN egress`);
+});
+
 egress('without the proxy image, start says to run make image and leaves nothing', async () => {
   const s = await startSession([], { env: { PARA_EGRESS_IMAGE: `para-egress-missing-${RUN_ID}:latest` } });
   assert.is(s.result.exitCode, 1);

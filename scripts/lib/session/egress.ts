@@ -341,7 +341,8 @@ export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressP
 export async function createForwarder(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
   const args = ['create', '--name', paths.forwarder, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-forwarder' })];
   args.push('--network', `container:${paths.container}`, ...runtimeOptions(plan.user));
-  args.push(...mountArg({ type: 'volume', source: paths.egressVolume, target: EGRESS_DIR, readonly: true }));
+  // Made beside the proxy: whichever of the two creates the volume gives it the session's labels.
+  args.push(...mountArg({ type: 'volume', source: paths.egressVolume, target: EGRESS_DIR, readonly: true, labels: sessionLabels(paths.name, repo.root) }));
   args.push('--pull', 'never', plan.image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
