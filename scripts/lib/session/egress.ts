@@ -347,9 +347,10 @@ export async function createForwarder(repo: Repo, paths: SessionPaths, plan: Egr
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
-/** Starts (or restarts) the forwarder: after every start of the session container, whose namespace it joins. */
-export async function startForwarder(paths: SessionPaths): Promise<void> {
-  await docker(['restart', '--time', '0', paths.forwarder], { timeoutMs: config.timeouts.dockerQuickMs });
+/** Starts the forwarder (a new one), or restarts it: after every start of the session container, whose namespace it joins. */
+export async function startForwarder(paths: SessionPaths, which: 'new' | 'existing'): Promise<void> {
+  const args = which === 'new' ? ['start', paths.forwarder] : ['restart', '--time', '0', paths.forwarder];
+  await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
 function belongs(info: ContainerInfo | undefined, repo: Repo, paths: SessionPaths): boolean {

@@ -291,7 +291,7 @@ async function ensureEgress(repo: Repo, session: SessionState, prepared: Prepare
   await removeEgress(repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(repo, paths));
   await Promise.all([createProxy(repo, paths, prepared.plan), createForwarder(repo, paths, prepared.plan)]);
-  await startForwarder(paths);
+  await startForwarder(paths, 'new');
 }
 
 async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
@@ -426,17 +426,17 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         const spec = containerSpec(repo, state, request.image, await pre.identity, mounts, localTransport.seedPlan(repo, paths, head, true), egress);
         if (egress.plan) rollback.add(`the egress proxy of ${state.name}`, () => removeEgress(repo, paths));
         // The proxy starts beside the session container; the forwarder joins the container's network once it exists.
-        const made = await Promise.allSettled([
-          createBranch(repo, paths, head, rollback),
-          createSessionContainer(spec, rollback),
-          egress.plan ? createProxy(repo, paths, egress.plan) : Promise.resolve(),
-          egress.plan ? createForwarder(repo, paths, egress.plan) : Promise.resolve(),
-        ]);
+        // The forwarder starts as soon as the session container runs (it joins its network
+        // namespace); the proxy, the longest step, starts meanwhile.
+        const plan = egress.plan;
+        const session = plan
+          ? Promise.all([createSessionContainer(spec, rollback), createForwarder(repo, paths, plan)]).then(() => startForwarder(paths, 'new'))
+          : createSessionContainer(spec, rollback);
+        const made = await Promise.allSettled([createBranch(repo, paths, head, rollback), session, plan ? createProxy(repo, paths, plan) : Promise.resolve()]);
         // A missing image explains a failed docker run best, so it is reported first.
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
-        if (egress.plan) await startForwarder(paths);
         if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);
         checkpoint();
         if (!request.detach) {
