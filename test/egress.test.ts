@@ -479,6 +479,30 @@ egress("the doctor asks each session's proxy from inside, and names a broken one
   assert.match(broken.message, `${open.name} has OPEN egress`);
 });
 
+egress("the host's NODE_EXTRA_CA_CERTS reaches claude in the session; a file holding a private key does not", async () => {
+  // This machine's own intercepting CA, when it has one (the real case of a corporate network).
+  const hostCa = process.env.NODE_EXTRA_CA_CERTS;
+  const s = await started([], { env: { NODE_EXTRA_CA_CERTS: hostCa ?? internet.ca } });
+  const inside = await agent(s, `cat ${CA_FILE_IN_SESSION}; echo; echo "env=$NODE_EXTRA_CA_CERTS"`);
+  assert.ok(inside.stdout.startsWith(await fs.readFile(hostCa ?? internet.ca, 'utf8')), 'the CA inside is not the host file');
+  assert.match(inside.stdout, `env=${CA_FILE_IN_SESSION}`);
+  const withKey = path.join(await tempDir('para-test-ca-'), 'bundle.pem');
+  await fs.writeFile(withKey, `${await fs.readFile(internet.ca, 'utf8')}-----BEGIN PRIVATE KEY-----\nnot a real key\n-----END PRIVATE KEY-----\n`);
+  const refused = await started([], { env: { NODE_EXTRA_CA_CERTS: withKey } });
+  assert.match(refused.result.stderr, 'does not hold certificates only');
+  assert.not.match((await docker(['inspect', '--format', '{{json .Mounts}}', refused.container])).stdout, 'extra-ca-certificates');
+});
+
+egress('clean removes the proxy, forwarder and volume of a session whose state is gone', async () => {
+  const s = await started([]);
+  const paths = sessionPaths({ root: s.repo.root, commonDir: '' }, s.name);
+  await fs.rm(path.join(s.repo.root, '.git', 'para', 'sessions', `${s.name}.json`));
+  const cleaned = await runScript('clean.ts', [], { cwd: s.repo.root, env: s.env });
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  for (const name of [paths.container, paths.proxy, paths.forwarder]) assert.not.ok(await inspectContainer(name), `${name} is left`);
+  assert.is((await docker(['volume', 'ls', '-q', '--filter', `name=${paths.egressVolume}`])).stdout.trim(), '');
+});
+
 egress('without the proxy image, start says to run make image and leaves nothing', async () => {
   const s = await startSession([], { env: { PARA_EGRESS_IMAGE: `para-egress-missing-${RUN_ID}:latest` } });
   assert.is(s.result.exitCode, 1);
