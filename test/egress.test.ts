@@ -9,6 +9,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
+import { DEFAULT_ALLOWED_HOSTS } from '../scripts/lib/session/egress.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { BASE_IMAGE, runScript, SESSION_IMAGE, sessionTestImage, testEgressImage, type ScriptResult } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
@@ -387,6 +388,25 @@ egress('the real claude CLI reaches the fake api.anthropic.com through the proxy
   await agent(s, 'ANTHROPIC_API_KEY=sk-ant-api03-PARAFAKE-egress-test timeout 30 claude -p hello >/tmp/claude.out 2>&1; echo $? >/tmp/claude.rc');
   assert.match(await requests(internet.api), 'POST /v1/messages', (await agent(s, 'cat /tmp/claude.out')).stdout);
   assert.match(await proxyLog(s), /CONNECT api\.anthropic\.com:443 200 TCP_TUNNEL allowed/);
+});
+
+egress('every host the real claude CLI asks for, with an API key, a setup-token or an expiring subscription login, is on the default list', async () => {
+  const s = await started([]);
+  const expired = JSON.stringify({
+    claudeAiOauth: { accessToken: 'sk-ant-oat01-PARAFAKE-expired', refreshToken: 'sk-ant-ort01-PARAFAKE', expiresAt: 1000, scopes: ['user:inference'], subscriptionType: 'max' },
+  });
+  const runs = [
+    'ANTHROPIC_API_KEY=sk-ant-api03-PARAFAKE-egress-test timeout 20 claude -p hello',
+    'CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-PARAFAKE-egress-test timeout 20 claude -p hello',
+    `printf '%s' '${expired}' > ~/.claude/.credentials.json && timeout 20 claude -p hello`,
+  ];
+  for (const command of runs) await agent(s, `${command} >/dev/null 2>&1; true`);
+  // para-probe.invalid is para's own readiness probe (the job runner's, before the command starts).
+  const asked = [...(await proxyLog(s)).matchAll(/CONNECT ([^\s:]+):443/g)].map((m) => m[1]).filter((host) => host !== 'para-probe.invalid');
+  assert.ok(asked.includes('api.anthropic.com'), `claude asked for: ${[...new Set(asked)].join(', ')}`);
+  assert.ok(asked.includes('platform.claude.com'), `the expired login was not refreshed through the proxy: ${[...new Set(asked)].join(', ')}`);
+  const missing = [...new Set(asked)].filter((host) => !DEFAULT_ALLOWED_HOSTS.includes(host));
+  assert.equal(missing, [], `claude asked for hosts the default list lacks: ${missing.join(', ')}`);
 });
 
 egress("the host's proxy is chained to, its password reaches only the proxy's own configuration", async () => {
