@@ -159,6 +159,7 @@ async function main(argv: string[]): Promise<number> {
     tty,
     invocation,
     warn,
+    log: json ? undefined : log,
   });
   const s = result.session;
   if (json) printJson(summary(result));

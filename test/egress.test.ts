@@ -393,7 +393,13 @@ egress('the real claude CLI reaches the fake api.anthropic.com through the proxy
 egress('every host the real claude CLI asks for, with an API key, a setup-token or an expiring subscription login, is on the default list', async () => {
   const s = await started([]);
   const expired = JSON.stringify({
-    claudeAiOauth: { accessToken: 'sk-ant-oat01-PARAFAKE-expired', refreshToken: 'sk-ant-ort01-PARAFAKE', expiresAt: 1000, scopes: ['user:inference'], subscriptionType: 'max' },
+    claudeAiOauth: {
+      accessToken: 'sk-ant-oat01-PARAFAKE-expired',
+      refreshToken: 'sk-ant-ort01-PARAFAKE',
+      expiresAt: 1000,
+      scopes: ['user:inference'],
+      subscriptionType: 'max',
+    },
   });
   const runs = [
     'ANTHROPIC_API_KEY=sk-ant-api03-PARAFAKE-egress-test timeout 20 claude -p hello',

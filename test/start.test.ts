@@ -246,7 +246,7 @@ job('the state file holds the documented fields', async () => {
 
 job('.para ignores itself: the repository stays clean and no user file is modified', async () => {
   assert.is(await j.repo.git(['status', '--porcelain', '--untracked-files=all', '--ignored=no']), '');
-  assert.is(await fs.readFile(path.join(j.repo.root, '.para', '.gitignore'), 'utf8'), '*\n!allowed-hosts\n');
+  assert.is(await fs.readFile(path.join(j.repo.root, '.para', '.gitignore'), 'utf8'), '*\n!allowed-hosts\n!image/\n!image/**\n');
   assert.not.ok(await fs.pathExists(path.join(j.repo.root, '.gitignore')));
   assert.not.ok((await fs.readFile(path.join(j.repo.root, '.git', 'info', 'exclude'), 'utf8')).includes('.para'));
 });

@@ -129,6 +129,11 @@ export const labels = {
   role: `${LABEL_PREFIX}role`,
   /** uid:gid of the egress proxy image's unprivileged user. */
   egressUser: `${LABEL_PREFIX}egress-user`,
+  /** A repository's tools image: the hash of its .para/image folder and of para-claude's ID. */
+  toolsKey: `${LABEL_PREFIX}tools-key`,
+  /** A repository's session image: the tools image it is built on, and the login image its credentials came from. */
+  toolsImage: `${LABEL_PREFIX}tools-image`,
+  credentialsFrom: `${LABEL_PREFIX}credentials-from`,
   /** A hash of docker/Dockerfile.egress: the proxy image is rebuilt when it changes. */
   egressDockerfile: `${LABEL_PREFIX}egress-dockerfile`,
   /** Marks temporary resources so a crash leaves something findable. */

@@ -233,8 +233,10 @@ export interface HomeLayer {
   /** The unverified image to make (a temporaryTag()). */
   tag: string;
   labels: Record<string, string>;
-  /** A tar to extract at `into` in a container of claudeImage. */
-  archive: Buffer;
+  /** A tar to extract at `into` in a container of claudeImage (or several, one after another). */
+  archive: Buffer | Buffer[];
+  /** The image's user and command to restore (default: claudeInfo's). */
+  runAs?: { user: string; cmd: string[] };
   into: string;
   /** What to give to the agent's user after the extraction. */
   chown: string[];
@@ -259,11 +261,12 @@ export async function commitHomeLayer(layer: HomeLayer): Promise<void> {
     const createArgs = ['create', '--name', buildContainerName(), '--network', 'none', '--user', '0:0'];
     createArgs.push(layer.claudeImage, 'chown', '-R', `${owner.uid}:${owner.gid}`, ...layer.chown);
     container = (await docker(createArgs, { timeoutMs: config.timeouts.dockerQuickMs })).stdout.trim();
-    await docker(['cp', '-', `${container}:${layer.into}`], { input: layer.archive, timeoutMs: config.timeouts.dockerQuickMs });
+    for (const archive of Array.isArray(layer.archive) ? layer.archive : [layer.archive])
+      await docker(['cp', '-', `${container}:${layer.into}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
     await docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
     const changes = [
-      `USER ${layer.claudeInfo.Config.User || config.containerUser}`,
-      `CMD ${JSON.stringify(layer.claudeInfo.Config.Cmd ?? ['claude'])}`,
+      `USER ${layer.runAs?.user ?? (layer.claudeInfo.Config.User || config.containerUser)}`,
+      `CMD ${JSON.stringify(layer.runAs?.cmd ?? layer.claudeInfo.Config.Cmd ?? ['claude'])}`,
       ...Object.entries(layer.labels).map(([key, value]) => labelChange(key, value)),
     ];
     await commitContainer(container, layer.tag, changes);

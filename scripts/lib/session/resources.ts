@@ -30,18 +30,20 @@ export class Rollback {
   }
 }
 
-/** What .para/.gitignore holds: para's folders and itself ignored; the team's allowlist file committable. */
-export const PARA_GITIGNORE = '*\n!allowed-hosts\n';
+/** What .para/.gitignore holds: para's folders and itself ignored; the team's files (allowed-hosts, image/) committable. */
+export const PARA_GITIGNORE = '*\n!allowed-hosts\n!image/\n!image/**\n';
+/** What earlier versions wrote, brought up to date when found. */
+const OLDER_GITIGNORES = ['*\n', '*\n!allowed-hosts\n'];
 
 /**
  * Creates <repo>/.para with a .gitignore that ignores everything there (itself included, so no
- * user file is touched) except the committed allowlist. An older para's "*" is brought up to date.
+ * user file is touched) except the team's committed files. An older para's "*" is brought up to date.
  */
 export async function ensureParaDir(repo: Repo): Promise<void> {
   await fs.mkdir(worktreesDir(repo), { recursive: true });
   const ignore = path.join(paraDir(repo), '.gitignore');
   const found = await fs.readFile(ignore, 'utf8').catch(() => undefined);
-  if (found === undefined || found === '*\n') await fs.writeFile(ignore, PARA_GITIGNORE);
+  if (found === undefined || OLDER_GITIGNORES.includes(found)) await fs.writeFile(ignore, PARA_GITIGNORE);
 }
 
 /** Creates para/NAME at `commit`; fails if the branch exists. Undone only while it is still there. */

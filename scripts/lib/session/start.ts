@@ -11,6 +11,7 @@ import { inspectContainer, inspectImage, type ImageInfo } from '../docker.ts';
 import { ParaError, UsageError } from '../errors.ts';
 import { git, repoSnapshot } from '../git.ts';
 import { imageUserIds } from '../image.ts';
+import { ensureRepoImage } from '../repo-image.ts';
 import { candidateName, nameFromPrompt } from '../names.ts';
 import { conversationFolder, hasConversation, trustWorkspace, type ContainerSpec } from './container.ts';
 import { jobProgress, startJob } from './job.ts';
@@ -70,6 +71,8 @@ export interface StartRequest {
   /** How the user runs para, for hints ("para", "npx tsx scripts/start.ts"...). */
   invocation: (verb: string) => string;
   warn: (message: string) => void;
+  /** Progress (building the repository's image); absent: quiet. */
+  log?: (message: string) => void;
 }
 
 export type StartAction = 'attach' | 'job' | 'none';
@@ -160,6 +163,12 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
       code: 'no-commit',
       hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again',
     });
+  }
+  // A repository with its own tools (.para/image) gets its own session image (its login from
+  // PARA_IMAGE, default para-authenticated), unless --image names another.
+  if (request.container && !request.imageExplicit) {
+    const own = await ensureRepoImage(repo, { stream: request.tty, log: request.log ?? (() => undefined) });
+    if (own) request.image = own;
   }
   const image = request.container ? settle(inspectImage(request.image)) : undefined;
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);

@@ -1,0 +1,191 @@
+// A repository's own tools: .para/image/Dockerfile (committed by the team; the folder .para/image/
+// is its whole build context) adds what the agent needs to build and test the project. Layers:
+// base -> para-claude -> the repository's tools -> credentials, so a new login replaces only the
+// last, small layer. The tools image is keyed by a hash of the folder and of para-claude's image
+// ID; the session image by the tools image and the login (para-authenticated) it copies.
+import { createHash } from 'node:crypto';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { imageAuthStatus, assertLoggedIn } from './auth-status.ts';
+import { onInterrupt } from './cleanup.ts';
+import { config, labels, MANAGED_BY } from './config.ts';
+import { buildImage, docker, DockerError, inspectImage, removeImage, type ImageInfo } from './docker.ts';
+import { ParaError } from './errors.ts';
+import { makeCommand } from './cli.ts';
+import { buildContainerName, commitHomeLayer, promoteImage, temporaryTag } from './image.ts';
+import { repoHash, type Repo } from './session/paths.ts';
+
+export const REPO_IMAGE_DIR = path.join('.para', 'image');
+const MAX_CONTEXT_BYTES = 64 * 1024 * 1024;
+/** What the repository's Dockerfile must start from: para passes para-claude's image ID. */
+const FROM_LINE = /^\s*FROM\s+\$\{?PARA_BASE\}?(\s|$)/im;
+
+export function repoImageTags(repo: Repo): { tools: string; session: string } {
+  const hash = repoHash(repo.root);
+  return { tools: `para-tools-${hash}:latest`, session: `para-repo-${hash}:latest` };
+}
+
+interface Context {
+  dir: string;
+  dockerfile: string;
+  /** A hash of every file in the folder: names, modes, contents, link targets. */
+  hash: string;
+}
+
+/** The repository's image folder from the main checkout, or null when it has none. Never followed through a link. */
+export async function repoImageContext(repo: Repo): Promise<Context | null> {
+  const dir = path.join(repo.root, REPO_IMAGE_DIR);
+  const stat = await fs.lstat(dir).catch(() => undefined);
+  if (!stat) return null;
+  const bad = (why: string) =>
+    new ParaError(`${dir} ${why}`, { code: 'repo-image-invalid', hint: 'make .para/image a plain folder holding a Dockerfile (see the README)' });
+  if (!stat.isDirectory()) throw bad('is not a folder');
+  const dockerfile = path.join(dir, 'Dockerfile');
+  const file = await fs.lstat(dockerfile).catch(() => undefined);
+  if (!file?.isFile()) throw bad('has no Dockerfile (a plain file)');
+  const text = await fs.readFile(dockerfile, 'utf8');
+  if (!FROM_LINE.test(text) || /^\s*FROM\s+(?!\$\{?PARA_BASE\b)/im.test(text)) {
+    throw new ParaError(`${dockerfile} must build on para's image: its only FROM is \`FROM \${PARA_BASE}\` (after \`ARG PARA_BASE\`)`, {
+      code: 'repo-image-invalid',
+      hint: 'start it with the two lines: ARG PARA_BASE / FROM ${PARA_BASE}',
+    });
+  }
+  const hash = createHash('sha256');
+  let total = 0;
+  const walk = async (folder: string): Promise<void> => {
+    for (const name of (await fs.readdir(folder)).sort()) {
+      const full = path.join(folder, name);
+      const entry = await fs.lstat(full);
+      const relative = path.relative(dir, full);
+      hash.update(`${relative}\0${entry.mode}\0`);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isSymbolicLink()) hash.update(await fs.readlink(full));
+      else if (entry.isFile()) {
+        total += entry.size;
+        if (total > MAX_CONTEXT_BYTES) throw bad(`holds more than ${MAX_CONTEXT_BYTES / 1024 / 1024} MB: keep only what the Dockerfile copies`);
+        hash.update(await fs.readFile(full));
+      } else throw bad(`holds ${relative}, which is not a file, folder or link`);
+      hash.update('\0');
+    }
+  };
+  await walk(dir);
+  return { dir, dockerfile, hash: hash.digest('hex') };
+}
+
+function toolsKey(context: Context, parent: ImageInfo): string {
+  return createHash('sha256').update(`${context.hash}\0${parent.Id}`).digest('hex').slice(0, 32);
+}
+
+/** The login's files in an image (~/.claude and ~/.claude.json), as tars read through docker cp, never written to disk. */
+async function loginArchives(image: string): Promise<Buffer[]> {
+  const container = (
+    await docker(['create', '--name', buildContainerName(), '--network', 'none', image, 'true'], { timeoutMs: config.timeouts.dockerQuickMs })
+  ).stdout.trim();
+  const stopListening = onInterrupt(() => docker(['rm', '--force', container], { allowFailure: true }));
+  try {
+    const archives: Buffer[] = [];
+    for (const item of ['.claude', '.claude.json']) {
+      const chunks: Buffer[] = [];
+      await docker(['cp', `${container}:${config.containerHome}/${item}`, '-'], {
+        onStdout: (chunk) => chunks.push(chunk),
+        timeoutMs: config.timeouts.dockerQuickMs,
+      });
+      archives.push(Buffer.concat(chunks));
+    }
+    return archives;
+  } finally {
+    await docker(['rm', '--force', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    stopListening();
+  }
+}
+
+export interface RepoImageOptions {
+  stream: boolean;
+  log: (line: string) => void;
+}
+
+/**
+ * The repository's session image, built or refreshed when needed: the tools when the folder or
+ * para-claude changed, the credentials layer when para-authenticated holds another login.
+ * Returns its tag, or null when the repository has no .para/image.
+ */
+export async function ensureRepoImage(repo: Repo, options: RepoImageOptions): Promise<string | null> {
+  const context = await repoImageContext(repo);
+  if (!context) return null;
+  const tags = repoImageTags(repo);
+  const [parent, login] = await Promise.all([inspectImage(config.claudeImage), inspectImage(config.authenticatedImage)]);
+  if (!parent || !login) {
+    throw new ParaError(`this repository's image builds on ${parent ? config.authenticatedImage : config.claudeImage}, which does not exist`, {
+      code: 'image-missing',
+      hint: `run: ${makeCommand('image')}`,
+    });
+  }
+  const key = toolsKey(context, parent);
+  let tools = await inspectImage(tags.tools);
+  if (tools?.Config.Labels?.[labels.toolsKey] !== key) {
+    options.log(
+      `building this repository's tools (${path.relative(repo.root, context.dockerfile)}) on ${config.claudeImage}: ${tools ? 'it changed' : 'not built yet'}`,
+    );
+    const temporary = temporaryTag();
+    const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
+    try {
+      await buildImage({
+        dockerfile: context.dockerfile,
+        context: context.dir,
+        tag: temporary,
+        stream: options.stream,
+        buildArgs: { PARA_BASE: parent.Id },
+        labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root, [labels.toolsKey]: key, [labels.builtAt]: new Date().toISOString() },
+      }).catch((error: unknown) => {
+        if (error instanceof DockerError && error.kind === 'command-failed') {
+          throw new ParaError(`building this repository's tools (${context.dockerfile}) failed`, {
+            code: 'build-failed',
+            cause: error,
+            hint: `fix ${path.relative(repo.root, context.dockerfile)}; the build output is above${options.stream ? '' : ' (run start in a terminal to see it live)'}`,
+          });
+        }
+        throw error;
+      });
+      await promoteImage(temporary, tags.tools);
+    } finally {
+      await removeImage(temporary, { force: true }).catch(() => undefined);
+      stopListening();
+    }
+    tools = await inspectImage(tags.tools);
+    if (!tools) throw new ParaError(`${tags.tools} vanished after its build`, { code: 'build-failed' });
+  }
+  const session = await inspectImage(tags.session);
+  const l = session?.Config.Labels ?? {};
+  if (session && l[labels.toolsImage] === tools.Id && l[labels.credentialsFrom] === login.Id) return tags.session;
+  options.log(`${session ? 'refreshing the login in' : 'adding your login to'} ${tags.session} (from ${config.authenticatedImage})`);
+  const temporary = temporaryTag();
+  const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
+  try {
+    // The login's labels (method, expiry, source) come along; the tools' user and command stay para-claude's.
+    const loginLabels = Object.fromEntries(
+      Object.entries(login.Config.Labels ?? {}).filter(([key]) => key.startsWith(labels.managedBy.replace('managed-by', '')) && key !== labels.builtAt),
+    );
+    await commitHomeLayer({
+      claudeImage: tags.tools,
+      claudeInfo: tools,
+      tag: temporary,
+      labels: {
+        ...loginLabels,
+        [labels.repo]: repo.root,
+        [labels.toolsImage]: tools.Id,
+        [labels.credentialsFrom]: login.Id,
+        [labels.builtAt]: new Date().toISOString(),
+      },
+      archive: await loginArchives(config.authenticatedImage),
+      into: config.containerHome,
+      chown: [`${config.containerHome}/.claude`, `${config.containerHome}/.claude.json`],
+      runAs: { user: parent.Config.User || config.containerUser, cmd: parent.Config.Cmd ?? ['claude'] },
+    });
+    assertLoggedIn(await imageAuthStatus(temporary), login.Config.Labels?.[labels.authMethod], tags.session);
+    await promoteImage(temporary, tags.session);
+  } finally {
+    await removeImage(temporary, { force: true }).catch(() => undefined);
+    stopListening();
+  }
+  return tags.session;
+}

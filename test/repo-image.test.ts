@@ -1,0 +1,118 @@
+// A repository's own tools (.para/image/Dockerfile): built on para-claude, the login on top; a new
+// login replaces only that last layer; a changed Dockerfile rebuilds the tools; bad folders are refused.
+import fs from 'fs-extra';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { docker, inspectImage } from '../scripts/lib/docker.ts';
+import { repoImageTags } from '../scripts/lib/repo-image.ts';
+import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, SESSION_IMAGE, sessionTestImage, testClaudeImage } from './support/images.ts';
+import { makeRepo, type TestRepo } from './support/repos.ts';
+import { RUN_ID, trackImage } from './support/resources.ts';
+
+const TOOL = '#!/bin/sh\necho "the repository tool runs: $*"\n';
+const DOCKERFILE = 'ARG PARA_BASE\nFROM ${PARA_BASE}\nUSER root\nCOPY para-test-tool /usr/local/bin/para-test-tool\nUSER para\n';
+
+/** A repository whose committed .para/image adds a tool from a file of its own (no network). */
+async function toolRepo(dockerfile = DOCKERFILE): Promise<TestRepo> {
+  const repo = await makeRepo();
+  const dir = path.join(repo.root, '.para', 'image');
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(path.join(dir, 'para-test-tool'), TOOL, { mode: 0o755 });
+  await fs.writeFile(path.join(dir, 'Dockerfile'), dockerfile);
+  await repo.git(['add', '.para/image']);
+  await repo.git(['commit', '-q', '-m', 'our tools']);
+  const tags = repoImageTags({ root: repo.root, commonDir: path.join(repo.root, '.git') });
+  trackImage(tags.session);
+  trackImage(tags.tools);
+  return repo;
+}
+
+function env(repo: TestRepo, login = SESSION_IMAGE): Record<string, string> {
+  return { ...repo.env, PARA_IMAGE: login, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE };
+}
+
+/** A detached session without --image (so the repository's image is chosen), running `command`; its output. */
+async function run(repo: TestRepo, name: string, command: string, login?: string): Promise<{ stdout: string; stderr: string }> {
+  const started = await runScript('start.ts', [name, '--container', '--detach', '--egress', 'none', '--', 'sh', '-c', command], {
+    cwd: repo.root,
+    env: env(repo, login),
+  });
+  assert.is(started.exitCode, 0, started.stderr);
+  const logs = await runScript('logs.ts', [name, '-f'], { cwd: repo.root, env: env(repo, login) });
+  assert.is(logs.exitCode, 0, logs.stderr);
+  return { stdout: logs.stdout, stderr: started.stderr };
+}
+
+const tools = suite("a repository's own tools");
+
+tools.before(async () => {
+  await Promise.all([testClaudeImage(), sessionTestImage()]);
+});
+
+tools('the tool from .para/image runs in the session; a new login reuses the tools layer; a changed Dockerfile rebuilds it', async () => {
+  const repo = await toolRepo();
+  const tags = repoImageTags({ root: repo.root, commonDir: '' });
+  const first = await run(repo, 'tools-1', 'para-test-tool hello');
+  assert.match(first.stdout, 'the repository tool runs: hello');
+  assert.match(first.stderr, "building this repository's tools");
+  assert.is(await repo.git(['status', '--porcelain']), '', '.para/image is committed and para changed no file of the repository');
+  const toolsId = (await inspectImage(tags.tools))!.Id;
+  const session = (await inspectImage(tags.session))!;
+  assert.is(session.Config.User, 'para');
+  assert.is(session.Config.Labels?.['dev.para.tools-image'], toolsId);
+  assert.is(session.Config.Labels?.['dev.para.credentials-from'], (await inspectImage(SESSION_IMAGE))!.Id);
+
+  // Nothing changed: the next start builds nothing.
+  const again = await run(repo, 'tools-2', 'para-test-tool again');
+  assert.not.match(again.stderr, 'building');
+  assert.not.match(again.stderr, 'login');
+
+  // A new login (another token) for PARA_IMAGE: only the credentials layer is made again.
+  const token = `sk-ant-oat01-PARAFAKE${RUN_ID}NEWLOGIN`;
+  const newLogin = trackImage(`para-repo-login-test-${RUN_ID}:auth`);
+  const built = await buildAuthImage(newLogin, await fakeHome({ accessToken: token }));
+  assert.is(built.exitCode, 0, built.stderr);
+  const refreshed = await run(repo, 'tools-3', 'para-test-tool refreshed; cat ~/.claude/.credentials.json', newLogin);
+  assert.match(refreshed.stderr, 'refreshing the login');
+  assert.not.match(refreshed.stderr, 'building');
+  assert.match(refreshed.stdout, 'the repository tool runs: refreshed');
+  assert.match(refreshed.stdout, token);
+  assert.is((await inspectImage(tags.tools))!.Id, toolsId, 'the tools layer was rebuilt for a new login');
+  const top = (await docker(['history', '--format', '{{.Size}}', '--human=false', tags.session])).stdout.split('\n')[0];
+  assert.ok(Number(top) < 64 * 1024, `the credentials layer weighs ${top} bytes`);
+
+  // The team changes the Dockerfile: the tools are built again.
+  await fs.appendFile(path.join(repo.root, '.para', 'image', 'Dockerfile'), 'ENV PARA_TEST_TOOLS_VERSION=2\n');
+  const rebuilt = await run(repo, 'tools-4', 'echo "version $PARA_TEST_TOOLS_VERSION"');
+  assert.match(rebuilt.stderr, "building this repository's tools");
+  assert.match(rebuilt.stdout, 'version 2');
+  assert.is.not((await inspectImage(tags.tools))!.Id, toolsId);
+  for (const name of ['tools-1', 'tools-2', 'tools-3', 'tools-4']) await runScript('cancel.ts', [name, '--force'], { cwd: repo.root, env: env(repo) });
+});
+
+tools('--image still wins, and a folder that is not a plain .para/image with FROM ${PARA_BASE} is refused before anything is made', async () => {
+  const wrongFrom = await toolRepo('FROM debian:bookworm\nRUN true\n');
+  const refused = await runScript('start.ts', ['bad-from', '--container', '--detach', '--egress', 'none', '--', 'true'], {
+    cwd: wrongFrom.root,
+    env: env(wrongFrom),
+  });
+  assert.is(refused.exitCode, 1);
+  assert.match(refused.stderr, 'FROM ${PARA_BASE}');
+  assert.is((await wrongFrom.git(['branch', '--list', 'para/*'])).trim(), '');
+  const explicit = await runScript('start.ts', ['explicit', '--container', '--detach', '--egress', 'none', '--image', SESSION_IMAGE, '--', 'true'], {
+    cwd: wrongFrom.root,
+    env: env(wrongFrom),
+  });
+  assert.is(explicit.exitCode, 0, explicit.stderr);
+
+  const linked = await makeRepo();
+  const elsewhere = (await toolRepo()).root;
+  await fs.mkdir(path.join(linked.root, '.para'), { recursive: true });
+  await fs.symlink(path.join(elsewhere, '.para', 'image'), path.join(linked.root, '.para', 'image'));
+  const link = await runScript('start.ts', ['linked', '--container', '--detach', '--egress', 'none', '--', 'true'], { cwd: linked.root, env: env(linked) });
+  assert.is(link.exitCode, 1);
+  assert.match(link.stderr, 'is not a folder');
+});
+
+tools.run();
