@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TSX := node --import tsx
 # Values given on the command line are taken literally: make must not expand $(shell ...) or $5
 # in a prompt or a message. Each becomes a simple variable holding the text as typed, exported.
-LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK EGRESS ALLOW EGRESS_NETWORK MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
+LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK EGRESS ALLOW EGRESS_NETWORK VERIFY ONLINE MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
 $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 # Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
@@ -33,7 +33,7 @@ dist/%.mjs: scripts/%.ts $(SOURCES) node_modules
 
 build: $(BUNDLES) ## bundle the scripts into dist/ (done on demand by the targets below)
 
-image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1)
+image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1, VERIFY=online, EGRESS_NETWORK)
 	$(TSX) scripts/build-image.ts \
 	  $${TAG:+--tag "$$TAG"} \
 	  $${BASE_IMAGE:+--base-image "$$BASE_IMAGE"} \
@@ -41,13 +41,13 @@ image: node_modules ## build para-authenticated:latest from your Claude login (T
 	  $${CLAUDE_VERSION:+--claude-version "$$CLAUDE_VERSION"} \
 	  $${TOKEN_FILE:+--token-file "$$TOKEN_FILE"} \
 	  $${API_KEY_FILE:+--api-key-file "$$API_KEY_FILE"} \
-	  $${REBUILD_BASE:+--rebuild-base}
+	  $${REBUILD_BASE:+--rebuild-base} $${VERIFY:+--verify "$$VERIFY"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"}
 
 login: node_modules ## log in inside a throwaway container and commit it as para-authenticated:latest (TAG)
 	$(TSX) scripts/login.ts $${TAG:+--tag "$$TAG"}
 
-doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE)
-	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"}
+doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE, ONLINE=1 for one real request, EGRESS_NETWORK)
+	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"} $${ONLINE:+--online} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"}
 
 start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \

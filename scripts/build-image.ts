@@ -3,7 +3,8 @@ import { text } from 'node:stream/consumers';
 import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn, invocation } from './lib/cli.ts';
 import { config, labels } from './lib/config.ts';
 import { discoverCredentials, type Credentials } from './lib/credentials.ts';
-import { UsageError } from './lib/errors.ts';
+import { ParaError, UsageError } from './lib/errors.ts';
+import { onlineCheck, type OnlineVerdict } from './lib/online-check.ts';
 import { sweepLeftovers } from './lib/sweep.ts';
 import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
 import { ensureEgressImage } from './lib/egress-image.ts';
@@ -24,6 +25,9 @@ Options:
   --token-file PATH      a \`claude setup-token\` token (- reads standard input)
   --api-key-file PATH    an Anthropic API key (- reads standard input)
   --rebuild-base         rebuild ${config.claudeImage} and ${config.egressImage} even if they exist
+  --verify online        also make one real request with the new image's credentials, through an
+                         egress proxy as a session's; the tag moves only if the API accepts them
+  --egress-network NET   the docker network that proxy reaches out through (default: docker's own)
   --json                 print one JSON document on stdout, no progress
   --verbose              show stack traces on errors
   -h, --help             show this help
@@ -49,7 +53,7 @@ export function warningsFor(credentials: Credentials, now = Date.now()): string[
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['tag', 'base-image', 'claude-binary', 'claude-version', 'token-file', 'api-key-file'],
+    string: ['tag', 'base-image', 'claude-binary', 'claude-version', 'token-file', 'api-key-file', 'verify', 'egress-network'],
     boolean: ['rebuild-base', 'json', 'verbose', 'help'],
     alias: { h: 'help' },
   });
@@ -59,6 +63,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
   if (args['token-file'] && args['api-key-file']) throw new UsageError('give either --token-file or --api-key-file, not both');
+  const verify = args.verify || 'offline';
+  if (verify !== 'offline' && verify !== 'online')
+    throw new UsageError(`--verify ${JSON.stringify(verify)} is not offline or online`, 'use --verify online (VERIFY=online)');
+  if (args['egress-network'] && verify !== 'online') throw new UsageError('--egress-network is for --verify online', 'add --verify online');
   assertSupportedPlatform();
 
   const json = Boolean(args.json);
@@ -99,7 +107,35 @@ async function main(argv: string[]): Promise<number> {
 
   const tag = args.tag || config.authenticatedImage;
   progress(`building ${tag} and verifying the login inside it`);
-  const build = await buildAuthenticatedImage({ tag, claudeImage, credentials, stream: isInteractive(json) });
+  let online: OnlineVerdict | undefined;
+  const build = await buildAuthenticatedImage({
+    tag,
+    claudeImage,
+    credentials,
+    stream: isInteractive(json),
+    verify:
+      verify === 'online'
+        ? async (image) => {
+            progress('asking the Anthropic API whether it accepts the login (one real request, through an egress proxy)');
+            online = await onlineCheck(image, { network: args['egress-network'] || null, warn });
+            if (online.outcome !== 'accepted') {
+              const what =
+                online.outcome === 'rejected'
+                  ? 'the Anthropic API rejected the login'
+                  : online.outcome === 'unreachable'
+                    ? 'the Anthropic API could not be reached'
+                    : 'the online check could not tell';
+              throw new ParaError(`${what} (${online.detail}); ${tag} was not changed`, {
+                code: `online-${online.outcome}`,
+                hint:
+                  online.outcome === 'rejected'
+                    ? 'log in again on the host (claude, then /login) or give a fresh TOKEN_FILE, then make image again'
+                    : 'check the network (EGRESS_NETWORK) and HTTPS_PROXY, or build without VERIFY=online',
+              });
+            }
+          }
+        : undefined,
+  });
   const warnings = warningsFor(credentials);
   for (const warning of warnings) warn(warning);
 
@@ -115,10 +151,11 @@ async function main(argv: string[]): Promise<number> {
       rebuiltBase,
       egressImage: config.egressImage,
       rebuiltEgress,
+      online: online?.outcome ?? null,
       warnings,
     });
   } else {
-    log(`${build.tag} is ready: claude reports loggedIn=true (${build.status.authMethod}) inside it`);
+    log(`${build.tag} is ready: claude reports loggedIn=true (${build.status.authMethod}) inside it${online ? '; the Anthropic API accepted it' : ''}`);
   }
   return 0;
 }

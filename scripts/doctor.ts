@@ -13,6 +13,9 @@ check prints ok, warn, fail or skip, a one-line message and the exact fix.
 
 Options:
   --image IMAGE   the image to check (default: ${config.authenticatedImage}; env PARA_IMAGE)
+  --online        also make one real request with the image's credentials, through an egress
+                  proxy as a session's, and say: accepted, rejected, or unreachable
+  --egress-network NET  the docker network that proxy reaches out through (default: docker's own)
   --json          print one JSON document { ok, image, checks: [{ id, status, message, fix }] }
   --verbose       print stack traces of checks that failed unexpectedly
   -h, --help      show this help
@@ -21,8 +24,8 @@ Exit status: 0 when no check fails (warnings allowed), 1 when one fails, 2 for b
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['image'],
-    boolean: ['json', 'verbose', 'help'],
+    string: ['image', 'egress-network'],
+    boolean: ['json', 'verbose', 'help', 'online'],
     alias: { h: 'help' },
   });
   if (args.help) {
@@ -31,7 +34,13 @@ async function main(argv: string[]): Promise<number> {
   }
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
 
-  const report = await runDoctor({ image: args.image || undefined, verbose: Boolean(args.verbose) });
+  if (args['egress-network'] && !args.online) throw new UsageError('--egress-network is for --online', 'add --online');
+  const report = await runDoctor({
+    image: args.image || undefined,
+    verbose: Boolean(args.verbose),
+    online: Boolean(args.online),
+    egressNetwork: args['egress-network'] || null,
+  });
   if (args.json) printJson(report);
   else process.stdout.write(formatReport(report, useColour()));
   return report.ok ? 0 : 1;

@@ -2,7 +2,6 @@
 // fake internet of the test's own containers: HTTPS servers (certificates from a throwaway CA)
 // for an allowed host (api.anthropic.com) and a denied one (evil.example), a DNS server that
 // logs every query, and a "corporate" proxy. Nothing leaves that network.
-import { execa } from 'execa';
 import fs from 'fs-extra';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
@@ -11,20 +10,14 @@ import * as assert from 'uvu/assert';
 import { docker, inspectContainer } from '../scripts/lib/docker.ts';
 import { DEFAULT_ALLOWED_HOSTS } from '../scripts/lib/session/egress.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
-import { BASE_IMAGE, runScript, SESSION_IMAGE, sessionTestImage, testEgressImage, type ScriptResult } from './support/images.ts';
+import { runScript, SESSION_IMAGE, sessionTestImage, testEgressImage, type ScriptResult } from './support/images.ts';
+import { build, certsFolder, HANDLER, httpsServer, netImage, runServer, testNetwork, type Server } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
+import { RUN_ID, tempDir, trackImage } from './support/resources.ts';
 
 /** The session image plus curl, and the tools an agent would try to get around the proxy with. */
 const AGENT_IMAGE = trackImage(`para-egress-agent-test-${RUN_ID}:latest`);
-/** Servers of the fake internet: socat with TLS, dnsmasq, tinyproxy. */
-const NET_IMAGE = trackImage(`para-egress-net-test-${RUN_ID}:latest`);
 const CA_FILE_IN_SESSION = '/etc/para/extra-ca-certificates.pem';
-
-interface Server {
-  container: string;
-  ip: string;
-}
 
 interface Internet {
   network: string;
@@ -39,101 +32,17 @@ interface Internet {
 
 let internet: Internet;
 
-async function build(tag: string, dockerfile: string): Promise<void> {
-  const result = await execa('docker', ['build', '-q', '--network', 'host', '-t', tag, '-'], {
-    input: dockerfile,
-    reject: false,
-    env: { DOCKER_BUILDKIT: '0' },
-  });
-  if (result.exitCode !== 0) throw new Error(`building ${tag} failed:\n${result.stderr}`);
-}
-
-async function openssl(args: string[], cwd: string): Promise<void> {
-  await execa('openssl', args, { cwd });
-}
-
-/** A throwaway CA and one server certificate per host name. */
-async function certificates(dir: string, hosts: string[]): Promise<void> {
-  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=para test CA'], dir);
-  for (const host of hosts) {
-    await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${host}.key`, '-out', `${host}.csr`, '-subj', `/CN=${host}`], dir);
-    await fs.writeFile(path.join(dir, `${host}.ext`), `subjectAltName=DNS:${host}\n`);
-    await openssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${host}.csr`,
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${host}.crt`,
-        '-days',
-        '2',
-        '-extfile',
-        `${host}.ext`,
-      ],
-      dir,
-    );
-  }
-  await fs.chmod(dir, 0o755);
-  for (const file of await fs.readdir(dir)) await fs.chmod(path.join(dir, file), 0o644);
-}
-
-async function ipOf(container: string, network: string): Promise<string> {
-  const info = await docker(['inspect', '--format', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
-  return info.stdout.trim();
-}
-
-async function runServer(network: string, name: string, args: string[], mounts: string[] = []): Promise<Server> {
-  const container = uniqueName(`para-egress-${name}`);
-  await docker(['run', '-d', '--name', container, '--label', `${TEST_LABEL}=${RUN_ID}`, '--network', network, ...mounts, NET_IMAGE, ...args]);
-  return { container, ip: await ipOf(container, network) };
-}
-
-/** An HTTPS server that logs each request line and answers 200 (certs/handler.sh, written by setUpInternet). */
-function httpsServer(network: string, host: string, certs: string): Promise<Server> {
-  return runServer(
-    network,
-    host.split('.')[0],
-    ['socat', `OPENSSL-LISTEN:443,fork,reuseaddr,cert=/certs/${host}.crt,key=/certs/${host}.key,verify=0`, 'EXEC:/certs/handler.sh'],
-    // The alias is for the corporate proxy, which resolves through Docker's DNS; the session's proxy asks dnsmasq.
-    ['--mount', `type=bind,source=${certs},target=/certs,readonly`, '--network-alias', host],
-  );
-}
-
-const HANDLER = [
-  '#!/bin/sh',
-  'read -r line',
-  'echo "$line" >> /tmp/requests.log',
-  "printf 'HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}'",
-  '',
-].join('\n');
-
 async function setUpInternet(): Promise<Internet> {
-  await build(
-    AGENT_IMAGE,
-    `FROM ${SESSION_IMAGE}\nUSER root\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl iproute2 iptables sudo >/dev/null && rm -rf /var/lib/apt/lists/*\nUSER para\n`,
-  );
-  await build(
-    NET_IMAGE,
-    `FROM ${BASE_IMAGE}\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends socat openssl dnsmasq tinyproxy >/dev/null && rm -rf /var/lib/apt/lists/*\n`,
-  );
-  const certs = await tempDir('para-test-certs-');
-  await certificates(certs, ['api.anthropic.com', 'evil.example']);
-  await fs.writeFile(path.join(certs, 'handler.sh'), HANDLER);
-  await fs.chmod(path.join(certs, 'handler.sh'), 0o755);
-  const network = uniqueName('para-egress-net');
-  await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
+  await Promise.all([
+    build(
+      AGENT_IMAGE,
+      `FROM ${SESSION_IMAGE}\nUSER root\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl iproute2 iptables sudo >/dev/null && rm -rf /var/lib/apt/lists/*\nUSER para\n`,
+    ),
+    netImage(),
+  ]);
+  const certs = await certsFolder(['api.anthropic.com', 'evil.example'], { 'handler.sh': HANDLER });
   const servers: string[] = [];
-  onCleanup(async () => {
-    if (servers.length) await docker(['rm', '-f', ...servers], { allowFailure: true });
-    await docker(['network', 'rm', network], { allowFailure: true });
-  });
-  const gateway = (await docker(['network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', network])).stdout.trim();
+  const { network, gateway } = await testNetwork(servers);
   const api = await httpsServer(network, 'api.anthropic.com', certs);
   const evil = await httpsServer(network, 'evil.example', certs);
   // A corporate proxy that wants a password and logs what goes through it.

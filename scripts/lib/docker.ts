@@ -450,9 +450,9 @@ export async function inspectVolume(name: string): Promise<VolumeInfo | undefine
 }
 
 /** Volumes carrying every given label. */
-export async function listVolumes(options: { labels: Record<string, string> }): Promise<VolumeInfo[]> {
+export async function listVolumes(options: { labels: Record<string, string | true> }): Promise<VolumeInfo[]> {
   const args = ['volume', 'ls', '--format', '{{json .}}'];
-  for (const [key, value] of Object.entries(options.labels)) args.push('--filter', `label=${key}=${value}`);
+  for (const [key, value] of Object.entries(options.labels)) args.push('--filter', value === true ? `label=${key}` : `label=${key}=${value}`);
   const result = await docker(args, { timeoutMs: quick() });
   const names = result.stdout
     .split('\n')

@@ -301,6 +301,8 @@ export async function buildAuthenticatedImage(options: {
   claudeImage: string;
   credentials: Credentials;
   stream: boolean;
+  /** Checked before the tag moves, on the unverified image (the online check). */
+  verify?: (image: string) => Promise<void>;
 }): Promise<AuthenticatedBuild> {
   const claudeInfo = await inspectImage(options.claudeImage);
   if (!claudeInfo) throw new ParaError(`the image ${options.claudeImage} does not exist`, { code: 'image-missing', hint: 'run: make image' });
@@ -320,6 +322,7 @@ export async function buildAuthenticatedImage(options: {
     });
     const status = await imageAuthStatus(temporary);
     assertLoggedIn(status, options.credentials.authMethod, options.tag);
+    await options.verify?.(temporary);
     const imageId = await promoteImage(temporary, options.tag);
     return { tag: options.tag, imageId, status, labels: imageLabels };
   } finally {

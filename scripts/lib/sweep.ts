@@ -6,7 +6,7 @@ import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
 import { labels, MANAGED_BY } from './config.ts';
-import { DockerError, docker, listContainers, removeContainer, removeImage } from './docker.ts';
+import { DockerError, docker, listContainers, listVolumes, removeContainer, removeImage, removeVolume } from './docker.ts';
 import { OWNER_FILE, STAGING_PREFIX } from './staging.ts';
 
 /** A short id of this machine for names (a container name cannot hold a host name as is). */
@@ -64,6 +64,13 @@ export async function sweepLeftovers(): Promise<string[]> {
     for (const container of await listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.owner]: true } })) {
       if (!ownerGone(container.Config.Labels?.[labels.owner])) continue;
       if (await removeContainer(container.Id, { force: true })) removed.push(`container ${container.Name.replace(/^\//, '')}`);
+    }
+  });
+  // The volumes of an online check's proxy (online-check.ts), once its containers are gone.
+  await tolerant(async () => {
+    for (const volume of await listVolumes({ labels: { [labels.managedBy]: MANAGED_BY, [labels.owner]: true } })) {
+      if (!ownerGone(volume.Labels?.[labels.owner])) continue;
+      if (await removeVolume(volume.Name)) removed.push(`volume ${volume.Name}`);
     }
   });
   // The containers that make image layers (image.ts buildContainerName) carry only para-claude's labels.

@@ -125,11 +125,16 @@ export async function runScript(
 }
 
 /** Builds an authenticated image with build-image.ts from a given HOME; tracked for removal. */
-export async function buildAuthImage(tag: string, home: string, extraArgs: string[] = [], options: { tmpdir?: string } = {}): Promise<ScriptResult> {
+export async function buildAuthImage(
+  tag: string,
+  home: string,
+  extraArgs: string[] = [],
+  options: { tmpdir?: string; env?: Record<string, string | undefined> } = {},
+): Promise<ScriptResult> {
   await testClaudeImage();
   trackImage(tag);
   return runScript('build-image.ts', ['--tag', tag, ...extraArgs], {
-    env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined, ...(options.tmpdir ? { TMPDIR: options.tmpdir } : {}) },
+    env: { HOME: home, PARA_CLAUDE_IMAGE: CLAUDE_IMAGE, CLAUDE_CONFIG_DIR: undefined, ...(options.tmpdir ? { TMPDIR: options.tmpdir } : {}), ...options.env },
   });
 }
 

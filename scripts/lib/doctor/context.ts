@@ -9,6 +9,10 @@ import { findRepo, type RepoInfo } from '../git.ts';
 
 export interface DoctorOptions {
   image?: string;
+  /** Make one real request with the image's credentials (--online). */
+  online?: boolean;
+  /** The network the online check's proxy reaches out through (null: docker's own). */
+  egressNetwork?: string | null;
   cwd?: string;
   platform?: NodeJS.Platform;
   env?: NodeJS.ProcessEnv;
@@ -18,6 +22,8 @@ export interface DoctorOptions {
 
 export interface DoctorContext {
   image: string;
+  online: boolean;
+  egressNetwork: string | null;
   /** True when the image was named with --image (the fix then names it too). */
   imageExplicit: boolean;
   cwd: string;
@@ -55,6 +61,8 @@ export function createContext(options: DoctorOptions = {}): DoctorContext {
   const imageInfo = once(() => inspectImage(image));
   return {
     image,
+    online: Boolean(options.online),
+    egressNetwork: options.egressNetwork ?? null,
     imageExplicit: Boolean(options.image),
     cwd,
     platform: options.platform ?? process.platform,

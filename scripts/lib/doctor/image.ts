@@ -4,7 +4,8 @@ import { config, labels } from '../config.ts';
 import { DockerError, inspectImage } from '../docker.ts';
 import { imageUserIds } from '../image.ts';
 import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
-import { fail, ok, warn, type Check } from './runner.ts';
+import { fail, ok, skip, warn, type Check, type Finding } from './runner.ts';
+import { onlineCheck, type OnlineVerdict } from '../online-check.ts';
 import { parseDate, relative } from './time.ts';
 
 const SOURCE_NAMES: Record<string, string> = {
@@ -16,6 +17,26 @@ const SOURCE_NAMES: Record<string, string> = {
 
 export function describeCredentialsSource(source: string | undefined): string {
   return source ? (SOURCE_NAMES[source] ?? source) : 'unknown credentials';
+}
+
+/** The online check's verdict as a finding: accepted is ok, rejected fails, unreachable warns. */
+export function onlineFinding(verdict: OnlineVerdict, context: Pick<DoctorContext, 'image' | 'imageExplicit'>): Finding {
+  switch (verdict.outcome) {
+    case 'accepted':
+      return ok(`the Anthropic API accepted the login in ${context.image} (one real request, through an egress proxy)`);
+    case 'rejected':
+      return fail(
+        `the Anthropic API rejected the login in ${context.image}: ${verdict.detail}`,
+        `${makeImageCommand(context as DoctorContext)} with a fresh login (or make login)`,
+      );
+    case 'unreachable':
+      return warn(
+        `the Anthropic API could not be reached, so the login was not tried: ${verdict.detail}`,
+        'check the network the proxy reaches out through (--egress-network) and the host proxy settings (HTTPS_PROXY)',
+      );
+    default:
+      return warn(`the online check could not tell: ${verdict.detail}`, 'run claude in a session to see the full error');
+  }
 }
 
 export const imageChecks: Check<DoctorContext>[] = [
@@ -99,6 +120,19 @@ export const imageChecks: Check<DoctorContext>[] = [
         return warn(`claude inside ${context.image} is logged in with ${status.authMethod}, but the image was built for ${expected}`, fix);
       }
       return ok(`claude inside the image is logged in (${status.authMethod}${subscription}), checked with --network none`);
+    },
+  },
+  {
+    id: 'image-online',
+    needs: ['image-auth', 'egress-image'],
+    // One real request through a proxy of its own: slower than the other checks.
+    get deadlineMs() {
+      return config.timeouts.verifyMs + 30_000;
+    },
+    run: async (context) => {
+      if (!context.online) return skip("not asked for (--online makes one real request with the image's credentials)");
+      const verdict = await onlineCheck(context.image, { network: context.egressNetwork, warn: () => undefined });
+      return onlineFinding(verdict, context);
     },
   },
 ];

@@ -244,6 +244,25 @@ export function squidConfig(cfg: ProxyConfig): string {
 
 // ---- containers -------------------------------------------------------------------------------
 
+/** Whose proxy: the container it serves, the names of its pieces and the labels they all carry. */
+export interface EgressOwner {
+  container: string;
+  proxy: string;
+  forwarder: string;
+  egressVolume: string;
+  labels: Record<string, string>;
+}
+
+export function sessionEgressOwner(repo: Repo, paths: SessionPaths): EgressOwner {
+  return {
+    container: paths.container,
+    proxy: paths.proxy,
+    forwarder: paths.forwarder,
+    egressVolume: paths.egressVolume,
+    labels: sessionLabels(paths.name, repo.root),
+  };
+}
+
 export interface EgressPlan {
   image: string;
   /** uid:gid of the image's proxy user (its label). */
@@ -303,21 +322,21 @@ export async function networkGateways(network: string | null): Promise<string[]>
  * the host proxy's password it goes into the proxy's own volume by docker cp before the start,
  * never into an argument or the environment.
  */
-export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
+export async function createProxy(owner: EgressOwner, plan: EgressPlan): Promise<void> {
   const [uid, gid] = plan.user.split(':').map(Number);
   const secret = Boolean(plan.config.upstream?.login);
-  const args = [secret ? 'create' : 'run', ...(secret ? [] : ['--detach']), '--name', paths.proxy];
-  args.push(...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-proxy' }));
+  const args = [secret ? 'create' : 'run', ...(secret ? [] : ['--detach']), '--name', owner.proxy];
+  args.push(...labelArgs({ ...owner.labels, [labels.role]: 'egress-proxy' }));
   if (plan.network) args.push('--network', plan.network);
   args.push(...runtimeOptions(plan.user));
   // A new volume takes the image's folder, owned by the proxy's user: its socket can be made there.
   args.push(
     ...mountArg({
       type: 'volume',
-      source: paths.egressVolume,
+      source: owner.egressVolume,
       target: EGRESS_DIR,
       readonly: false,
-      labels: sessionLabels(paths.name, repo.root),
+      labels: owner.labels,
       copyFromImage: true,
     }),
   );
@@ -330,26 +349,26 @@ export async function createProxy(repo: Repo, paths: SessionPaths, plan: EgressP
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
   if (!secret) return;
   const archive = tarArchive([{ path: 'squid.conf', mode: 0o600, content: squidConfig(plan.config) }], { uid, gid });
-  await docker(['cp', '-', `${paths.proxy}:${EGRESS_DIR}/`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
-  await docker(['start', paths.proxy], { timeoutMs: config.timeouts.dockerQuickMs });
+  await docker(['cp', '-', `${owner.proxy}:${EGRESS_DIR}/`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
+  await docker(['start', owner.proxy], { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
 /**
  * Creates the forwarder that will live in the session container's network namespace; docker
  * resolves that namespace when it starts, so it can be made before the container exists.
  */
-export async function createForwarder(repo: Repo, paths: SessionPaths, plan: EgressPlan): Promise<void> {
-  const args = ['create', '--name', paths.forwarder, ...labelArgs({ ...sessionLabels(paths.name, repo.root), [labels.role]: 'egress-forwarder' })];
-  args.push('--network', `container:${paths.container}`, ...runtimeOptions(plan.user));
+export async function createForwarder(owner: EgressOwner, plan: EgressPlan): Promise<void> {
+  const args = ['create', '--name', owner.forwarder, ...labelArgs({ ...owner.labels, [labels.role]: 'egress-forwarder' })];
+  args.push('--network', `container:${owner.container}`, ...runtimeOptions(plan.user));
   // Made beside the proxy: whichever of the two creates the volume gives it the session's labels.
-  args.push(...mountArg({ type: 'volume', source: paths.egressVolume, target: EGRESS_DIR, readonly: true, labels: sessionLabels(paths.name, repo.root) }));
+  args.push(...mountArg({ type: 'volume', source: owner.egressVolume, target: EGRESS_DIR, readonly: true, labels: owner.labels }));
   args.push('--pull', 'never', plan.image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
 /** Starts the forwarder (a new one), or restarts it: after every start of the session container, whose namespace it joins. */
-export async function startForwarder(paths: SessionPaths, which: 'new' | 'existing'): Promise<void> {
-  const args = which === 'new' ? ['start', paths.forwarder] : ['restart', '--time', '0', paths.forwarder];
+export async function startForwarder(owner: EgressOwner, which: 'new' | 'existing'): Promise<void> {
+  const args = which === 'new' ? ['start', owner.forwarder] : ['restart', '--time', '0', owner.forwarder];
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
@@ -465,8 +484,25 @@ export async function prepareEgress(
   if (mode === 'open') {
     return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: network, env: ca.env, mounts: ca.mounts, plan: null };
   }
+  const hosts = await egressHosts(repo, allow);
+  const { plan, upstream } = await proxyPlan(hosts, network, warn);
+  return {
+    state: { mode, allow, hosts, upstream: upstream ? `${upstream.host}:${upstream.port}` : null },
+    containerNetwork: 'none',
+    env: { ...sessionProxyEnv(), ...ca.env },
+    mounts: ca.mounts,
+    plan,
+  };
+}
+
+/** The proxy for a list of hosts on a network: its image, user and configuration (the host's proxy, DNS, blocked addresses). */
+export async function proxyPlan(
+  hosts: string[],
+  network: string | null,
+  warn: (message: string) => void,
+): Promise<{ plan: EgressPlan; upstream: Upstream | null }> {
   const image = config.egressImage;
-  const [info, hosts, gateways] = await Promise.all([inspectImage(image), egressHosts(repo, allow), networkGateways(network)]);
+  const [info, gateways] = await Promise.all([inspectImage(image), networkGateways(network)]);
   if (!info) throw missingEgressImage(image);
   const upstream = hostUpstream();
   if (upstream && isLoopbackHost(upstream.host) && network !== 'host') {
@@ -480,13 +516,7 @@ export async function prepareEgress(
     network,
     config: { hosts, blocked: blockedAddresses(gateways, true), upstream, port: proxyPort(network), dns: egressDns() },
   };
-  return {
-    state: { mode, allow, hosts, upstream: upstream ? `${upstream.host}:${upstream.port}` : null },
-    containerNetwork: 'none',
-    env: { ...sessionProxyEnv(), ...ca.env },
-    mounts: ca.mounts,
-    plan,
-  };
+  return { plan, upstream };
 }
 
 /** A session's egress as recorded; a session from before egress modes existed had Docker's own network, or none. */

@@ -40,6 +40,7 @@ import {
   proxyHealth,
   recordedEgress,
   removeEgress,
+  sessionEgressOwner,
   startForwarder,
   type EgressMode,
   type PreparedEgress,
@@ -299,8 +300,9 @@ async function ensureEgress(repo: Repo, session: SessionState, prepared: Prepare
   if (same && proxyHealth(container, proxy, forwarder) === 'running') return;
   await removeEgress(repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(repo, paths));
-  await Promise.all([createProxy(repo, paths, prepared.plan), createForwarder(repo, paths, prepared.plan)]);
-  await startForwarder(paths, 'new');
+  const owner = sessionEgressOwner(repo, paths);
+  await Promise.all([createProxy(owner, prepared.plan), createForwarder(owner, prepared.plan)]);
+  await startForwarder(owner, 'new');
 }
 
 async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
@@ -438,10 +440,11 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         // The forwarder starts as soon as the session container runs (it joins its network
         // namespace); the proxy, the longest step, starts meanwhile.
         const plan = egress.plan;
+        const owner = sessionEgressOwner(repo, paths);
         const session = plan
-          ? Promise.all([createSessionContainer(spec, rollback), createForwarder(repo, paths, plan)]).then(() => startForwarder(paths, 'new'))
+          ? Promise.all([createSessionContainer(spec, rollback), createForwarder(owner, plan)]).then(() => startForwarder(owner, 'new'))
           : createSessionContainer(spec, rollback);
-        const made = await Promise.allSettled([createBranch(repo, paths, head, rollback), session, plan ? createProxy(repo, paths, plan) : Promise.resolve()]);
+        const made = await Promise.allSettled([createBranch(repo, paths, head, rollback), session, plan ? createProxy(owner, plan) : Promise.resolve()]);
         // A missing image explains a failed docker run best, so it is reported first.
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
