@@ -1,10 +1,13 @@
 // The allowlist's rules, without Docker: which names are accepted as patterns, which hosts a
 // pattern admits (anchored: no look-alikes), the host proxy setting, and the proxy's rule order.
+import fs from 'fs-extra';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UsageError } from '../scripts/lib/errors.ts';
 import {
   blockedAddresses,
+  impliedGateway,
+  localAddresses,
   checkAllow,
   DEFAULT_ALLOWED_HOSTS,
   hostAllowed,
@@ -69,7 +72,7 @@ rules("the host's proxy setting: address, password kept apart, NO_PROXY names", 
 rules("the proxy's rules: names judged before any lookup, addresses after, then allow; the password only in a login", () => {
   const conf = squidConfig({
     hosts: ['api.anthropic.com', '*.example.com'],
-    blocked: blockedAddresses(['172.18.0.1'], false),
+    blocked: blockedAddresses(['172.18.0.1']),
     upstream: { host: 'proxy.corp.example', port: 8080, login: 'me:secret', direct: [] },
     port: 3128,
     dns: ['10.0.0.2'],
@@ -87,6 +90,28 @@ rules("the proxy's rules: names judged before any lookup, addresses after, then 
   assert.match(conf, 'cache_peer proxy.corp.example parent 8080 0 no-query no-digest no-netdb-exchange default name=upstream login=me:secret');
   assert.match(conf, 'never_direct allow all');
   assert.is(conf.split('me:secret').length, 2, 'the password appears once, in the login');
+});
+
+rules("the Docker host's addresses: a network's implied gateway, this machine's down interfaces, metadata services", async () => {
+  assert.is(impliedGateway('10.231.0.0/24'), '10.231.0.1');
+  assert.is(impliedGateway('172.23.0.0/16'), '172.23.0.1');
+  assert.is(impliedGateway('10.1.2.128/25'), '10.1.2.129');
+  assert.is(impliedGateway('fd00:1:2::/64'), 'fd00:1:2::1');
+  const local = await localAddresses();
+  assert.ok(local.includes('127.0.0.1'));
+  if (process.platform === 'linux') {
+    // Every IPv4 address the kernel holds as local, whether or not its interface is up.
+    const trie = await fs.readFile('/proc/net/fib_trie', 'utf8');
+    const lines = trie.split('\n');
+    for (const [i, line] of lines.entries()) {
+      const address = /\|--\s+(\d+\.\d+\.\d+\.\d+)/.exec(line)?.[1];
+      if (address && /\/32 host LOCAL/.test(lines[i + 1] ?? '')) assert.ok(local.includes(address), address);
+    }
+  }
+  const blocked = blockedAddresses(['10.231.0.1']);
+  for (const address of ['10.231.0.1', '169.254.0.0/16', '100.100.100.200', 'fd00:ec2::254', '127.0.0.0/8', '::1'])
+    assert.ok(blocked.includes(address), address);
+  assert.match(hostPatternProblem('0x7f000001') ?? '', /address/);
 });
 
 rules.run();

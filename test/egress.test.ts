@@ -13,7 +13,7 @@ import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { runScript, SESSION_IMAGE, sessionTestImage, testEgressImage, type ScriptResult } from './support/images.ts';
 import { build, certsFolder, HANDLER, httpsServer, netImage, runServer, testNetwork, type Server } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { RUN_ID, tempDir, trackImage } from './support/resources.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
 
 /** The session image plus curl, and the tools an agent would try to get around the proxy with. */
 const AGENT_IMAGE = trackImage(`para-egress-agent-test-${RUN_ID}:latest`);
@@ -58,7 +58,11 @@ async function setUpInternet(): Promise<Internet> {
   const corp = await runServer(network, 'corp', ['sh', '-c', `printf '%s\\n' "$0" > /tmp/tp.conf && exec tinyproxy -d -c /tmp/tp.conf`, corpConf]);
   servers.push(api.container, evil.container, corp.container);
   const hostAddress = hostIPv4();
+  // A second network made with --subnet only (docker records no gateway) and nothing on it (its
+  // bridge is down): its implied gateway is still the host's, as the red team found.
+  const idle = await idleNetwork();
   const addresses = [
+    `/idle-bridge.para-test/${idle}`,
     `/api.anthropic.com/${api.ip}`,
     // dnsmasq answers for subdomains too: api.anthropic.com.evil.example is a look-alike at evil's address.
     `/evil.example/${evil.ip}`,
@@ -80,6 +84,22 @@ async function setUpInternet(): Promise<Internet> {
   ]);
   servers.push(dns.container);
   return { network, gateway, ca: path.join(certs, 'ca.pem'), api, evil, dns, corp };
+}
+
+/** A network of the test's own with an explicit subnet and no container; returns its implied gateway. */
+async function idleNetwork(): Promise<string> {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const third = 1 + Math.floor(Math.random() * 250);
+    const second = 200 + Math.floor(Math.random() * 50);
+    const name = uniqueName('para-egress-idle');
+    const made = await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, '--subnet', `10.${second}.${third}.0/24`, name], {
+      allowFailure: true,
+    });
+    if (made.exitCode !== 0) continue;
+    onCleanup(() => docker(['network', 'rm', name], { allowFailure: true }));
+    return `10.${second}.${third}.1`;
+  }
+  throw new Error('no free subnet for the idle network');
 }
 
 function hostIPv4(): string | undefined {
@@ -230,13 +250,39 @@ egress('a denied name is refused before any lookup; an allowed one is resolved (
 });
 
 egress('names that resolve to the Docker host, loopback or link-local are refused even when allowed', async () => {
-  const names = ['gw.para-test', 'lo.para-test', 'll.para-test', ...(hostIPv4() ? ['hostaddr.para-test'] : [])];
+  const names = ['gw.para-test', 'idle-bridge.para-test', 'lo.para-test', 'll.para-test', ...(hostIPv4() ? ['hostaddr.para-test'] : [])];
   const s = await started(names.flatMap((n) => ['--allow', n]));
   for (const name of names) {
     assert.match(await fetchFromInside(s, `https://${name}/`, '-k'), /failed: .*403/, name);
   }
   const log = await proxyLog(s);
   for (const name of names) assert.match(log, new RegExp(`CONNECT ${name.replace(/\./g, '\\.')}:443 403 TCP_DENIED refused:resolves-to-a-docker-host`), name);
+});
+
+egress('hundreds of connections held open neither kill the proxy nor let the agent take its port', async () => {
+  const s = await started([]);
+  const paths = sessionPaths({ root: s.repo.root, commonDir: '' }, s.name);
+  // 300 connections held for 20 s, each in its own process, in the background.
+  await agent(s, 'for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/3128; sleep 20) >/dev/null 2>&1 & done; sleep 8; true');
+  for (const name of [paths.proxy, paths.forwarder]) assert.ok((await inspectContainer(name))?.State.Running, `${name} died under the flood`);
+  await agent(s, 'pkill -u para sleep; true');
+  assert.match(await fetchFromInside(s, 'https://api.anthropic.com/after-flood'), /^(200|failed)/);
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/after-flood'), '200');
+});
+
+egress("an agent holding the proxy's port once the forwarder is gone: start restarts the container and takes it back", async () => {
+  const s = await started([]);
+  const paths = sessionPaths({ root: s.repo.root, commonDir: '' }, s.name);
+  await docker(['stop', '--time', '0', paths.forwarder]);
+  const squat = `nohup perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:3128", Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c "HTTP/1.1 200 Connection established\\r\\n\\r\\n"; close $c }' >/dev/null 2>&1 &`;
+  await agent(s, `${squat} sleep 1; true`);
+  assert.match((await agent(s, "timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128 && echo held'")).stdout, 'held');
+  const resumed = await runScript('start.ts', [s.name, '--container', '--detach', '--image', AGENT_IMAGE], { cwd: s.repo.root, env: s.env });
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  assert.match(resumed.stderr, "held the proxy's port");
+  assert.is((await agent(s, 'pgrep -u para perl || echo gone')).stdout.trim(), 'gone');
+  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/taken-back'), '200');
 });
 
 egress('--allow and the repository file admit a host; a look-alike name stays refused', async () => {

@@ -425,6 +425,11 @@ export async function startContainer(ref: string): Promise<void> {
   await docker(['start', ref], { timeoutMs: quick() });
 }
 
+/** Restarts a container at once (no grace period): every process in it ends. */
+export async function restartContainer(ref: string): Promise<void> {
+  await docker(['restart', '--time', '0', ref], { timeoutMs: quick() });
+}
+
 export async function commitContainer(ref: string, tag: string, changes: string[] = []): Promise<string> {
   const args = ['commit'];
   for (const change of changes) args.push('--change', change);

@@ -66,7 +66,7 @@ export function hostPatternProblem(raw: string): string | undefined {
   const parts = name.split('.');
   if (!parts.every((part) => LABEL.test(part)))
     return `${JSON.stringify(raw)} is not a host name (letters, digits and "-" between dots; a wildcard only as a leading "*.")`;
-  if (/^\d+$/.test(parts[parts.length - 1])) return `${JSON.stringify(raw)} is an address: the proxy admits host names only`;
+  if (/^(\d+|0x[0-9a-f]+)$/.test(parts[parts.length - 1])) return `${JSON.stringify(raw)} is an address: the proxy admits host names only`;
   if (pattern.startsWith('*.') && parts.length < 2) return `${JSON.stringify(raw)} would admit a whole top-level domain`;
   return undefined;
 }
@@ -167,16 +167,56 @@ export function hostUpstream(env: NodeJS.ProcessEnv = process.env): Upstream | n
 
 // ---- the proxy's configuration ----------------------------------------------------------------
 
-/** Addresses the proxy never connects to, whatever a name resolves to: the Docker host and itself. */
-export function blockedAddresses(gateways: string[], local: boolean): string[] {
-  const fixed = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '::/128', '::1', 'fe80::/10'];
-  const own = local
-    ? Object.values(networkInterfaces())
-        .flat()
-        .filter((entry): entry is NonNullable<typeof entry> => Boolean(entry))
-        .map((entry) => entry.address.replace(/%.*$/, ''))
-    : [];
-  return [...new Set([...fixed, ...gateways, ...own])];
+/** Cloud metadata services outside link-local (Alibaba, Oracle, Azure's wire server, AWS over IPv6). */
+const METADATA = ['100.100.100.200', '192.0.0.192', '168.63.129.16', 'fd00:ec2::254'];
+
+/** Addresses the proxy never connects to, whatever a name resolves to: the Docker host, itself, metadata services. */
+export function blockedAddresses(hostAddresses: string[]): string[] {
+  const fixed = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '::/128', '::1', 'fe80::/10', ...METADATA];
+  return [...new Set([...fixed, ...hostAddresses.map((address) => address.replace(/%.*$/, ''))])];
+}
+
+/**
+ * Every address of this machine, the link-down ones too (a Docker bridge with no container is
+ * down, yet its address is the host's): Node's list of the interfaces that are up, and on Linux
+ * the kernel's own tables of local IPv4 (/proc/net/fib_trie) and IPv6 (/proc/net/if_inet6) addresses.
+ */
+export async function localAddresses(): Promise<string[]> {
+  const found = new Set<string>();
+  for (const entry of Object.values(networkInterfaces()).flat()) if (entry) found.add(entry.address.replace(/%.*$/, ''));
+  const trie = await fs.readFile('/proc/net/fib_trie', 'utf8').catch(() => '');
+  let last = '';
+  for (const line of trie.split('\n')) {
+    const leaf = /\|--\s+(\d+\.\d+\.\d+\.\d+)/.exec(line);
+    if (leaf) last = leaf[1];
+    else if (/\/32 host LOCAL/.test(line) && last) found.add(last);
+  }
+  const inet6 = await fs.readFile('/proc/net/if_inet6', 'utf8').catch(() => '');
+  for (const line of inet6.split('\n')) {
+    const hex = line.trim().split(/\s+/)[0];
+    if (hex && /^[0-9a-f]{32}$/.test(hex))
+      found.add(
+        hex
+          .match(/.{4}/g)!
+          .map((group) => group.replace(/^0{1,3}/, ''))
+          .join(':'),
+      );
+  }
+  return [...found];
+}
+
+/** The first address of a subnet: Docker's gateway when a network's IPAM names none. */
+export function impliedGateway(subnet: string): string | undefined {
+  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(subnet);
+  if (v4) {
+    const value = v4.slice(1, 5).reduce((acc, part) => acc * 256 + Number(part), 0);
+    const bits = Number(v4[5]);
+    const base = bits === 0 ? 0 : value - (value % 2 ** (32 - bits));
+    const first = base + 1;
+    return [24, 16, 8, 0].map((shift) => Math.floor(first / 2 ** shift) % 256).join('.');
+  }
+  const v6 = /^([0-9a-f:]+)::\/\d+$/i.exec(subnet);
+  return v6 ? `${v6[1]}::1` : undefined;
 }
 
 export interface ProxyConfig {
@@ -272,8 +312,35 @@ export interface EgressPlan {
   config: ProxyConfig;
 }
 
+/**
+ * How many connections each socat serves at once: more wait in the kernel's backlog. Without a
+ * cap, an agent opening hundreds of connections made socat's fork fail against the pids limit,
+ * and socat exits then, leaving the port to be squatted.
+ */
+const MAX_CONNECTIONS = 64;
+
 function runtimeOptions(user: string): string[] {
-  return ['--read-only', '--user', user, '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--init', '--memory', '256m', '--pids-limit', '256'];
+  return [
+    '--read-only',
+    '--user',
+    user,
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--init',
+    '--memory',
+    '256m',
+    '--pids-limit',
+    '256',
+    // The agent can make the proxy log as fast as it sends requests: the log is capped.
+    '--log-driver',
+    'json-file',
+    '--log-opt',
+    'max-size=10m',
+    '--log-opt',
+    'max-file=2',
+  ];
 }
 
 function egressUser(image: string, info: ImageInfo): string {
@@ -293,28 +360,41 @@ export function missingEgressImage(image: string): ParaError {
   });
 }
 
-/** The gateways of the proxy's network: the Docker host as the proxy sees it. */
-export async function networkGateways(network: string | null): Promise<string[]> {
-  const name = network ?? 'bridge';
-  if (name === 'host' || name === 'none') return [];
-  const result = await docker(['network', 'inspect', '--format', '{{json .IPAM.Config}}', name], {
-    allowFailure: true,
-    timeoutMs: config.timeouts.dockerQuickMs,
-  });
-  if (result.exitCode !== 0) {
-    if (network)
-      throw new ParaError(`the docker network ${network} does not exist`, {
-        code: 'egress-network-missing',
-        hint: `create it (docker network create ${network}) or choose another --egress-network`,
-      });
-    return [];
+/**
+ * The Docker host's addresses as its containers see them: the gateway of every docker network
+ * (named, or implied by the subnet), and, for a local engine, every address of this machine.
+ * Checks first that the proxy's own network exists.
+ */
+export async function dockerHostAddresses(network: string | null): Promise<string[]> {
+  const listed = await docker(['network', 'ls', '--no-trunc', '--format', '{{.ID}} {{.Name}}'], { timeoutMs: config.timeouts.dockerQuickMs });
+  const networks = listed.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(' '));
+  if (network && network !== 'host' && !networks.some(([id, name]) => name === network || id === network || id.startsWith(network))) {
+    throw new ParaError(`the docker network ${network} does not exist`, {
+      code: 'egress-network-missing',
+      hint: `create it (docker network create ${network}) or choose another --egress-network`,
+    });
   }
-  try {
-    const ipam = JSON.parse(result.stdout) as Array<{ Gateway?: string; Subnet?: string }> | null;
-    return (ipam ?? []).map((entry) => entry.Gateway ?? '').filter(Boolean);
-  } catch {
-    return [];
+  const addresses = new Set<string>(await localAddresses());
+  if (networks.length) {
+    const inspected = await docker(['network', 'inspect', '--format', '{{json .IPAM.Config}}', ...networks.map(([id]) => id)], {
+      allowFailure: true,
+      timeoutMs: config.timeouts.dockerQuickMs,
+    });
+    for (const line of inspected.stdout.split('\n').filter((l) => l.startsWith('['))) {
+      try {
+        for (const entry of JSON.parse(line) as Array<{ Gateway?: string; Subnet?: string }>) {
+          const gateway = entry.Gateway || (entry.Subnet ? impliedGateway(entry.Subnet) : undefined);
+          if (gateway) addresses.add(gateway);
+        }
+      } catch {
+        // a network docker cannot describe has no gateway to add
+      }
+    }
   }
+  return [...addresses];
 }
 
 /**
@@ -344,7 +424,14 @@ export async function createProxy(owner: EgressOwner, plan: EgressPlan): Promise
   const conf = `${EGRESS_DIR}/squid.conf`;
   // The socket is the proxy's only door to the session; squid listens on loopback behind it.
   const write = secret ? '' : `umask 077; printf '%s' "$1" > ${conf}; `;
-  const script = `set -e; ${write}rm -f ${SOCKET}; socat UNIX-LISTEN:${SOCKET},fork,mode=600 TCP:127.0.0.1:${port} & exec squid -N -f ${conf}`;
+  // Either process ending ends the container, so a broken proxy shows as stopped, never as running.
+  const script = [
+    `set -e; ${write}rm -f ${SOCKET}`,
+    `socat UNIX-LISTEN:${SOCKET},fork,max-children=${MAX_CONNECTIONS},mode=600 TCP:127.0.0.1:${port} & s=$!`,
+    `squid -N -f ${conf} & q=$!`,
+    'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null; do sleep 1; done',
+    'kill "$s" "$q" 2>/dev/null; exit 1',
+  ].join('\n');
   args.push('--pull', 'never', plan.image, 'sh', '-c', script, 'para-egress', ...(secret ? [] : [squidConfig(plan.config)]));
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
   if (!secret) return;
@@ -362,7 +449,14 @@ export async function createForwarder(owner: EgressOwner, plan: EgressPlan): Pro
   args.push('--network', `container:${owner.container}`, ...runtimeOptions(plan.user));
   // Made beside the proxy: whichever of the two creates the volume gives it the session's labels.
   args.push(...mountArg({ type: 'volume', source: owner.egressVolume, target: EGRESS_DIR, readonly: true, labels: owner.labels }));
-  args.push('--pull', 'never', plan.image, 'socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${SOCKET}`);
+  args.push(
+    '--pull',
+    'never',
+    plan.image,
+    'socat',
+    `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS}`,
+    `UNIX-CONNECT:${SOCKET}`,
+  );
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
@@ -502,7 +596,7 @@ export async function proxyPlan(
   warn: (message: string) => void,
 ): Promise<{ plan: EgressPlan; upstream: Upstream | null }> {
   const image = config.egressImage;
-  const [info, gateways] = await Promise.all([inspectImage(image), networkGateways(network)]);
+  const [info, hostAddresses] = await Promise.all([inspectImage(image), dockerHostAddresses(network)]);
   if (!info) throw missingEgressImage(image);
   const upstream = hostUpstream();
   if (upstream && isLoopbackHost(upstream.host) && network !== 'host') {
@@ -514,7 +608,7 @@ export async function proxyPlan(
     image,
     user: egressUser(image, info),
     network,
-    config: { hosts, blocked: blockedAddresses(gateways, true), upstream, port: proxyPort(network), dns: egressDns() },
+    config: { hosts, blocked: blockedAddresses(hostAddresses), upstream, port: proxyPort(network), dns: egressDns() },
   };
   return { plan, upstream };
 }

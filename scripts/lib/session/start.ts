@@ -7,7 +7,7 @@ import { makeCommand } from '../cli.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { config, labels } from '../config.ts';
 import { configDir } from '../credentials.ts';
-import { inspectContainer, inspectImage, type ImageInfo } from '../docker.ts';
+import { inspectContainer, inspectImage, restartContainer, type ImageInfo } from '../docker.ts';
 import { ParaError, UsageError } from '../errors.ts';
 import { git, repoSnapshot } from '../git.ts';
 import { imageUserIds } from '../image.ts';
@@ -41,6 +41,7 @@ import {
   recordedEgress,
   removeEgress,
   sessionEgressOwner,
+  SESSION_PROXY_PORT,
   startForwarder,
   type EgressMode,
   type PreparedEgress,
@@ -289,7 +290,7 @@ function resumedEgress(request: StartRequest, session: SessionState): { mode: Eg
  * Makes the session's proxy and forwarder match its container: (re)created when either is not
  * running, the forwarder predates the container's latest start, or the allowlist changed.
  */
-async function ensureEgress(repo: Repo, session: SessionState, prepared: PreparedEgress, rollback?: Rollback): Promise<void> {
+async function ensureEgress(repo: Repo, session: SessionState, prepared: PreparedEgress, warn: (message: string) => void, rollback?: Rollback): Promise<void> {
   const paths = sessionPaths(repo, session.name);
   if (!prepared.plan) {
     await removeEgress(repo, paths);
@@ -303,6 +304,20 @@ async function ensureEgress(repo: Repo, session: SessionState, prepared: Prepare
   const owner = sessionEgressOwner(repo, paths);
   await Promise.all([createProxy(owner, prepared.plan), createForwarder(owner, prepared.plan)]);
   await startForwarder(owner, 'new');
+  if (await forwarderHeld(owner.forwarder)) return;
+  // Something in the session holds 127.0.0.1:3128 (an agent can bind it once the forwarder is
+  // gone): only a restart of the container ends every process of the agent.
+  warn(`something in session ${session.name} held the proxy's port 127.0.0.1:${SESSION_PROXY_PORT}: its container is restarted (a running job ends)`);
+  await restartContainer(paths.container);
+  await startForwarder(owner, 'existing');
+  if (!(await forwarderHeld(owner.forwarder)))
+    throw new ParaError(`the egress forwarder of session ${session.name} cannot start`, { code: 'egress-broken', hint: `docker logs ${owner.forwarder}` });
+}
+
+/** Whether the forwarder is still running a moment after its start (socat exits at once when its port is taken). */
+async function forwarderHeld(forwarder: string): Promise<boolean> {
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return Boolean((await inspectContainer(forwarder))?.State.Running);
 }
 
 async function resume(request: StartRequest, existing: SessionState, pre: Preconditions): Promise<StartResult> {
@@ -367,7 +382,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
         );
         if (!(await sessionVolumeExists(repo, paths))) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
-        await ensureEgress(repo, session, egress, rollback);
+        await ensureEgress(repo, session, egress, request.warn, rollback);
       } catch (error) {
         await rollback.run(request.warn);
         throw error;
@@ -375,7 +390,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       session.image = image;
     } else {
       await startSessionContainer(repo, paths);
-      await ensureEgress(repo, session, egress);
+      await ensureEgress(repo, session, egress, request.warn);
     }
     session.egress = egress.state;
     await writeSession(repo, session);
