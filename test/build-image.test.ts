@@ -393,4 +393,104 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
   assert.equal(leftovers, [], 'the token is in a host folder');
 });
 
+killed('a build that times out, then a run: no container, temporary tag or image of it is left', async () => {
+  const { CLAUDE_IMAGE, testClaudeImage } = await import('./support/images.ts');
+  const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
+  await testClaudeImage();
+  const context = await tempDir('para-test-parent-');
+  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-timeout\n`);
+  const parent = trackImage(`para-claude-timeout-${RUN_ID}:latest`);
+  await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
+  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  const tag = trackImage(`para-auth-timeout-${RUN_ID}:latest`);
+  const env = { HOME: await fakeHome(), PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, PARA_EXTRA_LABELS: `${label}=${RUN_ID}` };
+  // Committing the credentials layer cannot finish in 1 ms: the client is stopped while the engine
+  // may still make (and tag) the image after this run has cleaned up.
+  const timedOut = await runScript('build-image.ts', ['--tag', tag], { env: { ...env, PARA_BUILD_TIMEOUT_MS: '1' } });
+  assert.is(timedOut.exitCode, 1, timedOut.stderr);
+  assert.match(timedOut.stderr, /did not finish in time|timed out/);
+  assert.not.ok(await imageExists(tag), 'a timed-out build moved the tag');
+  const run = await runScript('build-image.ts', ['--tag', tag], { env });
+  assert.is(run.exitCode, 0, run.stderr);
+  const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
+  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  const children: string[] = [];
+  for (const id of new Set(all)) {
+    if ((await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim() === parentId) children.push(id);
+  }
+  assert.equal(children, [current], 'an image of the timed-out build survived');
+  assert.is((await docker(['ps', '-aq', '--filter', 'name=para-build-'])).stdout.trim(), '', 'a build container survived');
+});
+
+killed('SIGKILL of make login with its container running, its staging folder written, or its image tagged; then make image sweeps it all', async () => {
+  const { CLAUDE_IMAGE, testClaudeImage, TSX_LOADER } = await import('./support/images.ts');
+  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
+  await testClaudeImage();
+  const context = await tempDir('para-test-parent-');
+  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-login-killed\n`);
+  const parent = trackImage(`para-claude-login-killed-${RUN_ID}:latest`);
+  await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
+  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  const tag = trackImage(`para-auth-login-killed-${RUN_ID}:latest`);
+  const tmp = await tempDir('para-test-login-tmp-');
+  const host = os.hostname();
+  const staged = async (pid: number) => {
+    for (const name of await fs.readdir(tmp)) {
+      const owner = await fs.readFile(path.join(tmp, name, '.owner-pid'), 'utf8').catch(() => '');
+      if (owner.trim() === String(pid) && (await fs.readdir(path.join(tmp, name))).length > 1) return true;
+    }
+    return false;
+  };
+  const triggers: Array<[string, (pid: number) => Promise<boolean>]> = [
+    ['the login container runs', async (pid) => (await docker(['ps', '-q', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim() !== ''],
+    ['the staging folder holds the home', staged],
+    ['the unverified image is tagged', async (pid) => (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim() !== ''],
+  ];
+  const killedPids: number[] = [];
+  for (const [what, reached] of triggers) {
+    const child = execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'test/support/login-child.ts'), parent, tag], {
+      env: { PARA_EXTRA_LABELS: `${label}=${RUN_ID}`, TMPDIR: tmp, PARA_CLAUDE_IMAGE: parent },
+      reject: false,
+      stdin: 'ignore',
+    });
+    const pid = child.pid!;
+    const deadline = Date.now() + 120_000;
+    let hit = false;
+    while (!hit && Date.now() < deadline && child.exitCode === null) {
+      hit = await reached(pid);
+      if (!hit) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    child.kill('SIGKILL');
+    await child;
+    assert.ok(hit, `the login never reached the point where ${what}`);
+    killedPids.push(pid);
+  }
+  // The next make image (or make login) sweeps what the killed logins left.
+  const run = await runScript('build-image.ts', ['--tag', tag], {
+    env: { HOME: await fakeHome(), PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, TMPDIR: tmp },
+  });
+  assert.is(run.exitCode, 0, run.stderr);
+  for (const pid of killedPids) {
+    assert.is(
+      (await docker(['ps', '-aq', '--filter', `label=dev.para.owner=${host}:${pid}`])).stdout.trim(),
+      '',
+      `a container of the killed login ${pid} survived`,
+    );
+    assert.is((await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim(), '', `a temporary image of ${pid} survived`);
+    assert.equal(await buildContainers(pid), []);
+  }
+  const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
+  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  const children: string[] = [];
+  for (const id of new Set(all)) {
+    if ((await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim() === parentId) children.push(id);
+  }
+  assert.equal(children, [current], 'an image made by a killed login survived');
+  // The child's own stand-in for the interactive login (para-test-login-*) holds the token on purpose.
+  const standIns = (await fs.readdir(tmp)).filter((name) => name.startsWith('para-test-login-')).map((name) => path.join(tmp, name));
+  const leftovers = await filesContaining(tmp, FAKE_TOKEN, [...FAKE_HOMES, ...standIns]);
+  assert.equal(leftovers, [], 'a killed login left the token in a host folder');
+});
+
 killed.run();
