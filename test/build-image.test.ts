@@ -325,16 +325,52 @@ async function buildContainers(pid: number): Promise<string[]> {
   return names.filter((name) => new RegExp(`^para-build-[0-9a-f]{8}-${pid}-[0-9a-f]+$`).test(name));
 }
 
-killed('SIGKILL with the build container made, or with the unverified image tagged, then a run: only the new image holds the login', async () => {
-  const { CLAUDE_IMAGE, scriptCommand, testClaudeImage } = await import('./support/images.ts');
+/** Starts `start()` once per trigger and SIGKILLs it the moment the trigger holds; returns the killed pids. */
+async function killAt(start: () => ReturnType<typeof execa>, triggers: Array<[string, (pid: number) => Promise<boolean>]>): Promise<number[]> {
+  const killedPids: number[] = [];
+  for (const [what, reached] of triggers) {
+    const child = start();
+    const pid = child.pid!;
+    const deadline = Date.now() + 120_000;
+    let hit = false;
+    while (!hit && Date.now() < deadline && child.exitCode === null) {
+      hit = await reached(pid);
+      if (!hit) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    child.kill('SIGKILL');
+    await child;
+    assert.ok(hit, `the run never reached the point where ${what}`);
+    killedPids.push(pid);
+  }
+  return killedPids;
+}
+
+/** The images whose parent is `parentId`: what a credentials layer on that parent made. */
+async function imagesOnTopOf(parentId: string): Promise<string[]> {
+  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+  const children: string[] = [];
+  for (const id of new Set(all)) {
+    if ((await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim() === parentId) children.push(id);
+  }
+  return children;
+}
+
+/** A para-claude of the test's own (a labelled child of the run's), so the images found on top of it are this test's alone. */
+async function ownParent(name: string): Promise<{ parent: string; parentId: string }> {
+  const { CLAUDE_IMAGE, testClaudeImage } = await import('./support/images.ts');
   const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
   await testClaudeImage();
-  // A parent of this test's own, so the images it finds below are this test's alone.
   const context = await tempDir('para-test-parent-');
-  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-killed\n`);
-  const parent = trackImage(`para-claude-killed-${RUN_ID}:latest`);
+  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-${name}\n`);
+  const parent = trackImage(`para-claude-${name}-${RUN_ID}:latest`);
   await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
-  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  return { parent, parentId: (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim() };
+}
+
+killed('SIGKILL with the build container made, or with the unverified image tagged, then a run: only the new image holds the login', async () => {
+  const { scriptCommand } = await import('./support/images.ts');
+  const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
+  const { parent, parentId } = await ownParent('killed');
   const tag = trackImage(`para-auth-killed-${RUN_ID}:latest`);
   const home = await fakeHome();
   const env = { HOME: home, PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, PARA_EXTRA_LABELS: `${label}=${RUN_ID}` };
@@ -343,22 +379,8 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
     ['the build container exists', async (pid) => (await buildContainers(pid)).length > 0],
     ['the unverified image is tagged', async (pid) => (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim() !== ''],
   ];
-  const killedPids: number[] = [];
-  for (const [what, reached] of triggers) {
-    const [command, ...entry] = scriptCommand('build-image');
-    const child = execa(command, [...entry, '--tag', tag], { env, reject: false, stdin: 'ignore' });
-    const pid = child.pid!;
-    const deadline = Date.now() + 120_000;
-    let hit = false;
-    while (!hit && Date.now() < deadline && child.exitCode === null) {
-      hit = await reached(pid);
-      if (!hit) await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    child.kill('SIGKILL');
-    await child;
-    assert.ok(hit, `the build never reached the point where ${what}`);
-    killedPids.push(pid);
-  }
+  const [command, ...entry] = scriptCommand('build-image');
+  const killedPids = await killAt(() => execa(command, [...entry, '--tag', tag], { env, reject: false, stdin: 'ignore' }), triggers);
   const run = await runScript('build-image.ts', ['--tag', tag], { env });
   assert.is(run.exitCode, 0, run.stderr);
   assert.match(run.stderr, 'removed the leftover of an interrupted run');
@@ -377,12 +399,7 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
   }
   // Every image made on top of this test's parent: only the one the tag names may hold the login.
   const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
-  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-  const children: string[] = [];
-  for (const id of new Set(all)) {
-    const parentOf = (await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim();
-    if (parentOf === parentId) children.push(id);
-  }
+  const children = await imagesOnTopOf(parentId);
   assert.equal(children, [current], 'another image on top of para-claude survived');
   // The fake HOMEs hold the token on purpose (the source, not a leak).
   const sources = [
@@ -394,14 +411,8 @@ killed('SIGKILL with the build container made, or with the unverified image tagg
 });
 
 killed('a build that times out, then a run: no container, temporary tag or image of it is left', async () => {
-  const { CLAUDE_IMAGE, testClaudeImage } = await import('./support/images.ts');
   const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
-  await testClaudeImage();
-  const context = await tempDir('para-test-parent-');
-  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-timeout\n`);
-  const parent = trackImage(`para-claude-timeout-${RUN_ID}:latest`);
-  await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
-  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  const { parent, parentId } = await ownParent('timeout');
   const tag = trackImage(`para-auth-timeout-${RUN_ID}:latest`);
   const env = { HOME: await fakeHome(), PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, PARA_EXTRA_LABELS: `${label}=${RUN_ID}` };
   // Committing the credentials layer cannot finish in 1 ms: the client is stopped while the engine
@@ -413,25 +424,16 @@ killed('a build that times out, then a run: no container, temporary tag or image
   const run = await runScript('build-image.ts', ['--tag', tag], { env });
   assert.is(run.exitCode, 0, run.stderr);
   const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
-  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-  const children: string[] = [];
-  for (const id of new Set(all)) {
-    if ((await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim() === parentId) children.push(id);
-  }
+  const children = await imagesOnTopOf(parentId);
   assert.equal(children, [current], 'an image of the timed-out build survived');
   assert.is((await docker(['ps', '-aq', '--filter', 'name=para-build-'])).stdout.trim(), '', 'a build container survived');
 });
 
 killed('SIGKILL of make login with its container running, its staging folder written, or its image tagged; then make image sweeps it all', async () => {
-  const { CLAUDE_IMAGE, testClaudeImage, TSX_LOADER } = await import('./support/images.ts');
+  const { TSX_LOADER } = await import('./support/images.ts');
   const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
   const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
-  await testClaudeImage();
-  const context = await tempDir('para-test-parent-');
-  await fs.writeFile(path.join(context, 'Dockerfile'), `FROM ${CLAUDE_IMAGE}\nLABEL ${label}=${RUN_ID}-login-killed\n`);
-  const parent = trackImage(`para-claude-login-killed-${RUN_ID}:latest`);
-  await docker(['build', '-q', '-t', parent, context], { env: { DOCKER_BUILDKIT: '0' } });
-  const parentId = (await docker(['image', 'inspect', '--format', '{{.Id}}', parent])).stdout.trim();
+  const { parent, parentId } = await ownParent('login-killed');
   const tag = trackImage(`para-auth-login-killed-${RUN_ID}:latest`);
   const tmp = await tempDir('para-test-login-tmp-');
   const host = os.hostname();
@@ -447,25 +449,15 @@ killed('SIGKILL of make login with its container running, its staging folder wri
     ['the staging folder holds the home', staged],
     ['the unverified image is tagged', async (pid) => (await docker(['images', '-q', '--filter', `reference=para-build-tmp:${pid}-*`])).stdout.trim() !== ''],
   ];
-  const killedPids: number[] = [];
-  for (const [what, reached] of triggers) {
-    const child = execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'test/support/login-child.ts'), parent, tag], {
-      env: { PARA_EXTRA_LABELS: `${label}=${RUN_ID}`, TMPDIR: tmp, PARA_CLAUDE_IMAGE: parent },
-      reject: false,
-      stdin: 'ignore',
-    });
-    const pid = child.pid!;
-    const deadline = Date.now() + 120_000;
-    let hit = false;
-    while (!hit && Date.now() < deadline && child.exitCode === null) {
-      hit = await reached(pid);
-      if (!hit) await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    child.kill('SIGKILL');
-    await child;
-    assert.ok(hit, `the login never reached the point where ${what}`);
-    killedPids.push(pid);
-  }
+  const killedPids = await killAt(
+    () =>
+      execa(process.execPath, ['--import', TSX_LOADER, path.join(PROJECT_ROOT, 'test/support/login-child.ts'), parent, tag], {
+        env: { PARA_EXTRA_LABELS: `${label}=${RUN_ID}`, TMPDIR: tmp, PARA_CLAUDE_IMAGE: parent },
+        reject: false,
+        stdin: 'ignore',
+      }),
+    triggers,
+  );
   // The next make image (or make login) sweeps what the killed logins left.
   const run = await runScript('build-image.ts', ['--tag', tag], {
     env: { HOME: await fakeHome(), PARA_CLAUDE_IMAGE: parent, CLAUDE_CONFIG_DIR: undefined, TMPDIR: tmp },
@@ -481,11 +473,7 @@ killed('SIGKILL of make login with its container running, its staging folder wri
     assert.equal(await buildContainers(pid), []);
   }
   const current = (await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
-  const all = (await docker(['images', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-  const children: string[] = [];
-  for (const id of new Set(all)) {
-    if ((await docker(['image', 'inspect', '--format', '{{.Parent}}', id], { allowFailure: true })).stdout.trim() === parentId) children.push(id);
-  }
+  const children = await imagesOnTopOf(parentId);
   assert.equal(children, [current], 'an image made by a killed login survived');
   // The child's own stand-in for the interactive login (para-test-login-*) holds the token on purpose.
   const standIns = (await fs.readdir(tmp)).filter((name) => name.startsWith('para-test-login-')).map((name) => path.join(tmp, name));

@@ -99,6 +99,35 @@ async function egressFinding(repo: Repo, sessions: SessionState[], containers: C
   return ok(summary);
 }
 
+interface RepositorySessions {
+  repo: Repo;
+  sessions: SessionState[];
+  problems: string[];
+  containers: ContainerInfo[];
+  volumes: VolumeInfo[];
+}
+
+/** This repository's sessions and labelled resources, read once per doctor run for both checks. */
+const repositorySessions = new WeakMap<DoctorContext, Promise<RepositorySessions | undefined>>();
+
+function readSessions(context: DoctorContext): Promise<RepositorySessions | undefined> {
+  let found = repositorySessions.get(context);
+  if (!found) {
+    found = (async () => {
+      const repo = await context.repo();
+      if (!repo) return undefined;
+      const [state, containers, volumes] = await Promise.all([
+        listSessions(repo),
+        listContainers({ labels: repoLabels(repo.root) }),
+        listVolumes({ labels: repoLabels(repo.root) }),
+      ]);
+      return { repo, sessions: state.sessions, problems: state.problems.map((p) => p.message), containers, volumes };
+    })();
+    repositorySessions.set(context, found);
+  }
+  return found;
+}
+
 export const sessionChecks: Check<DoctorContext>[] = [
   {
     id: 'sessions',
@@ -107,20 +136,9 @@ export const sessionChecks: Check<DoctorContext>[] = [
       return deadlines.dockerMs;
     },
     run: async (context) => {
-      const repo = await context.repo();
-      if (!repo) return skip('not inside a git repository');
-      const [state, containers, volumes] = await Promise.all([
-        listSessions(repo),
-        listContainers({ labels: repoLabels(repo.root) }),
-        listVolumes({ labels: repoLabels(repo.root) }),
-      ]);
-      return sessionsFinding(
-        repo,
-        state.sessions,
-        containers,
-        volumes,
-        state.problems.map((p) => p.message),
-      );
+      const found = await readSessions(context);
+      if (!found) return skip('not inside a git repository');
+      return sessionsFinding(found.repo, found.sessions, found.containers, found.volumes, found.problems);
     },
   },
   {
@@ -130,10 +148,9 @@ export const sessionChecks: Check<DoctorContext>[] = [
       return deadlines.dockerMs;
     },
     run: async (context) => {
-      const repo = await context.repo();
-      if (!repo) return skip('not inside a git repository');
-      const [state, containers] = await Promise.all([listSessions(repo), listContainers({ labels: repoLabels(repo.root) })]);
-      return egressFinding(repo, state.sessions, containers);
+      const found = await readSessions(context);
+      if (!found) return skip('not inside a git repository');
+      return egressFinding(found.repo, found.sessions, found.containers);
     },
   },
 ];
