@@ -3,6 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { followJob, jobOutput, jobProgress, settleJob, type JobProgress } from './lib/session/job.ts';
+import { onEngine } from './lib/engine.ts';
 import { resolveSession } from './lib/session/lifecycle.ts';
 import { writeSession, type JobState, type SessionState } from './lib/session/store.ts';
 import { syncSession } from './lib/session/sync.ts';
@@ -37,6 +38,11 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('logs')} NAME [-f]`);
   const { repo, state } = await resolveSession(process.cwd(), String(args._[0]), invocation);
+  return onEngine(state.engine, () => show(repo, state, Boolean(args.follow), Boolean(args.json)));
+}
+
+/** The job's output, from the session's own engine. */
+async function show(repo: Repo, state: SessionState, follow: boolean, json: boolean): Promise<number> {
   if (state.status === 'finished' && state.container) {
     throw new ParaError(`session ${state.name} is finished: its container, and the job's output with it, are gone`, {
       code: 'no-output',
@@ -52,9 +58,9 @@ async function main(argv: string[]): Promise<number> {
   const container = state.container;
   const sync = () => syncSession(repo, state).catch(() => undefined);
   await sync();
-  if (!args.follow) {
+  if (!follow) {
     const progress = await settle(repo, state, container, state.job);
-    if (args.json) {
+    if (json) {
       const chunks: Buffer[] = [];
       await jobOutput(container, (chunk) => chunks.push(chunk));
       const output = Buffer.concat(chunks).toString('utf8');

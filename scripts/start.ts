@@ -6,6 +6,8 @@ import { config, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
 import { attach } from './lib/session/container.ts';
+import { workTreeOf } from './lib/session/store.ts';
+import { currentDockerContext, onEngine, resolveEngine } from './lib/engine.ts';
 import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/session/egress.ts';
 import { startSession, type StartResult } from './lib/session/start.ts';
 
@@ -32,6 +34,11 @@ Options:
   --egress-network NET docker network the proxy (or, when open, the session) reaches out through
                        (default: docker's own; host allowed for the proxy only)
   --network none       the same as --egress none (--network NET: the same as --egress-network NET)
+  --context NAME       start the session on that docker context's engine (default: DOCKER_CONTEXT,
+                       DOCKER_HOST, or the current context); later commands find it there by themselves
+  --engine MODE        local (the engine sees this machine's files: the folder is bind-mounted) or
+                       remote (no bind mount: history and work move as git bundles). Default: local
+                       for the default engine and its socket, remote for any other context or host
   --memory SIZE        memory limit (default ${config.limits.memory}; PARA_MEMORY)
   --cpus N             CPU limit (default ${config.limits.cpus}; PARA_CPUS)
   --pids-limit N       process limit (default ${config.limits.pidsLimit}; PARA_PIDS_LIMIT)
@@ -55,6 +62,7 @@ function summary(result: StartResult): Record<string, unknown> {
     image: s.image,
     network: s.network,
     egress: s.egress ?? null,
+    engine: s.engine ?? null,
     limits: s.limits,
     status: s.status,
     prompt: s.prompt,
@@ -98,7 +106,7 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit'],
+    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine'],
     repeatable: ['allow'],
     boolean: ['container', 'detach', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
@@ -153,6 +161,8 @@ async function main(argv: string[]): Promise<number> {
     egress: egress.mode,
     egressExplicit: egress.explicit,
     allow: egress.allow,
+    engine: resolveEngine({ context: args.context || undefined, mode: args.engine || undefined, current: currentDockerContext() }),
+    engineExplicit: Boolean(args.context || args.engine),
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     command: command.length ? command : undefined,
@@ -171,7 +181,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (result.action !== 'attach' || args.detach) return 0;
   if (s.container) {
-    const code = await attach(s.container, s.worktree, result.command);
+    const code = await onEngine(s.engine, () => attach(s.container!, workTreeOf(s), result.command));
     const again = `${invocation('start')} ${s.name} --container${args.image ? ` --image ${image}` : ''}`;
     log(`left session ${s.name}; the container keeps running. Back in: ${again}`);
     return code;

@@ -4,6 +4,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { config } from './config.ts';
 import { ParaError } from './errors.ts';
 import { childEnv } from './exec.ts';
+import { engineEnv } from './engine.ts';
 import { traced } from './trace.ts';
 
 export type DockerFailure =
@@ -46,6 +47,8 @@ export class DockerError extends ParaError {
 
 export interface DockerOptions {
   input?: string | Buffer;
+  /** A file to stream to the command's standard input (a git bundle). */
+  inputFile?: string;
   timeoutMs?: number;
   /** Copy the command's output live to our stderr while still capturing it. */
   stream?: boolean;
@@ -219,7 +222,7 @@ export async function docker(args: string[], options: DockerOptions = {}): Promi
 }
 
 async function runDocker(args: string[], options: DockerOptions): Promise<DockerResult> {
-  const env = childEnv(options.env);
+  const env = childEnv({ ...engineEnv(), ...options.env });
   let subprocess: ResultPromise;
   try {
     subprocess = execa('docker', args, {
@@ -227,8 +230,9 @@ async function runDocker(args: string[], options: DockerOptions): Promise<Docker
       extendEnv: false,
       reject: false,
       input: options.input,
+      inputFile: options.inputFile,
       timeout: options.timeoutMs,
-      stdin: options.inheritStdio ? 'inherit' : options.input === undefined ? 'ignore' : 'pipe',
+      stdin: options.inheritStdio ? 'inherit' : options.input === undefined && options.inputFile === undefined ? 'ignore' : 'pipe',
       stdout: options.inheritStdio || options.stdoutInherit ? 'inherit' : options.stdoutFile && !options.maxStdoutBytes ? { file: options.stdoutFile } : 'pipe',
       stderr: options.inheritStdio ? 'inherit' : 'pipe',
       stripFinalNewline: false,

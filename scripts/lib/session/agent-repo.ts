@@ -5,11 +5,13 @@
 // repository waits for one of the two (waitForRepositoryScript).
 export const AGENT_VOLUME_DIR = '/para/session';
 export const AGENT_GIT_DIR = `${AGENT_VOLUME_DIR}/repo.git`;
+/** Where a remote session's files are: in its volume, since its engine cannot see the host folder. */
+export const REMOTE_WORK_TREE = `${AGENT_VOLUME_DIR}/work`;
 /** Root-owned folder in the container for para's own bookkeeping (readiness, the background job). */
 export const RUN_DIR = '/run/para';
 
 export interface SeedPlan {
-  /** The object store the agent's repository borrows from (read-only). */
+  /** The object store the agent's repository borrows from (read-only); empty: the history comes as a bundle (a remote engine). */
   alternate: string;
   ref: string;
   commit: string;
@@ -35,8 +37,36 @@ if [ "$checkout" = 1 ]; then git reset -q --hard; else git read-tree HEAD; fi
 
 const ENTRY = `d="${RUN_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
-if out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
+if [ -z "$3" ]; then
+  # A remote engine: the history arrives as a bundle (seedFromBundle); a kept volume is ready as it is.
+  # docker made the work folder (the container's working directory) as root.
+  mkdir -p "$1/work"; chown para: "$1" "$1/work"; if [ -e "$2/HEAD" ]; then : > "$d/ready"; fi
+elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
 exec sleep infinity`;
+
+/**
+ * Run as root with the bundle on standard input: makes the agent's repository from it, as the
+ * agent's user, with the work tree in the volume. The bundle is para's own (the host's history).
+ */
+export const SEED_FROM_BUNDLE = `set -eu
+d="${RUN_DIR}"; v="$1"
+if [ -e "$v/repo.git/HEAD" ]; then : > "$d/ready"; exit 0; fi
+mkdir -p "$3"; chown para: "$v" "$3"
+umask 077; cat > "$v/.incoming.bundle"; chown para: "$v/.incoming.bundle"
+if ! out=$(setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
+v="$1"; ref="$2"; work="$3"; gitdir="$v/repo.git"
+rm -rf "$gitdir.new"
+env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
+git --git-dir="$gitdir.new" fetch -q "$v/.incoming.bundle" "$ref:$ref"
+git --git-dir="$gitdir.new" config core.bare false
+git --git-dir="$gitdir.new" config core.worktree "$work"
+git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
+mv "$gitdir.new" "$gitdir"
+mkdir -p "$work"
+git --git-dir="$gitdir" --work-tree="$work" reset -q --hard
+' para-seed "$v" "$2" "$3" 2>&1); then printf '%s\\n' "$out" | tee "$d/seed-error" >&2; rm -f "$v/.incoming.bundle"; exit 3; fi
+rm -f "$v/.incoming.bundle"
+: > "$d/ready"`;
 
 /** The container's command: make the agent's repository (once; a restart keeps it), then wait. */
 export function entryCommand(plan: SeedPlan): string[] {

@@ -20,6 +20,11 @@ export interface ContainerSpec {
   seed: SeedPlan;
   /** Environment for every process in the container (the egress proxy's address); never a secret. */
   env?: Record<string, string>;
+  /**
+   * Where the agent's files are: the host folder bind-mounted at its own path (a local engine), or
+   * a folder in the session's volume (a remote engine, which sees none of this machine's files).
+   */
+  workTree: { path: string; hostFolder: boolean };
 }
 
 export interface Mount {
@@ -65,16 +70,16 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
   for (const cap of ['CHOWN', 'SETUID', 'SETGID', 'DAC_OVERRIDE']) args.push('--cap-add', cap);
   args.push('--memory', spec.limits.memory, '--cpus', spec.limits.cpus, '--pids-limit', String(spec.limits.pidsLimit));
   if (spec.network) args.push('--network', spec.network);
-  args.push('--env', `GIT_DIR=${AGENT_GIT_DIR}`, '--env', `GIT_WORK_TREE=${paths.worktree}`, ...identityEnv(spec.identity));
+  args.push('--env', `GIT_DIR=${AGENT_GIT_DIR}`, '--env', `GIT_WORK_TREE=${spec.workTree.path}`, ...identityEnv(spec.identity));
   for (const [key, value] of Object.entries(spec.env ?? {})) args.push('--env', `${key}=${value}`);
   for (const mount of [
-    { type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false },
+    ...(spec.workTree.hostFolder ? [{ type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false }] : []),
     // docker creates the volume with the session's labels, or reuses it (a re-created container).
     { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false, labels: sessionLabels(paths.name, spec.repo.root) },
     ...spec.mounts,
   ])
     args.push(...mountArg(mount));
-  args.push('--workdir', paths.worktree, spec.image, ...entryCommand(spec.seed));
+  args.push('--workdir', spec.workTree.path, spec.image, ...entryCommand(spec.seed));
   return args;
 }
 
@@ -103,7 +108,7 @@ export interface ExecOptions extends Omit<DockerOptions, 'inheritStdio'> {
 export async function exec(container: string, command: string[], options: ExecOptions = {}): Promise<DockerResult> {
   const args = ['exec', '--user', options.root ? '0' : config.containerUser];
   if (options.workdir) args.push('--workdir', options.workdir);
-  if (options.interactive || options.input !== undefined) args.push('--interactive');
+  if (options.interactive || options.input !== undefined || options.inputFile !== undefined) args.push('--interactive');
   if (options.tty) args.push('--tty');
   if (options.detach) args.push('--detach');
   args.push(container, ...command);

@@ -365,7 +365,7 @@ export function missingEgressImage(image: string): ParaError {
  * (named, or implied by the subnet), and, for a local engine, every address of this machine.
  * Checks first that the proxy's own network exists.
  */
-export async function dockerHostAddresses(network: string | null): Promise<string[]> {
+export async function dockerHostAddresses(network: string | null, remote = false): Promise<string[]> {
   const listed = await docker(['network', 'ls', '--no-trunc', '--format', '{{.ID}} {{.Name}}'], { timeoutMs: config.timeouts.dockerQuickMs });
   const networks = listed.stdout
     .split('\n')
@@ -377,7 +377,8 @@ export async function dockerHostAddresses(network: string | null): Promise<strin
       hint: `create it (docker network create ${network}) or choose another --egress-network`,
     });
   }
-  const addresses = new Set<string>(await localAddresses());
+  // This machine's own addresses are the engine's only when the engine runs here.
+  const addresses = new Set<string>(remote ? [] : await localAddresses());
   if (networks.length) {
     const inspected = await docker(['network', 'inspect', '--format', '{{json .IPAM.Config}}', ...networks.map(([id]) => id)], {
       allowFailure: true,
@@ -531,7 +532,19 @@ export interface PreparedEgress {
   containerNetwork: string | null;
   env: Record<string, string>;
   mounts: Mount[];
+  /** Files to copy into the container once it runs (a remote engine cannot bind-mount them). */
+  copies: Array<{ source: string; target: string }>;
   plan: EgressPlan | null;
+}
+
+/** Copies host files into a running container (docker cp; its folders are made as needed). */
+export async function copyFiles(container: string, copies: Array<{ source: string; target: string }>): Promise<void> {
+  for (const copy of copies) {
+    const content = await fs.readFile(copy.source);
+    const archive = tarArchive([{ path: path.posix.basename(copy.target), mode: 0o644, content }], { uid: 0, gid: 0 });
+    await docker(['exec', '--user', '0', container, 'mkdir', '-p', path.posix.dirname(copy.target)], { timeoutMs: config.timeouts.dockerQuickMs });
+    await docker(['cp', '-', `${container}:${path.posix.dirname(copy.target)}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
+  }
 }
 
 /** Where the host's extra CA (NODE_EXTRA_CA_CERTS) is mounted in the session, for claude. */
@@ -572,19 +585,23 @@ export async function prepareEgress(
   allow: string[],
   network: string | null,
   warn: (message: string) => void,
+  remote = false,
 ): Promise<PreparedEgress> {
-  if (mode === 'none') return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: 'none', env: {}, mounts: [], plan: null };
+  const none = { copies: [], plan: null };
+  if (mode === 'none') return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: 'none', env: {}, mounts: [], ...none };
   const ca = await extraCa(warn);
+  // A remote engine cannot bind-mount the CA file: it is copied in once the container runs.
+  const caFiles = remote ? { mounts: [], copies: ca.mounts.map((m) => ({ source: m.source, target: m.target })) } : { mounts: ca.mounts, copies: [] };
   if (mode === 'open') {
-    return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: network, env: ca.env, mounts: ca.mounts, plan: null };
+    return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: network, env: ca.env, ...caFiles, plan: null };
   }
   const hosts = await egressHosts(repo, allow);
-  const { plan, upstream } = await proxyPlan(hosts, network, warn);
+  const { plan, upstream } = await proxyPlan(hosts, network, warn, remote);
   return {
     state: { mode, allow, hosts, upstream: upstream ? `${upstream.host}:${upstream.port}` : null },
     containerNetwork: 'none',
     env: { ...sessionProxyEnv(), ...ca.env },
-    mounts: ca.mounts,
+    ...caFiles,
     plan,
   };
 }
@@ -594,9 +611,10 @@ export async function proxyPlan(
   hosts: string[],
   network: string | null,
   warn: (message: string) => void,
+  remote = false,
 ): Promise<{ plan: EgressPlan; upstream: Upstream | null }> {
   const image = config.egressImage;
-  const [info, hostAddresses] = await Promise.all([inspectImage(image), dockerHostAddresses(network)]);
+  const [info, hostAddresses] = await Promise.all([inspectImage(image), dockerHostAddresses(network, remote)]);
   if (!info) throw missingEgressImage(image);
   const upstream = hostUpstream();
   if (upstream && isLoopbackHost(upstream.host) && network !== 'host') {

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { errorMessage, ParaError, UsageError } from '../errors.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { findRepo, git } from '../git.ts';
-import { AGENT_VOLUME_DIR } from './agent-repo.ts';
+import { AGENT_VOLUME_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
 import { exec, repoLabels } from './container.ts';
 import { settleJob, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
@@ -39,11 +39,12 @@ import {
   createSessionContainer,
 } from './resources.ts';
 import { snapshotFolder, type Snapshot } from './snapshot.ts';
+import { currentDockerContext, DEFAULT_ENGINE, describeEngine, onEngine, resolveEngine, type Engine } from '../engine.ts';
 import { proxyHealth, recordedEgress, type EgressState, type ProxyHealth } from './egress.ts';
 import { containerSpec, gitIdentity } from './start.ts';
+import { receiveFromAgent, seedFromBundle } from './transport.ts';
 import { deleteSession, listSessions, readSession, starterAlive, writeSession, type SessionState, type StateProblem } from './store.ts';
 import { plantedGit, syncSession, type SyncResult } from './sync.ts';
-import { localTransport } from './transport.ts';
 
 export type Invocation = (verb: string) => string;
 
@@ -59,7 +60,7 @@ export async function resolveSession(cwd: string, name: string, invocation: Invo
 
 // ---- list -------------------------------------------------------------------------------------
 
-export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none';
+export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none' | 'unreachable';
 
 export interface SessionView {
   name: string;
@@ -74,6 +75,8 @@ export interface SessionView {
   network: string | null;
   /** How the agent reaches the outside, and (allowlist) whether its proxy works. */
   egress: (EgressState & { proxy: ProxyHealth | null }) | null;
+  /** The engine it lives on; null: the default engine. */
+  engine: Engine | null;
   limits: SessionState['limits'];
   /** null when unknown (worktree gone, or the container cannot say). */
   uncommittedChanges: boolean | null;
@@ -93,6 +96,8 @@ export interface OrphanContainer {
   name: string;
   session: string | null;
   state: string;
+  /** The engine it is on (a docker context or DOCKER_HOST); null: the default engine. */
+  engine: string | null;
 }
 
 export interface Overview {
@@ -200,6 +205,7 @@ async function view(repo: Repo, raw: SessionState, byName: Map<string, Container
     image: state.image,
     network: state.network,
     egress: state.container ? egressView(repo, state, byName) : null,
+    engine: state.engine ?? null,
     limits: state.limits,
     uncommittedChanges: state.status === 'finished' ? null : await changesInside(state, repo, containerState).catch(() => null),
     createdAt: state.createdAt,
@@ -219,29 +225,109 @@ function egressView(repo: Repo, state: SessionState, byName: Map<string, Contain
   return { ...egress, proxy: proxyHealth(byName.get(paths.container), byName.get(paths.proxy), byName.get(paths.forwarder)) };
 }
 
-/** Every session of the repository with its live state, and what belongs to none. */
-export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
-  const [{ sessions: states, problems }, containers, volumes] = await Promise.all([
-    listSessions(repo),
-    listContainers({ labels: repoLabels(repo.root) }),
-    listVolumes({ labels: repoLabels(repo.root) }),
-  ]);
-  const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
-  const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, states, containers, volumes);
-  const missingNames = new Set(missing.map((s) => s.name));
-  const sessions = await Promise.all(states.map((state) => view(repo, state, byName, missingNames, now)));
-  return {
-    repo: repo.root,
-    sessions,
-    orphanContainers: unclaimed.map((c) => ({
-      id: c.Id.slice(0, 12),
-      name: containerDisplayName(c),
-      session: c.Config.Labels?.[labels.session] ?? null,
-      state: c.State.Status,
-    })),
-    orphanVolumes: unclaimedVolumes.map((v) => v.Name),
-    problems,
+/** The engines a repository's sessions live on, with the shell's own first, each with its sessions. */
+interface EngineGroup {
+  engine: Engine;
+  states: SessionState[];
+  containers: ContainerInfo[];
+  volumes: VolumeInfo[];
+  /** Why the engine could not be asked, when it could not. */
+  unreachable: string | null;
+}
+
+function engineKey(engine: Engine): string {
+  return `${engine.context ?? ''}\n${engine.host ?? ''}`;
+}
+
+/** The engine a session lives on (sessions from before engines were recorded: the default one). */
+export function engineOf(state: SessionState): Engine {
+  return state.engine ?? DEFAULT_ENGINE;
+}
+
+/** Groups the sessions by engine and lists, on each, the containers and volumes labelled for the repository. */
+async function engineGroups(repo: Repo, states: SessionState[]): Promise<EngineGroup[]> {
+  const groups = new Map<string, EngineGroup>();
+  const add = (engine: Engine) => {
+    const key = engineKey(engine);
+    if (!groups.has(key)) groups.set(key, { engine, states: [], containers: [], volumes: [], unreachable: null });
+    return groups.get(key)!;
   };
+  add(resolveEngine({ current: currentDockerContext() }));
+  for (const state of states) add(engineOf(state)).states.push(state);
+  await Promise.all(
+    [...groups.values()].map((group) =>
+      onEngine(group.engine, async () => {
+        try {
+          [group.containers, group.volumes] = await Promise.all([
+            listContainers({ labels: repoLabels(repo.root) }),
+            listVolumes({ labels: repoLabels(repo.root) }),
+          ]);
+        } catch (error) {
+          // Only an engine some session lives on must answer; the shell's own may be down.
+          group.unreachable = errorMessage(error);
+        }
+      }),
+    ),
+  );
+  return [...groups.values()];
+}
+
+function unreachableView(state: SessionState, why: string, now: number): SessionView {
+  return {
+    name: state.name,
+    status: state.status,
+    branch: state.branch,
+    head: null,
+    worktree: state.worktree,
+    container: state.container,
+    containerState: state.container && state.status !== 'finished' ? 'unreachable' : 'none',
+    image: state.image,
+    network: state.network,
+    egress: state.container ? { ...recordedEgress(state), proxy: null } : null,
+    engine: state.engine ?? null,
+    limits: state.limits,
+    uncommittedChanges: null,
+    createdAt: state.createdAt,
+    ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
+    prompt: state.prompt,
+    job: state.job ? { ...state.job, state: 'lost', reason: 'its engine cannot be reached' } : null,
+    orphan: null,
+    plantedGit: false,
+    warnings: [`its engine (${describeEngine(engineOf(state))}) cannot be reached: ${why}`],
+  };
+}
+
+/** Every session of the repository with its live state, on every engine it uses, and what belongs to none. */
+export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
+  const { sessions: states, problems } = await listSessions(repo);
+  const groups = await engineGroups(repo, states);
+  const sessions: SessionView[] = [];
+  const orphanContainers: OrphanContainer[] = [];
+  const orphanVolumes: string[] = [];
+  for (const group of groups) {
+    if (group.unreachable) {
+      for (const state of group.states) sessions.push(unreachableView(state, group.unreachable, now));
+      continue;
+    }
+    const byName = new Map(group.containers.map((c) => [containerDisplayName(c), c]));
+    // Only this engine's sessions claim what is on it.
+    const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, group.states, group.containers, group.volumes);
+    const missingNames = new Set(missing.map((s) => s.name));
+    sessions.push(...(await onEngine(group.engine, () => Promise.all(group.states.map((state) => view(repo, state, byName, missingNames, now))))));
+    const where = group.engine.context ?? group.engine.host;
+    orphanContainers.push(
+      ...unclaimed.map((c) => ({
+        id: c.Id.slice(0, 12),
+        name: containerDisplayName(c),
+        session: c.Config.Labels?.[labels.session] ?? null,
+        state: c.State.Status,
+        engine: where,
+      })),
+    );
+    orphanVolumes.push(...unclaimedVolumes.map((v) => v.Name));
+  }
+  sessions.sort((a, b) => a.name.localeCompare(b.name));
+  return { repo: repo.root, sessions, orphanContainers, orphanVolumes, problems };
 }
 
 // ---- finish and cancel ------------------------------------------------------------------------
@@ -277,9 +363,60 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
   }
   const rollback = new Rollback();
   const tip = (await branchTip(repo, paths.ref)) ?? state.baseCommit;
-  const spec = containerSpec(repo, state, state.image, [], await localTransport.mounts(repo), localTransport.seedPlan(repo, paths, tip, false));
+  const spec = await containerSpec(repo, state, state.image, [], { commit: tip, checkout: false });
   await createSessionContainer(spec, rollback);
+  // A remote volume holds the repository: the new container marks it ready once it sees it.
+  if (state.engine?.remote) await seedFromBundle(paths.container, repo, paths);
   return true;
+}
+
+/**
+ * A remote session's uncommitted files, committed inside its container by the agent's own git
+ * (it is the agent's work either way) with a private index, on top of its HEAD, at
+ * refs/para-snapshot/wip; what it prints is untrusted and parsed strictly. The commit comes back
+ * through the same checked bundle as the agent's other commits.
+ */
+const REMOTE_SNAPSHOT = `${WAIT_FOR_REPOSITORY}
+set -eu
+probe="$1"; message="$2"
+export GIT_INDEX_FILE="$(mktemp)"
+trap 'rm -f "$GIT_INDEX_FILE"' EXIT
+git read-tree HEAD 2>/dev/null || git read-tree --empty
+git add -A
+git status --porcelain --ignored | sed -n 's/^!! //p' | head -n 1000 | sed 's/^/ignored /'
+tree=$(git write-tree)
+head=$(git rev-parse -q --verify 'HEAD^{commit}' || true)
+if [ -n "$head" ] && [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then echo "snapshot none"; exit 0; fi
+if [ "$probe" = 1 ]; then echo "snapshot changes"; exit 0; fi
+commit=$(if [ -n "$head" ]; then git commit-tree "$tree" -p "$head" -m "$message"; else git commit-tree "$tree" -m "$message"; fi)
+git update-ref refs/para-snapshot/wip "$commit"
+echo "snapshot $commit"`;
+
+async function remoteSnapshot(
+  container: string,
+  message: string,
+  probe: boolean,
+  identity: { name: string; email: string },
+): Promise<{ commit: string | null; changes: boolean; ignored: string[] }> {
+  const env = { GIT_AUTHOR_NAME: identity.name, GIT_AUTHOR_EMAIL: identity.email, GIT_COMMITTER_NAME: identity.name, GIT_COMMITTER_EMAIL: identity.email };
+  const result = await exec(
+    container,
+    ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'sh', '-c', REMOTE_SNAPSHOT, 'para-snapshot', probe ? '1' : '0', message],
+    {
+      allowFailure: true,
+      timeoutMs: config.snapshot.timeoutMs,
+    },
+  );
+  if (result.exitCode !== 0)
+    throw new ParaError(`the session's files could not be committed inside its container: ${result.stderr.trim()}`, { code: 'snapshot-failed' });
+  const lines = result.stdout.split('\n');
+  const ignored = lines.filter((l) => l.startsWith('ignored ')).map((l) => l.slice('ignored '.length));
+  const verdict = lines.find((l) => l.startsWith('snapshot '))?.slice('snapshot '.length) ?? '';
+  if (verdict === 'none') return { commit: null, changes: false, ignored };
+  if (verdict === 'changes') return { commit: null, changes: true, ignored };
+  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(verdict))
+    throw new ParaError('the session container answered the snapshot with nonsense', { code: 'snapshot-failed' });
+  return { commit: verdict, changes: true, ignored };
 }
 
 async function identityOf(repo: Repo): Promise<{ name: string; email: string }> {
@@ -346,8 +483,11 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
       if (running) await unpauseContainer(paths.container).catch(() => undefined);
     }
   };
+  const remote = Boolean(state.engine?.remote);
   if (requireMessage && !message) {
-    const probe = await frozen(async () => snapshotOf((await branchTip(repo, paths.ref)) ?? state.baseCommit, true));
+    const probe = remote
+      ? { commit: running && (await remoteSnapshot(paths.container, 'para: probe', true, identity)).changes ? 'changes' : null }
+      : await frozen(async () => snapshotOf((await branchTip(repo, paths.ref)) ?? state.baseCommit, true));
     if (probe.commit)
       throw new UsageError(
         `session ${state.name} has uncommitted changes, so a commit message is needed`,
@@ -356,6 +496,7 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
   }
   let sync: SyncResult | null = null;
   let repositoryTar: string | null = null;
+  let inside: Awaited<ReturnType<typeof remoteSnapshot>> | null = null;
   if (running) {
     await stopAgent(paths.container);
     try {
@@ -364,7 +505,15 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
     } catch (error) {
       warnings.push(`the agent's repository could not be brought back as branches (${errorMessage(error)})`);
     }
-    if (!sync || sync.notKept.length > 0) repositoryTar = await saveRepositoryTar(paths.container, warnings);
+    if (remote) {
+      inside = await remoteSnapshot(paths.container, message ?? `para: uncommitted work of session ${state.name}`, false, identity).catch((error: unknown) => {
+        warnings.push(errorMessage(error));
+        return null;
+      });
+    }
+    // Ignored files of a remote session exist only in its volume: the volume is kept as a tar.
+    if (!sync || sync.notKept.length > 0 || (remote && (!inside || inside.ignored.length > 0)))
+      repositoryTar = await saveRepositoryTar(paths.container, warnings);
   }
   const stopTar = repositoryTar ? onInterrupt(() => fs.rm(path.dirname(repositoryTar!), { recursive: true, force: true })) : () => undefined;
   try {
@@ -375,12 +524,22 @@ async function captureWork(repo: Repo, state: SessionState, prefix: string, mess
       base = head;
       if (sync?.agent?.headRef !== paths.ref) target = `refs/heads/${prefix}.wip`;
     }
-    const snapshot = await frozen(() => snapshotOf(base, false));
     let wipRef: string | null = null;
-    if (snapshot.commit) {
-      const old = (await branchTip(repo, target)) ?? '0'.repeat(snapshot.commit.length);
-      await git(['update-ref', '-m', 'para: uncommitted work', target, snapshot.commit, old], { cwd: repo.root });
-      wipRef = target.slice('refs/heads/'.length);
+    let snapshot: Snapshot;
+    if (remote) {
+      snapshot = { commit: inside?.commit ?? null, uncaptured: inside?.ignored ?? [], plantedGit: false, refused: null, written: Boolean(inside?.changes) };
+      if (inside?.commit) {
+        // Brought back like any of the agent's commits: a checked bundle, then only para's ref moves.
+        await receiveFromAgent(paths.container, repo, [{ source: 'refs/para-snapshot/wip', oid: inside.commit, target }], [state.baseCommit, base]);
+        wipRef = target.slice('refs/heads/'.length);
+      }
+    } else {
+      snapshot = await frozen(() => snapshotOf(base, false));
+      if (snapshot.commit) {
+        const old = (await branchTip(repo, target)) ?? '0'.repeat(snapshot.commit.length);
+        await git(['update-ref', '-m', 'para: uncommitted work', target, snapshot.commit, old], { cwd: repo.root });
+        wipRef = target.slice('refs/heads/'.length);
+      }
     }
     if (snapshot.refused) warnings.push(`the folder's files could not be committed: ${snapshot.refused}`);
     if (snapshot.plantedGit) warnings.push('the worktree folder held a .git that para did not make; it was never used');
@@ -452,26 +611,28 @@ async function finalJob(state: SessionState): Promise<SessionState['job']> {
 
 export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {
   const resolved = await resolveSession(cwd, name, invocation);
-  const { repo } = resolved;
-  checkFinishable(resolved.state, invocation);
-  const state = { ...resolved.state, job: await finalJob(resolved.state) };
-  const paths = sessionPaths(repo, name);
-  const captured = await captureWork(repo, state, archivePrefix(name), message, invocation);
-  const kept = await retire(repo, state, captured);
-  await writeSession(repo, { ...state, status: 'finished', finishedAt: new Date().toISOString(), pid: undefined });
-  const base = state.baseBranch;
-  return {
-    name,
-    branch: state.branch,
-    committed: captured.wipRef === paths.branch,
-    wipRef: captured.wipRef,
-    savedRefs: savedRefs(captured, paths.ref),
-    keptFolder: kept,
-    uncaptured: captured.snapshot.uncaptured,
-    baseBranch: base,
-    mergeHint: base ? `git switch ${base} && git merge ${state.branch}` : `git merge ${state.branch}`,
-    warnings: captured.warnings,
-  };
+  return onEngine(resolved.state.engine, async () => {
+    const { repo } = resolved;
+    checkFinishable(resolved.state, invocation);
+    const state = { ...resolved.state, job: await finalJob(resolved.state) };
+    const paths = sessionPaths(repo, name);
+    const captured = await captureWork(repo, state, archivePrefix(name), message, invocation);
+    const kept = await retire(repo, state, captured);
+    await writeSession(repo, { ...state, status: 'finished', finishedAt: new Date().toISOString(), pid: undefined });
+    const base = state.baseBranch;
+    return {
+      name,
+      branch: state.branch,
+      committed: captured.wipRef === paths.branch,
+      wipRef: captured.wipRef,
+      savedRefs: savedRefs(captured, paths.ref),
+      keptFolder: kept,
+      uncaptured: captured.snapshot.uncaptured,
+      baseBranch: base,
+      mergeHint: base ? `git switch ${base} && git merge ${state.branch}` : `git merge ${state.branch}`,
+      warnings: captured.warnings,
+    };
+  });
 }
 
 export interface CancelResult {
@@ -486,36 +647,38 @@ export interface CancelResult {
 
 export async function cancelSession(cwd: string, name: string, invocation: Invocation): Promise<CancelResult> {
   const { repo, state } = await resolveSession(cwd, name, invocation);
-  if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
-  const paths = sessionPaths(repo, name);
-  const prefix = archivePrefix(name);
-  const nothing: Captured = {
-    sync: null,
-    snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false },
-    wipRef: null,
-    repositoryTar: null,
-    warnings: [],
-  };
-  const captured =
-    state.status === 'finished'
-      ? nothing
-      : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
-  const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
-  let archived: string | null = null;
-  if (await branchTip(repo, paths.ref)) {
-    await git(['branch', '-m', paths.branch, prefix], { cwd: repo.root });
-    archived = prefix;
-  }
-  await deleteSession(repo, name);
-  return {
-    name,
-    archivedBranch: archived,
-    committedUncommittedWork: captured.wipRef !== null,
-    savedRefs: savedRefs(captured, paths.ref),
-    keptFolder: kept,
-    uncaptured: captured.snapshot.uncaptured,
-    warnings: captured.warnings,
-  };
+  return onEngine(state.engine, async () => {
+    if (state.status === 'starting' && starterAlive(state)) checkFinishable(state, invocation);
+    const paths = sessionPaths(repo, name);
+    const prefix = archivePrefix(name);
+    const nothing: Captured = {
+      sync: null,
+      snapshot: { commit: null, uncaptured: [], plantedGit: false, refused: null, written: false },
+      wipRef: null,
+      repositoryTar: null,
+      warnings: [],
+    };
+    const captured =
+      state.status === 'finished'
+        ? nothing
+        : await captureWork(repo, state, prefix, `para: uncommitted work of session ${name}, saved when it was cancelled`, null);
+    const kept = state.status === 'finished' ? null : await retire(repo, state, captured);
+    let archived: string | null = null;
+    if (await branchTip(repo, paths.ref)) {
+      await git(['branch', '-m', paths.branch, prefix], { cwd: repo.root });
+      archived = prefix;
+    }
+    await deleteSession(repo, name);
+    return {
+      name,
+      archivedBranch: archived,
+      committedUncommittedWork: captured.wipRef !== null,
+      savedRefs: savedRefs(captured, paths.ref),
+      keptFolder: kept,
+      uncaptured: captured.snapshot.uncaptured,
+      warnings: captured.warnings,
+    };
+  });
 }
 
 export async function syncOne(
@@ -524,16 +687,19 @@ export async function syncOne(
   invocation: Invocation,
 ): Promise<{ name: string; branch: string; head: string | null; moved: string[]; skipped: string | null; plantedGit: boolean }> {
   const { repo, state } = await resolveSession(cwd, name, invocation);
-  if (state.status === 'finished') throw new ParaError(`session ${name} is finished; its branch ${state.branch} holds its work`, { code: 'session-finished' });
-  const result = await syncSession(repo, state);
-  return {
-    name,
-    branch: state.branch,
-    head: await branchTip(repo, `refs/heads/${state.branch}`),
-    moved: result.moved,
-    skipped: result.skipped,
-    plantedGit: result.plantedGit,
-  };
+  return onEngine(state.engine, async () => {
+    if (state.status === 'finished')
+      throw new ParaError(`session ${name} is finished; its branch ${state.branch} holds its work`, { code: 'session-finished' });
+    const result = await syncSession(repo, state);
+    return {
+      name,
+      branch: state.branch,
+      head: await branchTip(repo, `refs/heads/${state.branch}`),
+      moved: result.moved,
+      skipped: result.skipped,
+      plantedGit: result.plantedGit,
+    };
+  });
 }
 
 // ---- clean ------------------------------------------------------------------------------------
@@ -541,6 +707,8 @@ export async function syncOne(
 export interface CleanPlan {
   containers: OrphanContainer[];
   volumes: string[];
+  /** The engine each volume is on (null: the default engine). */
+  volumeEngines: Record<string, string | null>;
   staleStarts: string[];
   /** Half-started sessions with files in them: kept (cancel keeps their work). */
   keptStarts: string[];
@@ -551,18 +719,54 @@ export interface CleanPlan {
 
 /** Orphans of this repository only: never another repository's sessions, never unlabelled resources. */
 export async function planClean(repo: Repo): Promise<CleanPlan> {
-  const [{ sessions, problems }, containers, volumes] = await Promise.all([
-    listSessions(repo),
-    listContainers({ labels: repoLabels(repo.root) }),
-    listVolumes({ labels: repoLabels(repo.root) }),
-  ]);
+  const { sessions, problems } = await listSessions(repo);
   const stale = sessions.filter((s) => s.status === 'starting' && !starterAlive(s));
   const staleNames = new Set(stale.map((s) => s.name));
-  const { unclaimed, unclaimedVolumes } = reconcile(repo, sessions, containers, volumes);
+  const containers: OrphanContainer[] = [];
+  const volumes: string[] = [];
+  const volumeEngines: Record<string, string | null> = {};
+  for (const group of await engineGroups(repo, sessions)) {
+    if (group.unreachable) {
+      if (group.states.length)
+        problems.push({ file: '', message: `${describeEngine(group.engine)} cannot be reached: its sessions are left as they are (${group.unreachable})` });
+      continue;
+    }
+    const where = group.engine.context ?? group.engine.host;
+    const { unclaimed, unclaimedVolumes } = reconcile(repo, group.states, group.containers, group.volumes);
+    containers.push(
+      ...unclaimed
+        .filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
+        .map((c) => ({
+          id: c.Id.slice(0, 12),
+          name: containerDisplayName(c),
+          session: c.Config.Labels?.[labels.session] ?? null,
+          state: c.State.Status,
+          engine: where,
+        })),
+    );
+    for (const volume of unclaimedVolumes) {
+      volumes.push(volume.Name);
+      volumeEngines[volume.Name] = where;
+    }
+  }
   const staleStarts: string[] = [];
   const keptStarts: string[] = [];
-  for (const state of stale) {
+  for (const state of stale) await onEngine(engineOf(state), () => judgeStale(repo, state, staleStarts, keptStarts));
+  const finished: string[] = [];
+  for (const state of sessions) if (state.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, state.name).ref))) finished.push(state.name);
+  return { finished, containers, volumes, volumeEngines, staleStarts, keptStarts, problems };
+}
+
+/** A half-started session is work when its folder has files or its branch moved; else it is removed. */
+async function judgeStale(repo: Repo, state: SessionState, staleStarts: string[], keptStarts: string[]): Promise<void> {
+  {
     const paths = sessionPaths(repo, state.name);
+    if (state.engine?.remote) {
+      // No host folder: the branch tells (the volume, if any, is removed with the session).
+      const tip = await branchTip(repo, paths.ref);
+      (tip && tip !== state.baseCommit ? keptStarts : staleStarts).push(state.name);
+      return;
+    }
     // Nothing of it may run while its folder is read.
     const found = state.container ? await sessionContainer(repo, paths) : { presence: 'missing' as const };
     if (found.presence === 'running') await pauseContainer(paths.container);
@@ -585,39 +789,39 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
     if (snapshot.written || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
     else staleStarts.push(state.name);
   }
-  const finished: string[] = [];
-  for (const state of sessions) if (state.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, state.name).ref))) finished.push(state.name);
-  return {
-    finished,
-    containers: unclaimed
-      .filter((c) => !staleNames.has(c.Config.Labels?.[labels.session] ?? ''))
-      .map((c) => ({ id: c.Id.slice(0, 12), name: containerDisplayName(c), session: c.Config.Labels?.[labels.session] ?? null, state: c.State.Status })),
-    volumes: unclaimedVolumes.map((v) => v.Name),
-    staleStarts,
-    keptStarts,
-    problems,
-  };
+}
+
+function engineNamed(where: string | null): Engine {
+  if (!where) return DEFAULT_ENGINE;
+  return where.includes('://') ? { context: null, host: where, remote: true } : { context: where, host: null, remote: true };
 }
 
 export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) => void): Promise<void> {
   for (const container of plan.containers) {
-    // Look again right before removing: it must still carry this repository's label.
-    const info = await inspectContainer(container.id);
-    if (info?.Config.Labels?.[labels.repo] === repo.root && info.Config.Labels?.[labels.managedBy] === 'para') await removeContainer(info.Id, { force: true });
+    await onEngine(engineNamed(container.engine), async () => {
+      // Look again right before removing: it must still carry this repository's label.
+      const info = await inspectContainer(container.id);
+      if (info?.Config.Labels?.[labels.repo] === repo.root && info.Config.Labels?.[labels.managedBy] === 'para')
+        await removeContainer(info.Id, { force: true });
+    });
   }
   for (const volume of plan.volumes) {
-    const info = await inspectVolume(volume);
-    if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para') {
-      await removeVolume(volume).catch((error: unknown) => warn(`could not remove the volume ${volume}: ${String(error)}`));
-    }
+    await onEngine(engineNamed(plan.volumeEngines[volume] ?? null), async () => {
+      const info = await inspectVolume(volume);
+      if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para') {
+        await removeVolume(volume).catch((error: unknown) => warn(`could not remove the volume ${volume}: ${String(error)}`));
+      }
+    });
   }
   for (const name of plan.staleStarts) {
     try {
       const state = await readSession(repo, name);
       if (state?.status !== 'starting' || starterAlive(state)) continue;
       const paths = sessionPaths(repo, name);
-      await removeSessionContainer(repo, paths);
-      await removeSessionVolume(repo, paths);
+      await onEngine(engineOf(state), async () => {
+        await removeSessionContainer(repo, paths);
+        await removeSessionVolume(repo, paths);
+      });
       await retireFolder(repo, paths, false, null);
       if (!state.container) await pruneHostWorktrees(repo);
       await deleteBranchAt(repo, paths, state.baseCommit);

@@ -8,8 +8,9 @@ import { onInterrupt } from '../cleanup.ts';
 import { config, labels } from '../config.ts';
 import { configDir } from '../credentials.ts';
 import { inspectContainer, inspectImage, restartContainer, type ImageInfo } from '../docker.ts';
+import { DEFAULT_ENGINE, describeEngine, onEngine, sameEngine, type Engine } from '../engine.ts';
 import { ParaError, UsageError } from '../errors.ts';
-import { git, repoSnapshot } from '../git.ts';
+import { findRepo, git, repoSnapshot } from '../git.ts';
 import { imageUserIds } from '../image.ts';
 import { ensureRepoImage } from '../repo-image.ts';
 import { candidateName, nameFromPrompt } from '../names.ts';
@@ -31,9 +32,20 @@ import {
   sessionVolumeExists,
   startSessionContainer,
 } from './resources.ts';
-import { createSessionExclusive, deleteSession, ensureStateDir, readSession, starterAlive, writeSession, type Limits, type SessionState } from './store.ts';
+import {
+  createSessionExclusive,
+  deleteSession,
+  ensureStateDir,
+  readSession,
+  starterAlive,
+  workTreeOf,
+  writeSession,
+  type Limits,
+  type SessionState,
+} from './store.ts';
 import { syncSession } from './sync.ts';
 import {
+  copyFiles,
   createForwarder,
   createProxy,
   prepareEgress,
@@ -46,7 +58,7 @@ import {
   type EgressMode,
   type PreparedEgress,
 } from './egress.ts';
-import { localTransport, waitForRepository } from './transport.ts';
+import { seedFromBundle, transportFor, waitForRepository } from './transport.ts';
 
 export interface StartRequest {
   cwd: string;
@@ -64,6 +76,10 @@ export interface StartRequest {
   egressExplicit: boolean;
   /** Hosts added to the allowlist for this session (--allow). */
   allow: string[];
+  /** The engine a new session goes to (--context, DOCKER_CONTEXT, DOCKER_HOST...); a resumed one stays on its own. */
+  engine: Engine;
+  /** Whether the engine was named explicitly (--context, --engine): a resume on another engine is then refused. */
+  engineExplicit: boolean;
   limits: Limits;
   detach: boolean;
   /** `-- CMD ARGS`: run this instead of claude. */
@@ -175,7 +191,9 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   const image = request.container ? settle(inspectImage(request.image)) : undefined;
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
   identity.catch(() => undefined);
-  const egress = request.container ? settle(prepareEgress(repo, request.egress, request.allow, request.network ?? null, request.warn)) : undefined;
+  const egress = request.container
+    ? settle(prepareEgress(repo, request.egress, request.allow, request.network ?? null, request.warn, request.engine.remote))
+    : undefined;
   return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity, egress };
 }
 
@@ -228,7 +246,7 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
       container: request.container ? paths.container : null,
       image: request.container ? request.image : null,
       network: request.container ? (request.network ?? null) : null,
-      ...(request.container ? { egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null } } : {}),
+      ...(request.container ? { egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null }, engine: request.engine } : {}),
       limits: request.container ? request.limits : null,
       prompt: request.prompt ?? null,
       createdAt: new Date().toISOString(),
@@ -251,26 +269,29 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
   throw new ParaError(`could not find a free session name for ${base}`, { hint: 'give a name explicitly' });
 }
 
-export function containerSpec(
+/** The session container's docker run spec, on the session's engine: its transport decides mounts, seeding and work tree. */
+export async function containerSpec(
   repo: Repo,
   state: SessionState,
   image: string,
   identity: Array<[string, string]>,
-  mounts: ContainerSpec['mounts'],
-  seed: ContainerSpec['seed'],
+  seed: { commit: string; checkout: boolean },
   egress?: Pick<PreparedEgress, 'containerNetwork' | 'env' | 'mounts'>,
-): ContainerSpec {
+): Promise<ContainerSpec> {
+  const transport = transportFor(state.engine);
+  const paths = sessionPaths(repo, state.name);
   return {
-    seed,
+    seed: transport.seedPlan(repo, paths, seed.commit, seed.checkout),
     repo,
-    paths: sessionPaths(repo, state.name),
+    paths,
     image,
     // Without an egress (finish and cancel only read the agent's repository): no network.
     network: egress ? egress.containerNetwork : 'none',
     env: egress?.env ?? {},
     limits: state.limits ?? { memory: config.limits.memory, cpus: config.limits.cpus, pidsLimit: config.limits.pidsLimit },
     identity,
-    mounts: [...mounts, ...(egress?.mounts ?? [])],
+    mounts: [...(await transport.mounts(repo)), ...(egress?.mounts ?? [])],
+    workTree: transport.workTree(paths),
   };
 }
 
@@ -342,8 +363,9 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
     });
   }
   const paths = sessionPaths(repo, existing.name);
-  const folder = await fs.lstat(paths.worktree).catch(() => undefined);
-  if (!folder?.isDirectory()) {
+  // A remote session has no host folder: its files are in its volume.
+  const folder = existing.engine?.remote ? undefined : await fs.lstat(paths.worktree).catch(() => undefined);
+  if (!existing.engine?.remote && !folder?.isDirectory()) {
     throw new ParaError(`the worktree folder of session ${existing.name} is missing (${paths.worktree})`, {
       code: 'worktree-missing',
       hint: `run: ${request.invocation('cancel')} ${existing.name} --force (its branch is archived)`,
@@ -355,7 +377,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
   }
   if (session.container) {
     const wanted = resumedEgress(request, session);
-    const egress = await prepareEgress(repo, wanted.mode, wanted.allow, session.network, request.warn);
+    const egress = await prepareEgress(repo, wanted.mode, wanted.allow, session.network, request.warn, Boolean(session.engine?.remote));
     const switching = request.imageExplicit && request.image !== session.image;
     const image = switching ? request.image : (session.image ?? request.image);
     const found = await sessionContainer(repo, paths);
@@ -371,17 +393,15 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
       try {
         // The volume (kept, or made anew) holds the agent's repository; a new one starts from para/NAME.
         const tip = (await branchTip(repo, paths.ref)) ?? session.baseCommit;
-        const spec = containerSpec(
-          repo,
-          session,
-          image,
-          await pre.identity,
-          await localTransport.mounts(repo),
-          localTransport.seedPlan(repo, paths, tip, false),
-          egress,
-        );
-        if (!(await sessionVolumeExists(repo, paths))) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
+        // A new volume starts from para/NAME (checked out: a remote one has no folder to read files from).
+        const freshVolume = !(await sessionVolumeExists(repo, paths));
+        const spec = await containerSpec(repo, session, image, await pre.identity, { commit: tip, checkout: false }, egress);
+        if (freshVolume) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
+        if (session.engine?.remote) {
+          await seedFromBundle(paths.container, repo, paths);
+          await copyFiles(paths.container, egress.copies);
+        }
         await ensureEgress(repo, session, egress, request.warn, rollback);
       } catch (error) {
         await rollback.run(request.warn);
@@ -402,7 +422,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
     !request.command?.length &&
     !request.detach &&
     (session.container
-      ? await hasConversation(session.container, paths.worktree)
+      ? await hasConversation(session.container, workTreeOf(session))
       : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
   const { action, command } = plannedCommand(request, continues);
   if (action === 'attach' && session.container) await waitForRepository(session.container);
@@ -410,7 +430,27 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
   return { session, resumed: true, action, command };
 }
 
+/** Starts or resumes a session; every docker call goes to the session's engine (a resumed one stays on its own). */
 export async function startSession(request: StartRequest): Promise<StartResult> {
+  let engine = request.engine;
+  if (request.name !== undefined && !validateSessionName(request.name)) {
+    const repo = await findRepo(request.cwd).catch(() => undefined);
+    const existing = repo ? await readSession(repo, request.name).catch(() => undefined) : undefined;
+    if (existing?.container) {
+      const recorded = existing.engine ?? DEFAULT_ENGINE;
+      if (request.engineExplicit && !sameEngine(recorded, request.engine)) {
+        throw new UsageError(
+          `session ${request.name} lives on ${describeEngine(recorded)}, not ${describeEngine(request.engine)}`,
+          'start it again without --context or --engine: it goes back to its own engine',
+        );
+      }
+      engine = recorded;
+    }
+  }
+  return onEngine(engine, () => startOnEngine({ ...request, engine }));
+}
+
+async function startOnEngine(request: StartRequest): Promise<StartResult> {
   const pre = await checkPreconditions(request);
   const { repo, head } = pre;
   const rollback = new Rollback();
@@ -447,9 +487,11 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         if (!prepared.ok) throw prepared.error;
         const egress = prepared.value;
         state.egress = egress.state;
-        const [mounts] = await Promise.all([localTransport.mounts(repo), createFolder(paths, rollback, true)]);
+        const transport = transportFor(state.engine);
+        // A remote engine cannot see a host folder: the agent's files live in its volume there.
+        if (!transport.remote) await createFolder(paths, rollback, true);
         rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
-        const spec = containerSpec(repo, state, request.image, await pre.identity, mounts, localTransport.seedPlan(repo, paths, head, true), egress);
+        const spec = await containerSpec(repo, state, request.image, await pre.identity, { commit: head, checkout: true }, egress);
         if (egress.plan) rollback.add(`the egress proxy of ${state.name}`, () => removeEgress(repo, paths));
         // The proxy starts beside the session container; the forwarder joins the container's network once it exists.
         // The forwarder starts as soon as the session container runs (it joins its network
@@ -464,11 +506,16 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
+        if (transport.remote) {
+          // The branch exists now: its history goes into the container as a bundle.
+          await seedFromBundle(paths.container, repo, paths);
+          await copyFiles(paths.container, egress.copies);
+        }
         if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);
         checkpoint();
         if (!request.detach) {
           await waitForRepository(paths.container);
-          await trustWorkspace(paths.container, paths.worktree);
+          await trustWorkspace(paths.container, workTreeOf(state));
         }
       }
     } catch (error) {
@@ -483,7 +530,7 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
     checkpoint();
     const planned = plannedCommand(request, false);
     const session: SessionState = { ...state, status: 'active', pid: undefined };
-    if (planned.action === 'job' && request.container) session.job = await startJob(paths.container, paths.worktree, planned.command);
+    if (planned.action === 'job' && request.container) session.job = await startJob(paths.container, workTreeOf(session), planned.command);
     checkpoint();
     await writeSession(repo, session);
     checkpoint();
@@ -505,6 +552,6 @@ async function startResumedJob(repo: Repo, session: SessionState, command: strin
       hint: `follow it: ${request.invocation('logs')} ${session.name} -f`,
     });
   }
-  session.job = await startJob(session.container!, session.worktree, command);
+  session.job = await startJob(session.container!, workTreeOf(session), command);
   await writeSession(repo, session);
 }

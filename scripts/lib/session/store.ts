@@ -4,6 +4,8 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { ParaError } from '../errors.ts';
 import { EGRESS_MODES, hostPatternProblem, type EgressState } from './egress.ts';
+import type { Engine } from '../engine.ts';
+import { REMOTE_WORK_TREE } from './agent-repo.ts';
 import { sessionPaths, stateDir, validateSessionName, type Repo } from './paths.ts';
 
 export type SessionStatus = 'starting' | 'active' | 'finished';
@@ -39,6 +41,8 @@ export interface SessionState {
   network: string | null;
   /** How the session reaches the outside; absent in sessions started before egress modes. */
   egress?: EgressState;
+  /** The Docker engine the session lives on; absent: the default engine (sessions from before engines were recorded). */
+  engine?: Engine;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -80,12 +84,22 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
   if (!STATUSES.includes(data.status as SessionStatus)) throw damaged(file, `status ${JSON.stringify(data.status)}`);
   if (data.image !== null && (typeof data.image !== 'string' || data.image.startsWith('-'))) throw damaged(file, 'bad image');
   if (data.job !== null && data.job !== undefined && !Array.isArray(data.job.command)) throw damaged(file, 'bad job');
+  if (data.engine !== undefined) {
+    const e = data.engine;
+    const text = (value: unknown) => value === null || (typeof value === 'string' && value.length > 0 && !value.startsWith('-') && !/[\s]/.test(value));
+    if (!e || !text(e.context) || !text(e.host) || typeof e.remote !== 'boolean') throw damaged(file, 'bad engine');
+  }
   if (data.egress !== undefined) {
     const e = data.egress;
     const patterns = (list: unknown) => Array.isArray(list) && list.every((h) => typeof h === 'string' && !hostPatternProblem(h));
     if (!e || !EGRESS_MODES.includes(e.mode) || !patterns(e.allow) || !patterns(e.hosts)) throw damaged(file, 'bad egress');
   }
   return { network: null, limits: null, ...data, job: data.job ?? null } as SessionState;
+}
+
+/** The folder the agent works in, inside its container: the host folder's path, or (remote) a folder in its volume. */
+export function workTreeOf(state: Pick<SessionState, 'engine' | 'worktree'>): string {
+  return state.engine?.remote ? REMOTE_WORK_TREE : state.worktree;
 }
 
 export async function readSession(repo: Repo, name: string): Promise<SessionState | undefined> {

@@ -9,23 +9,30 @@ import { withTempDir } from '../cleanup.ts';
 import { config } from '../config.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
-import { WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
+import { AGENT_VOLUME_DIR, REMOTE_WORK_TREE, SEED_FROM_BUNDLE, WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
+import type { Engine } from '../engine.ts';
 import { exec, type Mount } from './container.ts';
 import { branchTip } from './resources.ts';
 import type { Repo, SessionPaths } from './paths.ts';
 
-/** How the agent's repository gets the host's history. A remote engine will seed from a bundle. */
+/** How the agent's repository gets the host's history, and where the agent's files are. */
 export interface Transport {
+  /** The engine does not see this machine's files: no bind mount, history and work move as bundles. */
+  remote: boolean;
   /** Extra mounts for the session container. */
   mounts(repo: Repo): Promise<Mount[]>;
   /** How the container's start command makes the agent's repository at `commit`. */
   seedPlan(repo: Repo, paths: SessionPaths, commit: string, checkout: boolean): SeedPlan;
+  /** The agent's work tree: the host folder (bind-mounted), or a folder in the session's volume. */
+  workTree(paths: SessionPaths): { path: string; hostFolder: boolean };
 }
 
 const HOST_OBJECTS = '/para/host-objects';
 
 /** Same engine, same filesystem: the host's object store mounted read-only is the agent's alternate. */
 export const localTransport: Transport = {
+  remote: false,
+  workTree: (paths) => ({ path: paths.worktree, hostFolder: true }),
   async mounts(repo) {
     const objects = path.join(repo.commonDir, 'objects');
     const mounts: Mount[] = [{ type: 'bind', source: objects, target: HOST_OBJECTS, readonly: true }];
@@ -37,6 +44,46 @@ export const localTransport: Transport = {
     return { alternate: HOST_OBJECTS, ref: paths.ref, commit, checkout };
   },
 };
+
+/** Another machine's engine: the history goes in as a bundle on docker exec's standard input. */
+export const remoteTransport: Transport = {
+  remote: true,
+  workTree: () => ({ path: REMOTE_WORK_TREE, hostFolder: false }),
+  async mounts() {
+    return [];
+  },
+  seedPlan(_repo, paths, commit, checkout) {
+    return { alternate: '', ref: paths.ref, commit, checkout };
+  },
+};
+
+export function transportFor(engine: Engine | undefined): Transport {
+  return engine?.remote ? remoteTransport : localTransport;
+}
+
+/**
+ * Makes a remote session's repository: the host's history of para/NAME as a bundle, streamed
+ * into the container (docker exec -i), where the agent's user clones it into the volume. A
+ * volume that already holds the repository (a re-created container) is left as it is.
+ */
+export async function seedFromBundle(container: string, repo: Repo, paths: SessionPaths): Promise<void> {
+  await withTempDir('para-seed-', async (dir) => {
+    const file = path.join(dir, 'history.bundle');
+    await git(['bundle', 'create', '-q', file, paths.ref], { cwd: repo.root, timeoutMs: 10 * 60_000 });
+    const result = await exec(container, ['sh', '-c', SEED_FROM_BUNDLE, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE], {
+      root: true,
+      inputFile: file,
+      allowFailure: true,
+      timeoutMs: 10 * 60_000,
+    });
+    if (result.exitCode !== 0) {
+      throw new ParaError(`the agent's repository could not be made in ${container}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+        code: 'seed-failed',
+        hint: 'check that the image has git and setpriv (util-linux), e.g. rebuild it: make image REBUILD_BASE=1',
+      });
+    }
+  });
+}
 
 async function hostAlternates(objects: string): Promise<string[]> {
   let text: string;
