@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TSX := node --import tsx
 # Values given on the command line are taken literally: make must not expand $(shell ...) or $5
 # in a prompt or a message. Each becomes a simple variable holding the text as typed, exported.
-LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK EGRESS ALLOW EGRESS_NETWORK VERIFY ONLINE MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
+LITERAL_VARS := PROMPT MSG NAME IMAGE REPO NETWORK EGRESS ALLOW EGRESS_NETWORK VERIFY ONLINE FILES CONTEXT MEMORY CPUS PIDS_LIMIT TAG TOKEN_FILE API_KEY_FILE BASE_IMAGE CLAUDE_BINARY CLAUDE_VERSION
 $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 # Session targets work on the repository in REPO (default: this folder).
 # The session scripts run from a prebuilt bundle (dist/*.mjs): node starts it in ~0.2 s
@@ -33,8 +33,8 @@ dist/%.mjs: scripts/%.ts $(SOURCES) node_modules
 
 build: $(BUNDLES) ## bundle the scripts into dist/ (done on demand by the targets below)
 
-image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1, VERIFY=online, EGRESS_NETWORK)
-	$(TSX) scripts/build-image.ts \
+image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1, VERIFY=online, EGRESS_NETWORK, CONTEXT)
+	$${CONTEXT:+env DOCKER_CONTEXT="$$CONTEXT"} $(TSX) scripts/build-image.ts \
 	  $${TAG:+--tag "$$TAG"} \
 	  $${BASE_IMAGE:+--base-image "$$BASE_IMAGE"} \
 	  $${CLAUDE_BINARY:+--claude-binary "$$CLAUDE_BINARY"} \
@@ -49,10 +49,10 @@ login: node_modules ## log in inside a throwaway container and commit it as para
 doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE, ONLINE=1 for one real request, EGRESS_NETWORK)
 	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"} $${ONLINE:+--online} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"}
 
-start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
+start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, CONTEXT, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \
 	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach} \
-	  $${EGRESS:+--egress "$$EGRESS"} $${ALLOW:+--allow "$$ALLOW"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
+	  $${CONTEXT:+--context "$$CONTEXT"} $${EGRESS:+--egress "$$EGRESS"} $${ALLOW:+--allow "$$ALLOW"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
 	  $${NETWORK:+--network "$$NETWORK"} $${MEMORY:+--memory "$$MEMORY"} $${CPUS:+--cpus "$$CPUS"} $${PIDS_LIMIT:+--pids-limit "$$PIDS_LIMIT"}
 
 list: dist/list.mjs ## list this repository's sessions
@@ -61,8 +61,8 @@ list: dist/list.mjs ## list this repository's sessions
 logs: dist/logs.mjs ## show a detached session's output: NAME=... (FOLLOW=1)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/logs.mjs" "$$NAME" $${FOLLOW:+--follow}
 
-sync: dist/sync.mjs ## bring a session's commits to para/NAME: NAME=...
-	cd "$${REPO:-.}" && node "$(CURDIR)/dist/sync.mjs" "$$NAME"
+sync: dist/sync.mjs ## bring a session's commits to para/NAME: NAME=... (FILES=1: a remote session's uncommitted files too)
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/sync.mjs" "$$NAME" $${FILES:+--files}
 
 finish: dist/finish.mjs ## commit, stop and keep the branch: NAME=... MSG="..."
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/finish.mjs" "$$NAME" $${MSG:+-m "$$MSG"}

@@ -7,7 +7,7 @@ import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/names.ts';
 import { attach } from './lib/session/container.ts';
 import { workTreeOf } from './lib/session/store.ts';
-import { currentDockerContext, onEngine, resolveEngine } from './lib/engine.ts';
+import { currentDockerContext, describeEngine, onEngine, resolveEngine } from './lib/engine.ts';
 import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/session/egress.ts';
 import { startSession, type StartResult } from './lib/session/start.ts';
 
@@ -175,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
   if (json) printJson(summary(result));
   else
     log(
-      `${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, folder ${s.worktree}${s.container ? `, container ${s.container}` : ''}`,
+      `${result.resumed ? 'resumed' : 'started'} session ${s.name}: branch ${s.branch}, ${s.engine?.remote ? `files in its volume on ${describeEngine(s.engine)} (sync ${s.name} --files brings them here)` : `folder ${s.worktree}`}${s.container ? `, container ${s.container}` : ''}`,
     );
   if (result.action === 'job' && !json) log(`running in the background; output: ${invocation('logs')} ${s.name} -f`);
 

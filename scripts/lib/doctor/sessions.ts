@@ -1,13 +1,15 @@
 // Sessions check: this repository's containers against its session state files. Containers of
 // other repositories are never looked at.
-import { listContainers, listVolumes, type ContainerInfo, type VolumeInfo } from '../docker.ts';
-import { repoLabels } from '../session/container.ts';
-import { containerDisplayName, reconcile } from '../session/lifecycle.ts';
+import { inspectImage, type ContainerInfo, type VolumeInfo } from '../docker.ts';
+import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/lifecycle.ts';
+import { describeEngine, onEngine } from '../engine.ts';
+import { config } from '../config.ts';
+import { imageAuthStatus } from '../auth-status.ts';
 import { probeProxy, proxyHealth, recordedEgress } from '../session/egress.ts';
 import { sessionPaths, type Repo } from '../session/paths.ts';
 import { listSessions, type SessionState } from '../session/store.ts';
 import { deadlines, type DoctorContext } from './context.ts';
-import { ok, skip, warn, type Check, type Finding } from './runner.ts';
+import { fail, ok, skip, warn, type Check, type Finding } from './runner.ts';
 
 const CLEAN_FIX = 'make clean-sessions (scripts/clean.ts; DRY_RUN=1 shows what it would remove)';
 const MISSING_FIX = 'start each again to re-create its container (scripts/start.ts NAME --container), or cancel it (scripts/cancel.ts NAME)';
@@ -101,13 +103,12 @@ async function egressFinding(repo: Repo, sessions: SessionState[], containers: C
 
 interface RepositorySessions {
   repo: Repo;
-  sessions: SessionState[];
   problems: string[];
-  containers: ContainerInfo[];
-  volumes: VolumeInfo[];
+  /** The engines the sessions live on (the shell's own first), each with its sessions and resources. */
+  groups: EngineGroup[];
 }
 
-/** This repository's sessions and labelled resources, read once per doctor run for both checks. */
+/** This repository's sessions and labelled resources on every engine they use, read once per doctor run. */
 const repositorySessions = new WeakMap<DoctorContext, Promise<RepositorySessions | undefined>>();
 
 function readSessions(context: DoctorContext): Promise<RepositorySessions | undefined> {
@@ -116,16 +117,48 @@ function readSessions(context: DoctorContext): Promise<RepositorySessions | unde
     found = (async () => {
       const repo = await context.repo();
       if (!repo) return undefined;
-      const [state, containers, volumes] = await Promise.all([
-        listSessions(repo),
-        listContainers({ labels: repoLabels(repo.root) }),
-        listVolumes({ labels: repoLabels(repo.root) }),
-      ]);
-      return { repo, sessions: state.sessions, problems: state.problems.map((p) => p.message), containers, volumes };
+      const state = await listSessions(repo);
+      return { repo, problems: state.problems.map((p) => p.message), groups: await engineGroups(repo, state.sessions) };
     })();
     repositorySessions.set(context, found);
   }
   return found;
+}
+
+/** Each engine the sessions use: reachable, its sessions' images present and logged in, the proxy image there when needed. */
+async function enginesFinding(groups: EngineGroup[]): Promise<Finding> {
+  const used = groups.filter((g) => g.states.some((s) => s.container && s.status !== 'finished'));
+  if (used.length === 0) return skip('no container session lives on any engine');
+  const found: string[] = [];
+  const fixes: string[] = [];
+  const fine: string[] = [];
+  for (const group of used) {
+    const where = describeEngine(group.engine);
+    const live = group.states.filter((s) => s.container && s.status !== 'finished');
+    if (group.unreachable) {
+      found.push(`${where} cannot be reached (sessions ${list(live.map((s) => s.name))}): ${group.unreachable}`);
+      fixes.push(group.engine.context ? `docker --context ${group.engine.context} info` : `DOCKER_HOST=${group.engine.host ?? ''} docker info`);
+      continue;
+    }
+    const problems = await onEngine(group.engine, async () => {
+      const out: string[] = [];
+      for (const image of [...new Set(live.map((s) => s.image).filter((i): i is string => Boolean(i)))]) {
+        if (!(await inspectImage(image))) out.push(`the image ${image} is not there`);
+        // The default engine's image is the image check's; another engine's is asked here.
+        else if (group.engine.remote && !(await imageAuthStatus(image, deadlines.containerMs).catch(() => undefined))?.loggedIn)
+          out.push(`claude in ${image} is not logged in`);
+      }
+      if (live.some((s) => recordedEgress(s).mode === 'allowlist') && !(await inspectImage(config.egressImage)))
+        out.push(`the egress proxy image ${config.egressImage} is not there`);
+      return out;
+    });
+    if (problems.length) {
+      found.push(`${where}: ${problems.join(', ')}`);
+      fixes.push(group.engine.context ? `make image CONTEXT=${group.engine.context}` : `DOCKER_HOST=${group.engine.host ?? ''} make image`);
+    } else fine.push(`${where} (${live.length} session${live.length === 1 ? '' : 's'})`);
+  }
+  if (found.length) return fail(found.join('; '), fixes.join('; '));
+  return ok(`reachable, with their images: ${fine.join(', ')}`);
 }
 
 export const sessionChecks: Check<DoctorContext>[] = [
@@ -138,7 +171,26 @@ export const sessionChecks: Check<DoctorContext>[] = [
     run: async (context) => {
       const found = await readSessions(context);
       if (!found) return skip('not inside a git repository');
-      return sessionsFinding(found.repo, found.sessions, found.containers, found.volumes, found.problems);
+      const reachable = found.groups.filter((g) => !g.unreachable);
+      return sessionsFinding(
+        found.repo,
+        reachable.flatMap((g) => g.states),
+        reachable.flatMap((g) => g.containers),
+        reachable.flatMap((g) => g.volumes),
+        found.problems,
+      );
+    },
+  },
+  {
+    id: 'engines',
+    needs: ['git'],
+    get deadlineMs() {
+      return deadlines.dockerMs + deadlines.containerMs;
+    },
+    run: async (context) => {
+      const found = await readSessions(context);
+      if (!found) return skip('not inside a git repository');
+      return enginesFinding(found.groups);
     },
   },
   {
@@ -150,7 +202,24 @@ export const sessionChecks: Check<DoctorContext>[] = [
     run: async (context) => {
       const found = await readSessions(context);
       if (!found) return skip('not inside a git repository');
-      return egressFinding(found.repo, found.sessions, found.containers);
+      const findings = await Promise.all(
+        found.groups.filter((g) => !g.unreachable).map((g) => onEngine(g.engine, () => egressFinding(found.repo, g.states, g.containers))),
+      );
+      return mergeFindings(findings);
     },
   },
 ];
+
+/** One finding from several (one per engine): the worst status, the messages and fixes together. */
+function mergeFindings(findings: Finding[]): Finding {
+  const rank = { fail: 3, warn: 2, ok: 1, skip: 0 } as const;
+  const shown = findings.filter((f) => f.status !== 'skip');
+  if (shown.length === 0) return findings[0] ?? skip('no active container sessions');
+  const worst = shown.reduce((a, b) => (rank[b.status] > rank[a.status] ? b : a));
+  const message = shown.map((f) => f.message).join('; ');
+  const fixes = shown
+    .map((f) => f.fix)
+    .filter(Boolean)
+    .join('; ');
+  return worst.status === 'ok' ? ok(message) : { status: worst.status, message, fix: fixes };
+}

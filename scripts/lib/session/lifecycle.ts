@@ -226,7 +226,7 @@ function egressView(repo: Repo, state: SessionState, byName: Map<string, Contain
 }
 
 /** The engines a repository's sessions live on, with the shell's own first, each with its sessions. */
-interface EngineGroup {
+export interface EngineGroup {
   engine: Engine;
   states: SessionState[];
   containers: ContainerInfo[];
@@ -245,7 +245,7 @@ export function engineOf(state: SessionState): Engine {
 }
 
 /** Groups the sessions by engine and lists, on each, the containers and volumes labelled for the repository. */
-async function engineGroups(repo: Repo, states: SessionState[]): Promise<EngineGroup[]> {
+export async function engineGroups(repo: Repo, states: SessionState[]): Promise<EngineGroup[]> {
   const groups = new Map<string, EngineGroup>();
   const add = (engine: Engine) => {
     const key = engineKey(engine);
@@ -681,16 +681,40 @@ export async function cancelSession(cwd: string, name: string, invocation: Invoc
   });
 }
 
-export async function syncOne(
-  cwd: string,
-  name: string,
-  invocation: Invocation,
-): Promise<{ name: string; branch: string; head: string | null; moved: string[]; skipped: string | null; plantedGit: boolean }> {
+export interface SyncOneResult {
+  name: string;
+  branch: string;
+  head: string | null;
+  moved: string[];
+  skipped: string | null;
+  plantedGit: boolean;
+  /** With files: the archive branch now holding the uncommitted files (null: there were none). */
+  filesRef: string | null;
+}
+
+/**
+ * Brings the agent's commits to para/NAME; with `files`, a remote session's uncommitted files too,
+ * committed inside its container on top of its HEAD and kept on para/archived/<time>/NAME.wip.
+ */
+export async function syncOne(cwd: string, name: string, invocation: Invocation, options: { files?: boolean } = {}): Promise<SyncOneResult> {
   const { repo, state } = await resolveSession(cwd, name, invocation);
   return onEngine(state.engine, async () => {
     if (state.status === 'finished')
       throw new ParaError(`session ${name} is finished; its branch ${state.branch} holds its work`, { code: 'session-finished' });
+    if (options.files && !state.engine?.remote) {
+      throw new UsageError(`session ${name} is on this machine's engine: its files are in ${state.worktree} already`, 'open that folder, or leave out --files');
+    }
     const result = await syncSession(repo, state);
+    let filesRef: string | null = null;
+    if (options.files && state.container) {
+      const inside = await remoteSnapshot(state.container, `para: uncommitted work of session ${name}`, false, await identityOf(repo));
+      if (inside.commit) {
+        const target = `refs/heads/${archivePrefix(name)}.wip`;
+        const tip = (await branchTip(repo, sessionPaths(repo, name).ref)) ?? state.baseCommit;
+        await receiveFromAgent(state.container, repo, [{ source: 'refs/para-snapshot/wip', oid: inside.commit, target }], [state.baseCommit, tip]);
+        filesRef = target.slice('refs/heads/'.length);
+      }
+    }
     return {
       name,
       branch: state.branch,
@@ -698,6 +722,7 @@ export async function syncOne(
       moved: result.moved,
       skipped: result.skipped,
       plantedGit: result.plantedGit,
+      filesRef,
     };
   });
 }
