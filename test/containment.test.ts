@@ -471,6 +471,29 @@ attack('a container restarted under a running job: list does not say running for
   await hostIntact(t);
 });
 
+attack('a repository the agent hid (HEAD a dangling link) and gave an fsmonitor: the container restarting runs none of it', async () => {
+  const t = await target();
+  const body = [
+    'cd /para/session/repo.git',
+    'git pack-refs --all',
+    'ref=$(git symbolic-ref HEAD)',
+    'rm HEAD && ln -s "$ref" HEAD',
+    'printf "#!/bin/sh\\ntouch /para/session/hook-ran\\n" > /para/session/hook.sh && chmod +x /para/session/hook.sh',
+    'git config core.fsmonitor /para/session/hook.sh',
+    'git config core.hooksPath /para/session',
+  ].join(' && ');
+  await startAttack(t, 'hidden', body);
+  const container = sessionPaths({ root: t.repo.root, commonDir: path.join(t.repo.root, '.git') }, 'hidden').container;
+  await docker(['restart', '--time', '0', container]);
+  await script(t, 'start.ts', ['hidden', '--container', '--detach', '--image', IMAGE, '--', 'true']);
+  const ran = await docker(['exec', container, 'sh', '-c', 'test -e /para/session/hook-ran && echo ran || echo not; ls /para/session/repo.git | head -3'], {
+    allowFailure: true,
+  });
+  assert.match(ran.stdout, /^not/, `the agent's fsmonitor ran as the container started: ${ran.stdout}`);
+  assert.not.match(ran.stdout, 'repo.git.new', "a second repository was moved into the agent's");
+  await hostIntact(t);
+});
+
 attack.run();
 
 // ---------------------------------------------------------------------------------------------

@@ -19,20 +19,24 @@ export interface SeedPlan {
   checkout: boolean;
 }
 
+// Made once: whatever is at the repository's path later is the agent's (in any form, a dangling link
+// too) and is never run. The files are written while the new repository is still para's own,
+// before the agent can touch its configuration; git runs with no fsmonitor and no hooks.
 const SEED = `set -eu
 chown para: "$1"
 exec setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
 gitdir="$1"; alternate="$2"; ref="$3"; commit="$4"; checkout="$5"
-[ -e "$gitdir/HEAD" ] && exit 0
+if [ -e "$gitdir" ] || [ -L "$gitdir" ]; then exit 0; fi
 rm -rf "$gitdir.new"
 env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
 printf "%s\\n" "$alternate" > "$gitdir.new/objects/info/alternates"
-git --git-dir="$gitdir.new" config core.bare false
-git --git-dir="$gitdir.new" config core.worktree "$GIT_WORK_TREE"
-git --git-dir="$gitdir.new" update-ref "$ref" "$commit"
-git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
+g() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gitdir.new" "$@"; }
+g config core.bare false
+g config core.worktree "$GIT_WORK_TREE"
+g update-ref "$ref" "$commit"
+g symbolic-ref HEAD "$ref"
+if [ "$checkout" = 1 ]; then g --work-tree="$GIT_WORK_TREE" reset -q --hard; else g read-tree HEAD; fi
 mv "$gitdir.new" "$gitdir"
-if [ "$checkout" = 1 ]; then git reset -q --hard; else git read-tree HEAD; fi
 ' para-seed "$2" "$3" "$4" "$5" "$6"`;
 
 const ENTRY = `d="${RUN_DIR}"
@@ -40,7 +44,7 @@ mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
 if [ -z "$3" ]; then
   # A remote engine: the history arrives as a bundle (seedFromBundle); a kept volume is ready as it is.
   # docker made the work folder (the container's working directory) as root.
-  mkdir -p "$1/work"; chown para: "$1" "$1/work"; if [ -e "$2/HEAD" ]; then : > "$d/ready"; fi
+  mkdir -p "$1/work"; chown para: "$1" "$1/work"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
 exec sleep infinity`;
 
@@ -50,20 +54,21 @@ exec sleep infinity`;
  */
 export const SEED_FROM_BUNDLE = `set -eu
 d="${RUN_DIR}"; v="$1"
-if [ -e "$v/repo.git/HEAD" ]; then : > "$d/ready"; exit 0; fi
+if [ -e "$v/repo.git" ] || [ -L "$v/repo.git" ]; then : > "$d/ready"; exit 0; fi
 mkdir -p "$3"; chown para: "$v" "$3"
 umask 077; cat > "$v/.incoming.bundle"; chown para: "$v/.incoming.bundle"
 if ! out=$(setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
 v="$1"; ref="$2"; work="$3"; gitdir="$v/repo.git"
 rm -rf "$gitdir.new"
 env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
-git --git-dir="$gitdir.new" fetch -q "$v/.incoming.bundle" "$ref:$ref"
-git --git-dir="$gitdir.new" config core.bare false
-git --git-dir="$gitdir.new" config core.worktree "$work"
-git --git-dir="$gitdir.new" symbolic-ref HEAD "$ref"
-mv "$gitdir.new" "$gitdir"
+g() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gitdir.new" "$@"; }
+g fetch -q "$v/.incoming.bundle" "$ref:$ref"
+g config core.bare false
+g config core.worktree "$work"
+g symbolic-ref HEAD "$ref"
 mkdir -p "$work"
-git --git-dir="$gitdir" --work-tree="$work" reset -q --hard
+g --work-tree="$work" reset -q --hard
+mv "$gitdir.new" "$gitdir"
 ' para-seed "$v" "$2" "$3" 2>&1); then printf '%s\\n' "$out" | tee "$d/seed-error" >&2; rm -f "$v/.incoming.bundle"; exit 3; fi
 rm -f "$v/.incoming.bundle"
 : > "$d/ready"`;

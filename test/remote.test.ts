@@ -1,0 +1,222 @@
+// Sessions on another engine: a second Docker engine of the test's own (its own socket, data root,
+// exec root and pid file), reached only through a docker context or DOCKER_HOST, with the images
+// moved there by docker save | docker load. It sees none of this machine's files as the session's:
+// no session container may have a bind mount, and the work must still come back.
+import { execa, type ResultPromise } from 'execa';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
+import { EGRESS_IMAGE } from './support/resources.ts';
+import { scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
+import { makeRepo, type TestRepo } from './support/repos.ts';
+import { onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
+
+const engine = { dir: '', socket: '', args: [] as string[], daemon: undefined as ResultPromise | undefined, context: `para-test-remote-${RUN_ID}` };
+const root = process.getuid?.() === 0;
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(100);
+  }
+}
+
+/** docker on the test's own engine. */
+function remote(args: string[]) {
+  return execa('docker', args, { env: { DOCKER_HOST: `unix://${engine.socket}`, DOCKER_CONTEXT: undefined }, reject: false });
+}
+
+async function startDaemon(): Promise<void> {
+  engine.daemon = execa('dockerd', engine.args, { reject: false, stdio: ['ignore', 'ignore', 'ignore'] });
+  await waitUntil('the second dockerd to answer', async () => (await remote(['info'])).exitCode === 0);
+}
+
+async function stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!engine.daemon) return;
+  engine.daemon.kill(signal);
+  await engine.daemon;
+  engine.daemon = undefined;
+}
+
+/** A para script in `repo`, its engine chosen by `env` (a context, DOCKER_HOST, or neither: the shell's default). */
+function para(repo: TestRepo, script: string, args: string[], env: Record<string, string | undefined> = {}) {
+  const [command, ...entry] = scriptCommand(script);
+  return execa(command, [...entry, ...args], {
+    cwd: repo.root,
+    env: { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, DOCKER_CONTEXT: undefined, DOCKER_HOST: undefined, ...env },
+    reject: false,
+    stdin: 'ignore',
+    timeout: 3 * 60_000,
+  });
+}
+
+/** The bind mounts of every container on the second engine labelled for `repo`. */
+async function bindMounts(repo: TestRepo): Promise<string[]> {
+  const ids = (await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.split('\n').filter(Boolean);
+  assert.ok(ids.length > 0, 'no session container on the second engine');
+  const mounts = (await remote(['inspect', '--format', '{{json .Mounts}}', ...ids])).stdout;
+  return [...mounts.matchAll(/"Type":"bind","Source":"([^"]+)"/g)].map((m) => m[1]);
+}
+
+const onRemote = suite('sessions on a second engine, reached through a docker context or DOCKER_HOST');
+
+onRemote.before(async () => {
+  if (!root) return;
+  await Promise.all([sessionTestImage(), testEgressImage()]);
+  engine.dir = await fs.mkdtemp('/tmp/pr-');
+  engine.socket = path.join(engine.dir, 'docker.sock');
+  engine.args = [
+    '--host',
+    `unix://${engine.socket}`,
+    '--data-root',
+    path.join(engine.dir, 'data'),
+    '--exec-root',
+    path.join(engine.dir, 'x'),
+    '--pidfile',
+    path.join(engine.dir, 'pid'),
+    '--bridge=none',
+    '--iptables=false',
+    '--ip-forward=false',
+    '--ip-masq=false',
+  ];
+  onCleanup(async () => {
+    await execa('docker', ['context', 'rm', '--force', engine.context], { reject: false });
+    await stopDaemon();
+    await execa('sh', ['-c', 'grep -o " $1[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l', 'sh', engine.dir], { reject: false });
+    await fs.rm(engine.dir, { recursive: true, force: true });
+  });
+  await startDaemon();
+  const moved = await execa(
+    'sh',
+    ['-c', 'docker save "$1" "$2" | DOCKER_HOST="$3" docker load -q', 'sh', SESSION_IMAGE, EGRESS_IMAGE, `unix://${engine.socket}`],
+    {
+      reject: false,
+    },
+  );
+  assert.is(moved.exitCode, 0, moved.stderr);
+  const made = await execa('docker', ['context', 'create', engine.context, '--docker', `host=unix://${engine.socket}`], { reject: false });
+  assert.is(made.exitCode, 0, made.stderr);
+});
+
+onRemote('by name through --context: no bind mount, commits come back with sync, uncommitted files with sync --files, finish keeps all', async () => {
+  if (!root) return;
+  const repo = await makeRepo();
+  const body = 'echo from the remote engine > r.txt && git add r.txt && git commit -qm remote && echo not yet committed > u.txt && echo done';
+  const started = await para(repo, 'start.ts', [
+    'far',
+    '--container',
+    '--detach',
+    '--context',
+    engine.context,
+    '--image',
+    SESSION_IMAGE,
+    '--',
+    'sh',
+    '-c',
+    body,
+  ]);
+  assert.is(started.exitCode, 0, started.stderr);
+  assert.match(started.stderr, `files in its volume on docker context ${engine.context}`);
+  assert.not.ok(await fs.pathExists(path.join(repo.root, '.para', 'worktrees', 'far')), 'a host folder was made for a remote session');
+  // Later commands find the engine by themselves, from a shell that names none.
+  const logs = await para(repo, 'logs.ts', ['far', '-f']);
+  assert.is(logs.exitCode, 0, logs.stderr);
+  assert.match(logs.stdout, 'done');
+  assert.equal(await bindMounts(repo), [], 'a session container on the remote engine has a bind mount');
+  const synced = await para(repo, 'sync.ts', ['far', '--files', '--json']);
+  assert.is(synced.exitCode, 0, synced.stderr);
+  const result = JSON.parse(synced.stdout) as { filesRef: string };
+  assert.is(await repo.git(['log', '-1', '--format=%s', 'para/far']), 'remote');
+  assert.is(await repo.git(['show', `${result.filesRef}:u.txt`]), 'not yet committed');
+  const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as {
+    sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string }>;
+  };
+  assert.equal(listed.sessions[0].engine, { context: engine.context, host: null, remote: true });
+  assert.is(listed.sessions[0].containerState, 'running');
+  const doctor = JSON.parse((await para(repo, 'doctor.ts', ['--json', '--image', SESSION_IMAGE])).stdout) as {
+    checks: Array<{ id: string; status: string; message: string }>;
+  };
+  const engines = doctor.checks.find((c) => c.id === 'engines')!;
+  assert.is(engines.status, 'ok', engines.message);
+  assert.match(engines.message, engine.context);
+  const finished = await para(repo, 'finish.ts', ['far', '-m', 'the rest']);
+  assert.is(finished.exitCode, 0, finished.stderr);
+  assert.is(await repo.git(['show', 'para/far:u.txt']), 'not yet committed');
+  assert.is(await repo.git(['show', 'para/far:r.txt']), 'from the remote engine');
+  assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'finish left a container');
+});
+
+onRemote('by prompt through DOCKER_HOST, then cancel keeps the work and clean removes what a lost state left', async () => {
+  if (!root) return;
+  const repo = await makeRepo();
+  const host = `unix://${engine.socket}`;
+  const started = await para(
+    repo,
+    'start.ts',
+    ['implement the remote thing', '--container', '--detach', '--egress', 'none', '--image', SESSION_IMAGE, '--json'],
+    { DOCKER_HOST: host },
+  );
+  assert.is(started.exitCode, 0, started.stderr);
+  const session = JSON.parse(started.stdout) as { name: string; engine: { host: string; remote: boolean } };
+  assert.equal(session.engine, { context: null, host, remote: true });
+  assert.equal(await bindMounts(repo), []);
+  // The agent commits, then leaves a file uncommitted; cancel keeps both.
+  const container = sessionPaths({ root: repo.root, commonDir: '' }, session.name).container;
+  const work = await remote(['exec', '-u', 'para', container, 'sh', '-c', 'echo a > a.txt && git add a.txt && git commit -qm agent && echo b > b.txt']);
+  assert.is(work.exitCode, 0, work.stderr);
+  const cancelled = await para(repo, 'cancel.ts', [session.name, '--force', '--json']);
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  const archived = (JSON.parse(cancelled.stdout) as { archivedBranch: string }).archivedBranch;
+  assert.is(await repo.git(['show', `${archived}:b.txt`]), 'b');
+  assert.is(await repo.git(['log', '-1', '--format=%s', `${archived}~1`]), 'agent');
+
+  // A session whose state file is lost: its container and volume on the remote engine are orphans.
+  const lost = await para(repo, 'start.ts', ['lost', '--container', '--detach', '--egress', 'none', '--image', SESSION_IMAGE, '--', 'true'], {
+    DOCKER_HOST: host,
+  });
+  assert.is(lost.exitCode, 0, lost.stderr);
+  await fs.rm(path.join(repo.root, '.git', 'para', 'sessions', 'lost.json'));
+  // The engine is named by nothing now but the shell: clean is run the way a user would, against it.
+  const cleaned = await para(repo, 'clean.ts', [], { DOCKER_HOST: host });
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
+  assert.is((await remote(['volume', 'ls', '-q', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
+});
+
+onRemote('the engine killed in the middle of a start: nothing half-made is left once it is back', async () => {
+  if (!root) return;
+  const repo = await makeRepo();
+  const [command, ...entry] = scriptCommand('start.ts');
+  const child = execa(command, [...entry, 'killed', '--container', '--detach', '--context', engine.context, '--image', SESSION_IMAGE, '--', 'true'], {
+    cwd: repo.root,
+    env: { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, DOCKER_CONTEXT: undefined, DOCKER_HOST: undefined },
+    reject: false,
+    stdin: 'ignore',
+  });
+  // The moment the session's container exists on that engine, the engine dies.
+  await waitUntil(
+    'the session container to exist',
+    async () => (await remote(['ps', '-aq', '--filter', 'name=para-killed-'])).stdout.trim() !== '' || child.exitCode !== null,
+    60_000,
+  );
+  await stopDaemon('SIGKILL');
+  const ended = await child;
+  // A killed dockerd leaves its containerd and pid file: cleared, as an operator would, before it starts again.
+  await execa('pkill', ['-KILL', '-f', engine.dir], { reject: false });
+  await fs.rm(path.join(engine.dir, 'pid'), { force: true });
+  await delay(1000);
+  await startDaemon();
+  assert.is.not(ended.exitCode, 0, 'the start reported success with its engine gone');
+  assert.is((await repo.git(['branch', '--list', 'para/*'])).trim(), '', 'the branch was left');
+  const cleaned = await para(repo, 'clean.ts', [], { DOCKER_CONTEXT: engine.context });
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'a container of the killed start is left');
+  assert.is((await remote(['volume', 'ls', '-q', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
+  assert.equal(await fs.readdir(path.join(repo.root, '.git', 'para', 'sessions')), []);
+});
+
+onRemote.run();
