@@ -31,8 +31,11 @@ function remote(args: string[]) {
 }
 
 async function startDaemon(): Promise<void> {
-  engine.daemon = execa('dockerd', engine.args, { reject: false, stdio: ['ignore', 'ignore', 'ignore'] });
-  await waitUntil('the second dockerd to answer', async () => (await remote(['info'])).exitCode === 0);
+  const log = path.join(engine.dir, 'dockerd.log');
+  engine.daemon = execa('dockerd', engine.args, { reject: false, stdin: 'ignore', stdout: { file: log, append: true }, stderr: { file: log, append: true } });
+  await waitUntil('the second dockerd to answer', async () => (await remote(['info'])).exitCode === 0).catch(async (error: unknown) => {
+    throw new Error(`${String(error)}\n${(await fs.readFile(log, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
+  });
 }
 
 async function stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -207,8 +210,8 @@ onRemote('the engine killed in the middle of a start: nothing half-made is left 
   const ended = await child;
   // A killed dockerd leaves its containerd and pid file: cleared, as an operator would, before it starts again.
   await execa('pkill', ['-KILL', '-f', engine.dir], { reject: false });
-  await fs.rm(path.join(engine.dir, 'pid'), { force: true });
-  await delay(1000);
+  await waitUntil("the killed engine's processes to end", async () => (await execa('pgrep', ['-f', engine.dir], { reject: false })).exitCode !== 0, 30_000);
+  for (const file of ['pid', 'x/containerd/containerd.pid']) await fs.rm(path.join(engine.dir, file), { force: true });
   await startDaemon();
   assert.is.not(ended.exitCode, 0, 'the start reported success with its engine gone');
   assert.is((await repo.git(['branch', '--list', 'para/*'])).trim(), '', 'the branch was left');
