@@ -13,7 +13,7 @@ $(foreach v,$(LITERAL_VARS),$(if $(filter command line,$(origin $(v))),$(eval ov
 SOURCES := $(wildcard scripts/*.ts scripts/lib/*.ts scripts/lib/*/*.ts)
 BUNDLES := $(patsubst scripts/%.ts,dist/%.mjs,$(wildcard scripts/*.ts))
 
-.PHONY: help install build image login doctor test check typecheck lint format bench bench-doctor base-image \
+.PHONY: help install build image login doctor test check typecheck lint format bench bench-remote bench-doctor base-image \
         start list logs sync finish cancel clean-sessions
 
 help: ## list the targets
@@ -34,14 +34,15 @@ dist/%.mjs: scripts/%.ts $(SOURCES) node_modules
 build: $(BUNDLES) ## bundle the scripts into dist/ (done on demand by the targets below)
 
 image: node_modules ## build para-authenticated:latest from your Claude login (TOKEN_FILE, API_KEY_FILE, BASE_IMAGE, CLAUDE_VERSION, CLAUDE_BINARY, TAG, REBUILD_BASE=1, VERIFY=online, EGRESS_NETWORK, CONTEXT)
-	$${CONTEXT:+env DOCKER_CONTEXT="$$CONTEXT"} $(TSX) scripts/build-image.ts \
+	$(TSX) scripts/build-image.ts \
 	  $${TAG:+--tag "$$TAG"} \
 	  $${BASE_IMAGE:+--base-image "$$BASE_IMAGE"} \
 	  $${CLAUDE_BINARY:+--claude-binary "$$CLAUDE_BINARY"} \
 	  $${CLAUDE_VERSION:+--claude-version "$$CLAUDE_VERSION"} \
 	  $${TOKEN_FILE:+--token-file "$$TOKEN_FILE"} \
 	  $${API_KEY_FILE:+--api-key-file "$$API_KEY_FILE"} \
-	  $${REBUILD_BASE:+--rebuild-base} $${VERIFY:+--verify "$$VERIFY"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"}
+	  $${REBUILD_BASE:+--rebuild-base} $${VERIFY:+--verify "$$VERIFY"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
+	  $${CONTEXT:+--context "$$CONTEXT"}
 
 login: node_modules ## log in inside a throwaway container and commit it as para-authenticated:latest (TAG)
 	$(TSX) scripts/login.ts $${TAG:+--tag "$$TAG"}
@@ -92,6 +93,9 @@ check: typecheck lint test ## type-check, lint, then run the tests
 
 bench: node_modules dist/start.mjs ## time start.ts against the raw git + docker commands it wraps
 	$(TSX) bench/start.bench.ts
+
+bench-remote: node_modules dist/start.mjs ## time a session start on another engine, first and second session (CONTEXT, IMAGE, RUNS)
+	$(TSX) bench/remote.bench.ts --context "$$CONTEXT" --image "$${IMAGE:-para-authenticated:latest}" $${RUNS:+--rounds "$$RUNS"}
 
 bench-doctor: node_modules dist/doctor.mjs ## time make doctor, healthy and with the daemon unreachable (IMAGE, RUNS)
 	$(TSX) bench/doctor.bench.ts $${IMAGE:+--image "$$IMAGE"} $${RUNS:+--runs "$$RUNS"}

@@ -28,6 +28,7 @@ Options:
   --verify online        also make one real request with the new image's credentials, through an
                          egress proxy as a session's; the tag moves only if the API accepts them
   --egress-network NET   the docker network that proxy reaches out through (default: docker's own)
+  --context NAME         build on that docker context's engine (the same as DOCKER_CONTEXT=NAME)
   --json                 print one JSON document on stdout, no progress
   --verbose              show stack traces on errors
   -h, --help             show this help
@@ -53,7 +54,7 @@ export function warningsFor(credentials: Credentials, now = Date.now()): string[
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['tag', 'base-image', 'claude-binary', 'claude-version', 'token-file', 'api-key-file', 'verify', 'egress-network'],
+    string: ['tag', 'base-image', 'claude-binary', 'claude-version', 'token-file', 'api-key-file', 'verify', 'egress-network', 'context'],
     boolean: ['rebuild-base', 'json', 'verbose', 'help'],
     alias: { h: 'help' },
   });
@@ -63,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (args._.length > 0) throw new UsageError(`unexpected argument ${String(args._[0])}`, 'see --help');
   if (args['token-file'] && args['api-key-file']) throw new UsageError('give either --token-file or --api-key-file, not both');
+  // Every docker call of this run goes to that engine.
+  if (args.context) {
+    process.env.DOCKER_CONTEXT = String(args.context);
+    delete process.env.DOCKER_HOST;
+  }
   const verify = args.verify || 'offline';
   if (verify !== 'offline' && verify !== 'online')
     throw new UsageError(`--verify ${JSON.stringify(verify)} is not offline or online`, 'use --verify online (VERIFY=online)');

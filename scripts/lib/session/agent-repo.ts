@@ -48,30 +48,41 @@ if [ -z "$3" ]; then
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
 exec sleep infinity`;
 
+/** A remote engine's copy of the repository's history, shared by its sessions there (root's; read-only to agents). */
+export const MIRROR_DIR = '/para/mirror';
+
 /**
- * Run as root with the bundle on standard input: makes the agent's repository from it, as the
- * agent's user, with the work tree in the volume. The bundle is para's own (the host's history).
+ * Run as root with a bundle (maybe empty: nothing new) on standard input: adds the host's new
+ * history to the engine's mirror, then makes the agent's repository as the agent's user, borrowing
+ * the mirror's objects, with the work tree in the volume. The bundle is para's own (the host's
+ * history); the mirror is written by root only, so no agent can change what another session gets.
  */
 export const SEED_FROM_BUNDLE = `set -eu
-d="${RUN_DIR}"; v="$1"
+d="${RUN_DIR}"; v="$1"; ref="$2"; work="$3"; commit="$4"; m="${MIRROR_DIR}"
 if [ -e "$v/repo.git" ] || [ -L "$v/repo.git" ]; then : > "$d/ready"; exit 0; fi
-mkdir -p "$3"; chown para: "$v" "$3"
-umask 077; cat > "$v/.incoming.bundle"; chown para: "$v/.incoming.bundle"
+mkdir -p "$work"; chown para: "$v" "$work"
+b="$(mktemp)"; cat > "$b"
+mg() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$m" "$@"; }
+[ -e "$m/HEAD" ] || { env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$m"; chmod -R go-w "$m"; }
+if [ -s "$b" ]; then mg fetch -q "$b" "+$ref:refs/mirror/$commit" || { echo "the history could not be added to the mirror" >&2; rm -f "$b"; exit 3; }; fi
+rm -f "$b"
 if ! out=$(setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
-v="$1"; ref="$2"; work="$3"; gitdir="$v/repo.git"
+v="$1"; ref="$2"; work="$3"; commit="$4"; m="$5"; gitdir="$v/repo.git"
 rm -rf "$gitdir.new"
 env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
+printf "%s\\n" "$m/objects" > "$gitdir.new/objects/info/alternates"
 g() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gitdir.new" "$@"; }
-g fetch -q "$v/.incoming.bundle" "$ref:$ref"
+g update-ref "$ref" "$commit"
 g config core.bare false
 g config core.worktree "$work"
 g symbolic-ref HEAD "$ref"
-mkdir -p "$work"
 g --work-tree="$work" reset -q --hard
 mv "$gitdir.new" "$gitdir"
-' para-seed "$v" "$2" "$3" 2>&1); then printf '%s\\n' "$out" | tee "$d/seed-error" >&2; rm -f "$v/.incoming.bundle"; exit 3; fi
-rm -f "$v/.incoming.bundle"
+' para-seed "$v" "$ref" "$work" "$commit" "$m" 2>&1); then printf '%s\\n' "$out" | tee "$d/seed-error" >&2; exit 3; fi
 : > "$d/ready"`;
+
+/** The mirror's tips (what a new bundle may assume), one commit per line. */
+export const MIRROR_TIPS = `m="${MIRROR_DIR}"; [ -e "$m/HEAD" ] || exit 0; git -c core.fsmonitor=false --git-dir="$m" for-each-ref --format='%(objectname)' refs/mirror`;
 
 /** The container's command: make the agent's repository (once; a restart keeps it), then wait. */
 export function entryCommand(plan: SeedPlan): string[] {

@@ -3,6 +3,7 @@
 // labels name this repository and session.
 import { config, labels } from '../config.ts';
 import {
+  DockerError,
   inspectContainer,
   inspectImage,
   inspectVolume,
@@ -42,7 +43,7 @@ import { snapshotFolder, type Snapshot } from './snapshot.ts';
 import { currentDockerContext, DEFAULT_ENGINE, describeEngine, onEngine, resolveEngine, type Engine } from '../engine.ts';
 import { proxyHealth, recordedEgress, type EgressState, type ProxyHealth } from './egress.ts';
 import { containerSpec, gitIdentity } from './start.ts';
-import { receiveFromAgent, seedFromBundle } from './transport.ts';
+import { mirrorVolume, receiveFromAgent, seedFromBundle } from './transport.ts';
 import { deleteSession, listSessions, readSession, starterAlive, writeSession, type SessionState, type StateProblem } from './store.ts';
 import { plantedGit, syncSession, type SyncResult } from './sync.ts';
 
@@ -136,7 +137,12 @@ export function reconcile(repo: Repo, states: SessionState[], containers: Contai
   const present = new Set(containers.map(containerDisplayName));
   return {
     unclaimed: containers.filter((c) => !claims(c.Config.Labels?.[labels.session], containerDisplayName(c), 'container')),
-    unclaimedVolumes: volumes.filter((v) => !claims(v.Labels?.[labels.session] ?? undefined, v.Name, 'volume')),
+    // A remote engine's mirror of the history is claimed while any session there lives.
+    unclaimedVolumes: volumes.filter(
+      (v) =>
+        !claims(v.Labels?.[labels.session] ?? undefined, v.Name, 'volume') &&
+        !(v.Labels?.[labels.role] === 'mirror' && v.Name === mirrorVolume(repo) && live.size > 0),
+    ),
     missing: states.filter((s) => s.status === 'active' && s.container !== null && !present.has(s.container)),
   };
 }
@@ -263,7 +269,9 @@ export async function engineGroups(repo: Repo, states: SessionState[]): Promise<
             listVolumes({ labels: repoLabels(repo.root) }),
           ]);
         } catch (error) {
-          // Only an engine some session lives on must answer; the shell's own may be down.
+          // Only an engine some session lives on must answer; the shell's own may be down. A bad
+          // setting is not an engine's fault: it stops the command.
+          if (!(error instanceof DockerError)) throw error;
           group.unreachable = errorMessage(error);
         }
       }),

@@ -6,14 +6,14 @@ import fs from 'fs-extra';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { withTempDir } from '../cleanup.ts';
-import { config } from '../config.ts';
+import { config, extraLabels, labels } from '../config.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
-import { AGENT_VOLUME_DIR, REMOTE_WORK_TREE, SEED_FROM_BUNDLE, WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
+import { AGENT_VOLUME_DIR, MIRROR_DIR, MIRROR_TIPS, REMOTE_WORK_TREE, SEED_FROM_BUNDLE, WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
 import type { Engine } from '../engine.ts';
-import { exec, type Mount } from './container.ts';
+import { exec, repoLabels, type Mount } from './container.ts';
 import { branchTip } from './resources.ts';
-import type { Repo, SessionPaths } from './paths.ts';
+import { repoHash, type Repo, type SessionPaths } from './paths.ts';
 
 /** How the agent's repository gets the host's history, and where the agent's files are. */
 export interface Transport {
@@ -49,13 +49,27 @@ export const localTransport: Transport = {
 export const remoteTransport: Transport = {
   remote: true,
   workTree: () => ({ path: REMOTE_WORK_TREE, hostFolder: false }),
-  async mounts() {
-    return [];
+  async mounts(repo) {
+    // The engine's copy of the history, shared by the repository's sessions there: later sessions send only what is new.
+    return [
+      {
+        type: 'volume',
+        source: mirrorVolume(repo),
+        target: MIRROR_DIR,
+        readonly: false,
+        labels: { ...extraLabels(), ...repoLabels(repo.root), [labels.role]: 'mirror' },
+      },
+    ];
   },
   seedPlan(_repo, paths, commit, checkout) {
     return { alternate: '', ref: paths.ref, commit, checkout };
   },
 };
+
+/** The mirror volume of a repository on a remote engine. */
+export function mirrorVolume(repo: Repo): string {
+  return `para-mirror-${repoHash(repo.root)}`;
+}
 
 export function transportFor(engine: Engine | undefined): Transport {
   return engine?.remote ? remoteTransport : localTransport;
@@ -69,8 +83,23 @@ export function transportFor(engine: Engine | undefined): Transport {
 export async function seedFromBundle(container: string, repo: Repo, paths: SessionPaths): Promise<void> {
   await withTempDir('para-seed-', async (dir) => {
     const file = path.join(dir, 'history.bundle');
-    await git(['bundle', 'create', '-q', file, paths.ref], { cwd: repo.root, timeoutMs: 10 * 60_000 });
-    const result = await exec(container, ['sh', '-c', SEED_FROM_BUNDLE, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE], {
+    const commit = await branchTip(repo, paths.ref);
+    if (!commit) throw new ParaError(`${paths.branch} does not exist on the host`, { code: 'seed-failed' });
+    // Only what the engine's mirror lacks: its tips that the host knows are the bundle's prerequisites.
+    const tips = (await exec(container, ['sh', '-c', MIRROR_TIPS], { root: true, allowFailure: true })).stdout.split('\n').filter((l) => OID.test(l));
+    const known: string[] = [];
+    for (const tip of [...new Set(tips)]) if (await hostHas(repo, tip)) known.push(tip);
+    const made = await git(['bundle', 'create', '-q', file, paths.ref, ...known.map((tip) => `^${tip}`)], {
+      cwd: repo.root,
+      allowFailure: true,
+      timeoutMs: 10 * 60_000,
+    });
+    if (made.exitCode !== 0) {
+      // Nothing new: the mirror has the whole history already.
+      if (!/empty bundle/i.test(made.stderr)) throw new ParaError(`could not bundle ${paths.branch}: ${made.stderr.trim()}`, { code: 'seed-failed' });
+      await fs.writeFile(file, '');
+    }
+    const result = await exec(container, ['sh', '-c', SEED_FROM_BUNDLE, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE, commit], {
       root: true,
       inputFile: file,
       allowFailure: true,
