@@ -222,4 +222,77 @@ onRemote('the engine killed in the middle of a start: nothing half-made is left 
   assert.equal(await fs.readdir(path.join(repo.root, '.git', 'para', 'sessions')), []);
 });
 
+onRemote('an engine over ssh:// (sshd on a loopback port, a throwaway key): the session is remote there too', async () => {
+  if (!root) return;
+  const sshd = ['/usr/sbin/sshd', '/usr/bin/ssh', '/usr/bin/ssh-keygen'];
+  for (const tool of sshd) assert.ok(await fs.pathExists(tool), `${tool} is missing: .ci/run installs openssh-server`);
+  const dir = await fs.mkdtemp('/tmp/ps-');
+  const port = 20000 + Math.floor(Math.random() * 30000);
+  for (const key of ['host', 'user']) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, key)]);
+  await fs.copy(path.join(dir, 'user.pub'), path.join(dir, 'authorized_keys'));
+  await fs.writeFile(
+    path.join(dir, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${dir}/host`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'UsePAM no',
+      `PidFile ${dir}/sshd.pid`,
+      'StrictModes no',
+      '',
+    ].join('\n'),
+  );
+  await fs.writeFile(
+    path.join(dir, 'ssh_config'),
+    ['Host 127.0.0.1', `  IdentityFile ${dir}/user`, '  StrictHostKeyChecking no', '  UserKnownHostsFile /dev/null', '  LogLevel ERROR', ''].join('\n'),
+  );
+  // The docker CLI runs `ssh` from PATH: this one reads the test's own configuration.
+  await fs.mkdir(path.join(dir, 'bin'));
+  await fs.writeFile(path.join(dir, 'bin', 'ssh'), `#!/bin/sh\nexec /usr/bin/ssh -F ${dir}/ssh_config "$@"\n`, { mode: 0o755 });
+  await fs.mkdir('/run/sshd', { recursive: true });
+  const started = await execa('/usr/sbin/sshd', ['-f', path.join(dir, 'sshd_config'), '-E', path.join(dir, 'sshd.log')], { reject: false });
+  assert.is(started.exitCode, 0, started.stderr);
+  onCleanup(async () => {
+    const pid = Number(await fs.readFile(path.join(dir, 'sshd.pid'), 'utf8').catch(() => '0'));
+    if (pid) process.kill(pid, 'SIGTERM');
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const env = { DOCKER_HOST: `ssh://root@127.0.0.1:${port}`, PATH: `${dir}/bin:${process.env.PATH}` };
+  await waitUntil('docker over ssh to answer', async () => (await execa('docker', ['info'], { env, reject: false })).exitCode === 0, 20_000);
+  const repo = await makeRepo();
+  const run = await para(
+    repo,
+    'start.ts',
+    [
+      'overssh',
+      '--container',
+      '--detach',
+      '--egress',
+      'none',
+      '--image',
+      SESSION_IMAGE,
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo s > s.txt && git add s.txt && git commit -qm ssh',
+    ],
+    env,
+  );
+  assert.is(run.exitCode, 0, run.stderr);
+  assert.equal((JSON.parse(run.stdout) as { engine: unknown }).engine, { context: null, host: env.DOCKER_HOST, remote: true });
+  const logs = await para(repo, 'logs.ts', ['overssh', '-f'], { PATH: env.PATH });
+  assert.is(logs.exitCode, 0, logs.stderr);
+  assert.is(await repo.git(['log', '-1', '--format=%s', 'para/overssh']), 'ssh');
+  // That engine is this machine's own here: what matters is that para gave the container no bind mount.
+  const container = sessionPaths({ root: repo.root, commonDir: '' }, 'overssh').container;
+  const mounts = (await execa('docker', ['inspect', '--format', '{{json .Mounts}}', container], { reject: false })).stdout;
+  assert.not.match(mounts, '"Type":"bind"');
+  const cancelled = await para(repo, 'cancel.ts', ['overssh', '--force'], { PATH: env.PATH });
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+});
+
 onRemote.run();
