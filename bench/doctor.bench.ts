@@ -8,6 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { imageAuthStatus } from '../scripts/lib/auth-status.ts';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
+import { median } from './measure.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
 import { tempRepo } from '../test/support/doctor.ts';
@@ -16,12 +17,6 @@ import { cleanupAll, RUN_ID, TEST_LABEL, uniqueName } from '../test/support/reso
 
 const TARGETS = { healthy: 2000, daemonDown: 1000 };
 const BUNDLE = path.join(PROJECT_ROOT, 'dist', 'doctor.mjs');
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 async function measure(label: string, runs: number, once: () => Promise<void>): Promise<number> {
   await once(); // warm-up: tsx's transform cache, the page cache

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
+import { median, timed } from './measure.ts';
 import { repoHash } from '../scripts/lib/session/paths.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image.ts';
@@ -20,18 +21,6 @@ there: make image CONTEXT=NAME, or docker save | docker --context NAME load) for
 and for one of 5,000 files / 50 MB: the first session (the engine's mirror of the history empty) and
 the second (only what is new travels), against git bundle create + docker run -d + docker exec -i
 git clone of the bundle. Everything it creates is removed at the end.`;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-async function timed(run: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await run();
-  return performance.now() - started;
-}
 
 /** 5,000 files of 10 KB of random bytes (50 MB that do not compress), in 50 folders, one commit. */
 async function largeRepo(): Promise<TestRepo> {

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
+import { median, timed } from './measure.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker, imageExists } from '../scripts/lib/docker.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
@@ -22,18 +23,6 @@ throwaway authenticated image from a fake login with scripts/build-image.ts, and
 proxy image from the test base image. Everything it creates is removed at the end.`;
 
 const GOAL = 1.5;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-async function timed(run: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await run();
-  return performance.now() - started;
-}
 
 /**
  * What a user would type by hand for a worktree and a container: git worktree add -b, then

@@ -1,47 +1,21 @@
 // A Docker daemon restarted under a running background job, on a private engine of the test's
 // own (its own socket, data root, exec root and pid file), so the shared engine is never touched.
-import { execa, type ResultPromise } from 'execa';
-import fs from 'fs-extra';
-import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BASE_IMAGE, scriptCommand, detachedArgs } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { RUN_ID, TEST_LABEL, onCleanup } from './support/resources.ts';
+import { RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { privateEngine, waitUntil, type PrivateEngine } from './support/engine.ts';
 
-const engine = { dir: '', socket: '', args: [] as string[], daemon: undefined as ResultPromise | undefined };
+let engine: PrivateEngine;
 const IMAGE = `para-daemon-test-${RUN_ID}:latest`;
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(200);
-  }
-}
-
-function privateDocker(args: string[], input?: string) {
-  return execa('docker', args, { env: { DOCKER_HOST: `unix://${engine.socket}` }, reject: false, input });
-}
-
-async function startDaemon(): Promise<void> {
-  engine.daemon = execa('dockerd', engine.args, { reject: false, stdio: ['ignore', 'ignore', 'ignore'] });
-  await waitUntil('the private dockerd to answer', async () => (await privateDocker(['info'])).exitCode === 0);
-}
-
-async function stopDaemon(): Promise<void> {
-  if (!engine.daemon) return;
-  engine.daemon.kill('SIGTERM');
-  await engine.daemon;
-  engine.daemon = undefined;
-}
 
 function para(repo: TestRepo, script: string, args: string[]) {
   const [command, ...entry] = scriptCommand(script);
   return execa(command, [...entry, ...args], {
     cwd: repo.root,
-    env: { ...repo.env, DOCKER_HOST: `unix://${engine.socket}`, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
+    env: { ...repo.env, DOCKER_HOST: engine.host, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
     reject: false,
     stdin: 'ignore',
     timeout: 3 * 60_000,
@@ -52,33 +26,11 @@ const restart = suite('a daemon restart while a job runs');
 
 restart.before(async () => {
   if (process.getuid?.() !== 0) return;
-  // Short paths: containerd's sockets live under the exec root, and unix socket paths are short.
-  engine.dir = await fs.mkdtemp('/tmp/pd-');
-  engine.socket = path.join(engine.dir, 'docker.sock');
-  engine.args = [
-    '--host',
-    `unix://${engine.socket}`,
-    '--data-root',
-    path.join(engine.dir, 'data'),
-    '--exec-root',
-    path.join(engine.dir, 'x'),
-    '--pidfile',
-    path.join(engine.dir, 'pid'),
-    '--bridge=none',
-    '--iptables=false',
-    '--ip-forward=false',
-    '--ip-masq=false',
-  ];
-  onCleanup(async () => {
-    await stopDaemon();
-    await execa('sh', ['-c', 'grep -o " $1[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l', 'sh', engine.dir], { reject: false });
-    await fs.rm(engine.dir, { recursive: true, force: true });
-  });
-  await startDaemon();
+  engine = await privateEngine();
   // A small session image on that engine: the base image with git and a user para.
-  const saved = await execa('sh', ['-c', 'docker save "$1" | DOCKER_HOST="$2" docker load -q', 'sh', BASE_IMAGE, `unix://${engine.socket}`], { reject: false });
+  const saved = await execa('sh', ['-c', 'docker save "$1" | DOCKER_HOST="$2" docker load -q', 'sh', BASE_IMAGE, engine.host], { reject: false });
   assert.is(saved.exitCode, 0, saved.stderr);
-  const built = await privateDocker(
+  const built = await engine.docker(
     ['build', '-q', '-t', IMAGE, '-'],
     `FROM ${BASE_IMAGE}\nRUN useradd --uid 1000 --create-home --shell /bin/bash para\nENV HOME=/home/para\nUSER para\n`,
   );
@@ -101,8 +53,8 @@ restart('list stops saying running, logs -f ends, and the session resumes with i
     seen += chunk.toString();
   });
   await waitUntil('logs -f to follow the job', async () => seen.includes('following'));
-  await stopDaemon();
-  await startDaemon();
+  await engine.stop();
+  await engine.start();
   const followed = await follow;
   assert.is.not(followed.exitCode, 0, 'logs -f reported success for a job that never finished');
   assert.ok(!followed.timedOut, 'logs -f did not end');

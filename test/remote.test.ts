@@ -2,10 +2,9 @@
 // exec root and pid file), reached only through a docker context or DOCKER_HOST, with the images
 // moved there by docker save | docker load. It sees none of this machine's files as the session's:
 // no session container may have a bind mount, and the work must still come back.
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
@@ -13,36 +12,15 @@ import { EGRESS_IMAGE } from './support/resources.ts';
 import { scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { privateEngine, waitUntil, type PrivateEngine } from './support/engine.ts';
 
-const engine = { dir: '', socket: '', args: [] as string[], daemon: undefined as ResultPromise | undefined, context: `para-test-remote-${RUN_ID}` };
+let engine: PrivateEngine;
+const CONTEXT = `para-test-remote-${RUN_ID}`;
 const root = process.getuid?.() === 0;
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(100);
-  }
-}
 
 /** docker on the test's own engine. */
 function remote(args: string[]) {
-  return execa('docker', args, { env: { DOCKER_HOST: `unix://${engine.socket}`, DOCKER_CONTEXT: undefined }, reject: false });
-}
-
-async function startDaemon(): Promise<void> {
-  const log = path.join(engine.dir, 'dockerd.log');
-  engine.daemon = execa('dockerd', engine.args, { reject: false, stdin: 'ignore', stdout: { file: log, append: true }, stderr: { file: log, append: true } });
-  await waitUntil('the second dockerd to answer', async () => (await remote(['info'])).exitCode === 0).catch(async (error: unknown) => {
-    throw new Error(`${String(error)}\n${(await fs.readFile(log, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
-  });
-}
-
-async function stopDaemon(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!engine.daemon) return;
-  engine.daemon.kill(signal);
-  await engine.daemon;
-  engine.daemon = undefined;
+  return engine.docker(args);
 }
 
 /** A para script in `repo`, its engine chosen by `env` (a context, DOCKER_HOST, or neither: the shell's default). */
@@ -70,38 +48,13 @@ const onRemote = suite('sessions on a second engine, reached through a docker co
 onRemote.before(async () => {
   if (!root) return;
   await Promise.all([sessionTestImage(), testEgressImage()]);
-  engine.dir = await fs.mkdtemp('/tmp/pr-');
-  engine.socket = path.join(engine.dir, 'docker.sock');
-  engine.args = [
-    '--host',
-    `unix://${engine.socket}`,
-    '--data-root',
-    path.join(engine.dir, 'data'),
-    '--exec-root',
-    path.join(engine.dir, 'x'),
-    '--pidfile',
-    path.join(engine.dir, 'pid'),
-    '--bridge=none',
-    '--iptables=false',
-    '--ip-forward=false',
-    '--ip-masq=false',
-  ];
-  onCleanup(async () => {
-    await execa('docker', ['context', 'rm', '--force', engine.context], { reject: false });
-    await stopDaemon();
-    await execa('sh', ['-c', 'grep -o " $1[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l', 'sh', engine.dir], { reject: false });
-    await fs.rm(engine.dir, { recursive: true, force: true });
+  engine = await privateEngine();
+  onCleanup(() => execa('docker', ['context', 'rm', '--force', CONTEXT], { reject: false }));
+  const moved = await execa('sh', ['-c', 'docker save "$1" "$2" | DOCKER_HOST="$3" docker load -q', 'sh', SESSION_IMAGE, EGRESS_IMAGE, engine.host], {
+    reject: false,
   });
-  await startDaemon();
-  const moved = await execa(
-    'sh',
-    ['-c', 'docker save "$1" "$2" | DOCKER_HOST="$3" docker load -q', 'sh', SESSION_IMAGE, EGRESS_IMAGE, `unix://${engine.socket}`],
-    {
-      reject: false,
-    },
-  );
   assert.is(moved.exitCode, 0, moved.stderr);
-  const made = await execa('docker', ['context', 'create', engine.context, '--docker', `host=unix://${engine.socket}`], { reject: false });
+  const made = await execa('docker', ['context', 'create', CONTEXT, '--docker', `host=${engine.host}`], { reject: false });
   assert.is(made.exitCode, 0, made.stderr);
 });
 
@@ -109,21 +62,9 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
   if (!root) return;
   const repo = await makeRepo();
   const body = 'echo from the remote engine > r.txt && git add r.txt && git commit -qm remote && echo not yet committed > u.txt && echo done';
-  const started = await para(repo, 'start.ts', [
-    'far',
-    '--container',
-    '--detach',
-    '--context',
-    engine.context,
-    '--image',
-    SESSION_IMAGE,
-    '--',
-    'sh',
-    '-c',
-    body,
-  ]);
+  const started = await para(repo, 'start.ts', ['far', '--container', '--detach', '--context', CONTEXT, '--image', SESSION_IMAGE, '--', 'sh', '-c', body]);
   assert.is(started.exitCode, 0, started.stderr);
-  assert.match(started.stderr, `files in its volume on docker context ${engine.context}`);
+  assert.match(started.stderr, `files in its volume on docker context ${CONTEXT}`);
   assert.not.ok(await fs.pathExists(path.join(repo.root, '.para', 'worktrees', 'far')), 'a host folder was made for a remote session');
   // Later commands find the engine by themselves, from a shell that names none.
   const logs = await para(repo, 'logs.ts', ['far', '-f']);
@@ -138,14 +79,14 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
   const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as {
     sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string }>;
   };
-  assert.equal(listed.sessions[0].engine, { context: engine.context, host: null, remote: true });
+  assert.equal(listed.sessions[0].engine, { context: CONTEXT, host: null, remote: true });
   assert.is(listed.sessions[0].containerState, 'running');
   const doctor = JSON.parse((await para(repo, 'doctor.ts', ['--json', '--image', SESSION_IMAGE])).stdout) as {
     checks: Array<{ id: string; status: string; message: string }>;
   };
   const engines = doctor.checks.find((c) => c.id === 'engines')!;
   assert.is(engines.status, 'ok', engines.message);
-  assert.match(engines.message, engine.context);
+  assert.match(engines.message, CONTEXT);
   const finished = await para(repo, 'finish.ts', ['far', '-m', 'the rest']);
   assert.is(finished.exitCode, 0, finished.stderr);
   assert.is(await repo.git(['show', 'para/far:u.txt']), 'not yet committed');
@@ -156,7 +97,7 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
 onRemote('by prompt through DOCKER_HOST, then cancel keeps the work and clean removes what a lost state left', async () => {
   if (!root) return;
   const repo = await makeRepo();
-  const host = `unix://${engine.socket}`;
+  const host = engine.host;
   const started = await para(
     repo,
     'start.ts',
@@ -194,7 +135,7 @@ onRemote('the engine killed in the middle of a start: nothing half-made is left 
   if (!root) return;
   const repo = await makeRepo();
   const [command, ...entry] = scriptCommand('start.ts');
-  const child = execa(command, [...entry, 'killed', '--container', '--detach', '--context', engine.context, '--image', SESSION_IMAGE, '--', 'true'], {
+  const child = execa(command, [...entry, 'killed', '--container', '--detach', '--context', CONTEXT, '--image', SESSION_IMAGE, '--', 'true'], {
     cwd: repo.root,
     env: { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, DOCKER_CONTEXT: undefined, DOCKER_HOST: undefined },
     reject: false,
@@ -206,16 +147,12 @@ onRemote('the engine killed in the middle of a start: nothing half-made is left 
     async () => (await remote(['ps', '-aq', '--filter', 'name=para-killed-'])).stdout.trim() !== '' || child.exitCode !== null,
     60_000,
   );
-  await stopDaemon('SIGKILL');
+  await engine.stop('SIGKILL');
   const ended = await child;
-  // A killed dockerd leaves its containerd and pid file: cleared, as an operator would, before it starts again.
-  await execa('pkill', ['-KILL', '-f', engine.dir], { reject: false });
-  await waitUntil("the killed engine's processes to end", async () => (await execa('pgrep', ['-f', engine.dir], { reject: false })).exitCode !== 0, 30_000);
-  for (const file of ['pid', 'x/containerd/containerd.pid']) await fs.rm(path.join(engine.dir, file), { force: true });
-  await startDaemon();
+  await engine.start();
   assert.is.not(ended.exitCode, 0, 'the start reported success with its engine gone');
   assert.is((await repo.git(['branch', '--list', 'para/*'])).trim(), '', 'the branch was left');
-  const cleaned = await para(repo, 'clean.ts', [], { DOCKER_CONTEXT: engine.context });
+  const cleaned = await para(repo, 'clean.ts', [], { DOCKER_CONTEXT: CONTEXT });
   assert.is(cleaned.exitCode, 0, cleaned.stderr);
   assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'a container of the killed start is left');
   assert.is((await remote(['volume', 'ls', '-q', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
