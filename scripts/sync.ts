@@ -1,5 +1,5 @@
 // Bring a session's commits from its container to para/NAME on the host.
-import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { syncOne } from './lib/session/lifecycle.ts';
 
@@ -30,6 +30,7 @@ async function main(argv: string[]): Promise<number> {
   if (result.skipped) log(`session ${result.name}: nothing read, ${result.skipped}; ${result.branch} stays at ${result.head?.slice(0, 12) ?? '-'}`);
   else log(`session ${result.name}: ${result.branch} ${result.moved.length ? 'moved to' : 'is up to date at'} ${result.head?.slice(0, 12) ?? '-'}`);
   if (args.files) log(result.filesRef ? `its uncommitted files are on ${result.filesRef}` : 'it has no uncommitted files');
+  if (result.uncaptured.length) warn(`not in that commit, still only in the session: ${keptSummary(result.uncaptured)}`);
   return 0;
 }
 

@@ -110,7 +110,17 @@ onRemote('by prompt through DOCKER_HOST, then cancel keeps the work and clean re
   assert.equal(await bindMounts(repo), []);
   // The agent commits, then leaves a file uncommitted; cancel keeps both.
   const container = sessionPaths({ root: repo.root, commonDir: '' }, session.name).container;
-  const work = await remote(['exec', '-u', 'para', container, 'sh', '-c', 'echo a > a.txt && git add a.txt && git commit -qm agent && echo b > b.txt']);
+  const work = await remote([
+    'exec',
+    '-u',
+    'para',
+    '-w',
+    '/para/session/work',
+    container,
+    'sh',
+    '-c',
+    'echo a > a.txt && git add a.txt && git commit -qm agent && echo b > b.txt',
+  ]);
   assert.is(work.exitCode, 0, work.stderr);
   const cancelled = await para(repo, 'cancel.ts', [session.name, '--force', '--json']);
   assert.is(cancelled.exitCode, 0, cancelled.stderr);
@@ -157,6 +167,86 @@ onRemote('the engine killed in the middle of a start: nothing half-made is left 
   assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'a container of the killed start is left');
   assert.is((await remote(['volume', 'ls', '-q', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
   assert.equal(await fs.readdir(path.join(repo.root, '.git', 'para', 'sessions')), []);
+});
+
+onRemote('attacks on the shared mirror and the seed: a link where the work folder was, a nested repository, escape codes; all held', async () => {
+  if (!root) return;
+  const repo = await makeRepo();
+  const ctx = ['--container', '--detach', '--context', CONTEXT, '--egress', 'none', '--image', SESSION_IMAGE];
+  const a = await para(repo, 'start.ts', ['mira', ...ctx, '--', 'sleep', '300']);
+  assert.is(a.exitCode, 0, a.stderr);
+  const container = sessionPaths({ root: repo.root, commonDir: '' }, 'mira').container;
+  const agent = (command: string) => remote(['exec', '-u', 'para', '-w', '/para/session/work', container, 'bash', '-c', command]);
+  // The mirror is not the agent's to write, and a link where the work folder was is never followed by root.
+  assert.is.not((await agent('touch /para/mirror/x 2>&1')).exitCode, 0);
+  assert.is((await agent('cd /para/session && mv work work.real && ln -s /para/mirror work && echo linked')).stdout.trim(), 'linked');
+  await remote(['stop', '--time', '0', container]);
+  const resumed = await para(repo, 'start.ts', ['mira', ...ctx, '--', 'sleep', '300']);
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  assert.is((await remote(['exec', container, 'stat', '-c', '%U', '/para/mirror'])).stdout.trim(), 'root', 'root gave the mirror to the agent');
+  assert.is.not((await agent('touch /para/mirror/x 2>&1')).exitCode, 0);
+  // A second session of the repository gets the host's files, whatever the first one did.
+  const b = await para(repo, 'start.ts', ['mirb', ...ctx, '--', 'cat', 'README.md']);
+  assert.is(b.exitCode, 0, b.stderr);
+  assert.is((await para(repo, 'logs.ts', ['mirb', '-f'])).stdout.trim(), '# test repository');
+  // A nested repository with uncommitted work: left out of the commit, said, and kept in the tar.
+  const nested = await remote([
+    'exec',
+    '-u',
+    'para',
+    sessionPaths({ root: repo.root, commonDir: '' }, 'mirb').container,
+    'sh',
+    '-c',
+    "cd /para/session/work && mkdir -p vendor/lib && cd vendor/lib && env -u GIT_DIR -u GIT_WORK_TREE sh -c 'git init -q && echo lib > lib.c && git add lib.c && git -c user.name=a -c user.email=a@b.invalid commit -qm lib' && echo wip > wip.c",
+  ]);
+  assert.is(nested.exitCode, 0, nested.stderr);
+  const files = await para(repo, 'sync.ts', ['mirb', '--files']);
+  assert.is(files.exitCode, 0, files.stderr);
+  assert.match(files.stderr, 'vendor/lib');
+  const finished = await para(repo, 'finish.ts', ['mirb', '-m', 'with a nested repository', '--json']);
+  assert.is(finished.exitCode, 0, finished.stderr);
+  const kept = (JSON.parse(finished.stdout) as { keptFolder: string }).keptFolder;
+  const listing = (await execa('tar', ['-tf', path.join(kept, 'agent-repository.tar')])).stdout;
+  assert.match(listing, 'work/vendor/lib/wip.c');
+  // The agent's words reach the terminal with their control characters shown, not obeyed.
+  await agent(
+    "git config filter.noisy.clean 'printf \"\\033]0;OWNED\\007\\033[2Jlies\" >&2; exit 1' && git config filter.noisy.required true && echo '* filter=noisy' > .gitattributes && echo x > y.txt",
+  );
+  const noisy = await para(repo, 'sync.ts', ['mira', '--files']);
+  assert.not.match(noisy.stderr, '\u001b', 'an escape code reached the terminal');
+  await para(repo, 'cancel.ts', ['mira', '--force']);
+});
+
+onRemote('another repository at the same path (another machine on the same engine) is not this one: clean leaves its session alone', async () => {
+  if (!root) return;
+  const first = await makeRepo();
+  const started = await para(first, 'start.ts', [
+    'twin',
+    '--container',
+    '--detach',
+    '--context',
+    CONTEXT,
+    '--egress',
+    'none',
+    '--image',
+    SESSION_IMAGE,
+    '--',
+    'sleep',
+    '300',
+  ]);
+  assert.is(started.exitCode, 0, started.stderr);
+  const container = sessionPaths({ root: first.root, commonDir: '' }, 'twin').container;
+  // The first repository moves away; a different one is made at the same path.
+  const moved = `${first.root}-elsewhere`;
+  await fs.move(first.root, moved);
+  await fs.mkdir(first.root);
+  const second: TestRepo = { ...first, git: (args) => execa('git', args, { cwd: first.root, env: first.env }).then((r) => r.stdout.trim()) };
+  await second.git(['init', '-q', '-b', 'main']);
+  await second.git(['commit', '-q', '--allow-empty', '-m', 'another repository']);
+  const cleaned = await para(second, 'clean.ts', [], { DOCKER_CONTEXT: CONTEXT });
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.ok((await remote(['inspect', '--format', '{{.State.Running}}', container])).stdout.includes('true'), "clean removed another repository's session");
+  await remote(['rm', '-f', container]);
 });
 
 onRemote('an engine over ssh:// (sshd on a loopback port, a throwaway key): the session is remote there too', async () => {

@@ -76,12 +76,13 @@ export function isInteractive(json = false): boolean {
   return !json && Boolean(process.stderr.isTTY) && !process.env.CI;
 }
 
+/** Progress and warnings may quote what a container printed: control characters are shown escaped. */
 export function log(message: string): void {
-  process.stderr.write(`${message}\n`);
+  process.stderr.write(`${forTerminal(message)}\n`);
 }
 
 export function warn(message: string): void {
-  process.stderr.write(`warning: ${message}\n`);
+  process.stderr.write(`warning: ${forTerminal(message)}\n`);
 }
 
 export function printJson(value: unknown): void {
@@ -104,11 +105,12 @@ export async function runMain(main: (argv: string[]) => Promise<number | undefin
   } catch (error) {
     const para = error instanceof ParaError ? error : undefined;
     const message = errorMessage(error);
-    process.stderr.write(`error: ${message}\n`);
-    if (para?.hint) process.stderr.write(`  next step: ${para.hint}\n`);
+    // A message may carry what a container printed (the agent's words): no control character reaches the terminal.
+    process.stderr.write(`error: ${forTerminal(message)}\n`);
+    if (para?.hint) process.stderr.write(`  next step: ${forTerminal(para.hint)}\n`);
     const cause = error instanceof Error ? (error.cause as { stderr?: string } | undefined) : undefined;
     if (cause && typeof cause.stderr === 'string' && cause.stderr.trim() && !message.includes(cause.stderr.trim())) {
-      process.stderr.write(`  ${cause.stderr.trim().split('\n').join('\n  ')}\n`);
+      process.stderr.write(`  ${forTerminal(cause.stderr.trim()).split('\n').join('\n  ')}\n`);
     }
     if (verbose && error instanceof Error) {
       process.stderr.write(`${error.stack ?? ''}\n`);

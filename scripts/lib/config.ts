@@ -115,6 +115,8 @@ export const labels = {
   managedBy: `${LABEL_PREFIX}managed-by`,
   session: `${LABEL_PREFIX}session`,
   repo: `${LABEL_PREFIX}repo`,
+  /** The repository's own id (para/repo-id in its git folder): the same path on another machine is another repository. */
+  repoId: `${LABEL_PREFIX}repo-id`,
   builtAt: `${LABEL_PREFIX}built-at`,
   authMethod: `${LABEL_PREFIX}auth-method`,
   credentialsSource: `${LABEL_PREFIX}credentials-source`,

@@ -1,4 +1,5 @@
 // The doctor's table for people; --json output is the report object itself.
+import { forTerminal } from '../cli.ts';
 import type { DoctorReport } from './index.ts';
 import type { CheckStatus } from './runner.ts';
 
@@ -14,8 +15,9 @@ export function formatReport(report: DoctorReport, colour = false): string {
   const lines: string[] = [];
   for (const check of report.checks) {
     const status = paint(check.status, check.status.padEnd(4));
-    lines.push(`${status}  ${check.id.padEnd(idWidth)}  ${check.message}`);
-    if (check.fix) lines.push(`${' '.repeat(4 + 2 + idWidth + 2)}fix: ${check.fix}`);
+    // A message may quote what a container printed (claude's words in the online check).
+    lines.push(`${status}  ${check.id.padEnd(idWidth)}  ${forTerminal(check.message)}`);
+    if (check.fix) lines.push(`${' '.repeat(4 + 2 + idWidth + 2)}fix: ${forTerminal(check.fix)}`);
   }
   const count = (status: CheckStatus) => report.checks.filter((check) => check.status === status).length;
   const failed = count('fail');

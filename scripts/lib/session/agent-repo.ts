@@ -42,9 +42,9 @@ mv "$gitdir.new" "$gitdir"
 const ENTRY = `d="${RUN_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
 if [ -z "$3" ]; then
-  # A remote engine: the history arrives as a bundle (seedFromBundle); a kept volume is ready as it is.
-  # docker made the work folder (the container's working directory) as root.
-  mkdir -p "$1/work"; chown para: "$1" "$1/work"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
+  # A remote engine: the history arrives as a bundle (seedFromBundle); a kept volume is ready as it
+  # is. Root touches nothing inside the volume: what is there is the agent's (a link, say).
+  chown para: "$1"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
 exec sleep infinity`;
 
@@ -52,22 +52,17 @@ exec sleep infinity`;
 export const MIRROR_DIR = '/para/mirror';
 
 /**
- * Run as root with a bundle (maybe empty: nothing new) on standard input: adds the host's new
- * history to the engine's mirror, then makes the agent's repository as the agent's user, borrowing
- * the mirror's objects, with the work tree in the volume. The bundle is para's own (the host's
- * history); the mirror is written by root only, so no agent can change what another session gets.
+ * Run as root in the session container (its mirror mounted read-only): gives the volume's top
+ * folder to the agent's user, then, as that user only, makes the agent's repository borrowing the
+ * mirror's objects, with the work tree in the volume. Root touches nothing inside the volume.
  */
-export const SEED_FROM_BUNDLE = `set -eu
+export const SEED_FROM_MIRROR = `set -eu
 d="${RUN_DIR}"; v="$1"; ref="$2"; work="$3"; commit="$4"; m="${MIRROR_DIR}"
 if [ -e "$v/repo.git" ] || [ -L "$v/repo.git" ]; then : > "$d/ready"; exit 0; fi
-mkdir -p "$work"; chown para: "$v" "$work"
-b="$(mktemp)"; cat > "$b"
-mg() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$m" "$@"; }
-[ -e "$m/HEAD" ] || { env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$m"; chmod -R go-w "$m"; }
-if [ -s "$b" ]; then mg fetch -q "$b" "+$ref:refs/mirror/$commit" || { echo "the history could not be added to the mirror" >&2; rm -f "$b"; exit 3; }; fi
-rm -f "$b"
+chown para: "$v"
 if ! out=$(setpriv --reuid=para --regid=para --init-groups -- sh -eu -c '
 v="$1"; ref="$2"; work="$3"; commit="$4"; m="$5"; gitdir="$v/repo.git"
+mkdir -p "$work"
 rm -rf "$gitdir.new"
 env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
 printf "%s\\n" "$m/objects" > "$gitdir.new/objects/info/alternates"
@@ -80,6 +75,20 @@ g --work-tree="$work" reset -q --hard
 mv "$gitdir.new" "$gitdir"
 ' para-seed "$v" "$ref" "$work" "$commit" "$m" 2>&1); then printf '%s\\n' "$out" | tee "$d/seed-error" >&2; exit 3; fi
 : > "$d/ready"`;
+
+/**
+ * Run as root in a short-lived container that mounts only the mirror (no agent's volume, no agent
+ * process), with a bundle of the host's new history on standard input: adds it to the mirror. A
+ * mirror whose folders are not root's is refused rather than trusted.
+ */
+export const UPDATE_MIRROR = `set -eu
+m="${MIRROR_DIR}"; ref="$1"; commit="$2"; b="$(mktemp)"; cat > "$b"
+[ -e "$m/HEAD" ] || env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$m"
+for f in "$m" "$m/config" "$m/objects" "$m/refs"; do
+  if [ -L "$f" ] || [ "$(stat -c %u "$f")" != 0 ]; then echo "the mirror's $f is not root's: refused" >&2; exit 4; fi
+done
+git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$m" fetch -q "$b" "+$ref:refs/mirror/$commit"
+chmod -R go-w "$m"; rm -f "$b"`;
 
 /** The mirror's tips (what a new bundle may assume), one commit per line. */
 export const MIRROR_TIPS = `m="${MIRROR_DIR}"; [ -e "$m/HEAD" ] || exit 0; git -c core.fsmonitor=false --git-dir="$m" for-each-ref --format='%(objectname)' refs/mirror`;

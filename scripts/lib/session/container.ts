@@ -4,7 +4,7 @@ import { config, extraLabels, labels, MANAGED_BY } from '../config.ts';
 import { docker, labelArgs, type DockerOptions, type DockerResult } from '../docker.ts';
 import { AGENT_GIT_DIR, AGENT_VOLUME_DIR, entryCommand, type SeedPlan } from './agent-repo.ts';
 import type { Limits } from './store.ts';
-import type { Repo, SessionPaths } from './paths.ts';
+import { repoId, type Repo, type SessionPaths } from './paths.ts';
 
 export interface ContainerSpec {
   repo: Repo;
@@ -38,8 +38,18 @@ export interface Mount {
   copyFromImage?: boolean;
 }
 
-export function sessionLabels(session: string, repoRoot: string): Record<string, string> {
-  return { ...extraLabels(), [labels.session]: session, [labels.repo]: repoRoot, [labels.managedBy]: MANAGED_BY };
+export function sessionLabels(session: string, repo: Repo): Record<string, string> {
+  return { ...extraLabels(), [labels.session]: session, [labels.repo]: repo.root, [labels.repoId]: repoId(repo), [labels.managedBy]: MANAGED_BY };
+}
+
+/**
+ * Whether a resource labelled for this repository's path is this repository's: one made by another
+ * repository at the same path (another machine sharing the engine) carries another id. Resources
+ * from before ids were given carry none and count as this repository's.
+ */
+export function ownedBy(found: Record<string, string> | null | undefined, repo: Repo): boolean {
+  const id = found?.[labels.repoId];
+  return id === undefined || id === repoId(repo);
 }
 
 /** Labels every resource of this repository carries: what list, clean and the doctor filter on. */
@@ -61,7 +71,7 @@ export function mountArg(mount: Mount): string[] {
 export function sessionRunArgs(spec: ContainerSpec): string[] {
   const { paths } = spec;
   const args = ['run', '--detach', '--init', '--pull', 'never', '--name', paths.container, '--hostname', paths.name.slice(0, 63).replace(/_/g, '-')];
-  args.push(...labelArgs(sessionLabels(paths.name, spec.repo.root)));
+  args.push(...labelArgs(sessionLabels(paths.name, spec.repo)));
   // The agent runs only as the image's non-root user (every exec names it). The container's own
   // process is root with four capabilities so that para's bookkeeping execs (giving the volume to
   // the agent, the job wrapper) keep them: docker 20.10 gives a root exec no capabilities when the
@@ -75,11 +85,13 @@ export function sessionRunArgs(spec: ContainerSpec): string[] {
   for (const mount of [
     ...(spec.workTree.hostFolder ? [{ type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false }] : []),
     // docker creates the volume with the session's labels, or reuses it (a re-created container).
-    { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false, labels: sessionLabels(paths.name, spec.repo.root) },
+    { type: 'volume' as const, source: paths.volume, target: AGENT_VOLUME_DIR, readonly: false, labels: sessionLabels(paths.name, spec.repo) },
     ...spec.mounts,
   ])
     args.push(...mountArg(mount));
-  args.push('--workdir', spec.workTree.path, spec.image, ...entryCommand(spec.seed));
+  // In the volume, the container's own working directory is its top folder: docker makes a missing
+  // working directory as root, and nothing of root's may be made inside what the agent controls.
+  args.push('--workdir', spec.workTree.hostFolder ? spec.workTree.path : AGENT_VOLUME_DIR, spec.image, ...entryCommand(spec.seed));
   return args;
 }
 

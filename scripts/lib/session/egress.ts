@@ -21,7 +21,7 @@ import {
 import { ParaError, UsageError } from '../errors.ts';
 import { makeCommand } from '../cli.ts';
 import { tarArchive } from '../tar.ts';
-import { mountArg, sessionLabels, type Mount } from './container.ts';
+import { mountArg, ownedBy, sessionLabels, type Mount } from './container.ts';
 import type { Repo, SessionPaths } from './paths.ts';
 
 export type EgressMode = 'allowlist' | 'open' | 'none';
@@ -299,7 +299,7 @@ export function sessionEgressOwner(repo: Repo, paths: SessionPaths): EgressOwner
     proxy: paths.proxy,
     forwarder: paths.forwarder,
     egressVolume: paths.egressVolume,
-    labels: sessionLabels(paths.name, repo.root),
+    labels: sessionLabels(paths.name, repo),
   };
 }
 
@@ -469,7 +469,7 @@ export async function startForwarder(owner: EgressOwner, which: 'new' | 'existin
 
 function belongs(info: ContainerInfo | undefined, repo: Repo, paths: SessionPaths): boolean {
   const found = info?.Config.Labels ?? {};
-  return found[labels.repo] === repo.root && found[labels.session] === paths.name && found[labels.managedBy] === 'para';
+  return found[labels.repo] === repo.root && found[labels.session] === paths.name && found[labels.managedBy] === 'para' && ownedBy(found, repo);
 }
 
 /** Removes the forwarder, the proxy and the proxy's volume of a session; only what carries its labels. */
@@ -479,7 +479,8 @@ export async function removeEgress(repo: Repo, paths: SessionPaths): Promise<voi
     if (info && belongs(info, repo, paths)) await removeContainer(info.Id, { force: true });
   }
   const volume = await inspectVolume(paths.egressVolume);
-  if (volume && volume.Labels?.[labels.repo] === repo.root && volume.Labels?.[labels.session] === paths.name) await removeVolume(paths.egressVolume);
+  if (volume && volume.Labels?.[labels.repo] === repo.root && volume.Labels?.[labels.session] === paths.name && ownedBy(volume.Labels, repo))
+    await removeVolume(paths.egressVolume);
 }
 
 export type ProxyHealth = 'running' | 'stopped' | 'missing' | 'stale';

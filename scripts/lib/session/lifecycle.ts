@@ -23,7 +23,7 @@ import { errorMessage, ParaError, UsageError } from '../errors.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { findRepo, git } from '../git.ts';
 import { AGENT_VOLUME_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
-import { exec, repoLabels } from './container.ts';
+import { exec, ownedBy, repoLabels } from './container.ts';
 import { settleJob, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
@@ -264,10 +264,10 @@ export async function engineGroups(repo: Repo, states: SessionState[]): Promise<
     [...groups.values()].map((group) =>
       onEngine(group.engine, async () => {
         try {
-          [group.containers, group.volumes] = await Promise.all([
-            listContainers({ labels: repoLabels(repo.root) }),
-            listVolumes({ labels: repoLabels(repo.root) }),
-          ]);
+          const [containers, volumes] = await Promise.all([listContainers({ labels: repoLabels(repo.root) }), listVolumes({ labels: repoLabels(repo.root) })]);
+          // Another repository at the same path (another machine on a shared engine) is not this one.
+          group.containers = containers.filter((c) => ownedBy(c.Config.Labels, repo));
+          group.volumes = volumes.filter((v) => ownedBy(v.Labels, repo));
         } catch (error) {
           // Only an engine some session lives on must answer; the shell's own may be down. A bad
           // setting is not an engine's fault: it stops the command.
@@ -374,7 +374,7 @@ async function reachContainer(repo: Repo, state: SessionState, paths: SessionPat
   const spec = await containerSpec(repo, state, state.image, [], { commit: tip, checkout: false });
   await createSessionContainer(spec, rollback);
   // A remote volume holds the repository: the new container marks it ready once it sees it.
-  if (state.engine?.remote) await seedFromBundle(paths.container, repo, paths);
+  if (state.engine?.remote) await seedFromBundle(paths.container, repo, paths, state.image);
   return true;
 }
 
@@ -392,6 +392,8 @@ trap 'rm -f "$GIT_INDEX_FILE"' EXIT
 git read-tree HEAD 2>/dev/null || git read-tree --empty
 git add -A
 git status --porcelain --ignored | sed -n 's/^!! //p' | head -n 1000 | sed 's/^/ignored /'
+# A nested repository is not the agent's files to commit here: left out, and reported, so its volume is kept.
+git ls-files -s | awk -F '\t' '$1 ~ /^160000 / {print $2}' | head -n 1000 | while IFS= read -r p; do git rm -q --cached -- "$p"; echo "ignored $p"; done
 tree=$(git write-tree)
 head=$(git rev-parse -q --verify 'HEAD^{commit}' || true)
 if [ -n "$head" ] && [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then echo "snapshot none"; exit 0; fi
@@ -698,6 +700,8 @@ export interface SyncOneResult {
   plantedGit: boolean;
   /** With files: the archive branch now holding the uncommitted files (null: there were none). */
   filesRef: string | null;
+  /** With files: what stays in the session only (ignored files, nested repositories). */
+  uncaptured: string[];
 }
 
 /**
@@ -714,8 +718,10 @@ export async function syncOne(cwd: string, name: string, invocation: Invocation,
     }
     const result = await syncSession(repo, state);
     let filesRef: string | null = null;
+    let uncaptured: string[] = [];
     if (options.files && state.container) {
       const inside = await remoteSnapshot(state.container, `para: uncommitted work of session ${name}`, false, await identityOf(repo));
+      uncaptured = inside.ignored;
       if (inside.commit) {
         const target = `refs/heads/${archivePrefix(name)}.wip`;
         const tip = (await branchTip(repo, sessionPaths(repo, name).ref)) ?? state.baseCommit;
@@ -731,6 +737,7 @@ export async function syncOne(cwd: string, name: string, invocation: Invocation,
       skipped: result.skipped,
       plantedGit: result.plantedGit,
       filesRef,
+      uncaptured,
     };
   });
 }
@@ -841,7 +848,7 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
   for (const volume of plan.volumes) {
     await onEngine(engineNamed(plan.volumeEngines[volume] ?? null), async () => {
       const info = await inspectVolume(volume);
-      if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para') {
+      if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para' && ownedBy(info.Labels, repo)) {
         await removeVolume(volume).catch((error: unknown) => warn(`could not remove the volume ${volume}: ${String(error)}`));
       }
     });

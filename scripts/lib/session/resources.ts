@@ -8,7 +8,7 @@ import { inspectContainer, inspectVolume, removeContainer, removeVolume, startCo
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { imageUserIds } from '../image.ts';
-import { repoLabels, runContainer, type ContainerSpec } from './container.ts';
+import { ownedBy, repoLabels, runContainer, type ContainerSpec } from './container.ts';
 import { removeEgress } from './egress.ts';
 import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
 
@@ -98,7 +98,7 @@ export async function createSessionContainer(spec: ContainerSpec, rollback: Roll
 
 function belongs(found: Record<string, string> | null | undefined, repo: Repo, paths: SessionPaths): boolean {
   const expected = { ...repoLabels(repo.root), [labels.session]: paths.name };
-  return Object.entries(expected).every(([key, value]) => found?.[key] === value);
+  return Object.entries(expected).every(([key, value]) => found?.[key] === value) && ownedBy(found, repo);
 }
 
 export type ContainerPresence = 'running' | 'stopped' | 'missing';

@@ -399,7 +399,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
         if (freshVolume) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(repo, paths));
         await createSessionContainer(spec, rollback);
         if (session.engine?.remote) {
-          await seedFromBundle(paths.container, repo, paths);
+          await seedFromBundle(paths.container, repo, paths, image);
           await copyFiles(paths.container, egress.copies);
         }
         await ensureEgress(repo, session, egress, request.warn, rollback);
@@ -508,7 +508,7 @@ async function startOnEngine(request: StartRequest): Promise<StartResult> {
         if (failed) throw failed.reason;
         if (transport.remote) {
           // The branch exists now: its history goes into the container as a bundle.
-          await seedFromBundle(paths.container, repo, paths);
+          await seedFromBundle(paths.container, repo, paths, request.image);
           await copyFiles(paths.container, egress.copies);
         }
         if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);

@@ -6,14 +6,25 @@ import fs from 'fs-extra';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { withTempDir } from '../cleanup.ts';
-import { config, extraLabels, labels } from '../config.ts';
+import { config, extraLabels, labels, temporaryLabels } from '../config.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
-import { AGENT_VOLUME_DIR, MIRROR_DIR, MIRROR_TIPS, REMOTE_WORK_TREE, SEED_FROM_BUNDLE, WAIT_FOR_REPOSITORY, type SeedPlan } from './agent-repo.ts';
+import {
+  AGENT_GIT_DIR,
+  AGENT_VOLUME_DIR,
+  MIRROR_DIR,
+  MIRROR_TIPS,
+  REMOTE_WORK_TREE,
+  SEED_FROM_MIRROR,
+  UPDATE_MIRROR,
+  WAIT_FOR_REPOSITORY,
+  type SeedPlan,
+} from './agent-repo.ts';
 import type { Engine } from '../engine.ts';
-import { exec, repoLabels, type Mount } from './container.ts';
+import { exec, mountArg, repoLabels, type Mount } from './container.ts';
+import { docker, labelArgs } from '../docker.ts';
 import { branchTip } from './resources.ts';
-import { repoHash, type Repo, type SessionPaths } from './paths.ts';
+import { repoId, type Repo, type SessionPaths } from './paths.ts';
 
 /** How the agent's repository gets the host's history, and where the agent's files are. */
 export interface Transport {
@@ -68,7 +79,7 @@ export const remoteTransport: Transport = {
 
 /** The mirror volume of a repository on a remote engine. */
 export function mirrorVolume(repo: Repo): string {
-  return `para-mirror-${repoHash(repo.root)}`;
+  return `para-mirror-${repoId(repo)}`;
 }
 
 export function transportFor(engine: Engine | undefined): Transport {
@@ -76,32 +87,34 @@ export function transportFor(engine: Engine | undefined): Transport {
 }
 
 /**
- * Makes a remote session's repository: the host's history of para/NAME as a bundle, streamed
- * into the container (docker exec -i), where the agent's user clones it into the volume. A
- * volume that already holds the repository (a re-created container) is left as it is.
+ * Makes a remote session's repository: the host's new history of para/NAME goes as a bundle into
+ * the engine's mirror, written by a short-lived container of its own (no agent's volume, no agent
+ * process; the sessions mount the mirror read-only), then the agent's user clones from the mirror
+ * into the volume. A volume that already holds the repository (a re-created container) is left as it is.
  */
-export async function seedFromBundle(container: string, repo: Repo, paths: SessionPaths): Promise<void> {
+export async function seedFromBundle(container: string, repo: Repo, paths: SessionPaths, image: string): Promise<void> {
   await withTempDir('para-seed-', async (dir) => {
-    const file = path.join(dir, 'history.bundle');
     const commit = await branchTip(repo, paths.ref);
     if (!commit) throw new ParaError(`${paths.branch} does not exist on the host`, { code: 'seed-failed' });
-    // Only what the engine's mirror lacks: its tips that the host knows are the bundle's prerequisites.
-    const tips = (await exec(container, ['sh', '-c', MIRROR_TIPS], { root: true, allowFailure: true })).stdout.split('\n').filter((l) => OID.test(l));
-    const known: string[] = [];
-    for (const tip of [...new Set(tips)]) if (await hostHas(repo, tip)) known.push(tip);
-    const made = await git(['bundle', 'create', '-q', file, paths.ref, ...known.map((tip) => `^${tip}`)], {
-      cwd: repo.root,
-      allowFailure: true,
-      timeoutMs: 10 * 60_000,
-    });
-    if (made.exitCode !== 0) {
-      // Nothing new: the mirror has the whole history already.
-      if (!/empty bundle/i.test(made.stderr)) throw new ParaError(`could not bundle ${paths.branch}: ${made.stderr.trim()}`, { code: 'seed-failed' });
-      await fs.writeFile(file, '');
+    const probe = `if [ -e ${AGENT_GIT_DIR} ] || [ -L ${AGENT_GIT_DIR} ]; then echo made; exit 0; fi; ${MIRROR_TIPS}`;
+    const found = (await exec(container, ['sh', '-c', probe], { root: true, allowFailure: true })).stdout.split('\n');
+    if (!found.includes('made')) {
+      // Only what the mirror lacks: its tips that the host knows are the bundle's prerequisites.
+      const known: string[] = [];
+      for (const tip of [...new Set(found.filter((l) => OID.test(l)))]) if (await hostHas(repo, tip)) known.push(tip);
+      const file = path.join(dir, 'history.bundle');
+      const made = await git(['bundle', 'create', '-q', file, paths.ref, ...known.map((tip) => `^${tip}`)], {
+        cwd: repo.root,
+        allowFailure: true,
+        timeoutMs: 10 * 60_000,
+      });
+      // An empty bundle: the mirror has the whole history already.
+      if (made.exitCode !== 0 && !/empty bundle/i.test(made.stderr))
+        throw new ParaError(`could not bundle ${paths.branch}: ${made.stderr.trim()}`, { code: 'seed-failed' });
+      if (made.exitCode === 0) await updateMirror(repo, image, file, paths.ref, commit);
     }
-    const result = await exec(container, ['sh', '-c', SEED_FROM_BUNDLE, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE, commit], {
+    const result = await exec(container, ['sh', '-c', SEED_FROM_MIRROR, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE, commit], {
       root: true,
-      inputFile: file,
       allowFailure: true,
       timeoutMs: 10 * 60_000,
     });
@@ -112,6 +125,30 @@ export async function seedFromBundle(container: string, repo: Repo, paths: Sessi
       });
     }
   });
+}
+
+/** Adds a bundle to the engine's mirror from a throwaway container that mounts the mirror alone. */
+async function updateMirror(repo: Repo, image: string, bundle: string, ref: string, commit: string): Promise<void> {
+  const args = ['run', '--rm', '--interactive', '--network', 'none', '--user', '0:0', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges'];
+  args.push(...labelArgs(temporaryLabels('mirror-update')));
+  args.push(...mountArg(mirrorMount(repo, false)), '--pull', 'never', '--entrypoint', 'sh', image, '-c', UPDATE_MIRROR, 'para-mirror', ref, commit);
+  const result = await docker(args, { inputFile: bundle, allowFailure: true, timeoutMs: 10 * 60_000 });
+  if (result.exitCode !== 0) {
+    throw new ParaError(`the engine's mirror of the history could not be updated: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
+      code: 'seed-failed',
+      hint: `if the mirror is damaged, remove it (docker volume rm ${mirrorVolume(repo)}) once no session of this repository runs on that engine`,
+    });
+  }
+}
+
+function mirrorMount(repo: Repo, readonly: boolean): Mount {
+  return {
+    type: 'volume',
+    source: mirrorVolume(repo),
+    target: MIRROR_DIR,
+    readonly,
+    labels: { ...extraLabels(), ...repoLabels(repo.root), [labels.repoId]: repoId(repo), [labels.role]: 'mirror' },
+  };
 }
 
 async function hostAlternates(objects: string): Promise<string[]> {
