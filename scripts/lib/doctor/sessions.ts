@@ -161,16 +161,32 @@ async function enginesFinding(groups: EngineGroup[]): Promise<Finding> {
   return ok(`reachable, with their images: ${fine.join(', ')}`);
 }
 
-export const sessionChecks: Check<DoctorContext>[] = [
-  {
-    id: 'sessions',
-    needs: ['docker-daemon', 'git'],
+/** A check over this repository's sessions (read once for all of them), skipped outside a repository. */
+function sessionCheck(
+  id: string,
+  needs: string[],
+  deadlineMs: () => number,
+  finding: (found: RepositorySessions) => Promise<Finding> | Finding,
+): Check<DoctorContext> {
+  return {
+    id,
+    needs,
     get deadlineMs() {
-      return deadlines.dockerMs;
+      return deadlineMs();
     },
     run: async (context) => {
       const found = await readSessions(context);
-      if (!found) return skip('not inside a git repository');
+      return found ? finding(found) : skip('not inside a git repository');
+    },
+  };
+}
+
+export const sessionChecks: Check<DoctorContext>[] = [
+  sessionCheck(
+    'sessions',
+    ['docker-daemon', 'git'],
+    () => deadlines.dockerMs,
+    (found) => {
       const reachable = found.groups.filter((g) => !g.unreachable);
       return sessionsFinding(
         found.repo,
@@ -180,34 +196,22 @@ export const sessionChecks: Check<DoctorContext>[] = [
         found.problems,
       );
     },
-  },
-  {
-    id: 'engines',
-    needs: ['git'],
-    get deadlineMs() {
-      return deadlines.dockerMs + deadlines.containerMs;
-    },
-    run: async (context) => {
-      const found = await readSessions(context);
-      if (!found) return skip('not inside a git repository');
-      return enginesFinding(found.groups);
-    },
-  },
-  {
-    id: 'egress',
-    needs: ['docker-daemon', 'git'],
-    get deadlineMs() {
-      return deadlines.dockerMs;
-    },
-    run: async (context) => {
-      const found = await readSessions(context);
-      if (!found) return skip('not inside a git repository');
-      const findings = await Promise.all(
-        found.groups.filter((g) => !g.unreachable).map((g) => onEngine(g.engine, () => egressFinding(found.repo, g.states, g.containers))),
-      );
-      return mergeFindings(findings);
-    },
-  },
+  ),
+  sessionCheck(
+    'engines',
+    ['git'],
+    () => deadlines.dockerMs + deadlines.containerMs,
+    (found) => enginesFinding(found.groups),
+  ),
+  sessionCheck(
+    'egress',
+    ['docker-daemon', 'git'],
+    () => deadlines.dockerMs,
+    async (found) =>
+      mergeFindings(
+        await Promise.all(found.groups.filter((g) => !g.unreachable).map((g) => onEngine(g.engine, () => egressFinding(found.repo, g.states, g.containers)))),
+      ),
+  ),
 ];
 
 /** One finding from several (one per engine): the worst status, the messages and fixes together. */

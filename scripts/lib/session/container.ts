@@ -52,6 +52,16 @@ export function ownedBy(found: Record<string, string> | null | undefined, repo: 
   return id === undefined || id === repoId(repo);
 }
 
+/** Whether a resource's labels name it para's, of this repository (path and id), and of `session` when given. */
+export function labelledFor(found: Record<string, string> | null | undefined, repo: Repo, session?: string): boolean {
+  return (
+    found?.[labels.managedBy] === MANAGED_BY &&
+    found[labels.repo] === repo.root &&
+    (session === undefined || found[labels.session] === session) &&
+    ownedBy(found, repo)
+  );
+}
+
 /** Labels every resource of this repository carries: what list, clean and the doctor filter on. */
 export function repoLabels(repoRoot: string): Record<string, string> {
   return { [labels.managedBy]: MANAGED_BY, [labels.repo]: repoRoot };

@@ -21,7 +21,7 @@ import {
 import { ParaError, UsageError } from '../errors.ts';
 import { makeCommand } from '../cli.ts';
 import { tarArchive } from '../tar.ts';
-import { mountArg, ownedBy, sessionLabels, type Mount } from './container.ts';
+import { labelledFor, mountArg, sessionLabels, type Mount } from './container.ts';
 import type { Repo, SessionPaths } from './paths.ts';
 
 export type EgressMode = 'allowlist' | 'open' | 'none';
@@ -59,7 +59,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Checks one allowlist entry: a host name, or *.suffix for its subdomains. Returns the problem. */
 export function hostPatternProblem(raw: string): string | undefined {
-  const pattern = raw.trim().toLowerCase().replace(/\.$/, '');
+  const pattern = normalizeHost(raw);
   const name = pattern.startsWith('*.') ? pattern.slice(2) : pattern;
   if (pattern.length === 0) return 'an empty host name';
   if (name.length > 253) return `${JSON.stringify(raw)} is longer than a host name can be`;
@@ -467,20 +467,14 @@ export async function startForwarder(owner: EgressOwner, which: 'new' | 'existin
   await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
 }
 
-function belongs(info: ContainerInfo | undefined, repo: Repo, paths: SessionPaths): boolean {
-  const found = info?.Config.Labels ?? {};
-  return found[labels.repo] === repo.root && found[labels.session] === paths.name && found[labels.managedBy] === 'para' && ownedBy(found, repo);
-}
-
 /** Removes the forwarder, the proxy and the proxy's volume of a session; only what carries its labels. */
 export async function removeEgress(repo: Repo, paths: SessionPaths): Promise<void> {
   for (const name of [paths.forwarder, paths.proxy]) {
     const info = await inspectContainer(name);
-    if (info && belongs(info, repo, paths)) await removeContainer(info.Id, { force: true });
+    if (info && labelledFor(info.Config.Labels, repo, paths.name)) await removeContainer(info.Id, { force: true });
   }
   const volume = await inspectVolume(paths.egressVolume);
-  if (volume && volume.Labels?.[labels.repo] === repo.root && volume.Labels?.[labels.session] === paths.name && ownedBy(volume.Labels, repo))
-    await removeVolume(paths.egressVolume);
+  if (volume && labelledFor(volume.Labels, repo, paths.name)) await removeVolume(paths.egressVolume);
 }
 
 export type ProxyHealth = 'running' | 'stopped' | 'missing' | 'stale';

@@ -23,7 +23,7 @@ import { errorMessage, ParaError, UsageError } from '../errors.ts';
 import { onInterrupt } from '../cleanup.ts';
 import { findRepo, git } from '../git.ts';
 import { AGENT_VOLUME_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
-import { exec, ownedBy, repoLabels } from './container.ts';
+import { exec, labelledFor, ownedBy, repoLabels } from './container.ts';
 import { settleJob, type JobProgress } from './job.ts';
 import { archivePrefix, sessionPaths, validateSessionName, type Repo, type SessionPaths } from './paths.ts';
 import {
@@ -841,14 +841,13 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
     await onEngine(engineNamed(container.engine), async () => {
       // Look again right before removing: it must still carry this repository's label.
       const info = await inspectContainer(container.id);
-      if (info?.Config.Labels?.[labels.repo] === repo.root && info.Config.Labels?.[labels.managedBy] === 'para')
-        await removeContainer(info.Id, { force: true });
+      if (info && labelledFor(info.Config.Labels, repo)) await removeContainer(info.Id, { force: true });
     });
   }
   for (const volume of plan.volumes) {
     await onEngine(engineNamed(plan.volumeEngines[volume] ?? null), async () => {
       const info = await inspectVolume(volume);
-      if (info?.Labels?.[labels.repo] === repo.root && info.Labels?.[labels.managedBy] === 'para' && ownedBy(info.Labels, repo)) {
+      if (info && labelledFor(info.Labels, repo)) {
         await removeVolume(volume).catch((error: unknown) => warn(`could not remove the volume ${volume}: ${String(error)}`));
       }
     });

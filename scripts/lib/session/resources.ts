@@ -3,12 +3,11 @@
 // removals check labels and names first and never touch what is not this session's.
 import fs from 'fs-extra';
 import path from 'node:path';
-import { labels } from '../config.ts';
 import { inspectContainer, inspectVolume, removeContainer, removeVolume, startContainer } from '../docker.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
 import { imageUserIds } from '../image.ts';
-import { ownedBy, repoLabels, runContainer, type ContainerSpec } from './container.ts';
+import { labelledFor, runContainer, type ContainerSpec } from './container.ts';
 import { removeEgress } from './egress.ts';
 import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
 
@@ -97,8 +96,7 @@ export async function createSessionContainer(spec: ContainerSpec, rollback: Roll
 }
 
 function belongs(found: Record<string, string> | null | undefined, repo: Repo, paths: SessionPaths): boolean {
-  const expected = { ...repoLabels(repo.root), [labels.session]: paths.name };
-  return Object.entries(expected).every(([key, value]) => found?.[key] === value) && ownedBy(found, repo);
+  return labelledFor(found, repo, paths.name);
 }
 
 export type ContainerPresence = 'running' | 'stopped' | 'missing';

@@ -10,7 +10,7 @@ import { configDir } from '../credentials.ts';
 import { inspectContainer, inspectImage, restartContainer, type ImageInfo } from '../docker.ts';
 import { DEFAULT_ENGINE, describeEngine, onEngine, sameEngine, type Engine } from '../engine.ts';
 import { ParaError, UsageError } from '../errors.ts';
-import { findRepo, git, repoSnapshot } from '../git.ts';
+import { git, repoSnapshot, type RepoSnapshot } from '../git.ts';
 import { imageUserIds } from '../image.ts';
 import { ensureRepoImage } from '../repo-image.ts';
 import { candidateName, nameFromPrompt } from '../names.ts';
@@ -129,6 +129,8 @@ interface Preconditions {
   repo: Repo;
   head: string;
   baseBranch: string | null;
+  /** The image a new container is made from: --image, else the repository's own, else PARA_IMAGE's. */
+  imageName: string;
   image?: Promise<Settled<ImageInfo | undefined>>;
   /** Read while the session is reserved; needed only by docker run. */
   identity: Promise<Array<[string, string]>>;
@@ -172,9 +174,8 @@ function checkRequest(request: StartRequest): void {
   }
 }
 
-async function checkPreconditions(request: StartRequest): Promise<Preconditions> {
-  checkRequest(request);
-  const snapshot = await repoSnapshot(request.cwd);
+/** What a start needs before it makes anything; a resume prepares its own egress. */
+async function checkPreconditions(request: StartRequest, snapshot: RepoSnapshot, resuming: boolean): Promise<Preconditions> {
   const repo: Repo = { root: snapshot.root, commonDir: snapshot.commonDir };
   if (!snapshot.head) {
     throw new ParaError(`the repository ${repo.root} has no commit yet`, {
@@ -184,17 +185,24 @@ async function checkPreconditions(request: StartRequest): Promise<Preconditions>
   }
   // A repository with its own tools (.para/image) gets its own session image (its login from
   // PARA_IMAGE, default para-authenticated), unless --image names another.
-  if (request.container && !request.imageExplicit) {
-    const own = await ensureRepoImage(repo, { stream: request.tty, log: request.log ?? (() => undefined) });
-    if (own) request.image = own;
-  }
-  const image = request.container ? settle(inspectImage(request.image)) : undefined;
+  const own = request.container && !request.imageExplicit ? await ensureRepoImage(repo, { stream: request.tty, log: request.log ?? (() => undefined) }) : null;
+  const imageName = own ?? request.image;
+  const image = request.container ? settle(inspectImage(imageName)) : undefined;
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
   identity.catch(() => undefined);
-  const egress = request.container
-    ? settle(prepareEgress(repo, request.egress, request.allow, request.network ?? null, request.warn, request.engine.remote))
-    : undefined;
-  return { repo, head: snapshot.head, baseBranch: snapshot.branch ?? null, image, identity, egress };
+  return {
+    repo,
+    head: snapshot.head,
+    baseBranch: snapshot.branch ?? null,
+    imageName,
+    image,
+    identity,
+    egress: request.container && !resuming ? settle(newEgress(repo, request)) : undefined,
+  };
+}
+
+function newEgress(repo: Repo, request: StartRequest): Promise<PreparedEgress> {
+  return prepareEgress(repo, request.egress, request.allow, request.network ?? null, request.warn, request.engine.remote);
 }
 
 /** The host's git identity for this repository (user.name / user.email), read in one git call. */
@@ -364,8 +372,7 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
   }
   const paths = sessionPaths(repo, existing.name);
   // A remote session has no host folder: its files are in its volume.
-  const folder = existing.engine?.remote ? undefined : await fs.lstat(paths.worktree).catch(() => undefined);
-  if (!existing.engine?.remote && !folder?.isDirectory()) {
+  if (!existing.engine?.remote && !(await fs.lstat(paths.worktree).catch(() => undefined))?.isDirectory()) {
     throw new ParaError(`the worktree folder of session ${existing.name} is missing (${paths.worktree})`, {
       code: 'worktree-missing',
       hint: `run: ${request.invocation('cancel')} ${existing.name} --force (its branch is archived)`,
@@ -432,26 +439,27 @@ async function resume(request: StartRequest, existing: SessionState, pre: Precon
 
 /** Starts or resumes a session; every docker call goes to the session's engine (a resumed one stays on its own). */
 export async function startSession(request: StartRequest): Promise<StartResult> {
+  checkRequest(request);
+  const snapshot = await repoSnapshot(request.cwd);
+  const existing =
+    request.name === undefined ? undefined : await readSession({ root: snapshot.root, commonDir: snapshot.commonDir }, request.name).catch(() => undefined);
   let engine = request.engine;
-  if (request.name !== undefined && !validateSessionName(request.name)) {
-    const repo = await findRepo(request.cwd).catch(() => undefined);
-    const existing = repo ? await readSession(repo, request.name).catch(() => undefined) : undefined;
-    if (existing?.container) {
-      const recorded = existing.engine ?? DEFAULT_ENGINE;
-      if (request.engineExplicit && !sameEngine(recorded, request.engine)) {
-        throw new UsageError(
-          `session ${request.name} lives on ${describeEngine(recorded)}, not ${describeEngine(request.engine)}`,
-          'start it again without --context or --engine: it goes back to its own engine',
-        );
-      }
-      engine = recorded;
+  if (existing?.container) {
+    const recorded = existing.engine ?? DEFAULT_ENGINE;
+    if (request.engineExplicit && !sameEngine(recorded, request.engine)) {
+      throw new UsageError(
+        `session ${request.name} lives on ${describeEngine(recorded)}, not ${describeEngine(request.engine)}`,
+        'start it again without --context or --engine: it goes back to its own engine',
+      );
     }
+    engine = recorded;
   }
-  return onEngine(engine, () => startOnEngine({ ...request, engine }));
+  return onEngine(engine, () => startOnEngine({ ...request, engine }, snapshot, existing !== undefined));
 }
 
-async function startOnEngine(request: StartRequest): Promise<StartResult> {
-  const pre = await checkPreconditions(request);
+async function startOnEngine(given: StartRequest, snapshot: RepoSnapshot, resuming: boolean): Promise<StartResult> {
+  const pre = await checkPreconditions(given, snapshot, resuming);
+  const request: StartRequest = { ...given, image: pre.imageName };
   const { repo, head } = pre;
   const rollback = new Rollback();
   let interrupted = false;
@@ -483,7 +491,8 @@ async function startOnEngine(request: StartRequest): Promise<StartResult> {
       } else {
         // The container makes the agent's repository itself as it starts; docker run creates the
         // volume with the session's labels. The branch is made meanwhile.
-        const prepared = await pre.egress!;
+        // A session that was there when the start began and is gone now: its egress is prepared here.
+        const prepared = await (pre.egress ?? settle(newEgress(repo, request)));
         if (!prepared.ok) throw prepared.error;
         const egress = prepared.value;
         state.egress = egress.state;
