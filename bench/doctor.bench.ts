@@ -6,14 +6,15 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { imageAuthStatus } from '../scripts/lib/auth-status.ts';
+import { imageAuthStatus } from '../scripts/lib/image/auth-status.ts';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { median } from './measure.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { tempRepo } from '../test/support/doctor.ts';
 import { buildAuthImage, fakeHome, TSX_LOADER } from '../test/support/images.ts';
 import { cleanupAll, RUN_ID, TEST_LABEL, uniqueName } from '../test/support/resources.ts';
+import { shellEngine } from '../scripts/lib/engine/engine.ts';
 
 const TARGETS = { healthy: 2000, daemonDown: 1000 };
 const BUNDLE = path.join(PROJECT_ROOT, 'dist', 'doctor.mjs');
@@ -70,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     const down = { DOCKER_HOST: 'unix:///nonexistent/path.sock' };
     // The floor doctor cannot go below: the one container it must run, and starting node.
     await measure('floor: claude auth status container', runs, async () => {
-      await imageAuthStatus(image);
+      await imageAuthStatus(shellEngine, image);
     });
     await measure('floor: node -e 0', runs, async () => {
       await execa(process.execPath, ['-e', '0']);

@@ -8,9 +8,9 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { median, timed } from './measure.ts';
-import { repoHash } from '../scripts/lib/session/paths.ts';
+import { repoHash } from '../scripts/lib/repo.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { makeRepo, type TestRepo } from '../test/support/repos.ts';
 import { cleanupAll, onCleanup, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 

@@ -2,13 +2,16 @@
 import { text } from 'node:stream/consumers';
 import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn, invocation } from './lib/cli.ts';
 import { config, labels } from './lib/config.ts';
-import { discoverCredentials, type Credentials } from './lib/credentials.ts';
+import { discoverCredentials, type Credentials } from './lib/image/credentials.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
-import { onlineCheck, type OnlineVerdict } from './lib/online-check.ts';
-import { sweepLeftovers } from './lib/sweep.ts';
-import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image.ts';
-import { ensureEgressImage } from './lib/egress-image.ts';
-import { inspectImage } from './lib/docker.ts';
+import { onlineCheck, type OnlineVerdict } from './lib/image/online-check.ts';
+import { sweepLeftovers } from './lib/image/sweep.ts';
+import { buildAuthenticatedImage, ensureClaudeImage, imageUserIds } from './lib/image/build.ts';
+import { ensureEgressImage } from './lib/image/egress-image.ts';
+import { shellEngine } from './lib/engine/engine.ts';
+
+/** Images are built on the engine the shell names (DOCKER_CONTEXT, DOCKER_HOST, the current context). */
+const engine = shellEngine;
 
 const USAGE = `Usage: ${invocation('image')} [options]
 
@@ -88,8 +91,9 @@ async function main(argv: string[]): Promise<number> {
 
   const claudeImage = config.claudeImage;
   // What a killed earlier run left (a staging folder, a container or tag with credentials) goes first.
-  for (const item of await sweepLeftovers()) progress(`removed the leftover of an interrupted run: ${item}`);
+  for (const item of await sweepLeftovers(engine)) progress(`removed the leftover of an interrupted run: ${item}`);
   const rebuiltBase = await ensureClaudeImage(
+    engine,
     {
       claudeImage,
       baseImage: args['base-image'] || config.baseImage,
@@ -105,8 +109,9 @@ async function main(argv: string[]): Promise<number> {
 
   // The proxy comes from the same base as para-claude (its label says which, when not given now).
   const baseExplicit = args['base-image'] || process.env.BASE_IMAGE;
-  const egressBase = baseExplicit || (await inspectImage(claudeImage))?.Config.Labels?.[labels.baseImage] || config.baseImage;
+  const egressBase = baseExplicit || (await engine.inspectImage(claudeImage))?.Config.Labels?.[labels.baseImage] || config.baseImage;
   const rebuiltEgress = await ensureEgressImage(
+    engine,
     { image: config.egressImage, baseImage: egressBase, rebuild: Boolean(args['rebuild-base']), stream: !json },
     progress,
   );
@@ -114,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   const tag = args.tag || config.authenticatedImage;
   progress(`building ${tag} and verifying the login inside it`);
   let online: OnlineVerdict | undefined;
-  const build = await buildAuthenticatedImage({
+  const build = await buildAuthenticatedImage(engine, {
     tag,
     claudeImage,
     credentials,
@@ -123,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
       verify === 'online'
         ? async (image) => {
             progress('asking the Anthropic API whether it accepts the login (one real request, through an egress proxy)');
-            online = await onlineCheck(image, { network: args['egress-network'] || null, warn });
+            online = await onlineCheck(engine, image, { network: args['egress-network'] || null, warn });
             if (online.outcome !== 'accepted') {
               const what =
                 online.outcome === 'rejected'

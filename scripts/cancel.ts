@@ -2,7 +2,8 @@
 import readline from 'node:readline/promises';
 import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
-import { cancelSession, resolveSession } from './lib/session/lifecycle.ts';
+import { cancelSession } from './lib/session/cancel.ts';
+import { resolveSession } from './lib/session/resolve.ts';
 
 const USAGE = `Usage: ${invocation('cancel')} NAME [--force] [--json]
 

@@ -2,7 +2,7 @@
 import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
-import { applyClean, planClean } from './lib/session/lifecycle.ts';
+import { applyClean, planClean } from './lib/session/clean.ts';
 
 const USAGE = `Usage: ${invocation('clean')} [--dry-run] [--json]
 

@@ -1,7 +1,7 @@
 // Finish a session: commit pending work to para/NAME, remove container and worktree, keep the branch.
 import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { finishSession } from './lib/session/lifecycle.ts';
+import { finishSession } from './lib/session/finish.ts';
 
 const USAGE = `Usage: ${invocation('finish')} NAME [-m MESSAGE] [--json]
 

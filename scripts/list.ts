@@ -2,7 +2,7 @@
 import { assertSupportedPlatform, invocation, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
-import { overview, type SessionView } from './lib/session/lifecycle.ts';
+import { overview, type SessionView } from './lib/session/list.ts';
 
 const USAGE = `Usage: ${invocation('list')} [--json]
 

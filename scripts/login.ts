@@ -3,9 +3,13 @@
 import { assertSupportedPlatform, log, parseArgs, printJson, runMain, invocation } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
-import { sweepLeftovers } from './lib/sweep.ts';
-import { ensureClaudeImage, imageUserIds } from './lib/image.ts';
-import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } from './lib/login.ts';
+import { sweepLeftovers } from './lib/image/sweep.ts';
+import { ensureClaudeImage, imageUserIds } from './lib/image/build.ts';
+import { assertTerminal, commitLogin, runInteractiveLogin, withLoginContainer } from './lib/image/login.ts';
+import { shellEngine } from './lib/engine/engine.ts';
+
+/** Images are built on the engine the shell names (DOCKER_CONTEXT, DOCKER_HOST, the current context). */
+const engine = shellEngine;
 
 const USAGE = `Usage: ${invocation('login')} [options]
 
@@ -41,8 +45,9 @@ async function main(argv: string[]): Promise<number> {
   const tag = args.tag || config.authenticatedImage;
   const claudeImage = config.claudeImage;
   // What a killed earlier run left (a staging folder, a container or tag with credentials) goes first.
-  for (const item of await sweepLeftovers()) log(`removed the leftover of an interrupted run: ${item}`);
+  for (const item of await sweepLeftovers(engine)) log(`removed the leftover of an interrupted run: ${item}`);
   await ensureClaudeImage(
+    engine,
     {
       claudeImage,
       baseImage: config.baseImage,
@@ -54,11 +59,11 @@ async function main(argv: string[]): Promise<number> {
     progress,
   );
 
-  const result = await withLoginContainer(claudeImage, {}, async (container) => {
+  const result = await withLoginContainer(engine, claudeImage, {}, async (container) => {
     log('logging in inside a throwaway container: open the link claude shows, sign in, paste the code back');
-    await runInteractiveLogin(container);
+    await runInteractiveLogin(engine, container);
     progress('checking the login inside the container');
-    return commitLogin(container, { tag, claudeImage, log: progress });
+    return commitLogin(engine, container, { tag, claudeImage, log: progress });
   });
 
   if (json) {

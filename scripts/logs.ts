@@ -3,11 +3,11 @@ import { StringDecoder } from 'node:string_decoder';
 import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { followJob, jobOutput, jobProgress, settleJob, type JobProgress } from './lib/session/job.ts';
-import { onEngine } from './lib/engine.ts';
-import { resolveSession } from './lib/session/lifecycle.ts';
-import { writeSession, type JobState, type SessionState } from './lib/session/store.ts';
+import type { Engine } from './lib/engine/engine.ts';
+import { resolveSession } from './lib/session/resolve.ts';
+import { sessionEngine, writeSession, type JobState, type SessionState } from './lib/session/store.ts';
 import { syncSession } from './lib/session/sync.ts';
-import type { Repo } from './lib/session/paths.ts';
+import type { Repo } from './lib/repo.ts';
 
 const USAGE = `Usage: ${invocation('logs')} NAME [-f|--follow] [--json]
 
@@ -17,8 +17,8 @@ The agent's commits are brought to para/NAME first (and again at the end with --
 --json prints { ok, name, output, exitCode, running, state }.`;
 
 /** Where the job stands; a newly known exit status is stored in the session. */
-async function settle(repo: Repo, state: SessionState, container: string, job: JobState): Promise<JobProgress> {
-  const settled = await settleJob(container, job);
+async function settle(engine: Engine, repo: Repo, state: SessionState, container: string, job: JobState): Promise<JobProgress> {
+  const settled = await settleJob(engine, container, job);
   if (settled.job !== job) await writeSession(repo, { ...state, job: settled.job });
   return settled.progress;
 }
@@ -38,11 +38,11 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('logs')} NAME [-f]`);
   const { repo, state } = await resolveSession(process.cwd(), String(args._[0]), invocation);
-  return onEngine(state.engine, () => show(repo, state, Boolean(args.follow), Boolean(args.json)));
+  return show(sessionEngine(state), repo, state, Boolean(args.follow), Boolean(args.json));
 }
 
 /** The job's output, from the session's own engine. */
-async function show(repo: Repo, state: SessionState, follow: boolean, json: boolean): Promise<number> {
+async function show(engine: Engine, repo: Repo, state: SessionState, follow: boolean, json: boolean): Promise<number> {
   if (state.status === 'finished' && state.container) {
     throw new ParaError(`session ${state.name} is finished: its container, and the job's output with it, are gone`, {
       code: 'no-output',
@@ -59,10 +59,10 @@ async function show(repo: Repo, state: SessionState, follow: boolean, json: bool
   const sync = () => syncSession(repo, state).catch(() => undefined);
   await sync();
   if (!follow) {
-    const progress = await settle(repo, state, container, state.job);
+    const progress = await settle(engine, repo, state, container, state.job);
     if (json) {
       const chunks: Buffer[] = [];
-      await jobOutput(container, (chunk) => chunks.push(chunk));
+      await jobOutput(engine, container, (chunk) => chunks.push(chunk));
       const output = Buffer.concat(chunks).toString('utf8');
       printJson({
         ok: true,
@@ -74,14 +74,14 @@ async function show(repo: Repo, state: SessionState, follow: boolean, json: bool
       });
       return 0;
     }
-    await jobOutput(container, writer());
+    await jobOutput(engine, container, writer());
     if (progress.state === 'running') log('(the job is still running; follow it with -f)');
     if (progress.state === 'lost') log(`(the job ended without an exit status: ${progress.reason})`);
     return 0;
   }
-  const before = await jobProgress(container, state.job);
-  if (before.state !== 'lost') await followJob(container, writer());
-  const progress = before.state === 'lost' ? before : await settle(repo, state, container, state.job);
+  const before = await jobProgress(engine, container, state.job);
+  if (before.state !== 'lost') await followJob(engine, container, writer());
+  const progress = before.state === 'lost' ? before : await settle(engine, repo, state, container, state.job);
   await sync();
   if (progress.state === 'exited') {
     log(`job exited with code ${progress.exitCode}`);

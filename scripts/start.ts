@@ -4,12 +4,13 @@ import fs from 'fs-extra';
 import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { config, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
-import { looksLikePrompt } from './lib/names.ts';
+import { looksLikePrompt } from './lib/session/names.ts';
 import { attach } from './lib/session/container.ts';
-import { workTreeOf } from './lib/session/store.ts';
-import { currentDockerContext, describeEngine, onEngine, resolveEngine } from './lib/engine.ts';
-import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/session/egress.ts';
-import { startSession, type StartResult } from './lib/session/start.ts';
+import { sessionEngine, workTreeOf } from './lib/session/store.ts';
+import { currentDockerContext, describeEngine, resolveEngine } from './lib/engine/target.ts';
+import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/egress/rules.ts';
+import { startSession } from './lib/session/start.ts';
+import type { StartResult } from './lib/session/request.ts';
 
 function usage(): string {
   return `Usage:
@@ -181,7 +182,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (result.action !== 'attach' || args.detach) return 0;
   if (s.container) {
-    const code = await onEngine(s.engine, () => attach(s.container!, workTreeOf(s), result.command));
+    const code = await attach(sessionEngine(s), s.container!, workTreeOf(s), result.command);
     const again = `${invocation('start')} ${s.name} --container${args.image ? ` --image ${image}` : ''}`;
     log(`left session ${s.name}; the container keeps running. Back in: ${again}`);
     return code;

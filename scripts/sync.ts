@@ -1,7 +1,7 @@
 // Bring a session's commits from its container to para/NAME on the host.
 import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { syncOne } from './lib/session/lifecycle.ts';
+import { syncOne } from './lib/session/sync-one.ts';
 
 const USAGE = `Usage: ${invocation('sync')} NAME [--files] [--json]
 

@@ -7,14 +7,14 @@ import { UsageError } from '../scripts/lib/errors.ts';
 import {
   blockedAddresses,
   impliedGateway,
-  localAddresses,
   checkAllow,
   DEFAULT_ALLOWED_HOSTS,
   hostAllowed,
   hostPatternProblem,
   hostUpstream,
   squidConfig,
-} from '../scripts/lib/session/egress.ts';
+} from '../scripts/lib/egress/rules.ts';
+import { localAddresses } from '../scripts/lib/egress/addresses.ts';
 
 const rules = suite('allowlist rules');
 

@@ -4,7 +4,8 @@ import { execa } from 'execa';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { docker, inspectContainer } from '../scripts/lib/docker.ts';
+import { docker } from '../scripts/lib/engine/docker.ts';
+import { inspectContainer } from './support/verbs.ts';
 import { conversationFolder, hasConversation } from '../scripts/lib/session/container.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 
@@ -14,6 +15,7 @@ function containerName(root: string, name: string): string {
 import { runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { shellEngine } from '../scripts/lib/engine/engine.ts';
 
 const IMAGE = SESSION_IMAGE;
 
@@ -91,11 +93,11 @@ attach("a resumed session continues claude's conversation only when the containe
   assert.is(result.exitCode, 0, result.stderr);
   const container = containerName(repo.root, 'talk');
   const worktree = path.join(repo.root, '.para/worktrees/talk');
-  assert.is(await hasConversation(container, worktree), false);
+  assert.is(await hasConversation(shellEngine, container, worktree), false);
   // What claude itself writes after a first exchange in that folder (checked on the real CLI).
   const folder = conversationFolder('/home/para/.claude', worktree);
   await docker(['exec', '--user', 'para', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
-  assert.is(await hasConversation(container, worktree), true);
+  assert.is(await hasConversation(shellEngine, container, worktree), true);
 });
 
 attach.run();

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
-import { docker, imageExists } from '../scripts/lib/docker.ts';
+import { docker } from '../scripts/lib/engine/docker.ts';
+import { imageExists } from './support/verbs.ts';
 import { fakeDockerDir } from './support/doctor.ts';
 import { buildAuthImage, FAKE_HOMES, FAKE_REFRESH, FAKE_TOKEN, fakeHome, runScript } from './support/images.ts';
 import { RUN_ID, tempDir } from './support/resources.ts';
@@ -268,7 +269,7 @@ broken.run();
 const seed = suite("the original documentation's docker build command");
 
 seed('docker build -f docker/Dockerfile.authenticated . from the repository root stops at once, naming make image, sending no context', async () => {
-  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const { PROJECT_ROOT } = await import('../scripts/lib/image/build.ts');
   const tag = `para-seed-command-${RUN_ID}:latest`;
   const result = await execa('docker', ['build', '-f', 'docker/Dockerfile.authenticated', '-t', tag, '.'], {
     cwd: PROJECT_ROOT,
@@ -289,7 +290,7 @@ const npmRoute = suite("the default route: the claude CLI fetched by the host's 
 npmRoute("without --claude-binary, the package for the engine's platform is fetched, checked and staged; the build needs no npm inside", async () => {
   const { BASE_IMAGE } = await import('./support/images.ts');
   const { trackImage } = await import('./support/resources.ts');
-  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const { PROJECT_ROOT } = await import('../scripts/lib/image/build.ts');
   const version = (await fs.readJson(path.join(PROJECT_ROOT, 'node_modules/@anthropic-ai/claude-code/package.json'))).version as string;
   const claudeImage = trackImage(`para-claude-npm-test-${RUN_ID}:latest`);
   const tag = trackImage(`para-auth-npm-test-${RUN_ID}:latest`);
@@ -431,7 +432,7 @@ killed('a build that times out, then a run: no container, temporary tag or image
 
 killed('SIGKILL of make login with its container running, its staging folder written, or its image tagged; then make image sweeps it all', async () => {
   const { TSX_LOADER } = await import('./support/images.ts');
-  const { PROJECT_ROOT } = await import('../scripts/lib/image.ts');
+  const { PROJECT_ROOT } = await import('../scripts/lib/image/build.ts');
   const { trackImage, TEST_LABEL: label } = await import('./support/resources.ts');
   const { parent, parentId } = await ownParent('login-killed');
   const tag = trackImage(`para-auth-login-killed-${RUN_ID}:latest`);

@@ -166,7 +166,7 @@ boundary('a state file is refused unless it names its own session, branch, folde
 });
 
 boundary('mount fields are CSV-quoted, so commas and quotes in paths cannot add mount options', async () => {
-  const { mountArg } = await import('../scripts/lib/session/container.ts');
+  const { mountArg } = await import('../scripts/lib/engine/spec.ts');
   const [flag, value] = mountArg({ type: 'bind', source: '/a,readonly=false,"x', target: '/t', readonly: true });
   assert.is(flag, '--mount');
   assert.is(value, 'type=bind,"source=/a,readonly=false,""x","target=/t",readonly');
@@ -204,7 +204,7 @@ order('a bad name is reported before a missing terminal or an unusable docker', 
 });
 
 order('a name derived from a prompt never takes a reserved name', async () => {
-  const { nameFromPrompt } = await import('../scripts/lib/names.ts');
+  const { nameFromPrompt } = await import('../scripts/lib/session/names.ts');
   const { isReservedName } = await import('../scripts/lib/session/paths.ts');
   assert.is(nameFromPrompt('Archived'), 'archived');
   assert.ok(isReservedName(nameFromPrompt('Archived')), 'the test needs a prompt whose first candidate is reserved');

@@ -2,7 +2,7 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { discoverCredentials, filterClaudeJson, KEYCHAIN_SERVICE } from '../scripts/lib/credentials.ts';
+import { discoverCredentials, filterClaudeJson, KEYCHAIN_SERVICE } from '../scripts/lib/image/credentials.ts';
 import { ParaError } from '../scripts/lib/errors.ts';
 import { FAKE_TOKEN } from './support/images.ts';
 import { tempDir } from './support/resources.ts';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
-import { docker } from '../scripts/lib/docker.ts';
+import { docker } from '../scripts/lib/engine/docker.ts';
 import { scriptCommand, SESSION_IMAGE, sessionTestImage, detachedArgs, testEgressImage } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, onCleanup, tempDir, trackImage, uniqueName } from './support/resources.ts';
 

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
-import { docker, inspectContainer } from '../scripts/lib/docker.ts';
-import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { docker } from '../scripts/lib/engine/docker.ts';
+import { inspectContainer } from './support/verbs.ts';
+import { imageUserIds, PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 
 function containerName(root: string, name: string): string {

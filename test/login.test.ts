@@ -3,14 +3,16 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { imageAuthStatus } from '../scripts/lib/auth-status.ts';
+import { imageAuthStatus } from '../scripts/lib/image/auth-status.ts';
 import { labels } from '../scripts/lib/config.ts';
-import { docker, inspectContainer, inspectImage, listContainers } from '../scripts/lib/docker.ts';
+import { docker } from '../scripts/lib/engine/docker.ts';
+import { inspectContainer, inspectImage, listContainers } from './support/verbs.ts';
 import { ParaError } from '../scripts/lib/errors.ts';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
-import { commitLogin, LOGIN_TEMPORARY_LABEL, parseLoginFacts, withLoginContainer } from '../scripts/lib/login.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
+import { commitLogin, LOGIN_TEMPORARY_LABEL, parseLoginFacts, withLoginContainer } from '../scripts/lib/image/login.ts';
 import { FAKE_REFRESH, FAKE_TOKEN, runScript, testClaudeImage } from './support/images.ts';
 import { RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
+import { shellEngine } from '../scripts/lib/engine/engine.ts';
 
 // Containers the library creates in this process carry the run's label, so the runner removes strays.
 process.env.PARA_EXTRA_LABELS = `${TEST_LABEL}=${RUN_ID}`;
@@ -93,14 +95,14 @@ const ok = { tag: trackImage(`para-login-test-${RUN_ID}:ok`), container: uniqueN
 
 commit.before(async () => {
   ok.claudeImage = await testClaudeImage();
-  await withLoginContainer(ok.claudeImage, { name: ok.container, offline: true }, async (container) => {
+  await withLoginContainer(shellEngine, ok.claudeImage, { name: ok.container, offline: true }, async (container) => {
     await placeFakeLogin(container);
-    return commitLogin(container, { tag: ok.tag, claudeImage: ok.claudeImage, log: (line) => ok.log.push(line) });
+    return commitLogin(shellEngine, container, { tag: ok.tag, claudeImage: ok.claudeImage, log: (line) => ok.log.push(line) });
   });
 });
 
 commit('the image reports loggedIn true in a fresh container with the real claude CLI', async () => {
-  const status = await imageAuthStatus(ok.tag);
+  const status = await imageAuthStatus(shellEngine, ok.tag);
   assert.is(status.loggedIn, true);
   assert.is(status.authMethod, 'claude.ai');
   assert.is(status.subscriptionType, 'pro');
@@ -176,8 +178,8 @@ failure('without a login the verification fails, the previous image stays, nothi
   const container = uniqueName('para-login');
   let error: unknown;
   try {
-    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, (name) =>
-      commitLogin(name, { tag: failed.tag, claudeImage: failed.claudeImage }),
+    await withLoginContainer(shellEngine, failed.claudeImage, { name: container, offline: true }, (name) =>
+      commitLogin(shellEngine, name, { tag: failed.tag, claudeImage: failed.claudeImage }),
     );
   } catch (caught) {
     error = caught;
@@ -193,11 +195,11 @@ failure('a login that does not survive into the image fails the image check and 
   const container = uniqueName('para-login');
   let error: unknown;
   try {
-    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, async (name) => {
+    await withLoginContainer(shellEngine, failed.claudeImage, { name: container, offline: true }, async (name) => {
       // The container sees the login through the link; the image gets only a dangling link.
       await placeFakeLogin(name, '/tmp/credentials.json');
       await docker(['exec', name, 'ln', '-s', '/tmp/credentials.json', '/home/para/.claude/.credentials.json']);
-      return commitLogin(name, { tag: failed.tag, claudeImage: failed.claudeImage });
+      return commitLogin(shellEngine, name, { tag: failed.tag, claudeImage: failed.claudeImage });
     });
   } catch (caught) {
     error = caught;
@@ -212,7 +214,7 @@ failure('an error before the commit still removes the container', async () => {
   const container = uniqueName('para-login');
   let error: unknown;
   try {
-    await withLoginContainer(failed.claudeImage, { name: container, offline: true }, async () => {
+    await withLoginContainer(shellEngine, failed.claudeImage, { name: container, offline: true }, async () => {
       throw new Error('the login was abandoned');
     });
   } catch (caught) {
@@ -229,9 +231,10 @@ failure('SIGTERM while the container is up removes it, then the process dies of 
   await fs.writeFile(
     fixture,
     [
-      `import { withLoginContainer } from ${JSON.stringify(path.join(PROJECT_ROOT, 'scripts/lib/login.ts'))};`,
+      `import { withLoginContainer } from ${JSON.stringify(path.join(PROJECT_ROOT, 'scripts/lib/image/login.ts'))};`,
+      `import { shellEngine } from ${JSON.stringify(path.join(PROJECT_ROOT, 'scripts/lib/engine/engine.ts'))};`,
       'setInterval(() => undefined, 1000);',
-      `await withLoginContainer(${JSON.stringify(failed.claudeImage)}, { name: ${JSON.stringify(container)}, offline: true }, async () => {`,
+      `await withLoginContainer(shellEngine, ${JSON.stringify(failed.claudeImage)}, { name: ${JSON.stringify(container)}, offline: true }, async () => {`,
       "  process.stdout.write('ready\\n');",
       '  await new Promise(() => undefined);',
       '});',

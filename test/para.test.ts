@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PROJECT_ROOT } from '../scripts/lib/image.ts';
+import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';

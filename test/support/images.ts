@@ -3,9 +3,10 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib/image.ts';
-import { ensureEgressImage } from '../../scripts/lib/egress-image.ts';
+import { ensureClaudeImage, imageUserIds, PROJECT_ROOT } from '../../scripts/lib/image/build.ts';
+import { ensureEgressImage } from '../../scripts/lib/image/egress-image.ts';
 import { EGRESS_IMAGE, RUN_ID, sharedImage, TEST_LABEL, tempDir, trackImage } from './resources.ts';
+import { shellEngine } from '../../scripts/lib/engine/engine.ts';
 
 export const BASE_IMAGE = process.env.PARA_TEST_BASE_IMAGE || 'para-test-base:bookworm';
 /** The real Linux claude binary: the wrapper's bin/claude.exe once its postinstall has replaced the
@@ -40,6 +41,7 @@ let claudeImage: Promise<string> | undefined;
 export function testClaudeImage(): Promise<string> {
   if (process.env.PARA_TEST_SHARED_IMAGES === '1') claudeImage ??= Promise.resolve(CLAUDE_IMAGE);
   claudeImage ??= ensureClaudeImage(
+    shellEngine,
     {
       claudeImage: CLAUDE_IMAGE,
       baseImage: BASE_IMAGE,
@@ -60,7 +62,9 @@ let egressImage: Promise<string> | undefined;
 export function testEgressImage(): Promise<string> {
   sharedImage(EGRESS_IMAGE);
   if (process.env.PARA_TEST_SHARED_IMAGES === '1') egressImage ??= Promise.resolve(EGRESS_IMAGE);
-  egressImage ??= ensureEgressImage({ image: EGRESS_IMAGE, baseImage: BASE_IMAGE, rebuild: false, stream: false }, () => undefined).then(() => EGRESS_IMAGE);
+  egressImage ??= ensureEgressImage(shellEngine, { image: EGRESS_IMAGE, baseImage: BASE_IMAGE, rebuild: false, stream: false }, () => undefined).then(
+    () => EGRESS_IMAGE,
+  );
   return egressImage;
 }
 

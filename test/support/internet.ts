@@ -3,7 +3,7 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { docker } from '../../scripts/lib/docker.ts';
+import { docker } from '../../scripts/lib/engine/docker.ts';
 import { BASE_IMAGE } from './images.ts';
 import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './resources.ts';
 

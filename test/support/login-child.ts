@@ -3,12 +3,13 @@
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
-import { docker } from '../../scripts/lib/docker.ts';
-import { commitLogin, withLoginContainer } from '../../scripts/lib/login.ts';
+import { docker } from '../../scripts/lib/engine/docker.ts';
+import { commitLogin, withLoginContainer } from '../../scripts/lib/image/login.ts';
 import { FAKE_REFRESH, FAKE_TOKEN } from './images.ts';
+import { shellEngine } from '../../scripts/lib/engine/engine.ts';
 
 const [claudeImage, tag] = process.argv.slice(2);
-await withLoginContainer(claudeImage, { offline: true }, async (container) => {
+await withLoginContainer(shellEngine, claudeImage, { offline: true }, async (container) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'para-test-login-'));
   const file = path.join(dir, 'credentials.json');
   const credentials = {
@@ -24,5 +25,5 @@ await withLoginContainer(claudeImage, { offline: true }, async (container) => {
   await docker(['cp', file, `${container}:/home/para/.claude/.credentials.json`]);
   await fs.rm(dir, { recursive: true, force: true });
   await docker(['exec', '-u', 'root', container, 'chown', 'para:para', '/home/para/.claude/.credentials.json']);
-  await commitLogin(container, { tag, claudeImage });
+  await commitLogin(shellEngine, container, { tag, claudeImage });
 });

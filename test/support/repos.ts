@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { labels } from '../../scripts/lib/config.ts';
-import { docker } from '../../scripts/lib/docker.ts';
+import { docker } from '../../scripts/lib/engine/docker.ts';
 import { onCleanup, tempDir } from './resources.ts';
 
 /** Git configuration for the test process and the scripts it runs: an identity, nothing else

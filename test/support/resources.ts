@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
-import { docker } from '../../scripts/lib/docker.ts';
+import { docker } from '../../scripts/lib/engine/docker.ts';
 
 /** One id for the whole run: test/run.ts hands it to the processes it starts. */
 export const RUN_ID = process.env.PARA_TEST_RUN_ID || randomBytes(4).toString('hex');

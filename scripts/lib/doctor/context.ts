@@ -1,9 +1,9 @@
 // What the checks share: the inputs, deadlines, and probes run at most once per doctor run.
 import { makeCommand } from '../cli.ts';
 import os from 'node:os';
-import { imageAuthStatus, type AuthStatus } from '../auth-status.ts';
+import { imageAuthStatus, type AuthStatus } from '../image/auth-status.ts';
 import { config } from '../config.ts';
-import { inspectImage, type ImageInfo } from '../docker.ts';
+import { shellEngine, type Engine, type ImageInfo } from '../engine/engine.ts';
 import { ParaError } from '../errors.ts';
 import { findRepo, type RepoInfo } from '../git.ts';
 
@@ -18,9 +18,13 @@ export interface DoctorOptions {
   env?: NodeJS.ProcessEnv;
   home?: string;
   now?: () => number;
+  /** The engine images are checked on; absent: the one the shell names. */
+  engine?: Engine;
 }
 
 export interface DoctorContext {
+  /** The engine the image checks run on (the shell's: where make image builds). */
+  engine: Engine;
   image: string;
   online: boolean;
   egressNetwork: string | null;
@@ -58,8 +62,10 @@ function once<T>(probe: () => Promise<T>): () => Promise<T> {
 export function createContext(options: DoctorOptions = {}): DoctorContext {
   const image = options.image || config.authenticatedImage;
   const cwd = options.cwd ?? process.cwd();
-  const imageInfo = once(() => inspectImage(image));
+  const engine = options.engine ?? shellEngine;
+  const imageInfo = once(() => engine.inspectImage(image));
   return {
+    engine,
     image,
     online: Boolean(options.online),
     egressNetwork: options.egressNetwork ?? null,
@@ -70,7 +76,7 @@ export function createContext(options: DoctorOptions = {}): DoctorContext {
     home: options.home ?? os.homedir(),
     now: options.now ?? Date.now,
     imageInfo,
-    authStatus: once(async () => ((await imageInfo()) ? imageAuthStatus(image, deadlines.containerMs) : undefined)),
+    authStatus: once(async () => ((await imageInfo()) ? imageAuthStatus(engine, image, deadlines.containerMs) : undefined)),
     repo: once(async () => {
       try {
         return await findRepo(cwd);

@@ -3,8 +3,8 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import { labels, temporaryLabels } from '../config.ts';
-import { KEYCHAIN_SERVICE, subscriptionPlaces } from '../credentials.ts';
-import { docker, labelArgs } from '../docker.ts';
+import { KEYCHAIN_SERVICE, subscriptionPlaces } from '../image/credentials.ts';
+import type { Engine } from '../engine/engine.ts';
 import { childEnv } from '../exec.ts';
 import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
 import { describeCredentialsSource } from './image.ts';
@@ -41,9 +41,9 @@ export function parseFacts(stdout: string): BakedCredentials {
 }
 
 /** For images without credential labels (e.g. made by hand): look inside, without network. */
-async function factsInsideImage(image: string): Promise<BakedCredentials> {
-  const args = ['run', '--rm', '--network', 'none', ...labelArgs(temporaryLabels('doctor')), '--entrypoint', '/bin/sh', image, '-c', FACTS_SCRIPT];
-  return parseFacts((await docker(args, { timeoutMs: deadlines.containerMs })).stdout);
+async function factsInsideImage(engine: Engine, image: string): Promise<BakedCredentials> {
+  const spec = { image, labels: temporaryLabels('doctor'), network: 'none', remove: true, entrypoint: '/bin/sh', command: ['-c', FACTS_SCRIPT] };
+  return parseFacts((await engine.run(spec, { timeoutMs: deadlines.containerMs })).stdout);
 }
 
 export async function bakedCredentials(context: DoctorContext): Promise<BakedCredentials> {
@@ -55,7 +55,7 @@ export async function bakedCredentials(context: DoctorContext): Promise<BakedCre
       estimated: l[`${labels.credentialsExpiresAt}-estimated`] === 'true',
     };
   }
-  return factsInsideImage(context.image);
+  return factsInsideImage(context.engine, context.image);
 }
 
 export function expiryFinding(baked: BakedCredentials, now: number, rebuild: string): Finding {

@@ -1,11 +1,11 @@
 // Image checks: the image exists and what its labels say; claude inside it is logged in.
 import { makeCommand } from '../cli.ts';
 import { config, labels } from '../config.ts';
-import { DockerError, inspectImage } from '../docker.ts';
-import { imageUserIds } from '../image.ts';
+import { DockerError } from '../engine/docker.ts';
+import { imageUserIds } from '../image/build.ts';
 import { deadlines, makeImageCommand, type DoctorContext } from './context.ts';
 import { fail, ok, skip, warn, type Check, type Finding } from './runner.ts';
-import { onlineCheck, type OnlineVerdict } from '../online-check.ts';
+import { onlineCheck, type OnlineVerdict } from '../image/online-check.ts';
 import { parseDate, relative } from './time.ts';
 
 const SOURCE_NAMES: Record<string, string> = {
@@ -81,9 +81,9 @@ export const imageChecks: Check<DoctorContext>[] = [
     get deadlineMs() {
       return deadlines.dockerMs;
     },
-    run: async () => {
+    run: async (context) => {
       const image = config.egressImage;
-      const info = await inspectImage(image);
+      const info = await context.engine.inspectImage(image);
       if (!info)
         return fail(
           `${image} (the sessions' egress proxy) does not exist: container sessions with the default --egress allowlist cannot start`,
@@ -131,7 +131,7 @@ export const imageChecks: Check<DoctorContext>[] = [
     },
     run: async (context) => {
       if (!context.online) return skip("not asked for (--online makes one real request with the image's credentials)");
-      const verdict = await onlineCheck(context.image, { network: context.egressNetwork, warn: () => undefined });
+      const verdict = await onlineCheck(context.engine, context.image, { network: context.egressNetwork, warn: () => undefined });
       return onlineFinding(verdict, context);
     },
   },

@@ -1,15 +1,17 @@
 // Sessions check: this repository's containers against its session state files. Containers of
 // other repositories are never looked at.
-import { inspectImage, type ContainerInfo, type VolumeInfo } from '../docker.ts';
-import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/lifecycle.ts';
-import { describeEngine, onEngine } from '../engine.ts';
+import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
+import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config } from '../config.ts';
-import { imageAuthStatus } from '../auth-status.ts';
-import { probeProxy, proxyHealth, recordedEgress } from '../session/egress.ts';
-import { sessionPaths, type Repo } from '../session/paths.ts';
+import { imageAuthStatus } from '../image/auth-status.ts';
+import { probeProxy, proxyHealth } from '../egress/proxy.ts';
+import { recordedEgress } from '../egress/rules.ts';
+import { sessionPaths } from '../session/paths.ts';
+import type { Repo } from '../repo.ts';
 import { listSessions, type SessionState } from '../session/store.ts';
 import { deadlines, type DoctorContext } from './context.ts';
 import { fail, ok, skip, warn, type Check, type Finding } from './runner.ts';
+import type { Engine } from '../engine/engine.ts';
 
 const CLEAN_FIX = 'make clean-sessions (scripts/clean.ts; DRY_RUN=1 shows what it would remove)';
 const MISSING_FIX = 'start each again to re-create its container (scripts/start.ts NAME --container), or cancel it (scripts/cancel.ts NAME)';
@@ -59,7 +61,7 @@ export function sessionsFinding(
 }
 
 /** Each active container session's egress: allowlist sessions need a working proxy; open ones are said aloud. */
-async function egressFinding(repo: Repo, sessions: SessionState[], containers: ContainerInfo[]): Promise<Finding> {
+async function egressFinding(engine: Engine, repo: Repo, sessions: SessionState[], containers: ContainerInfo[]): Promise<Finding> {
   const byName = new Map(containers.map((c) => [containerDisplayName(c), c]));
   const active = sessions.filter((s) => s.status === 'active' && s.container);
   if (active.length === 0) return skip('no active container sessions');
@@ -81,7 +83,7 @@ async function egressFinding(repo: Repo, sessions: SessionState[], containers: C
         broken.push(`${state.name} (proxy ${health})`);
         return;
       }
-      const probe = await probeProxy(paths.container);
+      const probe = await probeProxy(engine, paths.container);
       if (probe.working) working += 1;
       else broken.push(`${state.name} (${probe.detail})`);
     }),
@@ -133,28 +135,30 @@ async function enginesFinding(groups: EngineGroup[]): Promise<Finding> {
   const fixes: string[] = [];
   const fine: string[] = [];
   for (const group of used) {
-    const where = describeEngine(group.engine);
+    const where = group.engine.describe();
+    const target = group.engine.target;
     const live = group.states.filter((s) => s.container && s.status !== 'finished');
     if (group.unreachable) {
       found.push(`${where} cannot be reached (sessions ${list(live.map((s) => s.name))}): ${group.unreachable}`);
-      fixes.push(group.engine.context ? `docker --context ${group.engine.context} info` : `DOCKER_HOST=${group.engine.host ?? ''} docker info`);
+      fixes.push(target.context ? `docker --context ${target.context} info` : `DOCKER_HOST=${target.host ?? ''} docker info`);
       continue;
     }
-    const problems = await onEngine(group.engine, async () => {
+    const { engine } = group;
+    const problems = await (async () => {
       const out: string[] = [];
       for (const image of [...new Set(live.map((s) => s.image).filter((i): i is string => Boolean(i)))]) {
-        if (!(await inspectImage(image))) out.push(`the image ${image} is not there`);
+        if (!(await engine.inspectImage(image))) out.push(`the image ${image} is not there`);
         // The default engine's image is the image check's; another engine's is asked here.
-        else if (group.engine.remote && !(await imageAuthStatus(image, deadlines.containerMs).catch(() => undefined))?.loggedIn)
+        else if (group.engine.remote && !(await imageAuthStatus(engine, image, deadlines.containerMs).catch(() => undefined))?.loggedIn)
           out.push(`claude in ${image} is not logged in`);
       }
-      if (live.some((s) => recordedEgress(s).mode === 'allowlist') && !(await inspectImage(config.egressImage)))
+      if (live.some((s) => recordedEgress(s).mode === 'allowlist') && !(await engine.inspectImage(config.egressImage)))
         out.push(`the egress proxy image ${config.egressImage} is not there`);
       return out;
-    });
+    })();
     if (problems.length) {
       found.push(`${where}: ${problems.join(', ')}`);
-      fixes.push(group.engine.context ? `make image CONTEXT=${group.engine.context}` : `DOCKER_HOST=${group.engine.host ?? ''} make image`);
+      fixes.push(target.context ? `make image CONTEXT=${target.context}` : `DOCKER_HOST=${target.host ?? ''} make image`);
     } else fine.push(`${where} (${live.length} session${live.length === 1 ? '' : 's'})`);
   }
   if (found.length) return fail(found.join('; '), fixes.join('; '));
@@ -208,9 +212,7 @@ export const sessionChecks: Check<DoctorContext>[] = [
     ['docker-daemon', 'git'],
     () => deadlines.dockerMs,
     async (found) =>
-      mergeFindings(
-        await Promise.all(found.groups.filter((g) => !g.unreachable).map((g) => onEngine(g.engine, () => egressFinding(found.repo, g.states, g.containers)))),
-      ),
+      mergeFindings(await Promise.all(found.groups.filter((g) => !g.unreachable).map((g) => egressFinding(g.engine, found.repo, g.states, g.containers)))),
   ),
 ];
 

@@ -1,6 +1,6 @@
 // Host checks: platform, docker CLI, docker daemon, git.
 import os from 'node:os';
-import { dockerClientVersion, DockerError, dockerServerVersion } from '../docker.ts';
+import { DockerError } from '../engine/docker.ts';
 import { git, GitError } from '../git.ts';
 import { deadlines, type DoctorContext } from './context.ts';
 import { fail, ok, skip, warn, type Check, type Finding } from './runner.ts';
@@ -32,9 +32,9 @@ export const systemChecks: Check<DoctorContext>[] = [
     get deadlineMs() {
       return deadlines.dockerMs;
     },
-    run: async () => {
+    run: async (context) => {
       try {
-        return ok(`docker ${await dockerClientVersion(deadlines.dockerMs)}`);
+        return ok(`docker ${await context.engine.clientVersion(deadlines.dockerMs)}`);
       } catch (error) {
         if (error instanceof DockerError && error.kind === 'not-installed') return fail(error.message, error.hint ?? 'install Docker');
         throw error;
@@ -50,7 +50,7 @@ export const systemChecks: Check<DoctorContext>[] = [
     timeoutFix: 'the daemon accepts connections but does not answer: restart it (sudo systemctl restart docker, or restart Docker Desktop)',
     run: async (context) => {
       try {
-        const server = await dockerServerVersion(deadlines.dockerMs);
+        const server = await context.engine.serverVersion(deadlines.dockerMs);
         if (!server) return fail('docker version reported no daemon', 'run docker info to see what the CLI is connected to');
         return ok(`Docker Engine ${server.Version} (API ${server.ApiVersion})${dockerEndpoint(context.env)}`);
       } catch (error) {

@@ -2,11 +2,11 @@
 // folder, signal it or redirect its files) runs the command as the agent's user and records
 // its output and exit status inside the container; the host reads them with docker exec.
 import { ParaError } from '../errors.ts';
-import { inspectContainer } from '../docker.ts';
 import { RUN_DIR as JOB_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
 import { exec } from './container.ts';
-import { WAIT_FOR_PROXY } from './egress.ts';
+import { WAIT_FOR_PROXY } from '../egress/rules.ts';
 import type { JobState } from './store.ts';
+import type { Engine } from '../engine/engine.ts';
 
 // Runs detached from the exec that starts it (setsid, no stdio), as root: waits for the agent's
 // repository, runs the command as the agent's user, records the exit status.
@@ -28,10 +28,10 @@ setsid sh -c "$runner" para-job "$@" < /dev/null > /dev/null 2>&1 &
 echo $! > "$d/job.pid"`;
 
 /** Starts `command` in the background; returns the container's start time (to notice a restart). */
-export async function startJob(container: string, workdir: string, command: string[]): Promise<JobState> {
-  const info = await inspectContainer(container);
+export async function startJob(engine: Engine, container: string, workdir: string, command: string[]): Promise<JobState> {
+  const info = await engine.inspectContainer(container);
   if (!info?.State.Running) throw new ParaError(`the container ${container} is not running`, { code: 'container-stopped' });
-  await exec(container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir });
+  await exec(engine, container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir });
   return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null };
 }
 
@@ -47,12 +47,12 @@ elif [ -f "$d/job.pid" ] && kill -0 "$(cat "$d/job.pid")" 2>/dev/null; then echo
 else echo gone; fi`;
 
 /** Where a job stands, from the container (never from a file the agent can write). */
-export async function jobProgress(container: string, job: JobState): Promise<JobProgress> {
-  const info = await inspectContainer(container);
+export async function jobProgress(engine: Engine, container: string, job: JobState): Promise<JobProgress> {
+  const info = await engine.inspectContainer(container);
   if (!info) return { state: 'lost', reason: 'its container is gone' };
   if (!info.State.Running) return { state: 'lost', reason: 'its container is stopped' };
   if (job.containerStartedAt && info.State.StartedAt !== job.containerStartedAt) return { state: 'lost', reason: 'its container was restarted' };
-  const result = await exec(container, ['sh', '-c', STATUS_SCRIPT], { root: true, allowFailure: true });
+  const result = await exec(engine, container, ['sh', '-c', STATUS_SCRIPT], { root: true, allowFailure: true });
   const line = result.stdout.trim();
   const exited = /^exit (\d{1,3})$/.exec(line);
   if (exited) return { state: 'exited', exitCode: Number(exited[1]) };
@@ -64,16 +64,16 @@ export async function jobProgress(container: string, job: JobState): Promise<Job
  * Where a job stands, and the job with its exit status once it has one (a recorded status is
  * final, so a finished container is not asked again). The caller stores a changed job.
  */
-export async function settleJob(container: string, job: JobState): Promise<{ job: JobState; progress: JobProgress }> {
+export async function settleJob(engine: Engine, container: string, job: JobState): Promise<{ job: JobState; progress: JobProgress }> {
   if (job.exitCode !== null) return { job, progress: { state: 'exited', exitCode: job.exitCode } };
-  const progress = await jobProgress(container, job);
+  const progress = await jobProgress(engine, container, job);
   return { job: progress.state === 'exited' ? { ...job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : job, progress };
 }
 
 /** The job's output so far. */
-export async function jobOutput(container: string, write: (chunk: Buffer) => void): Promise<void> {
+export async function jobOutput(engine: Engine, container: string, write: (chunk: Buffer) => void): Promise<void> {
   // Streamed, never buffered: an output of any size arrives whole.
-  const result = await exec(container, ['sh', '-c', 'test ! -e "$1" || cat "$1"', 'para-output', `${JOB_DIR}/output.log`], {
+  const result = await exec(engine, container, ['sh', '-c', 'test ! -e "$1" || cat "$1"', 'para-output', `${JOB_DIR}/output.log`], {
     root: true,
     allowFailure: true,
     onStdout: write,
@@ -86,7 +86,7 @@ export async function jobOutput(container: string, write: (chunk: Buffer) => voi
 }
 
 /** Streams the output to `write` until the job's wrapper ends (or the container stops). */
-export async function followJob(container: string, write: (chunk: Buffer) => void): Promise<void> {
+export async function followJob(engine: Engine, container: string, write: (chunk: Buffer) => void): Promise<void> {
   const script = `d="${JOB_DIR}"; exec tail -c +1 -s 0.2 -f --pid="$(cat "$d/job.pid")" "$d/output.log"`;
-  await exec(container, ['sh', '-c', script], { root: true, allowFailure: true, onStdout: write, timeoutMs: undefined });
+  await exec(engine, container, ['sh', '-c', script], { root: true, allowFailure: true, onStdout: write, timeoutMs: undefined });
 }

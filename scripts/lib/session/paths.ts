@@ -1,8 +1,7 @@
 // Where a session's pieces live: every path and name is derived from the validated session
 // name and the repository, never read back from a file the agent could have written.
-import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
+import { repoHash, type Repo } from '../repo.ts';
 
 export const SESSION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$/;
 export const SESSION_NAME_FORM = '1 to 50 characters: a letter or digit, then letters, digits, "_" or "-"';
@@ -18,13 +17,6 @@ export function validateSessionName(name: string): string | undefined {
 
 export function isReservedName(name: string): boolean {
   return RESERVED_NAMES.has(name.toLowerCase());
-}
-
-export interface Repo {
-  /** The top folder of the main working tree. */
-  root: string;
-  /** The repository's git folder (shared by all its worktrees), absolute. */
-  commonDir: string;
 }
 
 export interface SessionPaths {
@@ -63,38 +55,6 @@ export function keptDir(repo: Repo): string {
 /** <git folder>/para: state only para writes. */
 export function stateDir(repo: Repo): string {
   return path.join(repo.commonDir, 'para', 'sessions');
-}
-
-const ids = new Map<string, string>();
-
-/**
- * This repository's own id, made once and kept in its git folder (para/repo-id): two repositories
- * at the same path on two machines that share an engine are told apart by it, never by the path.
- */
-export function repoId(repo: Repo): string {
-  const known = ids.get(repo.commonDir);
-  if (known) return known;
-  const file = path.join(repo.commonDir, 'para', 'repo-id');
-  let id = '';
-  try {
-    id = fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    try {
-      fs.writeFileSync(file, `${randomBytes(8).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    id = fs.readFileSync(file, 'utf8').trim();
-  }
-  if (!/^[0-9a-f]{16}$/.test(id)) throw new Error(`${file} does not hold a repository id: move it away and run again`);
-  ids.set(repo.commonDir, id);
-  return id;
-}
-
-/** A short stable hash of the repository's top folder, so two repositories' sessions never share names. */
-export function repoHash(root: string): string {
-  return createHash('sha256').update(root).digest('hex').slice(0, 8);
 }
 
 export function sessionPaths(repo: Repo, name: string): SessionPaths {

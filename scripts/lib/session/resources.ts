@@ -3,13 +3,15 @@
 // removals check labels and names first and never touch what is not this session's.
 import fs from 'fs-extra';
 import path from 'node:path';
-import { inspectContainer, inspectVolume, removeContainer, removeVolume, startContainer } from '../docker.ts';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
-import { imageUserIds } from '../image.ts';
-import { labelledFor, runContainer, type ContainerSpec } from './container.ts';
+import { imageUserIds } from '../image/build.ts';
+import { labelledFor } from '../repo.ts';
+import { runContainer, type ContainerSpec } from './container.ts';
 import { removeEgress } from './egress.ts';
-import { keptDir, paraDir, worktreesDir, type Repo, type SessionPaths } from './paths.ts';
+import { keptDir, paraDir, worktreesDir, type SessionPaths } from './paths.ts';
+import type { Repo } from '../repo.ts';
+import type { Engine } from '../engine/engine.ts';
 
 /** Undo list for one start: each step pushes its inverse, run in reverse on failure. */
 export class Rollback {
@@ -90,9 +92,9 @@ export class FolderExists extends Error {
   }
 }
 
-export async function createSessionContainer(spec: ContainerSpec, rollback: Rollback): Promise<void> {
-  rollback.add(`the container ${spec.paths.container}`, () => removeSessionContainer(spec.repo, spec.paths));
-  await runContainer(spec);
+export async function createSessionContainer(engine: Engine, spec: ContainerSpec, rollback: Rollback): Promise<void> {
+  rollback.add(`the container ${spec.paths.container}`, () => removeSessionContainer(engine, spec.repo, spec.paths));
+  await runContainer(engine, spec);
 }
 
 function belongs(found: Record<string, string> | null | undefined, repo: Repo, paths: SessionPaths): boolean {
@@ -103,10 +105,11 @@ export type ContainerPresence = 'running' | 'stopped' | 'missing';
 
 /** The session's container, only if its labels name this repository and session. */
 export async function sessionContainer(
+  engine: Engine,
   repo: Repo,
   paths: SessionPaths,
 ): Promise<{ presence: ContainerPresence; paused?: boolean; startedAt?: string; image?: string }> {
-  const info = await inspectContainer(paths.container);
+  const info = await engine.inspectContainer(paths.container);
   if (!info) return { presence: 'missing' };
   if (!belongs(info.Config.Labels, repo, paths)) {
     throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
@@ -121,32 +124,32 @@ export async function sessionContainer(
 
 export class ForeignResource extends Error {}
 
-export async function startSessionContainer(repo: Repo, paths: SessionPaths): Promise<void> {
-  const found = await sessionContainer(repo, paths);
-  if (found.presence === 'stopped') await startContainer(paths.container);
+export async function startSessionContainer(engine: Engine, repo: Repo, paths: SessionPaths): Promise<void> {
+  const found = await sessionContainer(engine, repo, paths);
+  if (found.presence === 'stopped') await engine.startContainer(paths.container);
 }
 
 /** Removes the container if it is this session's, with its egress proxy and forwarder; false when there was none. */
-export async function removeSessionContainer(repo: Repo, paths: SessionPaths): Promise<boolean> {
-  await removeEgress(repo, paths);
-  const info = await inspectContainer(paths.container);
+export async function removeSessionContainer(engine: Engine, repo: Repo, paths: SessionPaths): Promise<boolean> {
+  await removeEgress(engine, repo, paths);
+  const info = await engine.inspectContainer(paths.container);
   if (!info) return false;
   if (!belongs(info.Config.Labels, repo, paths))
     throw new ForeignResource(`the container ${paths.container} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
-  return removeContainer(info.Id, { force: true });
+  return engine.removeContainer(info.Id, { force: true });
 }
 
-export async function sessionVolumeExists(repo: Repo, paths: SessionPaths): Promise<boolean> {
-  const info = await inspectVolume(paths.volume);
+export async function sessionVolumeExists(engine: Engine, repo: Repo, paths: SessionPaths): Promise<boolean> {
+  const info = await engine.inspectVolume(paths.volume);
   return Boolean(info && belongs(info.Labels, repo, paths));
 }
 
-export async function removeSessionVolume(repo: Repo, paths: SessionPaths): Promise<boolean> {
-  const info = await inspectVolume(paths.volume);
+export async function removeSessionVolume(engine: Engine, repo: Repo, paths: SessionPaths): Promise<boolean> {
+  const info = await engine.inspectVolume(paths.volume);
   if (!info) return false;
   if (!belongs(info.Labels, repo, paths))
     throw new ForeignResource(`the volume ${paths.volume} is not labelled as session ${paths.name} of ${repo.root}; para leaves it alone`);
-  return removeVolume(paths.volume);
+  return engine.removeVolume(paths.volume);
 }
 
 /**

@@ -9,7 +9,7 @@ import { withTempDir } from '../cleanup.ts';
 import { config } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { git, ISOLATED_GIT_CONFIG, ISOLATED_GIT_ENV } from '../git.ts';
-import type { Repo } from './paths.ts';
+import type { Repo } from '../repo.ts';
 import { indexPackStrict } from './transport.ts';
 
 export interface Snapshot {

@@ -3,10 +3,12 @@
 import fs from 'fs-extra';
 import path from 'node:path';
 import { ParaError } from '../errors.ts';
-import { EGRESS_MODES, hostPatternProblem, type EgressState } from './egress.ts';
-import type { Engine } from '../engine.ts';
+import { EGRESS_MODES, hostPatternProblem, type EgressState } from '../egress/rules.ts';
+import { engineFor, type Engine } from '../engine/engine.ts';
+import { DEFAULT_ENGINE, type EngineTarget } from '../engine/target.ts';
 import { REMOTE_WORK_TREE } from './agent-repo.ts';
-import { sessionPaths, stateDir, validateSessionName, type Repo } from './paths.ts';
+import { sessionPaths, stateDir, validateSessionName } from './paths.ts';
+import type { Repo } from '../repo.ts';
 
 export type SessionStatus = 'starting' | 'active' | 'finished';
 
@@ -42,7 +44,7 @@ export interface SessionState {
   /** How the session reaches the outside; absent in sessions started before egress modes. */
   egress?: EgressState;
   /** The Docker engine the session lives on; absent: the default engine (sessions from before engines were recorded). */
-  engine?: Engine;
+  engine?: EngineTarget;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -98,6 +100,16 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
 }
 
 /** The folder the agent works in, inside its container: the host folder's path, or (remote) a folder in its volume. */
+/** The engine a session lives on (sessions from before engines were recorded: the default one). */
+export function engineOf(state: Pick<SessionState, 'engine'>): EngineTarget {
+  return state.engine ?? DEFAULT_ENGINE;
+}
+
+/** The engine a session's every docker call goes to, whatever the shell names now. */
+export function sessionEngine(state: Pick<SessionState, 'engine'>): Engine {
+  return engineFor(engineOf(state));
+}
+
 export function workTreeOf(state: Pick<SessionState, 'engine' | 'worktree'>): string {
   return state.engine?.remote ? REMOTE_WORK_TREE : state.worktree;
 }

@@ -1,13 +1,14 @@
 // When para/NAME moves on the host: sync brings the agent's commits on its branch back (list,
 // logs, resume, finish, cancel and `para sync` call it); finish and cancel also keep the agent's
 // other branches, tags and a detached HEAD under an archive prefix.
-import { REPO_ALLOW_FILE } from './egress.ts';
+import { REPO_ALLOW_FILE } from '../egress/rules.ts';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { sessionPaths, type Repo } from './paths.ts';
+import { sessionPaths } from './paths.ts';
+import type { Repo } from '../repo.ts';
 import { git } from '../git.ts';
 import { branchTip, sessionContainer } from './resources.ts';
-import type { SessionState } from './store.ts';
+import { sessionEngine, type SessionState } from './store.ts';
 import { isValidRefName, readAgentRefs, receiveFromAgent, type AgentRefs, type RefUpdate } from './transport.ts';
 
 export interface SyncResult {
@@ -46,7 +47,8 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   const paths = sessionPaths(repo, state.name);
   if (!state.container) return { moved: [], skipped: null, plantedGit: false, agent: null, notKept: [], warnings: [] };
   const planted = await plantedGit(paths.worktree);
-  const found = await sessionContainer(repo, paths);
+  const engine = sessionEngine(state);
+  const found = await sessionContainer(engine, repo, paths);
   if (found.presence !== 'running') {
     return {
       moved: [],
@@ -57,7 +59,7 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
       warnings: [],
     };
   }
-  const agent = await readAgentRefs(paths.container);
+  const agent = await readAgentRefs(engine, paths.container);
   const updates: RefUpdate[] = [];
   const main = agent.refs.get(paths.ref);
   if (main) updates.push({ source: paths.ref, oid: main, target: paths.ref });
@@ -81,7 +83,7 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
   const exclude = [state.baseCommit];
   const tip = await branchTip(repo, paths.ref);
   if (tip && tip !== state.baseCommit) exclude.push(tip);
-  const moved = await receiveFromAgent(paths.container, repo, updates, exclude);
+  const moved = await receiveFromAgent(engine, paths.container, repo, updates, exclude);
   const warnings: string[] = [];
   if (notKept.length) {
     const shown = notKept

@@ -20,11 +20,14 @@ import {
   WAIT_FOR_REPOSITORY,
   type SeedPlan,
 } from './agent-repo.ts';
-import type { Engine } from '../engine.ts';
-import { exec, mountArg, repoLabels, type Mount } from './container.ts';
-import { docker, labelArgs } from '../docker.ts';
+import type { Engine } from '../engine/engine.ts';
+import { exec } from './container.ts';
+import { mountArg, type Mount } from '../engine/spec.ts';
+import { repoLabels } from '../repo.ts';
+import { labelArgs } from '../engine/spec.ts';
 import { branchTip } from './resources.ts';
-import { repoId, type Repo, type SessionPaths } from './paths.ts';
+import { repoId, type Repo } from '../repo.ts';
+import type { SessionPaths } from './paths.ts';
 
 /** How the agent's repository gets the host's history, and where the agent's files are. */
 export interface Transport {
@@ -82,7 +85,7 @@ export function mirrorVolume(repo: Repo): string {
   return `para-mirror-${repoId(repo)}`;
 }
 
-export function transportFor(engine: Engine | undefined): Transport {
+export function transportFor(engine: { remote: boolean } | undefined): Transport {
   return engine?.remote ? remoteTransport : localTransport;
 }
 
@@ -92,12 +95,12 @@ export function transportFor(engine: Engine | undefined): Transport {
  * process; the sessions mount the mirror read-only), then the agent's user clones from the mirror
  * into the volume. A volume that already holds the repository (a re-created container) is left as it is.
  */
-export async function seedFromBundle(container: string, repo: Repo, paths: SessionPaths, image: string): Promise<void> {
+export async function seedFromBundle(engine: Engine, container: string, repo: Repo, paths: SessionPaths, image: string): Promise<void> {
   await withTempDir('para-seed-', async (dir) => {
     const commit = await branchTip(repo, paths.ref);
     if (!commit) throw new ParaError(`${paths.branch} does not exist on the host`, { code: 'seed-failed' });
     const probe = `if [ -e ${AGENT_GIT_DIR} ] || [ -L ${AGENT_GIT_DIR} ]; then echo made; exit 0; fi; ${MIRROR_TIPS}`;
-    const found = (await exec(container, ['sh', '-c', probe], { root: true, allowFailure: true })).stdout.split('\n');
+    const found = (await exec(engine, container, ['sh', '-c', probe], { root: true, allowFailure: true })).stdout.split('\n');
     if (!found.includes('made')) {
       // Only what the mirror lacks: its tips that the host knows are the bundle's prerequisites.
       const known: string[] = [];
@@ -111,9 +114,9 @@ export async function seedFromBundle(container: string, repo: Repo, paths: Sessi
       // An empty bundle: the mirror has the whole history already.
       if (made.exitCode !== 0 && !/empty bundle/i.test(made.stderr))
         throw new ParaError(`could not bundle ${paths.branch}: ${made.stderr.trim()}`, { code: 'seed-failed' });
-      if (made.exitCode === 0) await updateMirror(repo, image, file, paths.ref, commit);
+      if (made.exitCode === 0) await updateMirror(engine, repo, image, file, paths.ref, commit);
     }
-    const result = await exec(container, ['sh', '-c', SEED_FROM_MIRROR, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE, commit], {
+    const result = await exec(engine, container, ['sh', '-c', SEED_FROM_MIRROR, 'para-seed', AGENT_VOLUME_DIR, paths.ref, REMOTE_WORK_TREE, commit], {
       root: true,
       allowFailure: true,
       timeoutMs: 10 * 60_000,
@@ -128,11 +131,11 @@ export async function seedFromBundle(container: string, repo: Repo, paths: Sessi
 }
 
 /** Adds a bundle to the engine's mirror from a throwaway container that mounts the mirror alone. */
-async function updateMirror(repo: Repo, image: string, bundle: string, ref: string, commit: string): Promise<void> {
+async function updateMirror(engine: Engine, repo: Repo, image: string, bundle: string, ref: string, commit: string): Promise<void> {
   const args = ['run', '--rm', '--interactive', '--network', 'none', '--user', '0:0', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges'];
   args.push(...labelArgs(temporaryLabels('mirror-update')));
   args.push(...mountArg(mirrorMount(repo, false)), '--pull', 'never', '--entrypoint', 'sh', image, '-c', UPDATE_MIRROR, 'para-mirror', ref, commit);
-  const result = await docker(args, { inputFile: bundle, allowFailure: true, timeoutMs: 10 * 60_000 });
+  const result = await engine.docker(args, { inputFile: bundle, allowFailure: true, timeoutMs: 10 * 60_000 });
   if (result.exitCode !== 0) {
     throw new ParaError(`the engine's mirror of the history could not be updated: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
       code: 'seed-failed',
@@ -166,8 +169,8 @@ async function hostAlternates(objects: string): Promise<string[]> {
 }
 
 /** Waits until the container's start command has made the agent's repository; its error otherwise. */
-export async function waitForRepository(container: string): Promise<void> {
-  const result = await exec(container, ['sh', '-c', WAIT_FOR_REPOSITORY], { root: true, allowFailure: true, timeoutMs: 90_000 });
+export async function waitForRepository(engine: Engine, container: string): Promise<void> {
+  const result = await exec(engine, container, ['sh', '-c', WAIT_FOR_REPOSITORY], { root: true, allowFailure: true, timeoutMs: 90_000 });
   if (result.exitCode !== 0) {
     throw new ParaError(`${result.stderr.trim() || `the agent's repository in ${container} is not ready (exit code ${result.exitCode})`}`, {
       code: 'seed-failed',
@@ -214,8 +217,8 @@ done
 printf 'HEAD %s %s\\n' "$(git rev-parse -q --verify 'HEAD^{commit}' || echo -)" "$(git symbolic-ref -q HEAD || echo -)"`;
 
 /** What the agent's repository says its refs are: untrusted data, parsed strictly. */
-export async function readAgentRefs(container: string): Promise<AgentRefs> {
-  const result = await exec(container, ['sh', '-c', REFS_SCRIPT], { allowFailure: true });
+export async function readAgentRefs(engine: Engine, container: string): Promise<AgentRefs> {
+  const result = await exec(engine, container, ['sh', '-c', REFS_SCRIPT], { allowFailure: true });
   if (result.exitCode !== 0) {
     throw new ParaError(`the agent's repository in ${container} cannot be read: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, {
       code: 'agent-repo-broken',
@@ -259,7 +262,7 @@ async function hostHas(repo: Repo, oid: string): Promise<boolean> {
  * Brings the agent's commits for these updates to the host and moves the target refs (all under
  * refs/heads/para/). `exclude` are host commits the bundle may assume (base, last synced tip).
  */
-export async function receiveFromAgent(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<string[]> {
+export async function receiveFromAgent(engine: Engine, container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<string[]> {
   for (const update of updates) {
     if (!update.target.startsWith('refs/heads/para/') || !isValidRefName(update.target))
       throw new Error(`refusing to move ${update.target}: para moves only refs/heads/para/`);
@@ -270,7 +273,7 @@ export async function receiveFromAgent(container: string, repo: Repo, updates: R
   if (pending.length === 0) return [];
   const missing: RefUpdate[] = [];
   for (const update of pending) if (!(await hostHas(repo, update.oid))) missing.push(update);
-  if (missing.length > 0) await fetchBundle(container, repo, missing, exclude);
+  if (missing.length > 0) await fetchBundle(engine, container, repo, missing, exclude);
   for (const update of pending) {
     const type = await git(['cat-file', '-t', update.oid], { cwd: repo.root, allowFailure: true });
     if (type.stdout.trim() !== 'commit')
@@ -282,13 +285,13 @@ export async function receiveFromAgent(container: string, repo: Repo, updates: R
   return pending.map((u) => u.target);
 }
 
-async function fetchBundle(container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<void> {
+async function fetchBundle(engine: Engine, container: string, repo: Repo, updates: RefUpdate[], exclude: string[]): Promise<void> {
   await withTempDir('para-bundle-', async (dir) => {
     const file = path.join(dir, 'work.bundle');
     const sources = [...new Set(updates.map((u) => u.source))];
     const args = ['git', 'bundle', 'create', '-q', '-', ...sources, ...exclude.map((oid) => `^${oid}`)];
     const limit = config.maxBundleBytes;
-    const result = await exec(container, args, { allowFailure: true, stdoutFile: file, maxStdoutBytes: limit, timeoutMs: 10 * 60_000 }).catch(
+    const result = await exec(engine, container, args, { allowFailure: true, stdoutFile: file, maxStdoutBytes: limit, timeoutMs: 10 * 60_000 }).catch(
       (error: unknown) => {
         if (error instanceof ParaError && error.code === 'output-too-large') {
           throw new ParaError(`the agent's new commits in ${container} weigh more than ${Math.round(limit / 1024 / 1024)} MB; they were not brought back`, {

@@ -5,14 +5,16 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertLoggedIn, imageAuthStatus, type AuthStatus } from './auth-status.ts';
-import { config, labels, MANAGED_BY } from './config.ts';
+import { config, labels, MANAGED_BY } from '../config.ts';
 import type { Credentials } from './credentials.ts';
-import { buildImage, commitContainer, docker, DockerError, inspectImage, removeImage, tagImage, type ImageInfo } from './docker.ts';
-import { ParaError } from './errors.ts';
-import { onInterrupt } from './cleanup.ts';
+import type { Engine } from '../engine/engine.ts';
+import { DockerError } from '../engine/docker.ts';
+import type { ImageInfo } from '../engine/engine.ts';
+import { ParaError } from '../errors.ts';
+import { onInterrupt } from '../cleanup.ts';
 import { claudePackageName, fetchClaudePackage } from './claude-package.ts';
 import { machineId } from './sweep.ts';
-import { tarArchive } from './tar.ts';
+import { tarArchive } from '../tar.ts';
 import { stageProgram, withStagingDir } from './staging.ts';
 
 /** The project folder: the nearest parent holding docker/Dockerfile (works from scripts/lib and from dist/). */
@@ -49,15 +51,15 @@ export interface ClaudeImageOptions {
   stream: boolean;
 }
 
-async function claudeSource(options: ClaudeImageOptions): Promise<string> {
+async function claudeSource(engine: Engine, options: ClaudeImageOptions): Promise<string> {
   if (options.claudeBinary) {
     const stat = await fs.stat(options.claudeBinary);
     return `binary:${stat.size}:${Math.floor(stat.mtimeMs)}`;
   }
   // A pinned version names its package (which depends on the base image); "latest" is resolved when fetched.
   if (!options.claudeVersion || options.claudeVersion === 'latest') return 'npm';
-  await ensureBaseImagePresent(options.baseImage, options.stream);
-  return `npm:${await claudePackageName(options.baseImage)}@${options.claudeVersion}`;
+  await ensureBaseImagePresent(engine, options.baseImage, options.stream);
+  return `npm:${await claudePackageName(engine, options.baseImage)}@${options.claudeVersion}`;
 }
 
 function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, source: string): string | undefined {
@@ -71,10 +73,10 @@ function whyRebuild(info: ImageInfo | undefined, options: ClaudeImageOptions, so
   return undefined;
 }
 
-async function ensureBaseImagePresent(baseImage: string, stream: boolean): Promise<void> {
-  if (await inspectImage(baseImage)) return;
+async function ensureBaseImagePresent(engine: Engine, baseImage: string, stream: boolean): Promise<void> {
+  if (await engine.inspectImage(baseImage)) return;
   const args = ['pull', baseImage];
-  const result = await docker(args, { allowFailure: true, stream, timeoutMs: config.timeouts.buildMs });
+  const result = await engine.docker(args, { allowFailure: true, stream, timeoutMs: config.timeouts.buildMs });
   if (result.exitCode !== 0) {
     throw new DockerError(
       'command-failed',
@@ -89,7 +91,7 @@ async function ensureBaseImagePresent(baseImage: string, stream: boolean): Promi
 }
 
 /** Builds para-claude when it is missing or stale; returns whether it was built. */
-export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line: string) => void): Promise<boolean> {
+export async function ensureClaudeImage(engine: Engine, options: ClaudeImageOptions, log: (line: string) => void): Promise<boolean> {
   if (options.claudeBinary && !(await fs.pathExists(options.claudeBinary))) {
     throw new ParaError(`the claude binary ${options.claudeBinary} does not exist`, {
       code: 'usage',
@@ -97,47 +99,49 @@ export async function ensureClaudeImage(options: ClaudeImageOptions, log: (line:
       hint: 'pass the path of a Linux claude binary, e.g. node_modules/@anthropic-ai/claude-code/bin/claude.exe',
     });
   }
-  let source = await claudeSource(options);
-  const reason = whyRebuild(await inspectImage(options.claudeImage), options, source);
+  let source = await claudeSource(engine, options);
+  const reason = whyRebuild(await engine.inspectImage(options.claudeImage), options, source);
   if (!reason) return false;
   log(`building ${options.claudeImage} from ${options.baseImage} (${reason})`);
-  await ensureBaseImagePresent(options.baseImage, options.stream);
+  await ensureBaseImagePresent(engine, options.baseImage, options.stream);
   await withStagingDir(async (dir) => {
     const context = path.join(dir, 'context');
     await fs.mkdir(path.join(context, 'claude-bin'), { recursive: true, mode: 0o700 });
     let binary = options.claudeBinary ? path.resolve(options.claudeBinary) : undefined;
     if (!binary) {
-      const name = await claudePackageName(options.baseImage);
+      const name = await claudePackageName(engine, options.baseImage);
       log(`fetching ${name}@${options.claudeVersion ?? 'latest'} with npm`);
       const fetched = await fetchClaudePackage(name, options.claudeVersion ?? 'latest', path.join(dir, 'npm'));
       binary = fetched.file;
       source = `npm:${fetched.spec}`;
     }
     await stageProgram(binary, path.join(context, 'claude-bin', 'claude'));
-    await buildImage({
-      dockerfile: path.join(PROJECT_ROOT, config.dockerfile),
-      context,
-      tag: options.claudeImage,
-      stream: options.stream,
-      buildArgs: { BASE_IMAGE: options.baseImage, PARA_UID: String(options.ids.uid), PARA_GID: String(options.ids.gid) },
-      labels: {
-        [labels.managedBy]: MANAGED_BY,
-        [labels.baseImage]: options.baseImage,
-        [labels.uid]: String(options.ids.uid),
-        [labels.gid]: String(options.ids.gid),
-        [labels.claudeSource]: source,
-        [labels.builtAt]: new Date().toISOString(),
-      },
-    }).catch((error: unknown) => {
-      if (error instanceof DockerError && error.kind === 'command-failed') {
-        throw new ParaError(`building ${options.claudeImage} failed`, {
-          code: 'build-failed',
-          cause: error,
-          hint: 'read the build output above; make image REBUILD_BASE=1 retries from scratch',
-        });
-      }
-      throw error;
-    });
+    await engine
+      .buildImage({
+        dockerfile: path.join(PROJECT_ROOT, config.dockerfile),
+        context,
+        tag: options.claudeImage,
+        stream: options.stream,
+        buildArgs: { BASE_IMAGE: options.baseImage, PARA_UID: String(options.ids.uid), PARA_GID: String(options.ids.gid) },
+        labels: {
+          [labels.managedBy]: MANAGED_BY,
+          [labels.baseImage]: options.baseImage,
+          [labels.uid]: String(options.ids.uid),
+          [labels.gid]: String(options.ids.gid),
+          [labels.claudeSource]: source,
+          [labels.builtAt]: new Date().toISOString(),
+        },
+      })
+      .catch((error: unknown) => {
+        if (error instanceof DockerError && error.kind === 'command-failed') {
+          throw new ParaError(`building ${options.claudeImage} failed`, {
+            code: 'build-failed',
+            cause: error,
+            hint: 'read the build output above; make image REBUILD_BASE=1 retries from scratch',
+          });
+        }
+        throw error;
+      });
   });
   return true;
 }
@@ -176,13 +180,13 @@ export function temporaryTag(): string {
  * Moves `tag` to the verified temporary image, then drops the temporary tag and the image the
  * tag used to name, when nothing else uses it (an old credentials layer should not linger).
  */
-export async function promoteImage(temporary: string, tag: string): Promise<string> {
-  const previous = await inspectImage(tag);
-  await tagImage(temporary, tag);
-  await removeImage(temporary);
-  const current = await inspectImage(tag);
+export async function promoteImage(engine: Engine, temporary: string, tag: string): Promise<string> {
+  const previous = await engine.inspectImage(tag);
+  await engine.tagImage(temporary, tag);
+  await engine.removeImage(temporary);
+  const current = await engine.inspectImage(tag);
   if (previous && current && previous.Id !== current.Id) {
-    const result = await docker(['image', 'rm', previous.Id], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    const result = await engine.docker(['image', 'rm', previous.Id], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
     // A conflict means a container or another tag still uses it: then it stays, as it must.
     if (result.exitCode !== 0 && !/conflict|being used|is referenced|dependent child/i.test(result.stderr)) {
       throw new DockerError('command-failed', `could not remove the previous image ${previous.Id}`, { args: ['image', 'rm', previous.Id], ...result });
@@ -204,10 +208,12 @@ function labelChange(key: string, value: string): string {
 }
 
 /** The agent user's UID/GID in an image, from para-claude's labels, else from the image itself. */
-async function imageUser(info: ImageInfo | undefined, image: string): Promise<{ uid: number; gid: number }> {
+async function imageUser(engine: Engine, info: ImageInfo | undefined, image: string): Promise<{ uid: number; gid: number }> {
   const l = info?.Config.Labels ?? {};
   if (/^\d+$/.test(l[labels.uid] ?? '') && /^\d+$/.test(l[labels.gid] ?? '')) return { uid: Number(l[labels.uid]), gid: Number(l[labels.gid]) };
-  const result = await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'id', image, config.containerUser], { timeoutMs: config.timeouts.verifyMs });
+  const result = await engine.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'id', image, config.containerUser], {
+    timeoutMs: config.timeouts.verifyMs,
+  });
   const uid = /uid=(\d+)/.exec(result.stdout)?.[1];
   const gid = /gid=(\d+)/.exec(result.stdout)?.[1];
   if (!uid || !gid)
@@ -248,11 +254,11 @@ export interface HomeLayer {
  * the chown gives them to the agent's user, and docker commit makes the layer, restoring the
  * image's user and command. The container carries this process as owner (sweep.ts).
  */
-export async function commitHomeLayer(layer: HomeLayer): Promise<void> {
-  const owner = await imageUser(layer.claudeInfo, layer.claudeImage);
+export async function commitHomeLayer(engine: Engine, layer: HomeLayer): Promise<void> {
+  const owner = await imageUser(engine, layer.claudeInfo, layer.claudeImage);
   let container: string | undefined;
   const remove = async () => {
-    if (container) await docker(['rm', '--force', '--volumes', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    if (container) await engine.docker(['rm', '--force', '--volumes', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
   };
   const stopListening = onInterrupt(remove);
   try {
@@ -260,16 +266,16 @@ export async function commitHomeLayer(layer: HomeLayer): Promise<void> {
     // para-claude's (managed-by para) and a name that says which machine and process made it.
     const createArgs = ['create', '--name', buildContainerName(), '--network', 'none', '--user', '0:0'];
     createArgs.push(layer.claudeImage, 'chown', '-R', `${owner.uid}:${owner.gid}`, ...layer.chown);
-    container = (await docker(createArgs, { timeoutMs: config.timeouts.dockerQuickMs })).stdout.trim();
+    container = (await engine.docker(createArgs, { timeoutMs: config.timeouts.dockerQuickMs })).stdout.trim();
     for (const archive of Array.isArray(layer.archive) ? layer.archive : [layer.archive])
-      await docker(['cp', '-', `${container}:${layer.into}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
-    await docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
+      await engine.docker(['cp', '-', `${container}:${layer.into}`], { input: archive, timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.docker(['start', '--attach', container], { timeoutMs: config.timeouts.verifyMs });
     const changes = [
       `USER ${layer.runAs?.user ?? (layer.claudeInfo.Config.User || config.containerUser)}`,
       `CMD ${JSON.stringify(layer.runAs?.cmd ?? layer.claudeInfo.Config.Cmd ?? ['claude'])}`,
       ...Object.entries(layer.labels).map(([key, value]) => labelChange(key, value)),
     ];
-    await commitContainer(container, layer.tag, changes);
+    await engine.commitContainer(container, layer.tag, changes);
   } finally {
     await remove();
     stopListening();
@@ -296,22 +302,25 @@ function credentialsArchive(files: Credentials['files']): Buffer {
  * para-claude plus the credentials (commitHomeLayer): no build context, build cache or
  * intermediate image ever holds them. Verified under a temporary tag before the tag moves.
  */
-export async function buildAuthenticatedImage(options: {
-  tag: string;
-  claudeImage: string;
-  credentials: Credentials;
-  stream: boolean;
-  /** Checked before the tag moves, on the unverified image (the online check). */
-  verify?: (image: string) => Promise<void>;
-}): Promise<AuthenticatedBuild> {
-  const claudeInfo = await inspectImage(options.claudeImage);
+export async function buildAuthenticatedImage(
+  engine: Engine,
+  options: {
+    tag: string;
+    claudeImage: string;
+    credentials: Credentials;
+    stream: boolean;
+    /** Checked before the tag moves, on the unverified image (the online check). */
+    verify?: (image: string) => Promise<void>;
+  },
+): Promise<AuthenticatedBuild> {
+  const claudeInfo = await engine.inspectImage(options.claudeImage);
   if (!claudeInfo) throw new ParaError(`the image ${options.claudeImage} does not exist`, { code: 'image-missing', hint: 'run: make image' });
   const imageLabels = authenticatedLabels(options.credentials, claudeInfo);
   const temporary = temporaryTag();
-  const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
+  const stopListening = onInterrupt(() => engine.removeImage(temporary, { force: true }).catch(() => undefined));
   try {
     const tops = [...new Set(options.credentials.files.map((file) => file.path.split('/')[0]))].map((top) => `${config.containerHome}/${top}`);
-    await commitHomeLayer({
+    await commitHomeLayer(engine, {
       claudeImage: options.claudeImage,
       claudeInfo,
       tag: temporary,
@@ -320,14 +329,14 @@ export async function buildAuthenticatedImage(options: {
       into: config.containerHome,
       chown: tops,
     });
-    const status = await imageAuthStatus(temporary);
+    const status = await imageAuthStatus(engine, temporary);
     assertLoggedIn(status, options.credentials.authMethod, options.tag);
     await options.verify?.(temporary);
-    const imageId = await promoteImage(temporary, options.tag);
+    const imageId = await promoteImage(engine, temporary, options.tag);
     return { tag: options.tag, imageId, status, labels: imageLabels };
   } finally {
     // Already gone after a promotion; after a failure this drops the unverified image.
-    await removeImage(temporary, { force: true }).catch(() => undefined);
+    await engine.removeImage(temporary, { force: true }).catch(() => undefined);
     stopListening();
   }
 }

@@ -4,11 +4,13 @@ import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
-import { config, labels, MANAGED_BY } from './config.ts';
-import { buildImage, docker, DockerError, inspectImage, removeImage, type ImageInfo } from './docker.ts';
-import { ParaError } from './errors.ts';
-import { PROJECT_ROOT, promoteImage, temporaryTag } from './image.ts';
-import { onInterrupt } from './cleanup.ts';
+import { config, labels, MANAGED_BY } from '../config.ts';
+import type { Engine } from '../engine/engine.ts';
+import { DockerError } from '../engine/docker.ts';
+import type { ImageInfo } from '../engine/engine.ts';
+import { ParaError } from '../errors.ts';
+import { PROJECT_ROOT, promoteImage, temporaryTag } from './build.ts';
+import { onInterrupt } from '../cleanup.ts';
 
 export const EGRESS_DOCKERFILE = 'docker/Dockerfile.egress';
 
@@ -29,38 +31,41 @@ function whyRebuild(info: ImageInfo | undefined, baseImage: string, hash: string
 
 /** Builds para-egress when needed; returns whether it was built. The packages come from the base image's own sources. */
 export async function ensureEgressImage(
+  engine: Engine,
   options: { image: string; baseImage: string; rebuild: boolean; stream: boolean },
   log: (line: string) => void,
 ): Promise<boolean> {
   const hash = await dockerfileHash();
-  const reason = whyRebuild(await inspectImage(options.image), options.baseImage, hash, options.rebuild);
+  const reason = whyRebuild(await engine.inspectImage(options.image), options.baseImage, hash, options.rebuild);
   if (!reason) return false;
   log(`building the egress proxy image ${options.image} from ${options.baseImage} (${reason})`);
   const temporary = temporaryTag();
   const final = temporaryTag();
-  const stopListening = onInterrupt(() => Promise.all([temporary, final].map((tag) => removeImage(tag, { force: true }).catch(() => undefined))));
+  const stopListening = onInterrupt(() => Promise.all([temporary, final].map((tag) => engine.removeImage(tag, { force: true }).catch(() => undefined))));
   // An empty folder as context: the Dockerfile copies nothing.
   const context = await fs.mkdtemp(path.join(os.tmpdir(), 'para-egress-'));
   try {
-    await buildImage({
-      dockerfile: path.join(PROJECT_ROOT, EGRESS_DOCKERFILE),
-      context,
-      tag: temporary,
-      stream: options.stream,
-      network: config.buildNetwork,
-      buildArgs: { BASE_IMAGE: options.baseImage },
-    }).catch((error: unknown) => {
-      if (error instanceof DockerError && error.kind === 'command-failed') {
-        throw new ParaError(`building the egress proxy image ${options.image} failed`, {
-          code: 'build-failed',
-          cause: error,
-          hint: `its packages (squid, socat) come from the base image's package sources through the build network ${config.buildNetwork} (PARA_BUILD_NETWORK); read the output above`,
-        });
-      }
-      throw error;
-    });
+    await engine
+      .buildImage({
+        dockerfile: path.join(PROJECT_ROOT, EGRESS_DOCKERFILE),
+        context,
+        tag: temporary,
+        stream: options.stream,
+        network: config.buildNetwork,
+        buildArgs: { BASE_IMAGE: options.baseImage },
+      })
+      .catch((error: unknown) => {
+        if (error instanceof DockerError && error.kind === 'command-failed') {
+          throw new ParaError(`building the egress proxy image ${options.image} failed`, {
+            code: 'build-failed',
+            cause: error,
+            hint: `its packages (squid, socat) come from the base image's package sources through the build network ${config.buildNetwork} (PARA_BUILD_NETWORK); read the output above`,
+          });
+        }
+        throw error;
+      });
     // Its user's numeric IDs go into a label: sessions hand the proxy its configuration with that owner.
-    const ids = (await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'id', temporary], { timeoutMs: config.timeouts.verifyMs })).stdout;
+    const ids = (await engine.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'id', temporary], { timeoutMs: config.timeouts.verifyMs })).stdout;
     const uid = /uid=(\d+)/.exec(ids)?.[1];
     const gid = /gid=(\d+)/.exec(ids)?.[1];
     if (!uid || !gid || uid === '0') throw new ParaError(`the egress proxy image has no unprivileged user (id said: ${ids.trim()})`, { code: 'build-failed' });
@@ -74,12 +79,12 @@ export async function ensureEgressImage(
         [labels.builtAt]: new Date().toISOString(),
       }).map(([key, value]) => `LABEL ${key}=${JSON.stringify(value)}`),
     ].join('\n');
-    await docker(['build', '-q', '-t', final, '-'], { input: `${stamped}\n`, timeoutMs: config.timeouts.buildMs, env: { DOCKER_BUILDKIT: '0' } });
-    await removeImage(temporary, { force: true }).catch(() => undefined);
-    await promoteImage(final, options.image);
+    await engine.docker(['build', '-q', '-t', final, '-'], { input: `${stamped}\n`, timeoutMs: config.timeouts.buildMs, env: { DOCKER_BUILDKIT: '0' } });
+    await engine.removeImage(temporary, { force: true }).catch(() => undefined);
+    await promoteImage(engine, final, options.image);
     return true;
   } finally {
-    for (const tag of [temporary, final]) await removeImage(tag, { force: true }).catch(() => undefined);
+    for (const tag of [temporary, final]) await engine.removeImage(tag, { force: true }).catch(() => undefined);
     await fs.rm(context, { recursive: true, force: true });
     stopListening();
   }

@@ -1,11 +1,11 @@
-// The one wrapper around the docker CLI: every docker call in the project goes through docker().
+// The one wrapper around the docker CLI: every docker call in the project goes through docker(),
+// and the engine it goes to is named by its options (engine.ts builds the verbs on top of it).
 import { execa, type ResultPromise } from 'execa';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { config } from './config.ts';
-import { ParaError } from './errors.ts';
-import { childEnv } from './exec.ts';
-import { engineEnv } from './engine.ts';
-import { traced } from './trace.ts';
+import { ParaError } from '../errors.ts';
+import { childEnv } from '../exec.ts';
+import { targetEnv, type EngineTarget } from './target.ts';
+import { traced } from '../trace.ts';
 
 export type DockerFailure =
   | 'not-installed'
@@ -65,6 +65,8 @@ export interface DockerOptions {
   /** Return non-zero exits instead of throwing (connection failures still throw). */
   allowFailure?: boolean;
   env?: Record<string, string | undefined>;
+  /** The engine to talk to; absent: the one the shell's DOCKER_CONTEXT / DOCKER_HOST name. */
+  target?: EngineTarget;
 }
 
 function dockerHostDescription(env: Record<string, string>): string | undefined {
@@ -222,7 +224,7 @@ export async function docker(args: string[], options: DockerOptions = {}): Promi
 }
 
 async function runDocker(args: string[], options: DockerOptions): Promise<DockerResult> {
-  const env = childEnv({ ...engineEnv(), ...options.env });
+  const env = childEnv({ ...targetEnv(options.target), ...options.env });
   let subprocess: ResultPromise;
   try {
     subprocess = execa('docker', args, {
@@ -297,210 +299,4 @@ export function parseDockerJson<T>(args: string[], result: DockerResult): T {
   } catch (cause) {
     throw new DockerError('command-failed', `could not parse the output of docker ${args.join(' ')}`, { args, ...result, cause });
   }
-}
-
-const quick = () => config.timeouts.dockerQuickMs;
-
-// docker's exact "not found" texts; anything else (a missing context, a daemon error) is rethrown.
-// 20.10 prints `no such image: x: No such image: x:latest`, newer daemons `No such image: x:latest`.
-const NO_SUCH_IMAGE = /No such image: /;
-const NO_SUCH_CONTAINER = /No such container: /;
-const NO_SUCH_OBJECT = /No such object: /;
-// `get x: no such volume` (20.10 and later daemons), `No such volume: x` (older).
-const NO_SUCH_VOLUME = /: no such volume\b|No such volume: /;
-
-/** `--label key=value` for each label, for docker run, create and build. */
-export function labelArgs(labels: Record<string, string>): string[] {
-  return Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]);
-}
-
-// ---- images -------------------------------------------------------------------------------
-
-export interface ImageInfo {
-  Id: string;
-  Created: string;
-  Config: { Labels: Record<string, string> | null; User?: string; Env?: string[] | null; Cmd?: string[] | null };
-}
-
-/** undefined when the image does not exist; any other failure throws. */
-export async function inspectImage(ref: string): Promise<ImageInfo | undefined> {
-  const args = ['image', 'inspect', '--format', '{{json .}}', ref];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode !== 0) {
-    if (NO_SUCH_IMAGE.test(result.stderr)) return undefined;
-    throw connectionError('command-failed', args, result);
-  }
-  return parseDockerJson<ImageInfo>(args, result);
-}
-
-export async function imageExists(ref: string): Promise<boolean> {
-  return (await inspectImage(ref)) !== undefined;
-}
-
-export interface BuildOptions {
-  dockerfile: string;
-  context: string;
-  tag: string;
-  buildArgs?: Record<string, string>;
-  labels?: Record<string, string>;
-  /** Stream the build log live to stderr. */
-  stream?: boolean;
-  network?: string;
-}
-
-export async function buildImage(options: BuildOptions): Promise<DockerResult> {
-  const args = ['build', '--force-rm', '-f', options.dockerfile, '-t', options.tag];
-  for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push('--build-arg', `${key}=${value}`);
-  args.push(...labelArgs(options.labels ?? {}));
-  if (options.network) args.push('--network', options.network);
-  args.push(options.context);
-  return docker(args, { stream: options.stream, timeoutMs: config.timeouts.buildMs, env: { DOCKER_BUILDKIT: '0' } });
-}
-
-export async function tagImage(source: string, target: string): Promise<void> {
-  await docker(['tag', source, target], { timeoutMs: quick() });
-}
-
-/** Removes an image reference; false when it did not exist. */
-export async function removeImage(ref: string, options: { force?: boolean } = {}): Promise<boolean> {
-  const args = ['image', 'rm', ...(options.force ? ['--force'] : []), ref];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode === 0) return true;
-  if (NO_SUCH_IMAGE.test(result.stderr)) return false;
-  throw connectionError('command-failed', args, result);
-}
-
-// ---- containers ---------------------------------------------------------------------------
-
-export interface ContainerInfo {
-  Id: string;
-  Name: string;
-  Created: string;
-  State: { Status: string; Running: boolean; Paused?: boolean; ExitCode: number; StartedAt: string; FinishedAt: string };
-  Config: { Labels: Record<string, string> | null; Image: string; User: string; Env: string[] | null; Cmd: string[] | null };
-  HostConfig: { NetworkMode: string; Binds: string[] | null };
-  Mounts: Array<{ Source: string; Destination: string; RW: boolean; Type: string }>;
-}
-
-export async function inspectContainer(ref: string): Promise<ContainerInfo | undefined> {
-  const args = ['container', 'inspect', '--format', '{{json .}}', ref];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode !== 0) {
-    if (NO_SUCH_CONTAINER.test(result.stderr) || NO_SUCH_OBJECT.test(result.stderr)) return undefined;
-    throw connectionError('command-failed', args, result);
-  }
-  return parseDockerJson<ContainerInfo>(args, result);
-}
-
-/** Containers (running or not) carrying every given label. */
-export async function listContainers(options: { labels: Record<string, string | true> }): Promise<ContainerInfo[]> {
-  const args = ['ps', '--all', '--no-trunc', '--quiet'];
-  for (const [key, value] of Object.entries(options.labels)) args.push('--filter', value === true ? `label=${key}` : `label=${key}=${value}`);
-  const ids = (await docker(args, { timeoutMs: quick() })).stdout.split('\n').filter(Boolean);
-  if (ids.length === 0) return [];
-  const inspectArgs = ['container', 'inspect', '--format', '{{json .}}', ...ids];
-  const result = await docker(inspectArgs, { allowFailure: true, timeoutMs: quick() });
-  // A container removed between the two calls is simply absent.
-  return result.stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => parseDockerJson<ContainerInfo>(inspectArgs, { ...result, stdout: line }));
-}
-
-/** Removes a container and its anonymous volumes; false when it did not exist. */
-export async function removeContainer(ref: string, options: { force?: boolean } = { force: true }): Promise<boolean> {
-  const args = ['rm', '--volumes', ...(options.force ? ['--force'] : []), ref];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode === 0) return true;
-  if (NO_SUCH_CONTAINER.test(result.stderr)) return false;
-  throw connectionError('command-failed', args, result);
-}
-
-/** Freezes every process of a container (nothing in it runs until unpause). */
-export async function pauseContainer(ref: string): Promise<void> {
-  await docker(['pause', ref], { timeoutMs: quick() });
-}
-
-export async function unpauseContainer(ref: string): Promise<void> {
-  await docker(['unpause', ref], { timeoutMs: quick() });
-}
-
-export async function startContainer(ref: string): Promise<void> {
-  await docker(['start', ref], { timeoutMs: quick() });
-}
-
-/** Restarts a container at once (no grace period): every process in it ends. */
-export async function restartContainer(ref: string): Promise<void> {
-  await docker(['restart', '--time', '0', ref], { timeoutMs: quick() });
-}
-
-export async function commitContainer(ref: string, tag: string, changes: string[] = []): Promise<string> {
-  const args = ['commit'];
-  for (const change of changes) args.push('--change', change);
-  args.push(ref, tag);
-  return (await docker(args, { timeoutMs: config.timeouts.buildMs })).stdout.trim();
-}
-
-// ---- volumes ------------------------------------------------------------------------------
-
-export interface VolumeInfo {
-  Name: string;
-  Labels: Record<string, string> | null;
-}
-
-export async function inspectVolume(name: string): Promise<VolumeInfo | undefined> {
-  const args = ['volume', 'inspect', '--format', '{{json .}}', name];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode !== 0) {
-    if (NO_SUCH_VOLUME.test(result.stderr)) return undefined;
-    throw connectionError('command-failed', args, result);
-  }
-  return parseDockerJson<VolumeInfo>(args, result);
-}
-
-/** Volumes carrying every given label. */
-export async function listVolumes(options: { labels: Record<string, string | true> }): Promise<VolumeInfo[]> {
-  const args = ['volume', 'ls', '--format', '{{json .}}'];
-  for (const [key, value] of Object.entries(options.labels)) args.push('--filter', value === true ? `label=${key}` : `label=${key}=${value}`);
-  const result = await docker(args, { timeoutMs: quick() });
-  const names = result.stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
-  const volumes: VolumeInfo[] = [];
-  for (const name of names) {
-    const info = await inspectVolume(name);
-    if (info) volumes.push(info);
-  }
-  return volumes;
-}
-
-/** Removes a volume; false when it did not exist. */
-export async function removeVolume(name: string): Promise<boolean> {
-  const args = ['volume', 'rm', name];
-  const result = await docker(args, { allowFailure: true, timeoutMs: quick() });
-  if (result.exitCode === 0) return true;
-  if (NO_SUCH_VOLUME.test(result.stderr)) return false;
-  throw connectionError('command-failed', args, result);
-}
-
-// ---- engine -------------------------------------------------------------------------------
-
-/** The CLI's own version from `docker --version`; does not contact the daemon. */
-export async function dockerClientVersion(timeoutMs = quick()): Promise<string> {
-  const result = await docker(['--version'], { timeoutMs });
-  return /version\s+([^\s,]+)/i.exec(result.stdout)?.[1] ?? result.stdout.trim();
-}
-
-export interface ServerVersion {
-  Version: string;
-  ApiVersion: string;
-  Os?: string;
-  Arch?: string;
-}
-
-/** The daemon's version; a daemon that cannot be reached throws a DockerError whose kind says why. */
-export async function dockerServerVersion(timeoutMs = quick()): Promise<ServerVersion> {
-  const args = ['version', '--format', '{{json .Server}}'];
-  return parseDockerJson<ServerVersion>(args, await docker(args, { timeoutMs }));
 }

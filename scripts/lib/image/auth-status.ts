@@ -1,8 +1,10 @@
 // Asks the real claude CLI inside an image whether it is logged in: the oracle for "authenticated".
-import { makeCommand } from './cli.ts';
-import { config, temporaryLabels } from './config.ts';
-import { docker, DockerError, labelArgs } from './docker.ts';
-import { ParaError } from './errors.ts';
+import { makeCommand } from '../cli.ts';
+import { config, temporaryLabels } from '../config.ts';
+import { DockerError } from '../engine/docker.ts';
+import { labelArgs } from '../engine/spec.ts';
+import { ParaError } from '../errors.ts';
+import type { Engine } from '../engine/engine.ts';
 
 export interface AuthStatus {
   loggedIn: boolean;
@@ -26,8 +28,8 @@ export function parseAuthStatus(stdout: string): AuthStatus | undefined {
  * Runs a docker command that ends in `claude auth status` and reads its JSON; `where` names the
  * image or container in the error, `image` the one whose claude CLI to check by hand.
  */
-export async function readAuthStatus(args: string[], where: string, image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
-  const result = await docker(args, { allowFailure: true, timeoutMs });
+export async function readAuthStatus(engine: Engine, args: string[], where: string, image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
+  const result = await engine.docker(args, { allowFailure: true, timeoutMs });
   const status = parseAuthStatus(result.stdout);
   if (!status) {
     throw new DockerError('command-failed', `could not read \`claude auth status\` in ${where} (exit code ${result.exitCode})`, {
@@ -40,9 +42,9 @@ export async function readAuthStatus(args: string[], where: string, image: strin
 }
 
 /** Runs `claude auth status` in a throwaway container without network. */
-export function imageAuthStatus(image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
+export function imageAuthStatus(engine: Engine, image: string, timeoutMs = config.timeouts.verifyMs): Promise<AuthStatus> {
   const args = ['run', '--rm', '--network', 'none', ...labelArgs(temporaryLabels('auth-check')), image, 'claude', 'auth', 'status'];
-  return readAuthStatus(args, image, image, timeoutMs);
+  return readAuthStatus(engine, args, image, image, timeoutMs);
 }
 
 /** Throws unless the image reports logged in with the expected method. */

@@ -1,7 +1,7 @@
 // A private temporary folder (mode 0700) that is removed on success, failure and interruption.
 import fs from 'fs-extra';
 import path from 'node:path';
-import { withTempDir } from './cleanup.ts';
+import { withTempDir } from '../cleanup.ts';
 import type { StagedFile } from './credentials.ts';
 
 export const STAGING_PREFIX = 'para-stage-';

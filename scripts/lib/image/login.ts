@@ -1,15 +1,16 @@
 // make login: the user logs in inside a throwaway container; its home then becomes the
 // authenticated image, checked with the real claude CLI in the container and in the image.
-import { makeCommand } from './cli.ts';
+import { makeCommand } from '../cli.ts';
 import { randomBytes } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { assertLoggedIn, imageAuthStatus, readAuthStatus, type AuthStatus } from './auth-status.ts';
-import { onInterrupt } from './cleanup.ts';
-import { config, labels, temporaryLabels } from './config.ts';
-import { docker, inspectImage, labelArgs, removeContainer, removeImage, startContainer } from './docker.ts';
-import { ParaError } from './errors.ts';
-import { authenticatedLabels, commitHomeLayer, promoteImage, temporaryTag } from './image.ts';
+import { onInterrupt } from '../cleanup.ts';
+import { config, labels, temporaryLabels } from '../config.ts';
+import type { Engine } from '../engine/engine.ts';
+import { labelArgs } from '../engine/spec.ts';
+import { ParaError } from '../errors.ts';
+import { authenticatedLabels, commitHomeLayer, promoteImage, temporaryTag } from './build.ts';
 import { withStagingDir } from './staging.ts';
 
 export const LOGIN_CONTAINER_PREFIX = 'para-login-';
@@ -56,9 +57,14 @@ export function assertTerminal(stdin = Boolean(process.stdin.isTTY), stdout = Bo
  * removes it: on success, on failure and on Ctrl-C/SIGTERM. `offline` is for tests: a real login
  * needs docker's default network (never the host's).
  */
-export async function withLoginContainer<T>(image: string, options: { name?: string; offline?: boolean }, fn: (container: string) => Promise<T>): Promise<T> {
+export async function withLoginContainer<T>(
+  engine: Engine,
+  image: string,
+  options: { name?: string; offline?: boolean },
+  fn: (container: string) => Promise<T>,
+): Promise<T> {
   const name = options.name ?? loginContainerName();
-  const remove = () => removeContainer(name);
+  const remove = () => engine.removeContainer(name);
   const release = onInterrupt(remove);
   try {
     const args = [
@@ -71,8 +77,8 @@ export async function withLoginContainer<T>(image: string, options: { name?: str
       'sleep',
       'infinity',
     ];
-    await docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
-    await startContainer(name);
+    await engine.docker(args, { timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.startContainer(name);
     return await fn(name);
   } finally {
     release();
@@ -84,12 +90,15 @@ export async function withLoginContainer<T>(image: string, options: { name?: str
  * Gives the user's terminal to the login in the container; the verdict comes from auth status after.
  * `claude auth login` is /login without the REPL: no folder-trust dialog, and it ends by itself.
  */
-export async function runInteractiveLogin(container: string): Promise<void> {
-  await docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', 'auth', 'login'], { inheritStdio: true, allowFailure: true });
+export async function runInteractiveLogin(engine: Engine, container: string): Promise<void> {
+  await engine.docker(['exec', '-it', '-e', 'TERM', '-w', config.containerHome, container, 'claude', 'auth', 'login'], {
+    inheritStdio: true,
+    allowFailure: true,
+  });
 }
 
-export function containerAuthStatus(container: string): Promise<AuthStatus> {
-  return readAuthStatus(['exec', container, 'claude', 'auth', 'status'], 'the login container', config.claudeImage);
+export function containerAuthStatus(engine: Engine, container: string): Promise<AuthStatus> {
+  return readAuthStatus(engine, ['exec', container, 'claude', 'auth', 'status'], 'the login container', config.claudeImage);
 }
 
 export function parseLoginFacts(stdout: string): LoginFacts {
@@ -98,20 +107,20 @@ export function parseLoginFacts(stdout: string): LoginFacts {
   return { expiresAt: expiresAt === undefined ? undefined : Number(expiresAt), subscriptionType };
 }
 
-export async function readLoginFacts(container: string): Promise<LoginFacts> {
-  const result = await docker(['exec', container, 'sh', '-c', FACTS_SCRIPT], { timeoutMs: config.timeouts.dockerQuickMs });
+export async function readLoginFacts(engine: Engine, container: string): Promise<LoginFacts> {
+  const result = await engine.docker(['exec', container, 'sh', '-c', FACTS_SCRIPT], { timeoutMs: config.timeouts.dockerQuickMs });
   return parseLoginFacts(result.stdout);
 }
 
 /** The login container's home, as para-claude's new top layer (commitHomeLayer), tagged `tag`. */
-async function buildFinalImage(container: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
-  const claudeInfo = await inspectImage(claudeImage);
+async function buildFinalImage(engine: Engine, container: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
+  const claudeInfo = await engine.inspectImage(claudeImage);
   if (!claudeInfo) throw new ParaError(`the image ${claudeImage} does not exist`, { code: 'image-missing', hint: `run ${makeCommand('login')} again` });
   // Through a private staging folder (0700; a later run removes it if this one is killed).
   await withStagingDir(async (dir) => {
     const file = path.join(dir, 'home.tar');
-    await docker(['cp', `${container}:${config.containerHome}`, '-'], { stdoutFile: file, timeoutMs: config.timeouts.dockerQuickMs });
-    await commitHomeLayer({
+    await engine.docker(['cp', `${container}:${config.containerHome}`, '-'], { stdoutFile: file, timeoutMs: config.timeouts.dockerQuickMs });
+    await commitHomeLayer(engine, {
       claudeImage,
       claudeInfo,
       tag,
@@ -128,23 +137,27 @@ async function buildFinalImage(container: string, claudeImage: string, tag: stri
  * under a temporary tag, verifies that image in a fresh container, and only then moves `tag`.
  * The container and the temporary tags are removed whatever happens.
  */
-export async function commitLogin(container: string, options: { tag: string; claudeImage: string; log?: (line: string) => void }): Promise<LoginResult> {
+export async function commitLogin(
+  engine: Engine,
+  container: string,
+  options: { tag: string; claudeImage: string; log?: (line: string) => void },
+): Promise<LoginResult> {
   const log = options.log ?? (() => undefined);
   const candidate = temporaryTag();
   const cleanup = async () => {
-    await removeContainer(container);
-    await removeImage(candidate, { force: true });
+    await engine.removeContainer(container);
+    await engine.removeImage(candidate, { force: true });
   };
   const release = onInterrupt(cleanup);
   try {
-    const status = await containerAuthStatus(container);
+    const status = await containerAuthStatus(engine, container);
     if (!status.loggedIn) {
       throw new ParaError(`the login did not complete: claude in the login container reports loggedIn=false, authMethod=${status.authMethod}`, {
         code: 'login-failed',
         hint: `run ${makeCommand('login')} again and finish the login (open the link, sign in, paste the code back); ${options.tag} was not changed`,
       });
     }
-    const facts = await readLoginFacts(container);
+    const facts = await readLoginFacts(engine, container);
     const imageLabels = authenticatedLabels(
       {
         kind: 'subscription',
@@ -152,18 +165,18 @@ export async function commitLogin(container: string, options: { tag: string; cla
         expiresAt: facts.expiresAt,
         subscriptionType: facts.subscriptionType ?? status.subscriptionType ?? undefined,
       },
-      await inspectImage(options.claudeImage),
+      await engine.inspectImage(options.claudeImage),
     );
     // The login's own facts, which the host-credential kinds above cannot name.
     imageLabels[labels.authMethod] = status.authMethod;
     imageLabels[labels.credentialsSource] = 'login';
 
     log(`saving the login as ${options.tag}`);
-    await buildFinalImage(container, options.claudeImage, candidate, imageLabels);
+    await buildFinalImage(engine, container, options.claudeImage, candidate, imageLabels);
     log(`verifying the login inside ${options.tag}`);
-    const imageStatus = await imageAuthStatus(candidate);
+    const imageStatus = await imageAuthStatus(engine, candidate);
     assertLoggedIn(imageStatus, status.authMethod, options.tag);
-    const imageId = await promoteImage(candidate, options.tag);
+    const imageId = await promoteImage(engine, candidate, options.tag);
     return { tag: options.tag, imageId, status: imageStatus, facts, labels: imageLabels };
   } finally {
     release();

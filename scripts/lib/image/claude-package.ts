@@ -4,15 +4,15 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
-import { docker, dockerServerVersion } from './docker.ts';
-import { ParaError } from './errors.ts';
+import type { Engine } from '../engine/engine.ts';
+import { ParaError } from '../errors.ts';
 import { npmPack } from './npm.ts';
 
 const ARCH: Record<string, string> = { amd64: 'x64', x86_64: 'x64', arm64: 'arm64', aarch64: 'arm64' };
 
 /** musl (Alpine-like) or glibc, read from the base image itself without network. */
-async function baseLibc(baseImage: string): Promise<'musl' | 'glibc'> {
-  const result = await docker(
+async function baseLibc(engine: Engine, baseImage: string): Promise<'musl' | 'glibc'> {
+  const result = await engine.docker(
     ['run', '--rm', '--network', 'none', '--entrypoint', 'sh', baseImage, '-c', 'ls /lib/ld-musl-* >/dev/null 2>&1 && echo musl || echo glibc'],
     {
       allowFailure: true,
@@ -30,8 +30,8 @@ export interface ClaudePackage {
 }
 
 /** Which platform package fits the engine and the base image. */
-export async function claudePackageName(baseImage: string): Promise<string> {
-  const server = await dockerServerVersion();
+export async function claudePackageName(engine: Engine, baseImage: string): Promise<string> {
+  const server = await engine.serverVersion();
   const arch = ARCH[server.Arch ?? ''];
   if (!arch || (server.Os && server.Os !== 'linux')) {
     throw new ParaError(`the Docker engine runs ${server.Os ?? '?'}/${server.Arch ?? '?'}, for which there is no claude CLI package`, {
@@ -39,7 +39,7 @@ export async function claudePackageName(baseImage: string): Promise<string> {
       hint: 'use an engine on linux/amd64 or linux/arm64, or pass a Linux claude binary: make image CLAUDE_BINARY=<path>',
     });
   }
-  return `@anthropic-ai/claude-code-linux-${arch}${(await baseLibc(baseImage)) === 'musl' ? '-musl' : ''}`;
+  return `@anthropic-ai/claude-code-linux-${arch}${(await baseLibc(engine, baseImage)) === 'musl' ? '-musl' : ''}`;
 }
 
 /** Fetches the package with the host's npm into `dir` and unpacks its binary; `version` may be "latest". */

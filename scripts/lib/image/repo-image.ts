@@ -7,13 +7,15 @@ import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { imageAuthStatus, assertLoggedIn } from './auth-status.ts';
-import { onInterrupt } from './cleanup.ts';
-import { config, labels, MANAGED_BY } from './config.ts';
-import { buildImage, docker, DockerError, inspectImage, removeImage, type ImageInfo } from './docker.ts';
-import { ParaError } from './errors.ts';
-import { makeCommand } from './cli.ts';
-import { buildContainerName, commitHomeLayer, promoteImage, temporaryTag } from './image.ts';
-import { repoHash, type Repo } from './session/paths.ts';
+import { onInterrupt } from '../cleanup.ts';
+import { config, labels, MANAGED_BY } from '../config.ts';
+import type { Engine } from '../engine/engine.ts';
+import { DockerError } from '../engine/docker.ts';
+import type { ImageInfo } from '../engine/engine.ts';
+import { ParaError } from '../errors.ts';
+import { makeCommand } from '../cli.ts';
+import { buildContainerName, commitHomeLayer, promoteImage, temporaryTag } from './build.ts';
+import { repoHash, type Repo } from '../repo.ts';
 
 export const REPO_IMAGE_DIR = path.join('.para', 'image');
 const MAX_CONTEXT_BYTES = 64 * 1024 * 1024;
@@ -77,16 +79,16 @@ function toolsKey(context: Context, parent: ImageInfo): string {
 }
 
 /** The login's files in an image (~/.claude and ~/.claude.json), as tars read through docker cp, never written to disk. */
-async function loginArchives(image: string): Promise<Buffer[]> {
+async function loginArchives(engine: Engine, image: string): Promise<Buffer[]> {
   const container = (
-    await docker(['create', '--name', buildContainerName(), '--network', 'none', image, 'true'], { timeoutMs: config.timeouts.dockerQuickMs })
+    await engine.docker(['create', '--name', buildContainerName(), '--network', 'none', image, 'true'], { timeoutMs: config.timeouts.dockerQuickMs })
   ).stdout.trim();
-  const stopListening = onInterrupt(() => docker(['rm', '--force', container], { allowFailure: true }));
+  const stopListening = onInterrupt(() => engine.docker(['rm', '--force', container], { allowFailure: true }));
   try {
     const archives: Buffer[] = [];
     for (const item of ['.claude', '.claude.json']) {
       const chunks: Buffer[] = [];
-      await docker(['cp', `${container}:${config.containerHome}/${item}`, '-'], {
+      await engine.docker(['cp', `${container}:${config.containerHome}/${item}`, '-'], {
         onStdout: (chunk) => chunks.push(chunk),
         timeoutMs: config.timeouts.dockerQuickMs,
       });
@@ -94,7 +96,7 @@ async function loginArchives(image: string): Promise<Buffer[]> {
     }
     return archives;
   } finally {
-    await docker(['rm', '--force', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.docker(['rm', '--force', container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
     stopListening();
   }
 }
@@ -109,11 +111,11 @@ export interface RepoImageOptions {
  * para-claude changed, the credentials layer when para-authenticated holds another login.
  * Returns its tag, or null when the repository has no .para/image.
  */
-export async function ensureRepoImage(repo: Repo, options: RepoImageOptions): Promise<string | null> {
+export async function ensureRepoImage(engine: Engine, repo: Repo, options: RepoImageOptions): Promise<string | null> {
   const context = await repoImageContext(repo);
   if (!context) return null;
   const tags = repoImageTags(repo);
-  const [parent, login] = await Promise.all([inspectImage(config.claudeImage), inspectImage(config.authenticatedImage)]);
+  const [parent, login] = await Promise.all([engine.inspectImage(config.claudeImage), engine.inspectImage(config.authenticatedImage)]);
   if (!parent || !login) {
     throw new ParaError(`this repository's image builds on ${parent ? config.authenticatedImage : config.claudeImage}, which does not exist`, {
       code: 'image-missing',
@@ -121,51 +123,53 @@ export async function ensureRepoImage(repo: Repo, options: RepoImageOptions): Pr
     });
   }
   const key = toolsKey(context, parent);
-  let tools = await inspectImage(tags.tools);
+  let tools = await engine.inspectImage(tags.tools);
   if (tools?.Config.Labels?.[labels.toolsKey] !== key) {
     options.log(
       `building this repository's tools (${path.relative(repo.root, context.dockerfile)}) on ${config.claudeImage}: ${tools ? 'it changed' : 'not built yet'}`,
     );
     const temporary = temporaryTag();
-    const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
+    const stopListening = onInterrupt(() => engine.removeImage(temporary, { force: true }).catch(() => undefined));
     try {
-      await buildImage({
-        dockerfile: context.dockerfile,
-        context: context.dir,
-        tag: temporary,
-        stream: options.stream,
-        buildArgs: { PARA_BASE: parent.Id },
-        labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root, [labels.toolsKey]: key, [labels.builtAt]: new Date().toISOString() },
-      }).catch((error: unknown) => {
-        if (error instanceof DockerError && error.kind === 'command-failed') {
-          throw new ParaError(`building this repository's tools (${context.dockerfile}) failed`, {
-            code: 'build-failed',
-            cause: error,
-            hint: `fix ${path.relative(repo.root, context.dockerfile)}; the build output is above${options.stream ? '' : ' (run start in a terminal to see it live)'}`,
-          });
-        }
-        throw error;
-      });
-      await promoteImage(temporary, tags.tools);
+      await engine
+        .buildImage({
+          dockerfile: context.dockerfile,
+          context: context.dir,
+          tag: temporary,
+          stream: options.stream,
+          buildArgs: { PARA_BASE: parent.Id },
+          labels: { [labels.managedBy]: MANAGED_BY, [labels.repo]: repo.root, [labels.toolsKey]: key, [labels.builtAt]: new Date().toISOString() },
+        })
+        .catch((error: unknown) => {
+          if (error instanceof DockerError && error.kind === 'command-failed') {
+            throw new ParaError(`building this repository's tools (${context.dockerfile}) failed`, {
+              code: 'build-failed',
+              cause: error,
+              hint: `fix ${path.relative(repo.root, context.dockerfile)}; the build output is above${options.stream ? '' : ' (run start in a terminal to see it live)'}`,
+            });
+          }
+          throw error;
+        });
+      await promoteImage(engine, temporary, tags.tools);
     } finally {
-      await removeImage(temporary, { force: true }).catch(() => undefined);
+      await engine.removeImage(temporary, { force: true }).catch(() => undefined);
       stopListening();
     }
-    tools = await inspectImage(tags.tools);
+    tools = await engine.inspectImage(tags.tools);
     if (!tools) throw new ParaError(`${tags.tools} vanished after its build`, { code: 'build-failed' });
   }
-  const session = await inspectImage(tags.session);
+  const session = await engine.inspectImage(tags.session);
   const l = session?.Config.Labels ?? {};
   if (session && l[labels.toolsImage] === tools.Id && l[labels.credentialsFrom] === login.Id) return tags.session;
   options.log(`${session ? 'refreshing the login in' : 'adding your login to'} ${tags.session} (from ${config.authenticatedImage})`);
   const temporary = temporaryTag();
-  const stopListening = onInterrupt(() => removeImage(temporary, { force: true }).catch(() => undefined));
+  const stopListening = onInterrupt(() => engine.removeImage(temporary, { force: true }).catch(() => undefined));
   try {
     // The login's labels (method, expiry, source) come along; the tools' user and command stay para-claude's.
     const loginLabels = Object.fromEntries(
       Object.entries(login.Config.Labels ?? {}).filter(([key]) => key.startsWith(labels.managedBy.replace('managed-by', '')) && key !== labels.builtAt),
     );
-    await commitHomeLayer({
+    await commitHomeLayer(engine, {
       claudeImage: tags.tools,
       claudeInfo: tools,
       tag: temporary,
@@ -176,15 +180,15 @@ export async function ensureRepoImage(repo: Repo, options: RepoImageOptions): Pr
         [labels.credentialsFrom]: login.Id,
         [labels.builtAt]: new Date().toISOString(),
       },
-      archive: await loginArchives(config.authenticatedImage),
+      archive: await loginArchives(engine, config.authenticatedImage),
       into: config.containerHome,
       chown: [`${config.containerHome}/.claude`, `${config.containerHome}/.claude.json`],
       runAs: { user: parent.Config.User || config.containerUser, cmd: parent.Config.Cmd ?? ['claude'] },
     });
-    assertLoggedIn(await imageAuthStatus(temporary), login.Config.Labels?.[labels.authMethod], tags.session);
-    await promoteImage(temporary, tags.session);
+    assertLoggedIn(await imageAuthStatus(engine, temporary), login.Config.Labels?.[labels.authMethod], tags.session);
+    await promoteImage(engine, temporary, tags.session);
   } finally {
-    await removeImage(temporary, { force: true }).catch(() => undefined);
+    await engine.removeImage(temporary, { force: true }).catch(() => undefined);
     stopListening();
   }
   return tags.session;

@@ -2,23 +2,14 @@
 // throwaway container that reaches the outside only as a session does: through its own egress
 // proxy, admitting the default allowlist. Tells apart: accepted, rejected, unreachable.
 import { randomBytes } from 'node:crypto';
-import { onInterrupt } from './cleanup.ts';
-import { config, labels, temporaryLabels } from './config.ts';
-import { docker, inspectImage, labelArgs } from './docker.ts';
-import { ParaError } from './errors.ts';
+import { onInterrupt } from '../cleanup.ts';
+import { config, labels, temporaryLabels } from '../config.ts';
+import type { Engine } from '../engine/engine.ts';
+import { ParaError } from '../errors.ts';
 import { machineId, sweepLeftovers } from './sweep.ts';
-import {
-  createForwarder,
-  createProxy,
-  DEFAULT_ALLOWED_HOSTS,
-  extraCa,
-  proxyPlan,
-  sessionProxyEnv,
-  startForwarder,
-  WAIT_FOR_PROXY,
-  type EgressOwner,
-} from './session/egress.ts';
-import { mountArg } from './session/container.ts';
+import { createForwarder, createProxy, proxyPlan, startForwarder, type EgressOwner } from '../egress/proxy.ts';
+import { DEFAULT_ALLOWED_HOSTS, sessionProxyEnv, WAIT_FOR_PROXY } from '../egress/rules.ts';
+import { extraCa } from '../egress/ca.ts';
 
 export type OnlineOutcome = 'accepted' | 'rejected' | 'unreachable' | 'failed';
 
@@ -48,8 +39,8 @@ export function classify(exitCode: number, output: string, proxyLog: string): On
  * Refuses a check that would make claude refresh a subscription login: refresh tokens are single
  * use, so the container's refresh would log the host (and the image) out.
  */
-async function assertNoRefresh(image: string, now: number): Promise<void> {
-  const l = (await inspectImage(image))?.Config.Labels ?? {};
+async function assertNoRefresh(engine: Engine, image: string, now: number): Promise<void> {
+  const l = (await engine.inspectImage(image))?.Config.Labels ?? {};
   const expires = Date.parse(l[labels.credentialsExpiresAt] ?? '');
   if (l[labels.credentialsSource] === 'subscription' && Number.isFinite(expires) && expires <= now + 60_000) {
     throw new ParaError(`the access token in ${image} has expired: an online check would refresh it, which logs your host out`, {
@@ -60,9 +51,13 @@ async function assertNoRefresh(image: string, now: number): Promise<void> {
 }
 
 /** Runs the check; every container and volume it makes is removed, on success, failure and Ctrl-C. */
-export async function onlineCheck(image: string, options: { network: string | null; warn: (message: string) => void; now?: number }): Promise<OnlineVerdict> {
-  await assertNoRefresh(image, options.now ?? Date.now());
-  await sweepLeftovers();
+export async function onlineCheck(
+  engine: Engine,
+  image: string,
+  options: { network: string | null; warn: (message: string) => void; now?: number },
+): Promise<OnlineVerdict> {
+  await assertNoRefresh(engine, image, options.now ?? Date.now());
+  await sweepLeftovers(engine);
   const base = `para-check-${machineId()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const owner: EgressOwner = {
     container: base,
@@ -72,29 +67,40 @@ export async function onlineCheck(image: string, options: { network: string | nu
     labels: temporaryLabels('online-check'),
   };
   const remove = async () => {
-    await docker(['rm', '--force', owner.forwarder, owner.proxy, owner.container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
-    await docker(['volume', 'rm', '--force', owner.egressVolume], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.docker(['rm', '--force', owner.forwarder, owner.proxy, owner.container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.docker(['volume', 'rm', '--force', owner.egressVolume], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
   };
   const stopListening = onInterrupt(remove);
   try {
-    const [{ plan }, ca] = await Promise.all([proxyPlan(DEFAULT_ALLOWED_HOSTS, options.network, options.warn), extraCa(options.warn)]);
+    const [{ plan }, ca] = await Promise.all([proxyPlan(engine, DEFAULT_ALLOWED_HOSTS, options.network, options.warn), extraCa(options.warn)]);
     // The check container idles until the proxy answers; claude then runs in it by exec.
     const env = { ...sessionProxyEnv(), ...ca.env, CLAUDE_CODE_MAX_RETRIES: '0' };
-    const run = ['run', '--detach', '--init', '--name', owner.container, ...labelArgs(owner.labels), '--network', 'none', '--pull', 'never'];
-    run.push('--security-opt', 'no-new-privileges', '--cap-drop', 'ALL');
-    for (const [key, value] of Object.entries(env)) run.push('--env', `${key}=${value}`);
-    for (const mount of ca.mounts) run.push(...mountArg(mount));
-    run.push('--entrypoint', 'sleep', image, '300');
+    const container = engine.run(
+      {
+        image,
+        name: owner.container,
+        labels: owner.labels,
+        init: true,
+        network: 'none',
+        noNewPrivileges: true,
+        capabilities: { drop: 'ALL', add: [] },
+        env,
+        mounts: ca.mounts,
+        entrypoint: 'sleep',
+        command: ['300'],
+      },
+      { detach: true },
+    );
     await Promise.all([
-      Promise.all([docker(run, { timeoutMs: config.timeouts.dockerQuickMs }), createForwarder(owner, plan)]).then(() => startForwarder(owner, 'new')),
-      createProxy(owner, plan),
+      Promise.all([container, createForwarder(engine, owner, plan)]).then(() => startForwarder(engine, owner, 'new')),
+      createProxy(engine, owner, plan),
     ]);
-    await docker(['exec', owner.container, 'bash', '-c', WAIT_FOR_PROXY], { timeoutMs: 30_000 });
-    const result = await docker(['exec', owner.container, 'claude', '-p', 'Reply with the single word OK.', '--model', 'haiku'], {
+    await engine.docker(['exec', owner.container, 'bash', '-c', WAIT_FOR_PROXY], { timeoutMs: 30_000 });
+    const result = await engine.docker(['exec', owner.container, 'claude', '-p', 'Reply with the single word OK.', '--model', 'haiku'], {
       allowFailure: true,
       timeoutMs: config.timeouts.verifyMs,
     });
-    const log = await docker(['logs', owner.proxy], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    const log = await engine.docker(['logs', owner.proxy], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
     return classify(result.exitCode, `${result.stdout}\n${result.stderr}`, log.stdout);
   } finally {
     await remove();

@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
-import { labels, MANAGED_BY } from './config.ts';
-import { DockerError, docker, listContainers, listVolumes, removeContainer, removeImage, removeVolume } from './docker.ts';
+import { labels, MANAGED_BY } from '../config.ts';
+import { DockerError } from '../engine/docker.ts';
+import type { Engine } from '../engine/engine.ts';
 import { OWNER_FILE, STAGING_PREFIX } from './staging.ts';
 
 /** A short id of this machine for names (a container name cannot hold a host name as is). */
@@ -56,40 +57,40 @@ async function tolerant(step: () => Promise<void>): Promise<void> {
 }
 
 /** Removes leftovers of para's own ended runs; returns what it removed (names, never contents). */
-export async function sweepLeftovers(): Promise<string[]> {
+export async function sweepLeftovers(engine: Engine): Promise<string[]> {
   const removed: string[] = [];
   await sweepStaging(removed);
   // Containers first: a container still using a temporary image would keep that image alive.
   await tolerant(async () => {
-    for (const container of await listContainers({ labels: { [labels.managedBy]: MANAGED_BY, [labels.owner]: true } })) {
+    for (const container of await engine.listContainers({ [labels.managedBy]: MANAGED_BY, [labels.owner]: true })) {
       if (!ownerGone(container.Config.Labels?.[labels.owner])) continue;
-      if (await removeContainer(container.Id, { force: true })) removed.push(`container ${container.Name.replace(/^\//, '')}`);
+      if (await engine.removeContainer(container.Id, { force: true })) removed.push(`container ${container.Name.replace(/^\//, '')}`);
     }
   });
   // The volumes of an online check's proxy (online-check.ts), once its containers are gone.
   await tolerant(async () => {
-    for (const volume of await listVolumes({ labels: { [labels.managedBy]: MANAGED_BY, [labels.owner]: true } })) {
+    for (const volume of await engine.listVolumes({ [labels.managedBy]: MANAGED_BY, [labels.owner]: true })) {
       if (!ownerGone(volume.Labels?.[labels.owner])) continue;
-      if (await removeVolume(volume.Name)) removed.push(`volume ${volume.Name}`);
+      if (await engine.removeVolume(volume.Name)) removed.push(`volume ${volume.Name}`);
     }
   });
   // The containers that make image layers (image.ts buildContainerName) carry only para-claude's labels.
   await tolerant(async () => {
-    for (const container of await listContainers({ labels: { [labels.managedBy]: MANAGED_BY } })) {
+    for (const container of await engine.listContainers({ [labels.managedBy]: MANAGED_BY })) {
       const name = container.Name.replace(/^\//, '');
       const made = /^para-build-([0-9a-f]{8})-(\d+)-[0-9a-f]+$/.exec(name);
       if (!made || made[1] !== machineId() || alive(Number(made[2]))) continue;
-      if (await removeContainer(container.Id, { force: true })) removed.push(`container ${name}`);
+      if (await engine.removeContainer(container.Id, { force: true })) removed.push(`container ${name}`);
     }
   });
   await tolerant(async () => {
-    const tags = (await docker(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', 'reference=para-build-tmp:*'])).stdout
+    const tags = (await engine.docker(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', 'reference=para-build-tmp:*'])).stdout
       .split('\n')
       .filter(Boolean);
     for (const tag of tags) {
       const owner = /^para-build-tmp:(\d+)-[0-9a-f]+$/.exec(tag);
       if (!owner || alive(Number(owner[1]))) continue;
-      if (await removeImage(tag, { force: true })) removed.push(`image ${tag}`);
+      if (await engine.removeImage(tag, { force: true })) removed.push(`image ${tag}`);
     }
   });
   return removed;

@@ -1,5 +1,5 @@
 // Session names: validation, and a readable name derived from a prompt.
-import { SESSION_NAME_PATTERN } from './session/paths.ts';
+import { SESSION_NAME_PATTERN } from './paths.ts';
 
 const MAX_WORDS = 6;
 const MAX_LENGTH = 40;

@@ -1,10 +1,10 @@
 // The one wrapper around the host's npm: it already carries the user's registry, proxy and CA
 // settings (NODE_EXTRA_CA_CERTS, .npmrc), which a build inside the image would not have.
 import { execa } from 'execa';
-import { config } from './config.ts';
-import { ParaError } from './errors.ts';
-import { childEnv } from './exec.ts';
-import { traced } from './trace.ts';
+import { config } from '../config.ts';
+import { ParaError } from '../errors.ts';
+import { childEnv } from '../exec.ts';
+import { traced } from '../trace.ts';
 
 export interface PackedPackage {
   name: string;

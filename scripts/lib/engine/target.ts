@@ -1,14 +1,13 @@
-// Which Docker engine a session lives on. A session records the engine it was started on (a
-// docker context, a DOCKER_HOST, or the default engine) and every later docker call for it goes
-// there, whatever the shell's DOCKER_CONTEXT or DOCKER_HOST say then. A remote engine does not see
-// this machine's files: its sessions get no bind mount at all (see session/transport.ts).
-import { AsyncLocalStorage } from 'node:async_hooks';
+// Which Docker engine: a docker context, a DOCKER_HOST, or the default engine. A session records
+// the target it was started on, and every later docker call for it goes there (engine.ts),
+// whatever the shell's DOCKER_CONTEXT or DOCKER_HOST say then. A remote engine does not see this
+// machine's files: its sessions get no bind mount at all (see session/transport.ts).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UsageError } from './errors.ts';
+import { UsageError } from '../errors.ts';
 
-export interface Engine {
+export interface EngineTarget {
   /** A docker context name, or null. */
   context: string | null;
   /** A DOCKER_HOST value (when no context is named), or null. */
@@ -17,7 +16,7 @@ export interface Engine {
   remote: boolean;
 }
 
-export const DEFAULT_ENGINE: Engine = { context: null, host: null, remote: false };
+export const DEFAULT_ENGINE: EngineTarget = { context: null, host: null, remote: false };
 
 const LOCAL_SOCKETS = new Set(['unix:///var/run/docker.sock', 'unix:///run/docker.sock']);
 
@@ -26,7 +25,7 @@ const LOCAL_SOCKETS = new Set(['unix:///var/run/docker.sock', 'unix:///run/docke
  * docker CLI's current context (`current`, from `docker context show`). The default engine and
  * the local socket are local; any other context or host is remote unless `mode` says otherwise.
  */
-export function resolveEngine(options: { context?: string; mode?: string; current?: string | null; env?: NodeJS.ProcessEnv }): Engine {
+export function resolveEngine(options: { context?: string; mode?: string; current?: string | null; env?: NodeJS.ProcessEnv }): EngineTarget {
   const env = options.env ?? process.env;
   const mode = options.mode ?? env.PARA_ENGINE;
   if (mode !== undefined && mode !== '' && mode !== 'local' && mode !== 'remote')
@@ -41,34 +40,27 @@ export function resolveEngine(options: { context?: string; mode?: string; curren
   return { context, host, remote: !local };
 }
 
-export function describeEngine(engine: Engine): string {
+export function describeEngine(engine: EngineTarget): string {
   if (engine.context) return `docker context ${engine.context}`;
   if (engine.host) return `DOCKER_HOST=${engine.host}`;
   return 'the default docker engine';
 }
 
-export function sameEngine(a: Engine, b: Engine): boolean {
+export function sameEngine(a: EngineTarget, b: EngineTarget): boolean {
   return a.context === b.context && a.host === b.host;
 }
 
-const current = new AsyncLocalStorage<Engine>();
-
-/** Runs fn with every docker call in it going to `engine`. */
-export function onEngine<T>(engine: Engine | undefined, fn: () => Promise<T>): Promise<T> {
-  return engine ? current.run(engine, fn) : fn();
-}
-
-/** The environment that sends a docker call to the engine in force (none set: the shell's own). */
-export function engineEnv(): Record<string, string | undefined> {
-  const engine = current.getStore();
-  if (!engine) return {};
-  if (engine.context) return { DOCKER_CONTEXT: engine.context, DOCKER_HOST: undefined };
-  if (engine.host) return { DOCKER_HOST: engine.host, DOCKER_CONTEXT: undefined };
+/** The environment that sends a docker call to `target` (none given: the shell's own). */
+export function targetEnv(target: EngineTarget | undefined): Record<string, string | undefined> {
+  if (!target) return {};
+  if (target.context) return { DOCKER_CONTEXT: target.context, DOCKER_HOST: undefined };
+  if (target.host) return { DOCKER_HOST: target.host, DOCKER_CONTEXT: undefined };
   return { DOCKER_HOST: undefined, DOCKER_CONTEXT: 'default' };
 }
 
-export function activeEngine(): Engine | undefined {
-  return current.getStore();
+/** A key that tells two targets apart (for grouping sessions by engine). */
+export function targetKey(target: EngineTarget): string {
+  return `${target.context ?? ''}\n${target.host ?? ''}`;
 }
 
 /** The docker CLI's current context (`docker context use`), read from its configuration file; null when none is set. */

@@ -1,12 +1,12 @@
 // Finds the Claude credentials to bake into an image, and turns them into the files the
 // image's home needs. Secrets are read here and written only into the staging folder.
-import { makeCommand } from './cli.ts';
+import { makeCommand } from '../cli.ts';
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
-import { ParaError } from './errors.ts';
-import { childEnv } from './exec.ts';
+import { ParaError } from '../errors.ts';
+import { childEnv } from '../exec.ts';
 
 export type CredentialKind = 'subscription' | 'oauth-token' | 'api-key';
 export type AuthMethod = 'claude.ai' | 'oauth_token' | 'api_key';

@@ -1,0 +1,318 @@
+// The seam between para and a container engine. Everything para asks of an engine (run a
+// container from a spec, exec in it with streams, copy files in, inspect and remove containers,
+// volumes and images by label) is a method of Engine; DockerEngine is the one backend today, the
+// docker CLI aimed at one target (the default engine, a context, a DOCKER_HOST). A session records
+// its target and gets its engine back with engineFor(), so nothing depends on the shell's
+// DOCKER_CONTEXT or DOCKER_HOST once a session exists. Another backend is one more class.
+import { config } from '../config.ts';
+import { connectionError, docker, parseDockerJson, type DockerOptions, type DockerResult } from './docker.ts';
+import { labelArgs, runArgs, type RunSpec } from './spec.ts';
+import { describeEngine, targetKey, type EngineTarget } from './target.ts';
+
+export interface ImageInfo {
+  Id: string;
+  Created: string;
+  Config: { Labels: Record<string, string> | null; User?: string; Env?: string[] | null; Cmd?: string[] | null };
+}
+
+export interface ContainerInfo {
+  Id: string;
+  Name: string;
+  Created: string;
+  State: { Status: string; Running: boolean; Paused?: boolean; ExitCode: number; StartedAt: string; FinishedAt: string };
+  Config: { Labels: Record<string, string> | null; Image: string; User: string; Env: string[] | null; Cmd: string[] | null };
+  HostConfig: { NetworkMode: string; Binds: string[] | null };
+  Mounts: Array<{ Source: string; Destination: string; RW: boolean; Type: string }>;
+}
+
+export interface VolumeInfo {
+  Name: string;
+  Labels: Record<string, string> | null;
+}
+
+export interface ServerVersion {
+  Version: string;
+  ApiVersion: string;
+  Os?: string;
+  Arch?: string;
+}
+
+export interface BuildOptions {
+  dockerfile: string;
+  context: string;
+  tag: string;
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Stream the build log live to stderr. */
+  stream?: boolean;
+  network?: string;
+}
+
+/** How a command runs in a container; the user is always named (root, or the image's agent user). */
+export interface ExecOptions extends Omit<DockerOptions, 'inheritStdio' | 'target'> {
+  /** uid or user name. */
+  user: string;
+  workdir?: string;
+  /** Keep standard input open (also implied by `input` / `inputFile`). */
+  interactive?: boolean;
+  /** Give the command our terminal. */
+  tty?: boolean;
+  detach?: boolean;
+}
+
+export type Labels = Record<string, string | true>;
+
+export interface Engine {
+  /** Where the engine is: null for whatever the shell's DOCKER_CONTEXT / DOCKER_HOST name. */
+  readonly target: EngineTarget | null;
+  /** The engine cannot see this machine's files (no bind mounts). */
+  readonly remote: boolean;
+  /** The OCI runtime session containers run under; null: the engine's default. */
+  readonly runtime: string | null;
+  describe(): string;
+  /** Same key: same engine (for grouping sessions). */
+  key(): string;
+
+  /** A raw CLI call on this engine: the escape hatch for what has no verb yet. */
+  docker(args: string[], options?: Omit<DockerOptions, 'target'>): Promise<DockerResult>;
+
+  /** Runs a container from a spec; detached: returns once it has started. */
+  run(spec: RunSpec, options?: Omit<DockerOptions, 'target'> & { detach?: boolean }): Promise<DockerResult>;
+  /** Creates a container from a spec without starting it. */
+  create(spec: RunSpec): Promise<void>;
+  exec(container: string, command: string[], options: ExecOptions): Promise<DockerResult>;
+  /** Unpacks a tar archive into a folder of the container. */
+  copyIn(container: string, folder: string, archive: Buffer): Promise<void>;
+
+  inspectContainer(ref: string): Promise<ContainerInfo | undefined>;
+  listContainers(labels: Labels): Promise<ContainerInfo[]>;
+  startContainer(ref: string): Promise<void>;
+  /** Restarts at once (no grace period): every process in it ends. */
+  restartContainer(ref: string): Promise<void>;
+  /** Freezes every process of a container (nothing in it runs until unpause). */
+  pauseContainer(ref: string): Promise<void>;
+  unpauseContainer(ref: string): Promise<void>;
+  /** Removes a container and its anonymous volumes; false when it did not exist. */
+  removeContainer(ref: string, options?: { force?: boolean }): Promise<boolean>;
+  commitContainer(ref: string, tag: string, changes?: string[]): Promise<string>;
+
+  inspectVolume(name: string): Promise<VolumeInfo | undefined>;
+  listVolumes(labels: Labels): Promise<VolumeInfo[]>;
+  /** false when it did not exist. */
+  removeVolume(name: string): Promise<boolean>;
+
+  inspectImage(ref: string): Promise<ImageInfo | undefined>;
+  imageExists(ref: string): Promise<boolean>;
+  buildImage(options: BuildOptions): Promise<DockerResult>;
+  tagImage(source: string, target: string): Promise<void>;
+  /** false when it did not exist. */
+  removeImage(ref: string, options?: { force?: boolean }): Promise<boolean>;
+
+  /** The daemon's version; an engine that cannot be reached throws a DockerError whose kind says why. */
+  serverVersion(timeoutMs?: number): Promise<ServerVersion>;
+  /** The client's own version; does not contact the engine. */
+  clientVersion(timeoutMs?: number): Promise<string>;
+}
+
+const quick = () => config.timeouts.dockerQuickMs;
+
+// docker's exact "not found" texts; anything else (a missing context, a daemon error) is rethrown.
+// 20.10 prints `no such image: x: No such image: x:latest`, newer daemons `No such image: x:latest`.
+const NO_SUCH_IMAGE = /No such image: /;
+const NO_SUCH_CONTAINER = /No such container: /;
+const NO_SUCH_OBJECT = /No such object: /;
+// `get x: no such volume` (20.10 and later daemons), `No such volume: x` (older).
+const NO_SUCH_VOLUME = /: no such volume\b|No such volume: /;
+
+function labelFilters(labels: Labels): string[] {
+  return Object.entries(labels).flatMap(([key, value]) => ['--filter', value === true ? `label=${key}` : `label=${key}=${value}`]);
+}
+
+export class DockerEngine implements Engine {
+  readonly target: EngineTarget | null;
+  readonly runtime: string | null;
+
+  constructor(target: EngineTarget | null, options: { runtime?: string | null } = {}) {
+    this.target = target;
+    this.runtime = options.runtime ?? null;
+  }
+
+  get remote(): boolean {
+    return this.target?.remote ?? false;
+  }
+
+  describe(): string {
+    return this.target ? describeEngine(this.target) : 'the docker engine the shell names';
+  }
+
+  key(): string {
+    return this.target ? targetKey(this.target) : '(shell)';
+  }
+
+  docker(args: string[], options: Omit<DockerOptions, 'target'> = {}): Promise<DockerResult> {
+    return docker(args, { ...options, target: this.target ?? undefined });
+  }
+
+  run(spec: RunSpec, options: Omit<DockerOptions, 'target'> & { detach?: boolean } = {}): Promise<DockerResult> {
+    const { detach, ...rest } = options;
+    return this.docker(['run', ...(detach ? ['--detach'] : []), ...runArgs(spec)], { timeoutMs: quick(), ...rest });
+  }
+
+  async create(spec: RunSpec): Promise<void> {
+    await this.docker(['create', ...runArgs(spec)], { timeoutMs: quick() });
+  }
+
+  exec(container: string, command: string[], options: ExecOptions): Promise<DockerResult> {
+    const { user, workdir, interactive, tty, detach, ...rest } = options;
+    const args = ['exec', '--user', user];
+    if (workdir) args.push('--workdir', workdir);
+    if (interactive || rest.input !== undefined || rest.inputFile !== undefined) args.push('--interactive');
+    if (tty) args.push('--tty');
+    if (detach) args.push('--detach');
+    args.push(container, ...command);
+    return this.docker(args, { timeoutMs: quick(), ...rest, inheritStdio: Boolean(tty) });
+  }
+
+  async copyIn(container: string, folder: string, archive: Buffer): Promise<void> {
+    await this.docker(['cp', '-', `${container}:${folder}`], { input: archive, timeoutMs: quick() });
+  }
+
+  async inspectContainer(ref: string): Promise<ContainerInfo | undefined> {
+    const args = ['container', 'inspect', '--format', '{{json .}}', ref];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode !== 0) {
+      if (NO_SUCH_CONTAINER.test(result.stderr) || NO_SUCH_OBJECT.test(result.stderr)) return undefined;
+      throw connectionError('command-failed', args, result);
+    }
+    return parseDockerJson<ContainerInfo>(args, result);
+  }
+
+  async listContainers(labels: Labels): Promise<ContainerInfo[]> {
+    const ids = (await this.docker(['ps', '--all', '--no-trunc', '--quiet', ...labelFilters(labels)], { timeoutMs: quick() })).stdout
+      .split('\n')
+      .filter(Boolean);
+    if (ids.length === 0) return [];
+    const args = ['container', 'inspect', '--format', '{{json .}}', ...ids];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    // A container removed between the two calls is simply absent.
+    return result.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => parseDockerJson<ContainerInfo>(args, { ...result, stdout: line }));
+  }
+
+  async startContainer(ref: string): Promise<void> {
+    await this.docker(['start', ref], { timeoutMs: quick() });
+  }
+
+  async restartContainer(ref: string): Promise<void> {
+    await this.docker(['restart', '--time', '0', ref], { timeoutMs: quick() });
+  }
+
+  async pauseContainer(ref: string): Promise<void> {
+    await this.docker(['pause', ref], { timeoutMs: quick() });
+  }
+
+  async unpauseContainer(ref: string): Promise<void> {
+    await this.docker(['unpause', ref], { timeoutMs: quick() });
+  }
+
+  async removeContainer(ref: string, options: { force?: boolean } = { force: true }): Promise<boolean> {
+    const args = ['rm', '--volumes', ...(options.force ? ['--force'] : []), ref];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode === 0) return true;
+    if (NO_SUCH_CONTAINER.test(result.stderr)) return false;
+    throw connectionError('command-failed', args, result);
+  }
+
+  async commitContainer(ref: string, tag: string, changes: string[] = []): Promise<string> {
+    const args = ['commit', ...changes.flatMap((change) => ['--change', change]), ref, tag];
+    return (await this.docker(args, { timeoutMs: config.timeouts.buildMs })).stdout.trim();
+  }
+
+  async inspectVolume(name: string): Promise<VolumeInfo | undefined> {
+    const args = ['volume', 'inspect', '--format', '{{json .}}', name];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode !== 0) {
+      if (NO_SUCH_VOLUME.test(result.stderr)) return undefined;
+      throw connectionError('command-failed', args, result);
+    }
+    return parseDockerJson<VolumeInfo>(args, result);
+  }
+
+  async listVolumes(labels: Labels): Promise<VolumeInfo[]> {
+    const args = ['volume', 'ls', '--format', '{{json .}}', ...labelFilters(labels)];
+    const result = await this.docker(args, { timeoutMs: quick() });
+    const names = result.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
+    const volumes: VolumeInfo[] = [];
+    for (const name of names) {
+      const info = await this.inspectVolume(name);
+      if (info) volumes.push(info);
+    }
+    return volumes;
+  }
+
+  async removeVolume(name: string): Promise<boolean> {
+    const args = ['volume', 'rm', name];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode === 0) return true;
+    if (NO_SUCH_VOLUME.test(result.stderr)) return false;
+    throw connectionError('command-failed', args, result);
+  }
+
+  async inspectImage(ref: string): Promise<ImageInfo | undefined> {
+    const args = ['image', 'inspect', '--format', '{{json .}}', ref];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode !== 0) {
+      if (NO_SUCH_IMAGE.test(result.stderr)) return undefined;
+      throw connectionError('command-failed', args, result);
+    }
+    return parseDockerJson<ImageInfo>(args, result);
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    return (await this.inspectImage(ref)) !== undefined;
+  }
+
+  buildImage(options: BuildOptions): Promise<DockerResult> {
+    const args = ['build', '--force-rm', '-f', options.dockerfile, '-t', options.tag];
+    for (const [key, value] of Object.entries(options.buildArgs ?? {})) args.push('--build-arg', `${key}=${value}`);
+    args.push(...labelArgs(options.labels ?? {}));
+    if (options.network) args.push('--network', options.network);
+    args.push(options.context);
+    return this.docker(args, { stream: options.stream, timeoutMs: config.timeouts.buildMs, env: { DOCKER_BUILDKIT: '0' } });
+  }
+
+  async tagImage(source: string, target: string): Promise<void> {
+    await this.docker(['tag', source, target], { timeoutMs: quick() });
+  }
+
+  async removeImage(ref: string, options: { force?: boolean } = {}): Promise<boolean> {
+    const args = ['image', 'rm', ...(options.force ? ['--force'] : []), ref];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode === 0) return true;
+    if (NO_SUCH_IMAGE.test(result.stderr)) return false;
+    throw connectionError('command-failed', args, result);
+  }
+
+  async serverVersion(timeoutMs = quick()): Promise<ServerVersion> {
+    const args = ['version', '--format', '{{json .Server}}'];
+    return parseDockerJson<ServerVersion>(args, await this.docker(args, { timeoutMs }));
+  }
+
+  async clientVersion(timeoutMs = quick()): Promise<string> {
+    const result = await this.docker(['--version'], { timeoutMs });
+    return /version\s+([^\s,]+)/i.exec(result.stdout)?.[1] ?? result.stdout.trim();
+  }
+}
+
+/** The engine the shell names (DOCKER_CONTEXT / DOCKER_HOST / the current context): where images are built. */
+export const shellEngine: Engine = new DockerEngine(null);
+
+/** The engine at a recorded target (a session's), whatever the shell names now. */
+export function engineFor(target: EngineTarget): Engine {
+  return new DockerEngine(target);
+}

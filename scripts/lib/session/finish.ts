@@ -1,0 +1,51 @@
+// Finishing a session: its work is captured on para/NAME, its container, volume and folder go,
+// and its record stays (finished) until its branch is merged and deleted.
+import { settleJob } from './job.ts';
+import { archivePrefix, sessionPaths } from './paths.ts';
+import { sessionEngine, writeSession, type SessionState } from './store.ts';
+
+import { resolveSession, type Invocation } from './resolve.ts';
+import { captureWork, checkFinishable, retire, savedRefs } from './capture.ts';
+
+export interface FinishResult {
+  name: string;
+  branch: string;
+  committed: boolean;
+  wipRef: string | null;
+  savedRefs: string[];
+  keptFolder: string | null;
+  uncaptured: string[];
+  baseBranch: string | null;
+  mergeHint: string;
+  warnings: string[];
+}
+
+async function finalJob(state: SessionState): Promise<SessionState['job']> {
+  const engine = sessionEngine(state);
+  if (!state.job || !state.container) return state.job;
+  return (await settleJob(engine, state.container, state.job).catch(() => undefined))?.job ?? state.job;
+}
+
+export async function finishSession(cwd: string, name: string, message: string | undefined, invocation: Invocation): Promise<FinishResult> {
+  const resolved = await resolveSession(cwd, name, invocation);
+  const { repo } = resolved;
+  checkFinishable(resolved.state, invocation);
+  const state = { ...resolved.state, job: await finalJob(resolved.state) };
+  const paths = sessionPaths(repo, name);
+  const captured = await captureWork(repo, state, archivePrefix(name), message, invocation);
+  const kept = await retire(repo, state, captured);
+  await writeSession(repo, { ...state, status: 'finished', finishedAt: new Date().toISOString(), pid: undefined });
+  const base = state.baseBranch;
+  return {
+    name,
+    branch: state.branch,
+    committed: captured.wipRef === paths.branch,
+    wipRef: captured.wipRef,
+    savedRefs: savedRefs(captured, paths.ref),
+    keptFolder: kept,
+    uncaptured: captured.snapshot.uncaptured,
+    baseBranch: base,
+    mergeHint: base ? `git switch ${base} && git merge ${state.branch}` : `git merge ${state.branch}`,
+    warnings: captured.warnings,
+  };
+}

@@ -1,0 +1,295 @@
+// What is there: every session of the repository with its live state, grouped by the engine it
+// lives on, and the containers and volumes labelled for the repository that belong to none.
+import { labels } from '../config.ts';
+import { DockerError } from '../engine/docker.ts';
+import { engineFor, type ContainerInfo, type Engine, type VolumeInfo } from '../engine/engine.ts';
+import { errorMessage } from '../errors.ts';
+import { git } from '../git.ts';
+import { exec } from './container.ts';
+import { ownedBy, repoLabels } from '../repo.ts';
+import { settleJob, type JobProgress } from './job.ts';
+import { sessionPaths } from './paths.ts';
+import type { Repo } from '../repo.ts';
+import { branchTip } from './resources.ts';
+import { currentDockerContext, describeEngine, resolveEngine, targetKey, type EngineTarget } from '../engine/target.ts';
+import { proxyHealth, type ProxyHealth } from '../egress/proxy.ts';
+import { recordedEgress, type EgressState } from '../egress/rules.ts';
+import { mirrorVolume } from './transport.ts';
+import { engineOf, listSessions, writeSession, type SessionState, type StateProblem } from './store.ts';
+import { plantedGit, syncSession } from './sync.ts';
+
+export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none' | 'unreachable';
+
+export interface SessionView {
+  name: string;
+  status: SessionState['status'];
+  branch: string;
+  /** The branch's commit on the host after this look (the agent's commits are brought back first). */
+  head: string | null;
+  worktree: string;
+  container: string | null;
+  containerState: ContainerState;
+  image: string | null;
+  network: string | null;
+  /** How the agent reaches the outside, and (allowlist) whether its proxy works. */
+  egress: (EgressState & { proxy: ProxyHealth | null }) | null;
+  /** The engine it lives on; null: the default engine. */
+  engine: EngineTarget | null;
+  limits: SessionState['limits'];
+  /** null when unknown (worktree gone, or the container cannot say). */
+  uncommittedChanges: boolean | null;
+  createdAt: string;
+  ageSeconds: number;
+  prompt: string | null;
+  job: (SessionState['job'] & { state: JobProgress['state']; reason?: string }) | null;
+  /** Set when the session's container is gone: an orphaned session. */
+  orphan: 'no-container' | null;
+  /** The worktree folder holds a .git that para did not make. */
+  plantedGit: boolean;
+  warnings: string[];
+}
+
+export interface OrphanContainer {
+  id: string;
+  name: string;
+  session: string | null;
+  state: string;
+  /** The engine it is on (a docker context or DOCKER_HOST); null: the default engine. */
+  engine: string | null;
+}
+
+export interface Overview {
+  repo: string;
+  sessions: SessionView[];
+  orphanContainers: OrphanContainer[];
+  orphanVolumes: string[];
+  problems: StateProblem[];
+}
+
+export function containerDisplayName(container: ContainerInfo): string {
+  return container.Name.replace(/^\//, '') || container.Id.slice(0, 12);
+}
+
+export interface Reconciled {
+  /** Containers labelled for the repository that no live session claims: what clean removes. */
+  unclaimed: ContainerInfo[];
+  /** Volumes labelled for the repository that no live session claims: what clean removes. */
+  unclaimedVolumes: VolumeInfo[];
+  /** Active sessions whose container no longer exists: resume (start) or cancel them. */
+  missing: SessionState[];
+}
+
+/**
+ * The one rule for orphans, used by list, clean and the doctor: a resource is claimed by a
+ * session that is not finished and whose name it carries (a starting session may not have made
+ * it yet, so it claims by name too).
+ */
+export function reconcile(repo: Repo, states: SessionState[], containers: ContainerInfo[], volumes: VolumeInfo[] = []): Reconciled {
+  const live = new Set(states.filter((s) => s.status !== 'finished').map((s) => s.name));
+  const claims = (session: string | undefined, name: string, kind: 'container' | 'volume') => {
+    if (!session || !live.has(session)) return false;
+    const paths = sessionPaths(repo, session);
+    return (kind === 'container' ? [paths.container, paths.proxy, paths.forwarder] : [paths.volume, paths.egressVolume]).includes(name);
+  };
+  const present = new Set(containers.map(containerDisplayName));
+  return {
+    unclaimed: containers.filter((c) => !claims(c.Config.Labels?.[labels.session], containerDisplayName(c), 'container')),
+    // A remote engine's mirror of the history is claimed while any session there lives.
+    unclaimedVolumes: volumes.filter(
+      (v) =>
+        !claims(v.Labels?.[labels.session] ?? undefined, v.Name, 'volume') &&
+        !(v.Labels?.[labels.role] === 'mirror' && v.Name === mirrorVolume(repo) && live.size > 0),
+    ),
+    missing: states.filter((s) => s.status === 'active' && s.container !== null && !present.has(s.container)),
+  };
+}
+
+async function changesInside(engine: Engine, state: SessionState, repo: Repo, containerState: ContainerState): Promise<boolean | null> {
+  const paths = sessionPaths(repo, state.name);
+  if (containerState === 'running') {
+    // The agent's git answers (its word only: this is display, nothing is decided on it).
+    const result = await exec(engine, paths.container, ['git', 'status', '--porcelain'], { allowFailure: true });
+    return result.exitCode === 0 ? result.stdout.trim().length > 0 : null;
+  }
+  if (!state.container) return (await git(['status', '--porcelain'], { cwd: paths.worktree, allowFailure: true })).stdout.trim().length > 0;
+  // Only the agent's git knows, and it is not running: list never reads the folder itself.
+  return null;
+}
+
+async function view(
+  engine: Engine,
+  repo: Repo,
+  raw: SessionState,
+  byName: Map<string, ContainerInfo>,
+  missing: Set<string>,
+  now: number,
+): Promise<SessionView> {
+  let state = raw;
+  const warnings: string[] = [];
+  const info = state.container ? byName.get(state.container) : undefined;
+  const containerState: ContainerState =
+    state.status === 'finished' || !state.container
+      ? 'none'
+      : !info
+        ? 'missing'
+        : info.State.Paused
+          ? 'paused'
+          : info.State.Running
+            ? 'running'
+            : info.State.Status === 'created'
+              ? 'created'
+              : 'exited';
+  let planted = false;
+  if (state.status === 'active' && state.container) {
+    try {
+      const sync = await syncSession(repo, state);
+      planted = sync.plantedGit;
+      warnings.push(...sync.warnings);
+    } catch (error) {
+      warnings.push(`could not bring the agent's commits back: ${error instanceof Error ? error.message : String(error)}`);
+      planted = await plantedGit(state.worktree);
+    }
+  }
+  let job: SessionView['job'] = null;
+  if (state.job && state.container) {
+    const settled: { job: NonNullable<SessionState['job']>; progress: JobProgress } =
+      state.status === 'finished' && state.job.exitCode === null
+        ? { job: state.job, progress: { state: 'lost', reason: 'the session was finished while it ran' } }
+        : await settleJob(engine, state.container, state.job);
+    if (settled.job !== state.job) {
+      state = { ...state, job: settled.job };
+      await writeSession(repo, state);
+    }
+    const { progress } = settled;
+    job = { ...settled.job, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
+  }
+  if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
+  return {
+    name: state.name,
+    status: state.status,
+    branch: state.branch,
+    head: await branchTip(repo, sessionPaths(repo, state.name).ref),
+    worktree: state.worktree,
+    container: state.container,
+    containerState,
+    image: state.image,
+    network: state.network,
+    egress: state.container ? egressView(repo, state, byName) : null,
+    engine: state.engine ?? null,
+    limits: state.limits,
+    uncommittedChanges: state.status === 'finished' ? null : await changesInside(engine, state, repo, containerState).catch(() => null),
+    createdAt: state.createdAt,
+    ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
+    prompt: state.prompt,
+    job,
+    orphan: missing.has(state.name) ? 'no-container' : null,
+    plantedGit: planted,
+    warnings,
+  };
+}
+
+function egressView(repo: Repo, state: SessionState, byName: Map<string, ContainerInfo>): SessionView['egress'] {
+  const egress = recordedEgress(state);
+  if (egress.mode !== 'allowlist' || state.status === 'finished') return { ...egress, proxy: null };
+  const paths = sessionPaths(repo, state.name);
+  return { ...egress, proxy: proxyHealth(byName.get(paths.container), byName.get(paths.proxy), byName.get(paths.forwarder)) };
+}
+
+/** The engines a repository's sessions live on, with the shell's own first, each with its sessions. */
+export interface EngineGroup {
+  /** The engine, with the target it was reached at. */
+  engine: Engine & { target: EngineTarget };
+  states: SessionState[];
+  containers: ContainerInfo[];
+  volumes: VolumeInfo[];
+  /** Why the engine could not be asked, when it could not. */
+  unreachable: string | null;
+}
+
+/** Groups the sessions by engine and lists, on each, the containers and volumes labelled for the repository. */
+export async function engineGroups(repo: Repo, states: SessionState[]): Promise<EngineGroup[]> {
+  const groups = new Map<string, EngineGroup>();
+  const add = (target: EngineTarget) => {
+    const key = targetKey(target);
+    if (!groups.has(key))
+      groups.set(key, { engine: engineFor(target) as Engine & { target: EngineTarget }, states: [], containers: [], volumes: [], unreachable: null });
+    return groups.get(key)!;
+  };
+  add(resolveEngine({ current: currentDockerContext() }));
+  for (const state of states) add(engineOf(state)).states.push(state);
+  await Promise.all(
+    [...groups.values()].map(async (group) => {
+      try {
+        const { engine } = group;
+        const [containers, volumes] = await Promise.all([engine.listContainers(repoLabels(repo.root)), engine.listVolumes(repoLabels(repo.root))]);
+        // Another repository at the same path (another machine on a shared engine) is not this one.
+        group.containers = containers.filter((c) => ownedBy(c.Config.Labels, repo));
+        group.volumes = volumes.filter((v) => ownedBy(v.Labels, repo));
+      } catch (error) {
+        // Only an engine some session lives on must answer; the shell's own may be down. A bad
+        // setting is not an engine's fault: it stops the command.
+        if (!(error instanceof DockerError)) throw error;
+        group.unreachable = errorMessage(error);
+      }
+    }),
+  );
+  return [...groups.values()];
+}
+
+function unreachableView(state: SessionState, why: string, now: number): SessionView {
+  return {
+    name: state.name,
+    status: state.status,
+    branch: state.branch,
+    head: null,
+    worktree: state.worktree,
+    container: state.container,
+    containerState: state.container && state.status !== 'finished' ? 'unreachable' : 'none',
+    image: state.image,
+    network: state.network,
+    egress: state.container ? { ...recordedEgress(state), proxy: null } : null,
+    engine: state.engine ?? null,
+    limits: state.limits,
+    uncommittedChanges: null,
+    createdAt: state.createdAt,
+    ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
+    prompt: state.prompt,
+    job: state.job ? { ...state.job, state: 'lost', reason: 'its engine cannot be reached' } : null,
+    orphan: null,
+    plantedGit: false,
+    warnings: [`its engine (${describeEngine(engineOf(state))}) cannot be reached: ${why}`],
+  };
+}
+
+/** Every session of the repository with its live state, on every engine it uses, and what belongs to none. */
+export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
+  const { sessions: states, problems } = await listSessions(repo);
+  const groups = await engineGroups(repo, states);
+  const sessions: SessionView[] = [];
+  const orphanContainers: OrphanContainer[] = [];
+  const orphanVolumes: string[] = [];
+  for (const group of groups) {
+    if (group.unreachable) {
+      for (const state of group.states) sessions.push(unreachableView(state, group.unreachable, now));
+      continue;
+    }
+    const byName = new Map(group.containers.map((c) => [containerDisplayName(c), c]));
+    // Only this engine's sessions claim what is on it.
+    const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, group.states, group.containers, group.volumes);
+    const missingNames = new Set(missing.map((s) => s.name));
+    sessions.push(...(await Promise.all(group.states.map((state) => view(group.engine, repo, state, byName, missingNames, now)))));
+    const where = group.engine.target.context ?? group.engine.target.host;
+    orphanContainers.push(
+      ...unclaimed.map((c) => ({
+        id: c.Id.slice(0, 12),
+        name: containerDisplayName(c),
+        session: c.Config.Labels?.[labels.session] ?? null,
+        state: c.State.Status,
+        engine: where,
+      })),
+    );
+    orphanVolumes.push(...unclaimedVolumes.map((v) => v.Name));
+  }
+  sessions.sort((a, b) => a.name.localeCompare(b.name));
+  return { repo: repo.root, sessions, orphanContainers, orphanVolumes, problems };
+}
