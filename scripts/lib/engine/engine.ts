@@ -177,14 +177,8 @@ export class DockerEngine implements Engine {
     await this.docker(['cp', '-', `${container}:${folder}`], { input: archive, timeoutMs: quick() });
   }
 
-  async inspectContainer(ref: string): Promise<ContainerInfo | undefined> {
-    const args = ['container', 'inspect', '--format', '{{json .}}', ref];
-    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
-    if (result.exitCode !== 0) {
-      if (NO_SUCH_CONTAINER.test(result.stderr) || NO_SUCH_OBJECT.test(result.stderr)) return undefined;
-      throw connectionError('command-failed', args, result);
-    }
-    return parseDockerJson<ContainerInfo>(args, result);
+  inspectContainer(ref: string): Promise<ContainerInfo | undefined> {
+    return this.inspect<ContainerInfo>('container', ref, [NO_SUCH_CONTAINER, NO_SUCH_OBJECT]);
   }
 
   async listContainers(labels: Labels): Promise<ContainerInfo[]> {
@@ -199,6 +193,15 @@ export class DockerEngine implements Engine {
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => parseDockerJson<ContainerInfo>(args, { ...result, stdout: line }));
+  }
+
+  /** One object's JSON; undefined when docker says it does not exist, any other failure throws. */
+  private async inspect<T>(kind: 'container' | 'volume' | 'image', ref: string, notFound: RegExp[]): Promise<T | undefined> {
+    const args = [kind, 'inspect', '--format', '{{json .}}', ref];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode === 0) return parseDockerJson<T>(args, result);
+    if (notFound.some((pattern) => pattern.test(result.stderr))) return undefined;
+    throw connectionError('command-failed', args, result);
   }
 
   async startContainer(ref: string): Promise<void> {
@@ -230,14 +233,8 @@ export class DockerEngine implements Engine {
     return (await this.docker(args, { timeoutMs: config.timeouts.buildMs })).stdout.trim();
   }
 
-  async inspectVolume(name: string): Promise<VolumeInfo | undefined> {
-    const args = ['volume', 'inspect', '--format', '{{json .}}', name];
-    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
-    if (result.exitCode !== 0) {
-      if (NO_SUCH_VOLUME.test(result.stderr)) return undefined;
-      throw connectionError('command-failed', args, result);
-    }
-    return parseDockerJson<VolumeInfo>(args, result);
+  inspectVolume(name: string): Promise<VolumeInfo | undefined> {
+    return this.inspect<VolumeInfo>('volume', name, [NO_SUCH_VOLUME]);
   }
 
   async listVolumes(labels: Labels): Promise<VolumeInfo[]> {
@@ -263,14 +260,8 @@ export class DockerEngine implements Engine {
     throw connectionError('command-failed', args, result);
   }
 
-  async inspectImage(ref: string): Promise<ImageInfo | undefined> {
-    const args = ['image', 'inspect', '--format', '{{json .}}', ref];
-    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
-    if (result.exitCode !== 0) {
-      if (NO_SUCH_IMAGE.test(result.stderr)) return undefined;
-      throw connectionError('command-failed', args, result);
-    }
-    return parseDockerJson<ImageInfo>(args, result);
+  inspectImage(ref: string): Promise<ImageInfo | undefined> {
+    return this.inspect<ImageInfo>('image', ref, [NO_SUCH_IMAGE]);
   }
 
   async imageExists(ref: string): Promise<boolean> {
