@@ -7,7 +7,7 @@ import { overview, type SessionView } from './lib/session/list.ts';
 const USAGE = `Usage: ${invocation('list')} [--json]
 
 Every session of the repository containing the current folder: status, container state
-(running, exited, missing), egress (allowlist, with its proxy's health; OPEN; none), branch, uncommitted changes, age, background job, limits. The
+(running, exited, missing; with its runtime when not the engine's default, e.g. runsc), egress (allowlist, with its proxy's health; OPEN; none), branch, uncommitted changes, age, background job, limits. The
 agent's commits are brought to para/NAME first. Containers and volumes labelled for this
 repository that belong to no session are orphans (clean removes them); a session whose container
 is gone is marked (start it again to re-create the container, or cancel it).`;
@@ -36,7 +36,8 @@ function row(s: SessionView): string[] {
       : s.egress.mode === 'allowlist' && s.egress.proxy && s.egress.proxy !== 'running'
         ? `allowlist (proxy ${s.egress.proxy})`
         : s.egress.mode;
-  return [s.name, s.status, s.containerState, egress, s.branch, changes, age(s.ageSeconds), note];
+  const container = s.runtime ? `${s.containerState} (${s.runtime})` : s.containerState;
+  return [s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
 }
 
 function table(rows: string[][]): string {

@@ -40,6 +40,8 @@ Options:
   --engine MODE        local (the engine sees this machine's files: the folder is bind-mounted) or
                        remote (no bind mount: history and work move as git bundles). Default: local
                        for the default engine and its socket, remote for any other context or host
+  --runtime NAME       the OCI runtime of the session container, e.g. runsc (gVisor: a kernel of the
+                       sandbox's own); default PARA_RUNTIME, else the engine's. A session keeps it
   --memory SIZE        memory limit (default ${config.limits.memory}; PARA_MEMORY)
   --cpus N             CPU limit (default ${config.limits.cpus}; PARA_CPUS)
   --pids-limit N       process limit (default ${config.limits.pidsLimit}; PARA_PIDS_LIMIT)
@@ -64,6 +66,7 @@ function summary(result: StartResult): Record<string, unknown> {
     network: s.network,
     egress: s.egress ?? null,
     engine: s.engine ?? null,
+    runtime: s.runtime ?? null,
     limits: s.limits,
     status: s.status,
     prompt: s.prompt,
@@ -107,7 +110,7 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine'],
+    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
     repeatable: ['allow'],
     boolean: ['container', 'detach', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
@@ -164,6 +167,9 @@ async function main(argv: string[]): Promise<number> {
     allow: egress.allow,
     engine: resolveEngine({ context: args.context || undefined, mode: args.engine || undefined, current: currentDockerContext() }),
     engineExplicit: Boolean(args.context || args.engine),
+    // PARA_RUNTIME is a default for container sessions; --runtime is asked for.
+    runtime: args.runtime || (args.container ? process.env.PARA_RUNTIME || null : null),
+    runtimeExplicit: Boolean(args.runtime),
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     command: command.length ? command : undefined,

@@ -112,6 +112,8 @@ export interface Engine {
   serverVersion(timeoutMs?: number): Promise<ServerVersion>;
   /** The client's own version; does not contact the engine. */
   clientVersion(timeoutMs?: number): Promise<string>;
+  /** The OCI runtimes the engine offers (runc, and runsc when gVisor is registered). */
+  runtimes(): Promise<string[]>;
 }
 
 const quick = () => config.timeouts.dockerQuickMs;
@@ -294,6 +296,11 @@ export class DockerEngine implements Engine {
     return parseDockerJson<ServerVersion>(args, await this.docker(args, { timeoutMs }));
   }
 
+  async runtimes(): Promise<string[]> {
+    const args = ['info', '--format', '{{json .Runtimes}}'];
+    return Object.keys(parseDockerJson<Record<string, unknown>>(args, await this.docker(args, { timeoutMs: quick() })) ?? {}).sort();
+  }
+
   async clientVersion(timeoutMs = quick()): Promise<string> {
     const result = await this.docker(['--version'], { timeoutMs });
     return /version\s+([^\s,]+)/i.exec(result.stdout)?.[1] ?? result.stdout.trim();
@@ -304,6 +311,6 @@ export class DockerEngine implements Engine {
 export const shellEngine: Engine = new DockerEngine(null);
 
 /** The engine at a recorded target (a session's), whatever the shell names now. */
-export function engineFor(target: EngineTarget): Engine {
-  return new DockerEngine(target);
+export function engineFor(target: EngineTarget, options: { runtime?: string | null } = {}): Engine {
+  return new DockerEngine(target, options);
 }

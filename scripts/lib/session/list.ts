@@ -35,6 +35,8 @@ export interface SessionView {
   egress: (EgressState & { proxy: ProxyHealth | null }) | null;
   /** The engine it lives on; null: the default engine. */
   engine: EngineTarget | null;
+  /** The OCI runtime of its container (runsc: gVisor); null: the engine's default. */
+  runtime: string | null;
   limits: SessionState['limits'];
   /** null when unknown (worktree gone, or the container cannot say). */
   uncommittedChanges: boolean | null;
@@ -176,6 +178,7 @@ async function view(
     network: state.network,
     egress: state.container ? egressView(repo, state, byName) : null,
     engine: state.engine ?? null,
+    runtime: state.runtime ?? null,
     limits: state.limits,
     uncommittedChanges: state.status === 'finished' ? null : await changesInside(engine, state, repo, containerState).catch(() => null),
     createdAt: state.createdAt,
@@ -249,6 +252,7 @@ function unreachableView(state: SessionState, why: string, now: number): Session
     network: state.network,
     egress: state.container ? { ...recordedEgress(state), proxy: null } : null,
     engine: state.engine ?? null,
+    runtime: state.runtime ?? null,
     limits: state.limits,
     uncommittedChanges: null,
     createdAt: state.createdAt,

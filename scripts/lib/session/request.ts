@@ -10,7 +10,7 @@ import { imageUserIds } from '../image/build.ts';
 import type { ContainerSpec } from './container.ts';
 import { sessionPaths, validateSessionName } from './paths.ts';
 import type { Repo } from '../repo.ts';
-import type { Limits, SessionState } from './store.ts';
+import { RUNTIME_NAME, type Limits, type SessionState } from './store.ts';
 import type { PreparedEgress } from './egress.ts';
 import type { EgressMode } from '../egress/rules.ts';
 import { transportFor } from './transport.ts';
@@ -35,6 +35,10 @@ export interface StartRequest {
   engine: EngineTarget;
   /** Whether the engine was named explicitly (--context, --engine): a resume on another engine is then refused. */
   engineExplicit: boolean;
+  /** The OCI runtime for the session container (--runtime, PARA_RUNTIME; runsc: gVisor); null: the engine's default. */
+  runtime: string | null;
+  /** Whether --runtime was given (a resume refuses to change it). */
+  runtimeExplicit: boolean;
   limits: Limits;
   detach: boolean;
   /** `-- CMD ARGS`: run this instead of claude. */
@@ -118,6 +122,10 @@ export function checkRequest(request: StartRequest): void {
       'use none, or a docker network of your own',
     );
   }
+  if (request.runtime !== null && !RUNTIME_NAME.test(request.runtime)) {
+    throw new UsageError(`--runtime ${JSON.stringify(request.runtime)} is not a runtime name`, 'give the name the engine registers it under, such as runsc');
+  }
+  if (request.runtime !== null && !request.container) throw new UsageError('--runtime needs --container');
   // Settings from the environment are read now, so a bad one stops the start before anything is made.
   void [config.timeouts.dockerQuickMs, config.timeouts.buildMs, config.limits.pidsLimit];
   if (!request.container && request.command?.length) throw new UsageError('a command after -- needs --container');

@@ -44,6 +44,19 @@ import {
 import { resume } from './resume.ts';
 
 /** What a start needs before it makes anything; a resume prepares its own egress. */
+/** A session's runtime must be one the engine offers: never a silent fallback to the default. */
+async function requireRuntime(engine: Engine, runtime: string): Promise<void> {
+  const offered = await engine.runtimes();
+  if (offered.includes(runtime)) return;
+  throw new ParaError(`${engine.describe()} has no runtime ${runtime} (it offers ${offered.join(', ') || 'none'})`, {
+    code: 'runtime-missing',
+    hint:
+      runtime === 'runsc'
+        ? 'install gVisor (Debian/Ubuntu: apt install runsc), register it in /etc/docker/daemon.json as {"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=host"]}}}, then reload dockerd (kill -HUP its pid)'
+        : `register ${runtime} with the engine (daemon.json "runtimes"), or start without --runtime`,
+  });
+}
+
 async function checkPreconditions(engine: Engine, request: StartRequest, snapshot: RepoSnapshot, resuming: boolean): Promise<Preconditions> {
   const repo: Repo = { root: snapshot.root, commonDir: snapshot.commonDir };
   if (!snapshot.head) {
@@ -52,6 +65,7 @@ async function checkPreconditions(engine: Engine, request: StartRequest, snapsho
       hint: 'make a first commit (git commit --allow-empty -m "initial"), then start again',
     });
   }
+  if (request.container && engine.runtime) await requireRuntime(engine, engine.runtime);
   // A repository with its own tools (.para/image) gets its own session image (its login from
   // PARA_IMAGE, default para-authenticated), unless --image names another.
   const own =
@@ -94,7 +108,13 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
       container: request.container ? paths.container : null,
       image: request.container ? request.image : null,
       network: request.container ? (request.network ?? null) : null,
-      ...(request.container ? { egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null }, engine: request.engine } : {}),
+      ...(request.container
+        ? {
+            egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null },
+            engine: request.engine,
+            ...(request.runtime ? { runtime: request.runtime } : {}),
+          }
+        : {}),
       limits: request.container ? request.limits : null,
       prompt: request.prompt ?? null,
       createdAt: new Date().toISOString(),
@@ -133,8 +153,16 @@ export async function startSession(request: StartRequest): Promise<StartResult> 
       );
     }
     target = recorded;
+    const runtime = existing.runtime ?? null;
+    if (request.runtimeExplicit && request.runtime !== runtime) {
+      throw new UsageError(
+        `session ${request.name} runs under ${runtime ?? "the engine's default runtime"}; a session keeps its runtime`,
+        'start it again without --runtime, or finish it and start a new session with the runtime you want',
+      );
+    }
+    return startOnEngine(engineFor(target, { runtime }), { ...request, engine: target, runtime }, snapshot, true);
   }
-  return startOnEngine(engineFor(target), { ...request, engine: target }, snapshot, existing !== undefined);
+  return startOnEngine(engineFor(target, { runtime: request.runtime }), { ...request, engine: target }, snapshot, existing !== undefined);
 }
 
 async function startOnEngine(engine: Engine, given: StartRequest, snapshot: RepoSnapshot, resuming: boolean): Promise<StartResult> {

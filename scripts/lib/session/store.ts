@@ -45,6 +45,8 @@ export interface SessionState {
   egress?: EgressState;
   /** The Docker engine the session lives on; absent: the default engine (sessions from before engines were recorded). */
   engine?: EngineTarget;
+  /** The OCI runtime its container runs under (runsc: gVisor); absent: the engine's default. */
+  runtime?: string;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -57,6 +59,9 @@ export interface SessionState {
 
 const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 const STATUSES: SessionStatus[] = ['starting', 'active', 'finished'];
+
+/** A runtime's name as docker registers it. */
+export const RUNTIME_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 function damaged(file: string, why: string): ParaError {
   return new ParaError(`the session state file ${file} is not valid (${why})`, {
@@ -91,6 +96,7 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
     const text = (value: unknown) => value === null || (typeof value === 'string' && value.length > 0 && !value.startsWith('-') && !/[\s]/.test(value));
     if (!e || !text(e.context) || !text(e.host) || typeof e.remote !== 'boolean') throw damaged(file, 'bad engine');
   }
+  if (data.runtime !== undefined && (typeof data.runtime !== 'string' || !RUNTIME_NAME.test(data.runtime))) throw damaged(file, 'bad runtime');
   if (data.egress !== undefined) {
     const e = data.egress;
     const patterns = (list: unknown) => Array.isArray(list) && list.every((h) => typeof h === 'string' && !hostPatternProblem(h));
@@ -106,8 +112,8 @@ export function engineOf(state: Pick<SessionState, 'engine'>): EngineTarget {
 }
 
 /** The engine a session's every docker call goes to, whatever the shell names now. */
-export function sessionEngine(state: Pick<SessionState, 'engine'>): Engine {
-  return engineFor(engineOf(state));
+export function sessionEngine(state: Pick<SessionState, 'engine' | 'runtime'>): Engine {
+  return engineFor(engineOf(state), { runtime: state.runtime ?? null });
 }
 
 export function workTreeOf(state: Pick<SessionState, 'engine' | 'worktree'>): string {
