@@ -64,6 +64,25 @@ export const systemChecks: Check<DoctorContext>[] = [
     },
   },
   {
+    // What the engine can run session containers under; gVisor (runsc) is the second wall.
+    id: 'runtimes',
+    needs: ['docker-daemon'],
+    get deadlineMs() {
+      return deadlines.dockerMs;
+    },
+    run: async (context) => {
+      const offered = await context.engine.runtimes();
+      if (offered.includes('runsc')) return ok(`${offered.join(', ')}: sessions can run under gVisor (start --runtime runsc)`);
+      return ok(
+        `${offered.join(', ') || 'none listed'}; gVisor is not registered. To add it: ${
+          context.platform === 'darwin'
+            ? 'Docker Desktop does not offer runsc; run the engine in a Linux VM with gVisor'
+            : 'apt install runsc, add {"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=host"]}}} to /etc/docker/daemon.json, then kill -HUP the dockerd'
+        }`,
+      );
+    },
+  },
+  {
     id: 'git',
     get deadlineMs() {
       return deadlines.localMs;
