@@ -7,6 +7,7 @@ import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { median, timed } from './measure.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
+import { shellEngine } from '../scripts/lib/engine/engine.ts';
 import { imageExists } from '../test/support/verbs.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
@@ -29,7 +30,7 @@ const GOAL = 1.5;
  * What a user would type by hand for a worktree and a container: git worktree add -b, then
  * docker run -d with the folder mounted (and the objects read-only, as para mounts them).
  */
-async function rawStart(repo: TestRepo, image: string, name: string, network: string): Promise<void> {
+async function rawStart(repo: TestRepo, image: string, name: string, network: string, runtime?: string): Promise<void> {
   const worktree = path.join(repo.root, '.para', 'worktrees', name);
   const objects = path.join(repo.root, '.git', 'objects');
   await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
@@ -38,6 +39,7 @@ async function rawStart(repo: TestRepo, image: string, name: string, network: st
     'run',
     '-d',
     '--init',
+    ...(runtime ? ['--runtime', runtime] : []),
     '--network',
     network,
     '--name',
@@ -94,6 +96,24 @@ async function proxyMemory(repo: TestRepo): Promise<{ proxy: string; forwarder: 
   return { proxy: proxy.text, forwarder: forwarder.text, count: proxy.count };
 }
 
+/** Median MiB (docker stats) of this repository's idle session containers under a runtime. */
+async function sessionMemory(repo: TestRepo, runtime: string): Promise<string> {
+  const ids = (await docker(['ps', '-q', '--filter', `label=${labels.repo}=${repo.root}`])).stdout.split('\n').filter(Boolean);
+  const chosen: string[] = [];
+  for (const id of ids) {
+    const format = `{{.HostConfig.Runtime}} {{index .Config.Labels "${labels.role}"}}`;
+    const [used, role] = (await docker(['inspect', '--format', format, id])).stdout.trim().split(' ');
+    if (used === runtime && !role) chosen.push(id);
+  }
+  if (!chosen.length) return 'none running';
+  const stats = (await docker(['stats', '--no-stream', '--format', '{{.MemUsage}}', ...chosen])).stdout.split('\n').filter(Boolean);
+  const mib = stats.map((text) => {
+    const [value, unit] = /^([\d.]+)\s*([KMG]i?B)/.exec(text)?.slice(1) ?? ['0', 'MiB'];
+    return Number(value) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 }[unit] ?? 1);
+  });
+  return `${median(mib).toFixed(1)} MiB (${chosen.length} containers)`;
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { string: ['rounds', 'image'], boolean: ['help'], alias: { h: 'help' } });
   if (args.help) {
@@ -145,7 +165,21 @@ async function main(argv: string[]): Promise<number> {
       help.push(await timed(() => startScript(repo, ['--help'])));
       helpTsx.push(await timed(() => startScript(repo, ['--help'], 'tsx')));
     }
+    // gVisor, when the engine offers it: para's start and the raw docker run, each under runsc.
+    const gvisor = (await shellEngine.runtimes()).includes('runsc');
+    const rawRunsc: number[] = [];
+    const startRunsc: number[] = [];
+    if (gvisor) {
+      await rawStart(repo, image, 'warm-raw-runsc', network, 'runsc');
+      await startScript(repo, [...session('warm-runsc'), '--runtime', 'runsc']);
+      for (let round = 0; round < rounds; round += 1) {
+        const runRaw = async () => rawRunsc.push(await timed(() => rawStart(repo, image, `raw-runsc-${round}`, network, 'runsc')));
+        const runStart = async () => startRunsc.push(await timed(() => startScript(repo, [...session(`runsc-${round}`), '--runtime', 'runsc'])));
+        for (const run of round % 2 ? [runRaw, runStart] : [runStart, runRaw]) await run();
+      }
+    }
     const memory = await proxyMemory(repo);
+    const [memoryRunc, memoryRunsc] = await Promise.all([sessionMemory(repo, 'runc'), gvisor ? sessionMemory(repo, 'runsc') : Promise.resolve('')]);
     const ratio = median(start) / median(raw);
     const ratioTsx = median(viaTsx) / median(raw);
     process.stdout.write(
@@ -161,6 +195,16 @@ async function main(argv: string[]): Promise<number> {
         `  ratio via tsx / raw:  ${ratioTsx.toFixed(2)}`,
         `  ratio --egress none / raw: ${(median(none) / median(raw)).toFixed(2)}`,
         `  memory of each session's proxy: ${memory.proxy}; of its forwarder: ${memory.forwarder} (docker stats, ${memory.count} sessions)`,
+        ...(gvisor
+          ? [
+              line('raw under runsc: git worktree add + docker run', rawRunsc),
+              line('start.ts --runtime runsc, default egress', startRunsc),
+              `  ratio start.ts --runtime runsc / start.ts (runc): ${(median(startRunsc) / median(start)).toFixed(2)}`,
+              `  ratio raw runsc / raw runc: ${(median(rawRunsc) / median(raw)).toFixed(2)}`,
+              `  ratio start.ts --runtime runsc / raw runsc: ${(median(startRunsc) / median(rawRunsc)).toFixed(2)}`,
+              `  memory of an idle session container: runc ${memoryRunc}, runsc ${memoryRunsc} (docker stats)`,
+            ]
+          : ['  gVisor (runsc) is not registered with this engine: its figures are left out']),
         '',
       ].join('\n'),
     );

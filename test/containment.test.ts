@@ -57,8 +57,8 @@ function script(t: Target, name: string, args: string[]): Promise<ScriptResult> 
   return runScript(name, args, { cwd: t.repo.root, env: t.repo.env });
 }
 
-async function startAttack(t: Target, name: string, body: string): Promise<void> {
-  const started = await script(t, 'start.ts', [name, '--container', '--detach', '--network', 'none', '--image', IMAGE, '--', 'sh', '-c', body]);
+async function startAttack(t: Target, name: string, body: string, extra: string[] = []): Promise<void> {
+  const started = await script(t, 'start.ts', [name, '--container', '--detach', '--network', 'none', '--image', IMAGE, ...extra, '--', 'sh', '-c', body]);
   assert.is(started.exitCode, 0, started.stderr);
   const follow = await script(t, 'logs.ts', [name, '-f']);
   assert.is(follow.exitCode, 0, `the attack of ${name} failed to run: ${follow.stdout}\n${follow.stderr}`);
@@ -80,7 +80,8 @@ const attack = suite('attacks from inside a session container');
 
 attack.before(image);
 
-attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing on the host, through every para script', async () => {
+/** Planted hooks, fsmonitor, commondir and a .git in the folder, then every para script; under `runtime` when given. */
+async function plantedCodeAttack(runtime?: string): Promise<void> {
   const t = await target();
   const m = t.markers;
   await startAttack(
@@ -103,7 +104,12 @@ attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing
       'printf "* filter=evil diff=evil\\n" > .gitattributes',
       'echo uncommitted > wip.txt',
     ].join(' && '),
+    runtime ? ['--runtime', runtime] : [],
   );
+  if (runtime) {
+    const container = JSON.parse((await script(t, 'list.ts', ['--json'])).stdout).sessions[0].container as string;
+    assert.is((await docker(['inspect', '--format', '{{.HostConfig.Runtime}}', container])).stdout.trim(), runtime);
+  }
   await hostIntact(t);
   for (const [name, args] of [
     ['list.ts', []],
@@ -127,7 +133,11 @@ attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing
   // The folder held the planted .git, so it was kept whole rather than deleted.
   const kept = await fs.readdir(path.join(t.repo.root, '.para', 'kept'));
   assert.is(kept.length, 1);
-});
+}
+
+attack('planted hooks, fsmonitor, commondir and a .git in the folder run nothing on the host, through every para script', () => plantedCodeAttack());
+
+attack('the same planted code under gVisor (--runtime runsc) runs nothing on the host either', () => plantedCodeAttack('runsc'));
 
 attack("the agent's ref games stay in its own repository; host refs outside para/ are unchanged", async () => {
   const t = await target();
