@@ -92,4 +92,35 @@ gvisor('a runtime the engine does not offer is refused with how to add it, and n
   assert.is(bad.exitCode, 2, bad.stderr);
 });
 
+gvisor('under gVisor: no way out but the proxy, links stay links, and cancel loses nothing', async () => {
+  const repo = await makeRepo();
+  const victim = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'para-test-victim-')), 'victim.txt');
+  await fs.writeFile(victim, 'the host file\n');
+  const script = [
+    // No route and no name service: a direct connection fails before anything is sent.
+    "if timeout 5 bash -c 'exec 3<>/dev/tcp/10.255.255.1/443' 2>/dev/null; then echo direct-connected; fi",
+    'if getent hosts example.com >/dev/null 2>&1; then echo dns-answered; fi',
+    `ln -s ${victim} victim-link`,
+    'ln -s /etc etc-link',
+    'echo unsaved > wip.txt',
+    'echo probed',
+  ].join('; ');
+  const started = await start(repo, ['gvc', '--container', '--detach', '--runtime', 'runsc', '--image', SESSION_IMAGE, '--', 'bash', '-c', script]);
+  assert.is(started.exitCode, 0, started.stderr);
+  const follow = await runScript('logs.ts', ['gvc', '--follow'], { cwd: repo.root, env: repo.env });
+  assert.is(follow.exitCode, 0, follow.stderr);
+  assert.match(follow.stdout, 'probed');
+  assert.not.match(follow.stdout, 'direct-connected');
+  assert.not.match(follow.stdout, 'dns-answered');
+  const cancelled = await runScript('cancel.ts', ['gvc', '--json'], { cwd: repo.root, env: repo.env });
+  assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  const archived = (JSON.parse(cancelled.stdout) as { archivedBranch: string }).archivedBranch;
+  assert.is(await repo.git(['show', `${archived}:wip.txt`]), 'unsaved');
+  // The links come back as links (mode 120000), never as what they point at.
+  const tree = await repo.git(['ls-tree', archived, 'victim-link', 'etc-link']);
+  assert.match(tree, /^120000 blob \S+\tetc-link$/m);
+  assert.match(tree, /^120000 blob \S+\tvictim-link$/m);
+  assert.is(await fs.readFile(victim, 'utf8'), 'the host file\n');
+});
+
 gvisor.run();
