@@ -50,10 +50,10 @@ login: node_modules ## log in inside a throwaway container and commit it as para
 doctor: dist/doctor.mjs ## say why a container cannot authenticate (IMAGE, ONLINE=1 for one real request, EGRESS_NETWORK)
 	node dist/doctor.mjs $${IMAGE:+--image "$$IMAGE"} $${ONLINE:+--online} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"}
 
-start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, CONTEXT, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
+start: dist/start.mjs ## start a session: NAME=... and/or PROMPT="..." (REPO, IMAGE, DETACH=1, CONTEXT, RUNTIME, EGRESS, ALLOW="h1 h2", EGRESS_NETWORK, NETWORK, MEMORY, CPUS, PIDS_LIMIT)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/start.mjs" $${NAME:+"$$NAME"} --container \
 	  $${PROMPT:+--prompt "$$PROMPT"} $${IMAGE:+--image "$$IMAGE"} $${DETACH:+--detach} \
-	  $${CONTEXT:+--context "$$CONTEXT"} $${EGRESS:+--egress "$$EGRESS"} $${ALLOW:+--allow "$$ALLOW"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
+	  $${CONTEXT:+--context "$$CONTEXT"} $${RUNTIME:+--runtime "$$RUNTIME"} $${EGRESS:+--egress "$$EGRESS"} $${ALLOW:+--allow "$$ALLOW"} $${EGRESS_NETWORK:+--egress-network "$$EGRESS_NETWORK"} \
 	  $${NETWORK:+--network "$$NETWORK"} $${MEMORY:+--memory "$$MEMORY"} $${CPUS:+--cpus "$$CPUS"} $${PIDS_LIMIT:+--pids-limit "$$PIDS_LIMIT"}
 
 list: dist/list.mjs ## list this repository's sessions
