@@ -36,7 +36,7 @@ function row(s: SessionView): string[] {
       : s.egress.mode === 'allowlist' && s.egress.proxy && s.egress.proxy !== 'running'
         ? `allowlist (proxy ${s.egress.proxy})`
         : s.egress.mode;
-  const container = s.runtime ? `${s.containerState} (${s.runtime})` : s.containerState;
+  const container = s.runtime && s.containerState !== 'none' ? `${s.containerState} (${s.runtime})` : s.containerState;
   return [s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
 }
 

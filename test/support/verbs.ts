@@ -4,7 +4,7 @@ import { shellEngine, type BuildOptions, type Labels } from '../../scripts/lib/e
 
 const e = shellEngine;
 export const inspectImage = (ref: string) => e.inspectImage(ref);
-export const imageExists = (ref: string) => e.imageExists(ref);
+export const imageExists = async (ref: string) => (await e.inspectImage(ref)) !== undefined;
 export const buildImage = (options: BuildOptions) => e.buildImage(options);
 export const tagImage = (source: string, target: string) => e.tagImage(source, target);
 export const removeImage = (ref: string, options?: { force?: boolean }) => e.removeImage(ref, options);

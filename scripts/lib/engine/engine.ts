@@ -7,7 +7,7 @@
 import { config } from '../config.ts';
 import { connectionError, docker, parseDockerJson, type DockerOptions, type DockerResult } from './docker.ts';
 import { labelArgs, runArgs, type RunSpec } from './spec.ts';
-import { describeEngine, targetKey, type EngineTarget } from './target.ts';
+import { describeEngine, type EngineTarget } from './target.ts';
 
 export interface ImageInfo {
   Id: string;
@@ -70,8 +70,6 @@ export interface Engine {
   /** The OCI runtime session containers run under; null: the engine's default. */
   readonly runtime: string | null;
   describe(): string;
-  /** Same key: same engine (for grouping sessions). */
-  key(): string;
 
   /** A raw CLI call on this engine: the escape hatch for what has no verb yet. */
   docker(args: string[], options?: Omit<DockerOptions, 'target'>): Promise<DockerResult>;
@@ -102,7 +100,6 @@ export interface Engine {
   removeVolume(name: string): Promise<boolean>;
 
   inspectImage(ref: string): Promise<ImageInfo | undefined>;
-  imageExists(ref: string): Promise<boolean>;
   buildImage(options: BuildOptions): Promise<DockerResult>;
   tagImage(source: string, target: string): Promise<void>;
   /** false when it did not exist. */
@@ -145,10 +142,6 @@ export class DockerEngine implements Engine {
 
   describe(): string {
     return this.target ? describeEngine(this.target) : 'the docker engine the shell names';
-  }
-
-  key(): string {
-    return this.target ? targetKey(this.target) : '(shell)';
   }
 
   docker(args: string[], options: Omit<DockerOptions, 'target'> = {}): Promise<DockerResult> {
@@ -264,10 +257,6 @@ export class DockerEngine implements Engine {
 
   inspectImage(ref: string): Promise<ImageInfo | undefined> {
     return this.inspect<ImageInfo>('image', ref, [NO_SUCH_IMAGE]);
-  }
-
-  async imageExists(ref: string): Promise<boolean> {
-    return (await this.inspectImage(ref)) !== undefined;
   }
 
   buildImage(options: BuildOptions): Promise<DockerResult> {
