@@ -193,7 +193,8 @@ async function bypasses(session: Session): Promise<string[]> {
   if (!/unreachable/i.test(gateway.stdout)) through.push(`the gateway answered: ${gateway.stdout.trim()}`);
   const lookup = await agent(session, 'getent hosts api.anthropic.com');
   if (lookup.exitCode === 0) through.push(`DNS answered: ${lookup.stdout.trim()}`);
-  const routes = await agent(session, "ip -4 route show; ip -6 route show | grep -v '^fe80\\|^::1\\|^$' || true");
+  // Loopback's own entries do not lead out (gVisor lists its local table here too).
+  const routes = await agent(session, "{ ip -4 route show; ip -6 route show; } | grep -v ' dev lo \\|^fe80\\|^::1\\|^$' || true");
   if (routes.stdout.trim()) through.push(`routes: ${routes.stdout.trim()}`);
   return through;
 }
@@ -205,50 +206,61 @@ egress.before(async () => {
   internet = await setUpInternet();
 });
 
-egress('the allowed host answers through the proxy; the denied one, plain HTTP, port 80 and raw addresses are refused and logged', async () => {
-  const s = await started([]);
-  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/hello'), '200');
-  assert.match(await requests(internet.api), 'GET /hello');
-  assert.match(await fetchFromInside(s, 'https://evil.example/steal'), /failed: .*403/);
-  assert.match(await fetchFromInside(s, 'http://api.anthropic.com/plain'), '403');
-  assert.match(await fetchFromInside(s, 'https://api.anthropic.com:80/', '--proxytunnel'), /failed: .*403/);
-  assert.match(await fetchFromInside(s, `https://${internet.api.ip}/`, '-k'), /failed: .*403/);
-  const log = await proxyLog(s);
-  assert.match(log, /CONNECT evil\.example:443 403 TCP_DENIED refused:host-not-in-allowlist/);
-  assert.match(log, /GET http:\/\/api\.anthropic\.com\/plain 403 TCP_DENIED refused:only-CONNECT-is-allowed/);
-  assert.match(log, /CONNECT api\.anthropic\.com:80 403 TCP_DENIED refused:only-port-443/);
-  assert.match(log, new RegExp(`CONNECT ${internet.api.ip.replace(/\./g, '\\.')}:443 403 TCP_DENIED refused:host-not-in-allowlist`));
-  assert.is(await requests(internet.evil), '', 'the denied server saw a request');
-});
+// The core of the suite runs twice: on the engine's default runtime and with the session container
+// under gVisor (--runtime runsc; the proxy and forwarder stay on runc in its network namespace).
+for (const runtime of ['default', 'runsc']) {
+  const extra = runtime === 'runsc' ? ['--runtime', 'runsc'] : [];
+  const under = runtime === 'runsc' ? ' (under gVisor)' : '';
+  const tag = runtime;
 
-egress('no way around the proxy: no route, no DNS, no IPv6, no capabilities, no sudo', async () => {
-  const s = await started([]);
-  assert.equal(await bypasses(s), []);
-  assert.is((await agent(s, 'ls /sys/class/net')).stdout.trim(), 'lo');
-  const route = await agent(s, `ip route add default via ${internet.gateway} 2>&1`);
-  assert.is.not(route.exitCode, 0);
-  assert.match(route.stdout, /Operation not permitted|RTNETLINK/);
-  const flush = await agent(s, 'iptables -F 2>&1');
-  assert.is.not(flush.exitCode, 0);
-  const sudo = await agent(s, 'sudo -n true 2>&1');
-  assert.is.not(sudo.exitCode, 0);
-  const status = await agent(s, 'grep -E "^(CapEff|NoNewPrivs)" /proc/self/status');
-  assert.match(status.stdout, /CapEff:\s+0000000000000000/);
-  assert.match(status.stdout, /NoNewPrivs:\s+1/);
-  // The proxy's own configuration is out of reach: no volume of it is mounted into the session.
-  const mounts = (await docker(['inspect', '--format', '{{json .Mounts}}', s.container])).stdout;
-  assert.not.match(mounts, '-egress"', 'the proxy volume is mounted in the session');
-  assert.is(await requests(internet.evil), '');
-});
+  egress(`the allowed host answers through the proxy; the denied one, plain HTTP, port 80 and raw addresses are refused and logged${under}`, async () => {
+    const s = await started(extra);
+    if (runtime === 'runsc') assert.is((await docker(['inspect', '--format', '{{.HostConfig.Runtime}}', s.container])).stdout.trim(), 'runsc');
+    assert.is(await fetchFromInside(s, `https://api.anthropic.com/hello-${tag}`), '200');
+    assert.match(await requests(internet.api), `GET /hello-${tag}`);
+    assert.match(await fetchFromInside(s, 'https://evil.example/steal'), /failed: .*403/);
+    assert.match(await fetchFromInside(s, 'http://api.anthropic.com/plain'), '403');
+    assert.match(await fetchFromInside(s, 'https://api.anthropic.com:80/', '--proxytunnel'), /failed: .*403/);
+    assert.match(await fetchFromInside(s, `https://${internet.api.ip}/`, '-k'), /failed: .*403/);
+    const log = await proxyLog(s);
+    assert.match(log, /CONNECT evil\.example:443 403 TCP_DENIED refused:host-not-in-allowlist/);
+    assert.match(log, /GET http:\/\/api\.anthropic\.com\/plain 403 TCP_DENIED refused:only-CONNECT-is-allowed/);
+    assert.match(log, /CONNECT api\.anthropic\.com:80 403 TCP_DENIED refused:only-port-443/);
+    assert.match(log, new RegExp(`CONNECT ${internet.api.ip.replace(/\./g, '\\.')}:443 403 TCP_DENIED refused:host-not-in-allowlist`));
+    assert.is(await requests(internet.evil), '', 'the denied server saw a request');
+  });
 
-egress('a denied name is refused before any lookup; an allowed one is resolved (the DNS server is the witness)', async () => {
-  const s = await started(['--allow', 'probe-allowed.para-test']);
-  assert.match(await fetchFromInside(s, 'https://probe-denied.para-test/'), /failed: .*403/);
-  assert.match(await fetchFromInside(s, 'https://probe-allowed.para-test/', '-k'), /^(200|failed)/);
-  const queries = await dnsQueries();
-  assert.match(queries, 'query[A] probe-allowed.para-test', 'the allowed name was never resolved: the witness does not work');
-  assert.not.match(queries, 'probe-denied.para-test');
-});
+  egress(`no way around the proxy: no route, no DNS, no IPv6, no capabilities, no sudo${under}`, async () => {
+    const s = await started(extra);
+    assert.equal(await bypasses(s), []);
+    // The interfaces, from /proc/net/dev (gVisor has no /sys/class/net): loopback only.
+    assert.is((await agent(s, 'awk -F: \'NR > 2 { gsub(/ /, "", $1); print $1 }\' /proc/net/dev')).stdout.trim(), 'lo');
+    const route = await agent(s, `ip route add default via ${internet.gateway} 2>&1`);
+    assert.is.not(route.exitCode, 0);
+    assert.match(route.stdout, /Operation not permitted|RTNETLINK/);
+    const flush = await agent(s, 'iptables -F 2>&1');
+    assert.is.not(flush.exitCode, 0);
+    const sudo = await agent(s, 'sudo -n true 2>&1');
+    assert.is.not(sudo.exitCode, 0);
+    // no_new_privs asked of the kernel itself (prctl): gVisor's /proc/self/status has no NoNewPrivs line.
+    const status = await agent(s, 'grep "^CapEff" /proc/self/status; setpriv --dump 2>/dev/null | grep no_new_privs');
+    assert.match(status.stdout, /CapEff:\s+0000000000000000/);
+    assert.match(status.stdout, /no_new_privs: 1/);
+    // The proxy's own configuration is out of reach: no volume of it is mounted into the session.
+    const mounts = (await docker(['inspect', '--format', '{{json .Mounts}}', s.container])).stdout;
+    assert.not.match(mounts, '-egress"', 'the proxy volume is mounted in the session');
+    assert.is(await requests(internet.evil), '');
+  });
+
+  egress(`a denied name is refused before any lookup; an allowed one is resolved (the DNS server is the witness)${under}`, async () => {
+    const s = await started([...extra, '--allow', `probe-allowed-${tag}.para-test`]);
+    assert.match(await fetchFromInside(s, `https://probe-denied-${tag}.para-test/`), /failed: .*403/);
+    assert.match(await fetchFromInside(s, `https://probe-allowed-${tag}.para-test/`, '-k'), /^(200|failed)/);
+    const queries = await dnsQueries();
+    assert.match(queries, `query[A] probe-allowed-${tag}.para-test`, 'the allowed name was never resolved: the witness does not work');
+    assert.not.match(queries, `probe-denied-${tag}.para-test`);
+  });
+}
 
 egress('names that resolve to the Docker host, loopback or link-local are refused even when allowed', async () => {
   const names = ['gw.para-test', 'idle-bridge.para-test', 'lo.para-test', 'll.para-test', ...(hostIPv4() ? ['hostaddr.para-test'] : [])];

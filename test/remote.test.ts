@@ -4,6 +4,7 @@
 // no session container may have a bind mount, and the work must still come back.
 import { execa } from 'execa';
 import fs from 'fs-extra';
+import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -139,6 +140,38 @@ onRemote('by prompt through DOCKER_HOST, then cancel keeps the work and clean re
   assert.is(cleaned.exitCode, 0, cleaned.stderr);
   assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
   assert.is((await remote(['volume', 'ls', '-q', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '');
+});
+
+onRemote('under gVisor on the remote engine (--runtime runsc): default egress, the job, its commit, list, resume and finish', async () => {
+  if (!root) return;
+  const offered = (await remote(['info', '--format', '{{json .Runtimes}}'])).stdout;
+  assert.match(offered, '"runsc"', 'the second engine offers no runsc: .ci/run installs it, and privateEngine() registers it');
+  const repo = await makeRepo();
+  // The job proves its kernel is not the host's and that the proxy answers through the forwarder.
+  const probe = `for i in $(seq 20); do r=$(exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\n\\r\\n' >&3 && timeout 5 head -n 1 <&3 2>/dev/null); case "$r" in HTTP*) break;; esac; sleep 0.3; done; echo "proxy: $r"`;
+  const body = `uname -r > kernel.txt && git add kernel.txt && git commit -qm gvisor-remote && ${probe}`;
+  const ctx = ['--container', '--detach', '--context', CONTEXT, '--runtime', 'runsc', '--image', SESSION_IMAGE];
+  const started = await para(repo, 'start.ts', ['gvr', ...ctx, '--', 'bash', '-c', body]);
+  assert.is(started.exitCode, 0, started.stderr);
+  const paths = sessionPaths({ root: repo.root, commonDir: '' }, 'gvr');
+  assert.is((await remote(['inspect', '--format', '{{.HostConfig.Runtime}}', paths.container])).stdout.trim(), 'runsc');
+  assert.is.not((await remote(['inspect', '--format', '{{.HostConfig.Runtime}}', paths.forwarder])).stdout.trim(), 'runsc');
+  const logs = await para(repo, 'logs.ts', ['gvr', '-f']);
+  assert.is(logs.exitCode, 0, logs.stderr);
+  assert.match(logs.stdout, /proxy: HTTP\/1\.[01] 403/);
+  assert.equal(await bindMounts(repo), [], 'a session container on the remote engine has a bind mount');
+  const kernel = (await repo.git(['show', 'para/gvr:kernel.txt'])).trim();
+  assert.ok(kernel.length > 0);
+  assert.is.not(kernel, os.release(), 'the remote session saw the host kernel');
+  const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as { sessions: Array<{ name: string; runtime: string | null }> };
+  assert.is(listed.sessions.find((x) => x.name === 'gvr')?.runtime, 'runsc');
+  const resumed = await para(repo, 'start.ts', ['gvr', '--container', '--detach', '--', 'true']);
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  assert.is((await remote(['inspect', '--format', '{{.HostConfig.Runtime}}', paths.container])).stdout.trim(), 'runsc');
+  const finished = await para(repo, 'finish.ts', ['gvr', '-m', 'done']);
+  assert.is(finished.exitCode, 0, finished.stderr);
+  assert.is(await repo.git(['log', '-1', '--format=%s', 'para/gvr']), 'gvisor-remote');
+  assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'finish left a container');
 });
 
 onRemote('the engine killed in the middle of a start: nothing half-made is left once it is back', async () => {

@@ -25,12 +25,30 @@ export interface PrivateEngine {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Creates (and starts) a private engine, removed with everything under it when the test process ends. */
+/**
+ * Creates (and starts) a private engine, removed with everything under it when the test process
+ * ends. Its configuration is its own file (never the machine's /etc/docker/daemon.json); it offers
+ * gVisor's runsc, registered as .ci/run registers it, when `runsc` is on PATH.
+ */
 export async function privateEngine(): Promise<PrivateEngine> {
   // Short paths: containerd's sockets live under the exec root, and unix socket paths are short.
   const dir = await fs.mkdtemp('/tmp/pe-');
   const socket = path.join(dir, 'docker.sock');
-  const args = ['--host', `unix://${socket}`, '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'x'), '--pidfile', path.join(dir, 'pid')];
+  const runsc = (await execa('sh', ['-c', 'command -v runsc'], { reject: false })).stdout.trim();
+  const config = path.join(dir, 'daemon.json');
+  await fs.writeJson(config, runsc ? { runtimes: { runsc: { path: runsc, runtimeArgs: ['--network=host'] } } } : {});
+  const args = [
+    '--host',
+    `unix://${socket}`,
+    '--config-file',
+    config,
+    '--data-root',
+    path.join(dir, 'data'),
+    '--exec-root',
+    path.join(dir, 'x'),
+    '--pidfile',
+    path.join(dir, 'pid'),
+  ];
   args.push('--bridge=none', '--iptables=false', '--ip-forward=false', '--ip-masq=false');
   const log = path.join(dir, 'dockerd.log');
   let daemon: ResultPromise | undefined;
