@@ -9,10 +9,13 @@ const COMMANDS: Array<{ name: string; script: () => Promise<unknown>; summary: s
   { name: 'start', script: () => import('./start.ts'), summary: 'start or resume a session: para start NAME|"PROMPT" --container' },
   { name: 'list', script: () => import('./list.ts'), summary: "list this repository's sessions" },
   { name: 'logs', script: () => import('./logs.ts'), summary: "show a background job's output (-f follows it)" },
+  { name: 'diff', script: () => import('./diff.ts'), summary: 'show what a session changed, uncommitted files included' },
+  { name: 'log', script: () => import('./log.ts'), summary: "list a session's commits since it started" },
   { name: 'sync', script: () => import('./sync.ts'), summary: "bring a session's commits to para/NAME" },
   { name: 'finish', script: () => import('./finish.ts'), summary: 'keep the work on para/NAME and remove the session' },
   { name: 'cancel', script: () => import('./cancel.ts'), summary: 'archive the work and remove the session' },
   { name: 'clean', script: () => import('./clean.ts'), summary: "remove this repository's orphaned containers and volumes" },
+  { name: 'mcp', script: () => import('./mcp.ts'), summary: 'serve the session verbs as MCP tools (mcp install: add it to .mcp.json)' },
   { name: 'doctor', script: () => import('./doctor.ts'), summary: 'say why a container cannot authenticate' },
 ];
 
