@@ -14,7 +14,7 @@ SOURCES := $(wildcard scripts/*.ts scripts/lib/*.ts scripts/lib/*/*.ts)
 BUNDLES := $(patsubst scripts/%.ts,dist/%.mjs,$(wildcard scripts/*.ts))
 
 .PHONY: help install build image login doctor test check typecheck lint format bench bench-remote bench-doctor base-image \
-        start list logs sync finish cancel clean-sessions
+        start list logs sync diff log mcp-install finish cancel clean-sessions
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,6 +71,15 @@ finish: dist/finish.mjs ## commit, stop and keep the branch: NAME=... MSG="..."
 cancel: dist/cancel.mjs ## archive the branch and remove the session: NAME=... (FORCE=1)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/cancel.mjs" "$$NAME" $${FORCE:+--force}
 
+diff: dist/diff.mjs ## what a session changed since it started, uncommitted files included: NAME=... (STAT=1)
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/diff.mjs" "$$NAME" $${STAT:+--stat}
+
+log: dist/log.mjs ## a session's commits since it started: NAME=...
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/log.mjs" "$$NAME"
+
+mcp-install: dist/para.mjs ## add para's MCP server to the repository's .mcp.json (REPO)
+	cd "$${REPO:-.}" && node "$(CURDIR)/dist/para.mjs" mcp install
+
 clean-sessions: dist/clean.mjs ## remove this repository's orphaned containers and worktree records (DRY_RUN=1)
 	cd "$${REPO:-.}" && node "$(CURDIR)/dist/clean.mjs" $${DRY_RUN:+--dry-run}
 
@@ -91,8 +100,9 @@ test: node_modules ## run the unit and integration tests (needs Docker and the b
 
 check: typecheck lint test ## type-check, lint, then run the tests
 
-bench: node_modules dist/start.mjs ## time start.ts against the raw git + docker commands it wraps
+bench: node_modules dist/start.mjs dist/para.mjs ## time start.ts against the raw git + docker commands it wraps, and a start through para mcp
 	$(TSX) bench/start.bench.ts
+	$(TSX) bench/mcp.bench.ts
 
 bench-remote: node_modules dist/start.mjs ## time a session start on another engine, first and second session (CONTEXT, IMAGE, RUNS)
 	$(TSX) bench/remote.bench.ts --context "$$CONTEXT" --image "$${IMAGE:-para-authenticated:latest}" $${RUNS:+--rounds "$$RUNS"}

@@ -77,6 +77,17 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
   const result = JSON.parse(synced.stdout) as { filesRef: string };
   assert.is(await repo.git(['log', '-1', '--format=%s', 'para/far']), 'remote');
   assert.is(await repo.git(['show', `${result.filesRef}:u.txt`]), 'not yet committed');
+  // diff reads the uncommitted files inside the container, and leaves no ref behind.
+  const refsBefore = await repo.git(['for-each-ref', '--format=%(refname)']);
+  const diff = await para(repo, 'diff.ts', ['far', '--json']);
+  assert.is(diff.exitCode, 0, diff.stderr);
+  const view = JSON.parse(diff.stdout) as { uncommitted: string; files: Array<{ path: string }>; patch: string };
+  assert.is(view.uncommitted, 'included');
+  assert.equal(view.files.map((f) => f.path), ['r.txt', 'u.txt']);
+  assert.match(view.patch, '+not yet committed');
+  assert.is(await repo.git(['for-each-ref', '--format=%(refname)']), refsBefore);
+  const log = JSON.parse((await para(repo, 'log.ts', ['far', '--json'])).stdout) as { commits: Array<{ subject: string }> };
+  assert.equal(log.commits.map((c) => c.subject), ['remote']);
   const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as {
     sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string }>;
   };
