@@ -4,6 +4,7 @@
 // what an agent writes (escape codes, huge output) coming back escaped and capped.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -11,9 +12,9 @@ import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { labels } from '../scripts/lib/config.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
-import { runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
+import { CLAUDE_BINARY, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
 
 interface ToolResult {
   isError?: boolean;
@@ -210,6 +211,16 @@ mcp('para mcp install adds the server to .mcp.json and keeps the other entries',
   await client.connect(transport);
   assert.ok((await client.listTools()).tools.length >= 8);
   await client.close();
+  // The real claude CLI, with the project's servers approved, starts it and finds it healthy.
+  const home = await tempDir('para-test-claude-home-');
+  await fs.outputJson(path.join(home, '.claude', 'settings.json'), { enabledMcpjsonServers: ['para'] });
+  const listed = await execa(CLAUDE_BINARY, ['mcp', 'list'], {
+    cwd: repo.root,
+    env: { ...repo.env, HOME: home, CLAUDE_CONFIG_DIR: undefined, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1' },
+    reject: false,
+    timeout: 120_000,
+  });
+  assert.match(String(listed.stdout), /para: .*mcp - .*Connected/, `${listed.stdout}\n${listed.stderr}`);
   // A broken file is left alone.
   await fs.writeFile(path.join(repo.root, '.mcp.json'), '{ not json');
   const broken = await runScript('para.ts', ['mcp', 'install'], { cwd: repo.root, env: repo.env });

@@ -83,11 +83,17 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
   assert.is(diff.exitCode, 0, diff.stderr);
   const view = JSON.parse(diff.stdout) as { uncommitted: string; files: Array<{ path: string }>; patch: string };
   assert.is(view.uncommitted, 'included');
-  assert.equal(view.files.map((f) => f.path), ['r.txt', 'u.txt']);
+  assert.equal(
+    view.files.map((f) => f.path),
+    ['r.txt', 'u.txt'],
+  );
   assert.match(view.patch, '+not yet committed');
   assert.is(await repo.git(['for-each-ref', '--format=%(refname)']), refsBefore);
   const log = JSON.parse((await para(repo, 'log.ts', ['far', '--json'])).stdout) as { commits: Array<{ subject: string }> };
-  assert.equal(log.commits.map((c) => c.subject), ['remote']);
+  assert.equal(
+    log.commits.map((c) => c.subject),
+    ['remote'],
+  );
   const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as {
     sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string }>;
   };
