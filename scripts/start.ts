@@ -29,6 +29,9 @@ Options:
   --image IMAGE        default: ${config.authenticatedImage} (on resume: switch the session to IMAGE, keeping its work)
   --detach             return once the container runs; a prompt or -- CMD runs in the background
                        (read its output with logs NAME)
+  --ask                attached claude asks before it runs a tool (default: no permission prompts,
+                       --dangerously-skip-permissions, as the container is the boundary); a session
+                       keeps the mode it started with
   --egress MODE        how the agent reaches the outside: allowlist (default: only the allowed
                        hosts, through a proxy it cannot bypass), open (any address: loud), none
   --allow HOST         admit HOST (or *.domain) too; repeatable. Per repository: ${REPO_ALLOW_FILE}
@@ -67,6 +70,7 @@ function summary(result: StartResult): Record<string, unknown> {
     egress: s.egress ?? null,
     engine: s.engine ?? null,
     runtime: s.runtime ?? null,
+    permissions: s.permissions ?? 'bypass',
     limits: s.limits,
     status: s.status,
     prompt: s.prompt,
@@ -112,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
     repeatable: ['allow'],
-    boolean: ['container', 'detach', 'json', 'verbose', 'help'],
+    boolean: ['container', 'detach', 'ask', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
   });
@@ -172,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
     runtimeExplicit: Boolean(args.runtime),
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
+    ask: Boolean(args.ask),
     command: command.length ? command : undefined,
     tty,
     invocation,

@@ -1,6 +1,7 @@
 // The interactive path: with a terminal and without --detach, the command is attached in the
 // container; when it exits the container keeps running and a second start resumes it.
 import { execa } from 'execa';
+import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,7 +15,8 @@ function containerName(root: string, name: string): string {
 }
 import { runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
-import { RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
+import { waitUntil } from './support/engine.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
 
 const IMAGE = SESSION_IMAGE;
@@ -99,5 +101,62 @@ attach("a resumed session continues claude's conversation only when the containe
   await docker(['exec', '--user', 'para', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
   assert.is(await hasConversation(shellEngine, container, worktree), true);
 });
+
+/** A tmux pane of its own running `start ARGS` in `cwd`; its screen as text, and how to end it. */
+async function inTmux(cwd: string, env: Record<string, string>, args: string[]) {
+  const session = `para-test-${RUN_ID}-${Math.random().toString(36).slice(2, 8)}`;
+  const dir = await tempDir('para-test-tmux-');
+  const script = path.join(dir, 'run.sh');
+  const exports = Object.entries({ ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }).map(([k, v]) => `export ${k}='${v.replace(/'/g, `'\\''`)}'`);
+  const command = [...scriptCommand('start'), ...args].map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
+  await fs.writeFile(script, [...exports, `cd '${cwd}'`, `${command}; echo "para-exit=$?"; sleep 600`, ''].join('\n'));
+  const made = await execa('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '45', `sh ${script}`], { reject: false });
+  assert.is(made.exitCode, 0, `tmux: ${made.stderr} (.ci/run installs tmux)`);
+  onCleanup(() => execa('tmux', ['kill-session', '-t', session], { reject: false }));
+  const screen = async () => String((await execa('tmux', ['capture-pane', '-p', '-t', session], { reject: false })).stdout);
+  return {
+    screen,
+    /** Waits until claude shows its status line (the prompt is ready), then a few seconds for late warnings. */
+    async settled(): Promise<string> {
+      await waitUntil('claude to show its prompt', async () => /for shortcuts|bypass permissions on|Enter to confirm|para-exit=/.test(await screen()), 90_000);
+      await new Promise((resolve) => setTimeout(resolve, 8000));
+      return screen();
+    },
+    end: () => execa('tmux', ['kill-session', '-t', session], { reject: false }),
+  };
+}
+
+attach(
+  'the real claude attached in a terminal opens on its prompt: no dialog or warning; no permission prompts unless --ask; a resume keeps the mode',
+  async () => {
+    const repo = await makeRepo();
+    const common = ['--container', '--network', 'none', '--image', IMAGE];
+    const [bypass, ask] = await Promise.all([inTmux(repo.root, repo.env, ['free', ...common]), inTmux(repo.root, repo.env, ['careful', ...common, '--ask'])]);
+    const [free, careful] = await Promise.all([bypass.settled(), ask.settled()]);
+    for (const screen of [free, careful]) {
+      assert.not.match(screen, 'missing or broken', screen);
+      assert.not.match(screen, /Auto-update failed|Bypass Permissions mode|trust this folder|Choose the text style|Enter to confirm/i, screen);
+      assert.match(screen, '❯', screen);
+    }
+    assert.match(free, 'bypass permissions on', free);
+    assert.not.match(careful, 'bypass permissions', careful);
+    assert.match(careful, '? for shortcuts', careful);
+    // Every process's command line (the test image has no ps).
+    const commandLines = async (name: string) =>
+      (await docker(['exec', containerName(repo.root, name), 'sh', '-c', 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done'])).stdout;
+    assert.match(await commandLines('free'), 'claude --dangerously-skip-permissions');
+    assert.not.match(await commandLines('careful'), 'dangerously');
+    // The terminal goes away (the container keeps running); a resume keeps --ask.
+    await ask.end();
+    await docker(['exec', containerName(repo.root, 'careful'), 'sh', '-c', 'kill $(pidof claude) 2>/dev/null; true'], { allowFailure: true });
+    const state = JSON.parse(await fs.readFile(path.join(repo.root, '.git', 'para', 'sessions', 'careful.json'), 'utf8')) as { permissions: string };
+    assert.is(state.permissions, 'ask');
+    const again = await inTmux(repo.root, repo.env, ['careful', '--container']);
+    const resumed = await again.settled();
+    assert.match(resumed, '? for shortcuts', resumed);
+    assert.not.match(resumed, 'bypass permissions', resumed);
+    await Promise.all([bypass.end(), again.end()]);
+  },
+);
 
 attach.run();

@@ -97,26 +97,57 @@ export async function attach(engine: Engine, container: string, workdir: string,
   return result.exitCode;
 }
 
-/**
- * Marks the worktree as trusted in the container's ~/.claude.json so the interactive claude
- * does not stop at the trust question; the file is replaced by rename, as claude itself does.
- */
-export async function trustWorkspace(engine: Engine, container: string, worktree: string): Promise<void> {
-  const file = `${config.containerHome}/.claude.json`;
-  const read = await exec(engine, container, ['cat', file], { allowFailure: true });
-  let data: Record<string, unknown> = {};
-  if (read.exitCode === 0) {
-    try {
-      data = JSON.parse(read.stdout) as Record<string, unknown>;
-    } catch {
-      return; // leave a file we do not understand alone; claude will ask instead
-    }
+/** Reads a JSON object the agent's claude keeps; undefined when it is there but not an object para understands. */
+function parseObject(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined || text.trim() === '') return {};
+  try {
+    const data = JSON.parse(text) as unknown;
+    return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
-  const projects = (data.projects ?? {}) as Record<string, Record<string, unknown>>;
+}
+
+/** Writes ~/.claude.json and ~/.claude/settings.json (each by rename, as claude does), and the install link claude checks for. */
+const PREPARE_CLAUDE = `set -e
+umask 077
+mkdir -p "$HOME/.claude"
+head -c "$1" > "$HOME/.claude.json.para-tmp"
+cat > "$HOME/.claude/settings.json.para-tmp"
+mv -f "$HOME/.claude.json.para-tmp" "$HOME/.claude.json"
+mv -f "$HOME/.claude/settings.json.para-tmp" "$HOME/.claude/settings.json"
+if [ ! -e "$HOME/.local/bin/claude" ] && found="$(command -v claude)"; then mkdir -p "$HOME/.local/bin" && ln -sfn "$found" "$HOME/.local/bin/claude"; fi`;
+
+/**
+ * Readies the container's claude for a person at the terminal, so it opens on the prompt: the
+ * folder trusted, no auto-update (the image is the install), the install-location check
+ * satisfied, and with `bypass` the permissions-bypass warning accepted (the container is the
+ * boundary). Two execs: one reads the files, one writes them.
+ */
+export async function prepareClaude(engine: Engine, container: string, worktree: string, permissions: 'bypass' | 'ask'): Promise<void> {
+  const read = await exec(
+    engine,
+    container,
+    ['sh', '-c', 'cat "$HOME/.claude.json" 2>/dev/null; printf "\\0"; cat "$HOME/.claude/settings.json" 2>/dev/null; true'],
+    {
+      allowFailure: true,
+    },
+  );
+  const [claudeText, settingsText] = read.exitCode === 0 ? read.stdout.split('\0') : [undefined, undefined];
+  const data = parseObject(claudeText);
+  const settings = parseObject(settingsText);
+  // A file para does not understand is left alone: claude then asks instead.
+  if (!data || !settings) return;
+  const projects = (data.projects && typeof data.projects === 'object' ? data.projects : {}) as Record<string, Record<string, unknown>>;
   projects[worktree] = { ...(projects[worktree] ?? {}), hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true };
   data.projects = projects;
-  await exec(engine, container, ['sh', '-c', 'umask 077 && cat >"$1.para-tmp" && mv "$1.para-tmp" "$1"', 'para-trust', file], {
-    input: `${JSON.stringify(data, null, 2)}\n`,
+  data.hasCompletedOnboarding = true;
+  const env = (settings.env && typeof settings.env === 'object' ? settings.env : {}) as Record<string, unknown>;
+  settings.env = { ...env, DISABLE_AUTOUPDATER: '1' };
+  if (permissions === 'bypass') settings.skipDangerousModePermissionPrompt = true;
+  const claudeJson = `${JSON.stringify(data, null, 2)}\n`;
+  await exec(engine, container, ['sh', '-c', PREPARE_CLAUDE, 'para-prepare', String(Buffer.byteLength(claudeJson))], {
+    input: `${claudeJson}${JSON.stringify(settings, null, 2)}\n`,
   });
 }
 

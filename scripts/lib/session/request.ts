@@ -14,6 +14,7 @@ import { RUNTIME_NAME, type Limits, type SessionState } from './store.ts';
 import type { PreparedEgress } from './egress.ts';
 import type { EgressMode } from '../egress/rules.ts';
 import { transportFor } from './transport.ts';
+import type { PermissionMode } from './store.ts';
 
 export interface StartRequest {
   cwd: string;
@@ -41,6 +42,8 @@ export interface StartRequest {
   runtimeExplicit: boolean;
   limits: Limits;
   detach: boolean;
+  /** --ask: an attached claude keeps its permission prompts. */
+  ask: boolean;
   /** `-- CMD ARGS`: run this instead of claude. */
   command?: string[];
   /** Whether a terminal is attached (stdin and stdout). */
@@ -61,7 +64,15 @@ export interface StartResult {
   command: string[];
 }
 
-export function plannedCommand(request: StartRequest, continueConversation: boolean): { action: StartAction; command: string[] } {
+/**
+ * What runs in the container. claude runs without permission prompts (the container is the
+ * boundary), attached or not, unless the session asks for them (--ask).
+ */
+export function plannedCommand(
+  request: StartRequest,
+  continueConversation: boolean,
+  permissions: PermissionMode = request.ask ? 'ask' : 'bypass',
+): { action: StartAction; command: string[] } {
   if (request.command?.length) return { action: request.detach ? 'job' : 'attach', command: request.command };
   if (request.detach) {
     if (!request.prompt) return { action: 'none', command: [] };
@@ -69,6 +80,7 @@ export function plannedCommand(request: StartRequest, continueConversation: bool
     return { action: 'job', command: ['claude', '-p', request.prompt, '--dangerously-skip-permissions'] };
   }
   const command = ['claude'];
+  if (permissions === 'bypass') command.push('--dangerously-skip-permissions');
   if (continueConversation) command.push('--continue');
   if (request.prompt) command.push(request.prompt);
   return { action: 'attach', command };

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { configDir } from '../image/credentials.ts';
 import type { Engine } from '../engine/engine.ts';
 import { ParaError, UsageError } from '../errors.ts';
-import { conversationFolder, hasConversation } from './container.ts';
+import { conversationFolder, hasConversation, prepareClaude } from './container.ts';
 import { jobProgress, startJob } from './job.ts';
 import { sessionPaths } from './paths.ts';
 import type { Repo } from '../repo.ts';
@@ -164,8 +164,17 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
     (session.container
       ? await hasConversation(engine, session.container, workTreeOf(session))
       : await fs.pathExists(conversationFolder(configDir(os.homedir(), process.env), paths.worktree)));
-  const { action, command } = plannedCommand(request, continues);
-  if (action === 'attach' && session.container) await waitForRepository(engine, session.container);
+  // The session keeps its mode; --ask on a resume turns the prompts on from now.
+  if (request.ask && session.permissions !== 'ask') {
+    session.permissions = 'ask';
+    await writeSession(repo, session);
+  }
+  const permissions = session.permissions ?? 'bypass';
+  const { action, command } = plannedCommand(request, continues, permissions);
+  if (action === 'attach' && session.container) {
+    await waitForRepository(engine, session.container);
+    await prepareClaude(engine, session.container, workTreeOf(session), permissions);
+  }
   if (action === 'job' && session.container) await startResumedJob(engine, repo, session, command, request);
   return { session, resumed: true, action, command };
 }

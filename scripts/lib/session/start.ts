@@ -9,7 +9,7 @@ import { ParaError, UsageError } from '../errors.ts';
 import { repoSnapshot, type RepoSnapshot } from '../git.ts';
 import { ensureRepoImage } from '../image/repo-image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
-import { trustWorkspace } from './container.ts';
+import { prepareClaude } from './container.ts';
 import { startJob } from './job.ts';
 import { isReservedName, sessionPaths, validateSessionName } from './paths.ts';
 import type { Repo } from '../repo.ts';
@@ -113,6 +113,7 @@ async function reserve(request: StartRequest, { repo, head, baseBranch }: Precon
             egress: { mode: request.egress, allow: request.allow, hosts: [], upstream: null },
             engine: request.engine,
             ...(request.runtime ? { runtime: request.runtime } : {}),
+            permissions: request.ask ? 'ask' : 'bypass',
           }
         : {}),
       limits: request.container ? request.limits : null,
@@ -236,7 +237,7 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         checkpoint();
         if (!request.detach) {
           await waitForRepository(engine, paths.container);
-          await trustWorkspace(engine, paths.container, workTreeOf(state));
+          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass');
         }
       }
     } catch (error) {

@@ -11,6 +11,7 @@ import { sessionPaths, stateDir, validateSessionName } from './paths.ts';
 import type { Repo } from '../repo.ts';
 
 export type SessionStatus = 'starting' | 'active' | 'finished';
+export type PermissionMode = 'bypass' | 'ask';
 
 export interface JobState {
   /** The command run in the background (claude -p ..., or the -- CMD). */
@@ -47,6 +48,8 @@ export interface SessionState {
   engine?: EngineTarget;
   /** The OCI runtime its container runs under (runsc: gVisor); absent: the engine's default. */
   runtime?: string;
+  /** Whether an attached claude asks before it runs tools; absent: bypass (no prompts). */
+  permissions?: PermissionMode;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -96,6 +99,7 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
     const text = (value: unknown) => value === null || (typeof value === 'string' && value.length > 0 && !value.startsWith('-') && !/[\s]/.test(value));
     if (!e || !text(e.context) || !text(e.host) || typeof e.remote !== 'boolean') throw damaged(file, 'bad engine');
   }
+  if (data.permissions !== undefined && data.permissions !== 'bypass' && data.permissions !== 'ask') throw damaged(file, 'bad permissions');
   if (data.runtime !== undefined && (typeof data.runtime !== 'string' || !RUNTIME_NAME.test(data.runtime))) throw damaged(file, 'bad runtime');
   if (data.egress !== undefined) {
     const e = data.egress;
