@@ -90,9 +90,9 @@ async function plantedCodeAttack(runtime?: string): Promise<void> {
     [
       // The agent's own repository: hooks and config run only inside (the host never uses them).
       `git config core.fsmonitor "touch ${m}/fsmonitor-agent-repo; false"`,
-      `git config core.hooksPath "$GIT_DIR/hooks"`,
-      `printf '#!/bin/sh\\ntouch ${m}/post-commit\\n' > "$GIT_DIR/hooks/post-commit"`,
-      `chmod +x "$GIT_DIR/hooks/post-commit"`,
+      `git config core.hooksPath "$(git rev-parse --absolute-git-dir)/hooks"`,
+      `printf '#!/bin/sh\\ntouch ${m}/post-commit\\n' > "$(git rev-parse --absolute-git-dir)/hooks/post-commit"`,
+      `chmod +x "$(git rev-parse --absolute-git-dir)/hooks/post-commit"`,
       'echo agent > file.txt && git add file.txt && git commit -qm "agent work"',
       // A repository planted in the folder, with config that runs code wherever git opens it.
       'mkdir -p .git/objects .git/refs/heads .git/hooks',
@@ -320,9 +320,11 @@ attack('a repository git cannot read is not taken for an empty one: its commits 
   await startAttack(
     t,
     'broken',
-    ['echo c > c.txt && git add c.txt && git commit -qm "made before the damage"', 'git pack-refs --all', 'echo "garbage line" >> "$GIT_DIR/packed-refs"'].join(
-      ' && ',
-    ),
+    [
+      'echo c > c.txt && git add c.txt && git commit -qm "made before the damage"',
+      'git pack-refs --all',
+      'echo "garbage line" >> "$(git rev-parse --absolute-git-dir)/packed-refs"',
+    ].join(' && '),
   );
   const listed = await script(t, 'list.ts', []);
   assert.match(listed.stderr, /could not bring the agent's commits back/);

@@ -99,7 +99,7 @@ mcp('dispatch two sessions by prompt, list, read, diff, finish one and cancel th
       container,
       'sh',
       '-c',
-      'cd "$GIT_WORK_TREE" && echo hello > greeting.txt && git add greeting.txt && git commit -qm "greet" && echo draft > draft.txt',
+      'cd "$PARA_WORK_TREE" && echo hello > greeting.txt && git add greeting.txt && git commit -qm "greet" && echo draft > draft.txt',
     ],
     { allowFailure: true },
   );

@@ -17,7 +17,7 @@ function para(repo: TestRepo, script: string, args: string[]) {
 
 async function agent(repo: TestRepo, name: string, command: string): Promise<void> {
   const container = sessionPaths({ root: repo.root, commonDir: '' }, name).container;
-  const result = await docker(['exec', '-u', 'para', container, 'sh', '-c', `cd "$GIT_WORK_TREE" && ${command}`], { allowFailure: true });
+  const result = await docker(['exec', '-u', 'para', container, 'sh', '-c', `cd "$PARA_WORK_TREE" && ${command}`], { allowFailure: true });
   assert.is(result.exitCode, 0, `${result.stdout}\n${result.stderr}`);
 }
 

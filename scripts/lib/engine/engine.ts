@@ -58,6 +58,8 @@ export interface ExecOptions extends Omit<DockerOptions, 'inheritStdio' | 'targe
   /** Give the command our terminal. */
   tty?: boolean;
   detach?: boolean;
+  /** Environment of the command inside the container (never a secret: docker shows it). */
+  containerEnv?: Record<string, string>;
 }
 
 export type Labels = Record<string, string | true>;
@@ -158,9 +160,10 @@ export class DockerEngine implements Engine {
   }
 
   exec(container: string, command: string[], options: ExecOptions): Promise<DockerResult> {
-    const { user, workdir, interactive, tty, detach, ...rest } = options;
+    const { user, workdir, interactive, tty, detach, containerEnv, ...rest } = options;
     const args = ['exec', '--user', user];
     if (workdir) args.push('--workdir', workdir);
+    for (const [key, value] of Object.entries(containerEnv ?? {})) args.push('--env', `${key}=${value}`);
     if (interactive || rest.input !== undefined || rest.inputFile !== undefined) args.push('--interactive');
     if (tty) args.push('--tty');
     if (detach) args.push('--detach');

@@ -32,12 +32,22 @@ env -u GIT_DIR -u GIT_WORK_TREE git init -q --bare "$gitdir.new"
 printf "%s\\n" "$alternate" > "$gitdir.new/objects/info/alternates"
 g() { git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gitdir.new" "$@"; }
 g config core.bare false
-g config core.worktree "$GIT_WORK_TREE"
+g config core.worktree "$PARA_WORK_TREE"
 g update-ref "$ref" "$commit"
 g symbolic-ref HEAD "$ref"
-if [ "$checkout" = 1 ]; then g --work-tree="$GIT_WORK_TREE" reset -q --hard; else g read-tree HEAD; fi
+if [ "$checkout" = 1 ]; then g --work-tree="$PARA_WORK_TREE" reset -q --hard; else g read-tree HEAD; fi
 mv "$gitdir.new" "$gitdir"
 ' para-seed "$2" "$3" "$4" "$5" "$6"`;
+
+// git as in a checkout: a gitfile in the folder's parent (the volume's top folder for a remote
+// session; for a local one the container's own folder around the bind mount, never a host path)
+// points at the agent's repository, whose core.worktree is the folder. Written as the agent, so a
+// link the agent left there leads only where it could write anyway.
+const GITFILE = `if [ -n "\${PARA_WORK_TREE:-}" ]; then
+  p="\${PARA_WORK_TREE%/*}"
+  [ "$p" = "$1" ] || chown -h para: "$p"
+  setpriv --reuid=para --regid=para --init-groups -- sh -c 'printf "gitdir: %s\\n" "$1" > "$2/.git.para-tmp" && mv -fT "$2/.git.para-tmp" "$2/.git"' para-gitfile "$2" "$p" || true
+fi`;
 
 const ENTRY = `d="${RUN_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
@@ -46,6 +56,7 @@ if [ -z "$3" ]; then
   # is. Root touches nothing inside the volume: what is there is the agent's (a link, say).
   chown para: "$1"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
+${GITFILE}
 exec sleep infinity`;
 
 /** A remote engine's copy of the repository's history, shared by its sessions there (root's; read-only to agents). */

@@ -51,7 +51,10 @@ export function sessionRunSpec(spec: ContainerSpec, runtime: string | null = nul
     cpus: spec.limits.cpus,
     pidsLimit: spec.limits.pidsLimit,
     network: spec.network,
-    env: { GIT_DIR: AGENT_GIT_DIR, GIT_WORK_TREE: spec.workTree.path, ...identityEnv(spec.identity), ...spec.env },
+    // No GIT_DIR for the agent: git finds its repository from the work folder only (a gitfile beside
+    // the folder, written at every start), and is plain git anywhere else. The folder is a bind
+    // mount, so git's discovery must look past it to that gitfile.
+    env: { PARA_WORK_TREE: spec.workTree.path, GIT_DISCOVERY_ACROSS_FILESYSTEM: '1', ...identityEnv(spec.identity), ...spec.env },
     mounts: [
       ...(spec.workTree.hostFolder ? [{ type: 'bind' as const, source: paths.worktree, target: paths.worktree, readonly: false }] : []),
       // docker creates the volume with the session's labels, or reuses it (a re-created container).
@@ -83,17 +86,24 @@ export async function runContainer(engine: Engine, spec: ContainerSpec): Promise
 export interface SessionExecOptions extends Omit<ExecOptions, 'user'> {
   /** Run as root (para's own bookkeeping), else as the agent's user. */
   root?: boolean;
+  /**
+   * The agent's own processes (claude attached, a background job): git finds the session's
+   * repository as in a checkout, from the work folder only. Everything else para runs names the
+   * repository explicitly (GIT_DIR), whatever the agent put in the folder.
+   */
+  asAgent?: boolean;
 }
 
 /** A command in a session container; the user is always given explicitly. */
 export async function exec(engine: Engine, container: string, command: string[], options: SessionExecOptions = {}): Promise<DockerResult> {
-  const { root, ...rest } = options;
-  return engine.exec(container, command, { ...rest, user: root ? '0' : config.containerUser });
+  const { root, asAgent, containerEnv, ...rest } = options;
+  const env = asAgent ? (containerEnv ?? {}) : { GIT_DIR: AGENT_GIT_DIR, ...containerEnv };
+  return engine.exec(container, command, { ...rest, containerEnv: env, user: root ? '0' : config.containerUser });
 }
 
 /** Gives the user's terminal to a command in the container; returns its exit code. */
 export async function attach(engine: Engine, container: string, workdir: string, command: string[]): Promise<number> {
-  const result = await exec(engine, container, command, { workdir, interactive: true, tty: true, allowFailure: true, timeoutMs: undefined });
+  const result = await exec(engine, container, command, { workdir, interactive: true, tty: true, allowFailure: true, timeoutMs: undefined, asAgent: true });
   return result.exitCode;
 }
 

@@ -31,7 +31,7 @@ echo $! > "$d/job.pid"`;
 export async function startJob(engine: Engine, container: string, workdir: string, command: string[]): Promise<JobState> {
   const info = await engine.inspectContainer(container);
   if (!info?.State.Running) throw new ParaError(`the container ${container} is not running`, { code: 'container-stopped' });
-  await exec(engine, container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir });
+  await exec(engine, container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir, asAgent: true });
   return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null };
 }
 
