@@ -37,7 +37,7 @@ async function setUpInternet(): Promise<Internet> {
   await Promise.all([
     build(
       AGENT_IMAGE,
-      `FROM ${SESSION_IMAGE}\nUSER root\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl iproute2 iptables sudo >/dev/null && rm -rf /var/lib/apt/lists/*\nUSER para\n`,
+      `FROM ${SESSION_IMAGE}\nUSER root\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl iproute2 iptables sudo openssl >/dev/null && rm -rf /var/lib/apt/lists/*\nUSER para\n`,
     ),
     netImage(),
   ]);
@@ -505,5 +505,66 @@ egress('without the proxy image, start says to run make image and leaves nothing
   assert.not.ok(await inspectContainer(s.container));
   assert.is((await s.repo.git(['branch', '--list', 'para/*'])).trim(), '');
 });
+
+egress(
+  'a refused host gets a page that says how to ask; para egress tallies it; para allow admits it live, while an open tunnel and the job keep running',
+  async () => {
+    const s = await started([]);
+    const para = (script: string, args: string[]) => runScript(script, args, { cwd: s.repo.root, env: s.env });
+    // The refusal's body speaks to the agent: not allowed, do not work around it, the exact command.
+    const raw = await agent(
+      s,
+      `exec 3<>/dev/tcp/127.0.0.1/3128; printf 'CONNECT evil.example:443 HTTP/1.1\\r\\nHost: evil.example:443\\r\\n\\r\\n' >&3; timeout 5 cat <&3`,
+    );
+    assert.match(raw.stdout, /^HTTP\/1\.1 403/);
+    assert.match(raw.stdout, "the host evil.example is not on this session's egress allowlist");
+    assert.match(raw.stdout, 'Do not try to reach it another way');
+    assert.match(raw.stdout, new RegExp(`allow\\.(mjs|ts) ${s.name} evil\\.example`));
+    assert.is(await fetchFromInside(s, 'https://api.anthropic.com/before-allow'), '200');
+    // A tunnel opened before the reload carries a request sent after it.
+    await agent(
+      s,
+      `nohup sh -c "{ sleep 8; printf 'GET /through-reload HTTP/1.1\\\\r\\\\nHost: api.anthropic.com\\\\r\\\\n\\\\r\\\\n'; sleep 4; } | openssl s_client -quiet -proxy 127.0.0.1:3128 -connect api.anthropic.com:443 -servername api.anthropic.com -CAfile ${CA_FILE_IN_SESSION}" > /tmp/tunnel.log 2>&1 & sleep 2; true`,
+    );
+    const report = JSON.parse((await para('egress.ts', [s.name, '--json'])).stdout) as {
+      hosts: Array<{ host: string; verdict: string; count: number; reason: string }>;
+    };
+    const evil = report.hosts.find((h) => h.host === 'evil.example');
+    assert.ok(evil && evil.verdict === 'refused' && evil.count >= 1, JSON.stringify(report));
+    assert.is(evil!.reason, 'refused:host-not-in-allowlist');
+    assert.ok(report.hosts.some((h) => h.host === 'api.anthropic.com' && h.verdict === 'admitted'));
+    const table = await para('egress.ts', [s.name]);
+    assert.match(table.stdout, /refused\s+\d+\s+\S+ \S+\s+evil\.example\s+host-not-in-allowlist/);
+    assert.match(table.stdout, new RegExp(`allow\\.(mjs|ts) ${s.name} evil\\.example`));
+    // Bad hosts are refused as --allow refuses them, and change nothing.
+    const bad = await para('allow.ts', [s.name, 'evil.example/path']);
+    assert.is(bad.exitCode, 2, bad.stderr);
+    const allowed = await para('allow.ts', [s.name, 'evil.example', '--json']);
+    assert.is(allowed.exitCode, 0, allowed.stderr);
+    const result = JSON.parse(allowed.stdout) as { added: string[]; reloaded: boolean; reloadMs: number };
+    assert.equal(result.added, ['evil.example']);
+    assert.ok(result.reloaded && result.reloadMs > 0, allowed.stdout);
+    assert.is(await fetchFromInside(s, 'https://evil.example/after-allow'), '200');
+    await new Promise((resolve) => setTimeout(resolve, 9000));
+    assert.match(await requests(internet.api), 'GET /through-reload', (await agent(s, 'cat /tmp/tunnel.log')).stdout);
+    // The session and its job never stopped; list shows the host; a proxy restart keeps it.
+    const list = JSON.parse((await para('list.ts', ['--json'])).stdout) as {
+      sessions: Array<{ name: string; containerState: string; egress: { hosts: string[] } }>;
+    };
+    const view = list.sessions.find((x) => x.name === s.name)!;
+    assert.is(view.containerState, 'running');
+    assert.ok(view.egress.hosts.includes('evil.example'));
+    assert.is((await agent(s, 'cat /proc/1/cmdline | tr "\\0" " "; echo')).exitCode, 0);
+    await docker(['restart', '--time', '1', s.proxy]);
+    let after = '';
+    for (let i = 0; i < 30 && after !== '200'; i += 1) {
+      after = await fetchFromInside(s, 'https://evil.example/after-restart');
+      if (after !== '200') await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.is(after, '200');
+    const again = JSON.parse((await para('allow.ts', [s.name, 'evil.example', '--json'])).stdout) as { added: string[] };
+    assert.equal(again.added, []);
+  },
+);
 
 egress.run();

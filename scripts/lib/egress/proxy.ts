@@ -13,7 +13,7 @@ import { dockerHostAddresses } from './addresses.ts';
 import { blockedAddresses, egressDns, hostUpstream, proxyPort, SESSION_PROXY_PORT, squidConfig, type ProxyConfig, type Upstream } from './rules.ts';
 
 /** Where the proxy's configuration and socket live, in its own volume. */
-const EGRESS_DIR = '/para-egress';
+export const EGRESS_DIR = '/para-egress';
 const SOCKET = `${EGRESS_DIR}/proxy.sock`;
 
 /** Whose proxy: the container it serves, the names of its pieces and the labels they all carry. */
@@ -23,6 +23,8 @@ export interface EgressOwner {
   forwarder: string;
   egressVolume: string;
   labels: Record<string, string>;
+  /** The body of the 403 for a host the allowlist does not hold (squid's %H is the host); absent: squid's own page. */
+  refusal?: string;
 }
 
 export interface EgressPlan {
@@ -84,10 +86,22 @@ export async function createProxy(engine: Engine, owner: EgressOwner, plan: Egre
   const port = plan.config.port;
   const conf = `${EGRESS_DIR}/squid.conf`;
   // The socket is the proxy's only door to the session; squid listens on loopback behind it.
-  const write = secret ? '' : `umask 077; printf '%s' "$1" > ${conf}; `;
+  // The configuration it was made with, unless `para allow` widened that very configuration since
+  // (squid.conf.live, kept beside the hash of the one it widened): a restart keeps the widening.
+  const write = secret
+    ? ''
+    : [
+        'umask 077',
+        `printf '%s' "$1" | sha256sum > ${conf}.base`,
+        `if [ -s ${conf}.live ] && cmp -s ${conf}.base ${conf}.live.base; then cp ${conf}.live ${conf}; else printf '%s' "$1" > ${conf}; rm -f ${conf}.live ${conf}.live.base; fi; `,
+      ].join('; ');
+  // The refusal page, among squid's own templates (error_directory replaces them all).
+  const page = owner.refusal
+    ? `mkdir -p ${ERRORS_DIR}; cp /usr/share/squid/errors/templates/* ${ERRORS_DIR}/ 2>/dev/null || true; printf '%s' "$2" > ${ERRORS_DIR}/${REFUSAL_PAGE}; `
+    : '';
   // Either process ending ends the container, so a broken proxy shows as stopped, never as running.
   const script = [
-    `set -e; ${write}rm -f ${SOCKET}`,
+    `set -e; ${write}${page}rm -f ${SOCKET}`,
     `socat UNIX-LISTEN:${SOCKET},fork,max-children=${MAX_CONNECTIONS},mode=600 TCP:127.0.0.1:${port} & s=$!`,
     `squid -N -f ${conf} & q=$!`,
     'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null; do sleep 1; done',
@@ -101,15 +115,73 @@ export async function createProxy(engine: Engine, owner: EgressOwner, plan: Egre
     ...hardened(plan.user),
     // A new volume takes the image's folder, owned by the proxy's user: its socket can be made there.
     mounts: [{ type: 'volume', source: owner.egressVolume, target: EGRESS_DIR, readonly: false, labels: owner.labels, copyFromImage: true }],
-    command: ['sh', '-c', script, 'para-egress', ...(secret ? [] : [squidConfig(plan.config)])],
+    command: ['sh', '-c', script, 'para-egress', secret ? '' : squidConfig(withRefusal(plan.config, owner)), owner.refusal ?? ''],
   };
   if (!secret) {
     await engine.run(spec, { detach: true });
     return;
   }
   await engine.create(spec);
-  await engine.copyIn(owner.proxy, `${EGRESS_DIR}/`, tarArchive([{ path: 'squid.conf', mode: 0o600, content: squidConfig(plan.config) }], { uid, gid }));
+  await engine.copyIn(
+    owner.proxy,
+    `${EGRESS_DIR}/`,
+    tarArchive([{ path: 'squid.conf', mode: 0o600, content: squidConfig(withRefusal(plan.config, owner)) }], { uid, gid }),
+  );
   await engine.startContainer(owner.proxy);
+}
+
+const ERRORS_DIR = `${EGRESS_DIR}/errors`;
+const REFUSAL_PAGE = 'ERR_PARA_NOT_ALLOWED';
+
+function withRefusal(cfg: ProxyConfig, owner: EgressOwner): ProxyConfig {
+  return owner.refusal ? { ...cfg, refusal: { directory: ERRORS_DIR, page: REFUSAL_PAGE } } : cfg;
+}
+
+/** The allowlist line of a squid.conf para wrote, for these hosts. */
+export function allowedLine(hosts: string[]): string {
+  return squidConfig({ hosts, blocked: [], upstream: null, port: 0, dns: [] })
+    .split('\n')
+    .find((line) => line.startsWith('acl para_allowed '))!;
+}
+
+/**
+ * Admits more hosts in a running proxy: its configuration is rewritten with the new allowlist line
+ * (only that line: the rest, a corporate proxy's password included, stays as it is), kept for a
+ * restart, and squid reloads it (SIGHUP); the session, its job and open tunnels keep running.
+ * Resolves once squid accepts connections again; returns how long that took.
+ */
+export async function widenProxy(engine: Engine, proxy: string, hosts: string[]): Promise<number> {
+  const conf = `${EGRESS_DIR}/squid.conf`;
+  const read = await engine.exec(proxy, ['cat', conf], { user: 'proxy', allowFailure: true });
+  if (read.exitCode !== 0 || !/^acl para_allowed /m.test(read.stdout)) {
+    throw new ParaError(`the proxy ${proxy} has no configuration para can widen: ${read.stderr.trim() || 'no allowlist line'}`, {
+      code: 'proxy-unreadable',
+      hint: 'restart the session (para start NAME --container) and try again',
+    });
+  }
+  const next = `${read.stdout.replace(/^acl para_allowed .*$/m, allowedLine(hosts))}\n`;
+  const started = Date.now();
+  const since = Math.floor(started / 1000) - 1;
+  const reload = [
+    'set -e; umask 077',
+    `cat > ${conf}.next`,
+    `cp ${conf}.next ${conf}.live; [ ! -e ${conf}.base ] || cp ${conf}.base ${conf}.live.base`,
+    `mv -f ${conf}.next ${conf}`,
+    // squid -N is one process; it re-reads its configuration on SIGHUP.
+    'n=0; for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = squid ]; then kill -HUP "${p#/proc/}"; n=$((n+1)); fi; done; [ "$n" -gt 0 ]',
+  ].join('\n');
+  const written = await engine.exec(proxy, ['sh', '-c', reload], { user: 'proxy', input: next, allowFailure: true });
+  if (written.exitCode !== 0)
+    throw new ParaError(`the proxy ${proxy} could not reload: ${written.stderr.trim() || `exit code ${written.exitCode}`}`, { code: 'proxy-reload' });
+  // squid says so on its cache log once the new configuration serves.
+  for (let i = 0; i < 200; i += 1) {
+    const logs = await engine.docker(['logs', '--since', String(since), proxy], { allowFailure: true });
+    if (/Accepting HTTP Socket connections/.test(logs.stderr) && /Reconfiguring Squid Cache/.test(logs.stderr)) return Date.now() - started;
+    if (/FATAL|ERROR: .*squid\.conf/.test(logs.stderr))
+      throw new ParaError(`squid refused the new configuration: ${logs.stderr.trim().split('\n').pop()}`, { code: 'proxy-reload' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new ParaError(`the proxy ${proxy} did not come back within 10 s of its reload`, { code: 'proxy-reload' });
 }
 
 /**

@@ -148,6 +148,8 @@ export interface ProxyConfig {
   port: number;
   /** DNS servers for the proxy (PARA_EGRESS_DNS), else the container's own resolver. */
   dns: string[];
+  /** para's own page for a refused host: squid's error_directory (templates copied in) and the page's name. */
+  refusal?: { directory: string; page: string };
 }
 
 /** squid.conf: CONNECT to 443 of an allowed name that does not resolve to a blocked address; nothing else. */
@@ -185,6 +187,7 @@ export function squidConfig(cfg: ProxyConfig): string {
     'acl para_why_address annotate_transaction reason=refused:resolves-to-a-docker-host-or-link-local-address',
     'acl para_why_ok annotate_transaction reason=allowed',
     // Order matters: names are judged before any lookup; only an allowed name is resolved.
+    ...(cfg.refusal ? [`error_directory ${cfg.refusal.directory}`, `deny_info ${cfg.refusal.page} para_why_host`] : []),
     'http_access deny !para_connect para_why_method',
     'http_access deny !para_tls para_why_port',
     'http_access deny !para_allowed para_why_host',

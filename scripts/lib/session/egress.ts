@@ -47,14 +47,26 @@ export async function egressHosts(repo: Repo, allow: string[]): Promise<string[]
   return [...new Set([...DEFAULT_ALLOWED_HOSTS, ...own.hosts, ...allow])];
 }
 
-export function sessionEgressOwner(repo: Repo, paths: SessionPaths): EgressOwner {
+export function sessionEgressOwner(repo: Repo, paths: SessionPaths, invocation?: (verb: string) => string): EgressOwner {
   return {
     container: paths.container,
     proxy: paths.proxy,
     forwarder: paths.forwarder,
     egressVolume: paths.egressVolume,
     labels: sessionLabels(paths.name, repo),
+    ...(invocation ? { refusal: refusalText(paths.name, invocation) } : {}),
   };
+}
+
+/** What the agent reads when the proxy refuses a host (squid puts the host for %H): ask, never work around. */
+export function refusalText(name: string, invocation: (verb: string) => string): string {
+  return [
+    "para refused this connection: the host %H is not on this session's egress allowlist.",
+    'Do not try to reach it another way (another proxy, an address, a mirror, a different tool).',
+    'If the task needs it, stop and ask the user to allow it; they can, while you keep working, with:',
+    `    ${invocation('allow')} ${name} %H`,
+    '',
+  ].join('\n');
 }
 
 /** Removes the forwarder, the proxy and the proxy's volume of a session; only what carries its labels. */

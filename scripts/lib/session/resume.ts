@@ -50,9 +50,10 @@ async function ensureEgress(
   repo: Repo,
   session: SessionState,
   prepared: PreparedEgress,
-  warn: (message: string) => void,
+  request: Pick<StartRequest, 'warn' | 'invocation'>,
   rollback?: Rollback,
 ): Promise<void> {
+  const { warn, invocation } = request;
   const paths = sessionPaths(repo, session.name);
   if (!prepared.plan) {
     await removeEgress(engine, repo, paths);
@@ -63,7 +64,7 @@ async function ensureEgress(
   if (same && proxyHealth(container, proxy, forwarder) === 'running') return;
   await removeEgress(engine, repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(engine, repo, paths));
-  const owner = sessionEgressOwner(repo, paths);
+  const owner = sessionEgressOwner(repo, paths, invocation);
   await Promise.all([createProxy(engine, owner, prepared.plan), createForwarder(engine, owner, prepared.plan)]);
   await startForwarder(engine, owner, 'new');
   if (await forwarderHeld(engine, owner.forwarder)) return;
@@ -142,7 +143,7 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
           await seedFromBundle(engine, paths.container, repo, paths, image);
           await copyFiles(engine, paths.container, egress.copies);
         }
-        await ensureEgress(engine, repo, session, egress, request.warn, rollback);
+        await ensureEgress(engine, repo, session, egress, request, rollback);
       } catch (error) {
         await rollback.run(request.warn);
         throw error;
@@ -150,7 +151,7 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
       session.image = image;
     } else {
       await startSessionContainer(engine, repo, paths);
-      await ensureEgress(engine, repo, session, egress, request.warn);
+      await ensureEgress(engine, repo, session, egress, request);
     }
     session.egress = egress.state;
     await writeSession(repo, session);

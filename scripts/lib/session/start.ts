@@ -215,7 +215,7 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // The forwarder starts as soon as the session container runs (it joins its network
         // namespace); the proxy, the longest step, starts meanwhile.
         const plan = egress.plan;
-        const owner = sessionEgressOwner(repo, paths);
+        const owner = sessionEgressOwner(repo, paths, request.invocation);
         const session = plan
           ? Promise.all([createSessionContainer(engine, spec, rollback), createForwarder(engine, owner, plan)]).then(() => startForwarder(engine, owner, 'new'))
           : createSessionContainer(engine, spec, rollback);
