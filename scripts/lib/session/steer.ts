@@ -92,6 +92,8 @@ export function tallyProxyLog(text: string): { hosts: HostTally[]; unparsed: num
       }
     }
     host = host.toLowerCase().slice(0, 253);
+    // para's own probe that the proxy answers, not the agent's.
+    if (host === 'para-probe.invalid') continue;
     const verdict = reason === 'allowed' ? 'admitted' : 'refused';
     const key = `${verdict} ${host}`;
     const found = tallies.get(key);
