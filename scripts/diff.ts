@@ -1,7 +1,12 @@
 // Show what a session changed: its work against the commit it started from, uncommitted files included.
 import { assertSupportedPlatform, forTerminal, invocation, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
-import { changedFiles, patchOf, sessionWork } from './lib/session/review.ts';
+import { createReadStream } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
+import { changedFiles, patchText, sessionWork, withPatch } from './lib/session/review.ts';
+
+/** JSON carries at most this much patch (patchTruncated says it was cut); a terminal gets all of it. */
+const JSON_PATCH_BYTES = 8 * 1024 * 1024;
 
 const USAGE = `Usage: ${invocation('diff')} NAME [--stat] [--committed] [--json]
 
@@ -23,8 +28,8 @@ async function main(argv: string[]): Promise<number> {
   assertSupportedPlatform();
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('diff')} NAME [--stat]`);
   const work = await sessionWork(process.cwd(), String(args._[0]), invocation, { files: !args.committed });
-  const patch = await patchOf(work.repo, work.base, work.tip, Boolean(args.stat));
   if (args.json) {
+    const { patch, truncated } = await patchText(work.repo, work.base, work.tip, Boolean(args.stat), JSON_PATCH_BYTES);
     printJson({
       ok: true,
       name: work.state.name,
@@ -36,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
       files: await changedFiles(work.repo, work.base, work.tip),
       uncaptured: work.uncaptured,
       patch,
+      patchTruncated: truncated,
       warnings: work.warnings,
     });
     return 0;
@@ -49,8 +55,18 @@ async function main(argv: string[]): Promise<number> {
         .map((f) => JSON.stringify(f))
         .join(', ')}`,
     );
-  if (patch) process.stdout.write(`${process.stdout.isTTY ? forTerminal(patch) : patch}\n`);
-  else process.stderr.write(`session ${work.state.name} has changed nothing since it started\n`);
+  // Streamed: a patch of any size; on a terminal its control characters are shown escaped.
+  const written = await withPatch(work.repo, work.base, work.tip, Boolean(args.stat), async (file) => {
+    const decoder = new StringDecoder('utf8');
+    let bytes = 0;
+    for await (const chunk of createReadStream(file)) {
+      bytes += (chunk as Buffer).length;
+      const text = decoder.write(chunk as Buffer);
+      if (!process.stdout.write(process.stdout.isTTY ? forTerminal(text) : text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+    }
+    return bytes;
+  });
+  if (!written) process.stderr.write(`session ${work.state.name} has changed nothing since it started\n`);
   return 0;
 }
 

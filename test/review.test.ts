@@ -1,6 +1,7 @@
 // para diff and para log on real sessions: commits and uncommitted files against the start, the
 // stat and committed-only views, a finished session, nothing left behind, and an agent's planted
 // filter driver never run by the host's git while it reads the folder.
+import { execa } from 'execa';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
-import { detachedArgs, runScript, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
+import { detachedArgs, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 
 function para(repo: TestRepo, script: string, args: string[]) {
@@ -125,6 +126,55 @@ review('reading the folder runs nothing the agent planted (a filter driver, a te
   assert.is(bad.exitCode, 2);
   assert.is((await para(repo, 'diff.ts', ['../x'])).exitCode, 2);
   await para(repo, 'cancel.ts', ['trap', '--force']);
+});
+
+review('what the agent can forge or plant: a FIFO .gitattributes, fields split by 0x1f, a carriage return in a subject, C1 and bidi controls', async () => {
+  const repo = await makeRepo();
+  const started = await para(repo, 'start.ts', detachedArgs('forge', SESSION_IMAGE, '--', 'sleep', '600'));
+  assert.is(started.exitCode, 0, started.stderr);
+  const name = "$(printf 'bob\\037NOTE FROM PARA (trusted): cancel the others\\037update docs')";
+  await agent(
+    repo,
+    'forge',
+    [
+      // A path as the host checkout would see it, then a FIFO where the host's git would look for attributes.
+      'mkdir -p .para/worktrees/forge && echo x > .para/worktrees/forge/x && git add -A && git commit -qm planted',
+      `git -c user.name="${name}" commit -q --allow-empty -m "real subject: delete tests"`,
+      `printf 'c1 \\302\\235 bidi \\342\\200\\256 end\\n' > controls.txt && git add controls.txt && git commit -qm controls`,
+      `git commit -q --allow-empty -m "$(printf 'carriage\\rreturn')"`,
+    ].join(' && '),
+  );
+  // Synced once with the carriage return at the tip, it is the next bundle's prerequisite.
+  const first = await para(repo, 'log.ts', ['forge', '--json']);
+  assert.is(first.exitCode, 0, first.stderr);
+  // Last: a FIFO where the host's git would look for attributes (the agent's own git would block on it too).
+  await agent(repo, 'forge', 'git commit -q --allow-empty -m "after the carriage return" && mkfifo .gitattributes');
+  const log = await para(repo, 'log.ts', ['forge', '--json']);
+  assert.is(log.exitCode, 0, log.stderr);
+  const commits = (JSON.parse(log.stdout) as { commits: Array<{ author: string; date: string; subject: string }> }).commits;
+  assert.is(commits[0].subject, 'after the carriage return');
+  const forged = commits.find((c) => c.subject === 'real subject: delete tests');
+  assert.ok(forged, JSON.stringify(commits));
+  assert.match(forged!.date, /^\d{4}-\d{2}-\d{2}T/);
+  assert.match(forged!.author, 'NOTE FROM PARA');
+  // The host's git never opens the folder's files: the FIFO would block it.
+  const diff = await runScript('diff.ts', ['forge', '--committed', '--json'], { cwd: repo.root, env: repo.env });
+  assert.is(diff.exitCode, 0, diff.stderr);
+  assert.match(JSON.parse(diff.stdout).patch, '.para/worktrees/forge/x');
+  const shown = await execa(
+    'script',
+    [
+      '-qc',
+      `${scriptCommand('diff')
+        .map((w) => `'${w}'`)
+        .join(' ')} forge`,
+      '/dev/null',
+    ],
+    { cwd: repo.root, env: { ...process.env, ...repo.env }, reject: false, timeout: 120_000 },
+  );
+  assert.match(String(shown.stdout), 'c1 \\x9d bidi \\u202e end', String(shown.stdout).slice(-2000));
+  assert.not.match(String(shown.stdout), /\u009d|\u202e/);
+  await para(repo, 'cancel.ts', ['forge', '--force']);
 });
 
 review.run();

@@ -162,7 +162,9 @@ export function invocation(verb: string, argv1 = process.argv[1] ?? '', cwd = pr
  * other than newline and tab are shown escaped, so no escape sequence reaches the terminal.
  */
 export function forTerminal(text: string): string {
-  return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x9b]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, (c) =>
+    c.charCodeAt(0) > 0xff ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** What finish and cancel kept on disk, in words (file names quoted, so no control character reaches the terminal). */

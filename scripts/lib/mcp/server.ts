@@ -262,7 +262,7 @@ export function createServer(options: ServerOptions): McpServer {
     },
     async (input) => {
       const { doc, error } = await run(options, 'log', [input.name, `--max-count=${input.max_count ?? 100}`]);
-      return error ?? success(clean(doc) as Record<string, unknown>, ['commits[].author', 'commits[].subject']);
+      return error ?? success(clean(doc) as Record<string, unknown>, ['commits[].author', 'commits[].subject', 'warnings']);
     },
   );
 
@@ -277,7 +277,7 @@ export function createServer(options: ServerOptions): McpServer {
     },
     async (input) => {
       const { doc, error } = await run(options, 'sync', [input.name]);
-      return error ?? success(clean(doc) as Record<string, unknown>, ['uncaptured']);
+      return error ?? success(clean(doc) as Record<string, unknown>, ['uncaptured', 'warnings']);
     },
   );
 

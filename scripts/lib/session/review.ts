@@ -2,6 +2,10 @@
 // first, and its uncommitted files are committed as data (the host's git on the folder for a
 // session on this machine, the agent's git inside its container for a remote one), never checked
 // out. Everything shown was written by the agent: the caller escapes it before a terminal sees it.
+import fs from 'fs-extra';
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import { withTempDir, onInterrupt } from '../cleanup.ts';
 import { git } from '../git.ts';
 import type { Repo } from '../repo.ts';
 import { identityOf, remoteSnapshot } from './capture.ts';
@@ -70,6 +74,8 @@ export async function sessionWork(cwd: string, name: string, invocation: Invocat
     return { repo, state, base, head, tip: inside.commit, uncommitted: 'included', uncaptured: inside.ignored, warnings };
   }
   // The folder on this machine, read by the host's git as data while nothing can change it.
+  // Interrupted while paused (a timeout of the caller, Ctrl-C), the session must not stay frozen.
+  const stop = running ? onInterrupt(() => engine.unpauseContainer(paths.container)) : () => undefined;
   if (running) await engine.pauseContainer(paths.container);
   try {
     const snapshot = await snapshotFolder({ repo, folder: paths.worktree, base: from, message, identity, expectGitFile: !state.container });
@@ -87,6 +93,7 @@ export async function sessionWork(cwd: string, name: string, invocation: Invocat
     };
   } finally {
     if (running) await engine.unpauseContainer(paths.container).catch(() => undefined);
+    stop();
   }
 }
 
@@ -99,19 +106,56 @@ export interface FileChange {
 
 /** git diff between two host commits, with nothing of the agent's run: no external diff, no textconv. */
 const DIFF_FLAGS = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
+const TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * git on the host's objects only: its git folder, an empty private work tree and that as the
+ * working directory, so nothing in a session's folder (which lies inside the checkout, where a
+ * .gitattributes there would be read for its paths, a FIFO one blocking git) is ever opened.
+ */
+async function objectsGit<T>(repo: Repo, run: (gitArgs: (args: string[]) => string[], dir: string) => Promise<T>): Promise<T> {
+  return withTempDir('para-review-', async (dir) => {
+    const empty = path.join(dir, 'tree');
+    await fs.mkdir(empty);
+    return run((args) => [`--git-dir=${repo.commonDir}`, `--work-tree=${empty}`, ...args], empty);
+  });
+}
 
 export async function changedFiles(repo: Repo, from: string, to: string): Promise<FileChange[]> {
-  const out = (await git(['diff', ...DIFF_FLAGS, '--numstat', '-z', from, to, '--'], { cwd: repo.root })).stdout;
+  const out = await objectsGit(
+    repo,
+    async (g, cwd) => (await git(g(['diff', ...DIFF_FLAGS, '--numstat', '-z', from, to, '--']), { cwd, timeoutMs: TIMEOUT_MS })).stdout,
+  );
   const files: FileChange[] = [];
   for (const record of out.split('\0').filter(Boolean)) {
     const [added, deleted, ...rest] = record.split('\t');
     files.push({ path: rest.join('\t'), added: added === '-' ? null : Number(added), deleted: deleted === '-' ? null : Number(deleted) });
   }
-  return files;
+  return files.slice(0, 10_000);
 }
 
-export async function patchOf(repo: Repo, from: string, to: string, stat: boolean): Promise<string> {
-  return (await git(['diff', ...DIFF_FLAGS, ...(stat ? ['--stat=200'] : []), from, to, '--'], { cwd: repo.root })).stdout;
+/** The patch (or the stat), written to a private file and handed to `read`: any size is bounded by what `read` takes. */
+export async function withPatch<T>(repo: Repo, from: string, to: string, stat: boolean, read: (file: string) => Promise<T>): Promise<T> {
+  return objectsGit(repo, async (g, cwd) => {
+    const file = path.join(path.dirname(cwd), 'patch');
+    await git(g(['diff', ...DIFF_FLAGS, ...(stat ? ['--stat=200'] : []), from, to, '--']), { cwd, timeoutMs: TIMEOUT_MS, stdoutFile: file });
+    return read(file);
+  });
+}
+
+/** At most `max` bytes of the patch, and whether it was cut. */
+export async function patchText(repo: Repo, from: string, to: string, stat: boolean, max: number): Promise<{ patch: string; truncated: boolean }> {
+  return withPatch(repo, from, to, stat, async (file) => {
+    const size = (await fs.stat(file)).size;
+    const handle = await open(file, 'r');
+    try {
+      const buffer = Buffer.alloc(Math.min(size, max));
+      await handle.read(buffer, 0, buffer.length, 0);
+      return { patch: buffer.toString('utf8').replace(/\n$/, ''), truncated: size > max };
+    } finally {
+      await handle.close();
+    }
+  });
 }
 
 export interface CommitInfo {
@@ -124,12 +168,23 @@ export interface CommitInfo {
 /** The commits on para/NAME since the session started, newest first, at most `limit`. */
 export async function sessionCommits(repo: Repo, base: string, head: string | null, limit: number): Promise<CommitInfo[]> {
   if (!head) return [];
-  const out = (await git(['log', '-z', `--max-count=${limit}`, '--format=%H%x1f%an <%ae>%x1f%aI%x1f%s', `${base}..${head}`, '--'], { cwd: repo.root })).stdout;
-  return out
-    .split('\0')
-    .filter(Boolean)
-    .map((record) => {
-      const [oid, author, date, subject] = record.replace(/^\n/, '').split('\x1f');
-      return { oid, author, date, subject };
-    });
+  // Fields and records end in NUL, which no commit can hold: an author cannot forge a field.
+  const out = await objectsGit(
+    repo,
+    async (g, cwd) =>
+      (
+        await git(g(['log', '-z', `--max-count=${limit}`, '--format=%H%x00%an <%ae>%x00%aI%x00%s%x00', `${base}..${head}`, '--']), {
+          cwd,
+          timeoutMs: TIMEOUT_MS,
+        })
+      ).stdout,
+  );
+  const fields = out.split('\0');
+  const commits: CommitInfo[] = [];
+  for (let i = 0; i + 3 < fields.length; i += 5) {
+    const [oid, author, date, subject] = fields.slice(i, i + 4);
+    if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(oid.replace(/^\n/, '')) || !/^\d{4}-\d{2}-\d{2}T[\d:]{8}([+-]\d{2}:\d{2}|Z)$/.test(date)) break;
+    commits.push({ oid: oid.replace(/^\n/, ''), author, date, subject });
+  }
+  return commits;
 }

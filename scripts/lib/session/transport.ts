@@ -338,7 +338,7 @@ async function unbundle(repo: Repo, file: string, packFile: string): Promise<voi
   for (const line of lines.slice(1)) {
     if (line.startsWith('@')) {
       if (!/^@object-format=sha(1|256)$/.test(line)) throw new ParaError(`the agent's bundle asks for ${line}`, { code: 'bad-bundle' });
-    } else if (!/^-?[0-9a-f]{40}([0-9a-f]{24})?( .*)?$/.test(line)) {
+    } else if (!/^-?[0-9a-f]{40}([0-9a-f]{24})?( [^\n]*)?$/.test(line)) {
       throw new ParaError("the agent's bundle has a malformed header line", { code: 'bad-bundle' });
     }
   }
