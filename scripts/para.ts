@@ -12,6 +12,7 @@ const COMMANDS: Array<{ name: string; script: () => Promise<unknown>; summary: s
   { name: 'diff', script: () => import('./diff.ts'), summary: 'show what a session changed, uncommitted files included' },
   { name: 'log', script: () => import('./log.ts'), summary: "list a session's commits since it started" },
   { name: 'sync', script: () => import('./sync.ts'), summary: "bring a session's commits to para/NAME" },
+  { name: 'port', script: () => import('./port.ts'), summary: "forward a local port to a port inside a session's container" },
   { name: 'egress', script: () => import('./egress.ts'), summary: "what a session's proxy refused and admitted, per host" },
   { name: 'allow', script: () => import('./allow.ts'), summary: "admit more hosts in a running session's egress" },
   { name: 'finish', script: () => import('./finish.ts'), summary: 'keep the work on para/NAME and remove the session' },
