@@ -6,7 +6,8 @@ import { config, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/session/names.ts';
 import { attach } from './lib/session/container.ts';
-import { sessionEngine, workTreeOf } from './lib/session/store.ts';
+import { engineOf, sessionEngine, workTreeOf } from './lib/session/store.ts';
+import { forwardPort, parsePort } from './lib/session/port.ts';
 import { currentDockerContext, describeEngine, resolveEngine } from './lib/engine/target.ts';
 import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/egress/rules.ts';
 import { startSession } from './lib/session/start.ts';
@@ -29,6 +30,8 @@ Options:
   --image IMAGE        default: ${config.authenticatedImage} (on resume: switch the session to IMAGE, keeping its work)
   --detach             return once the container runs; a prompt or -- CMD runs in the background
                        (read its output with logs NAME)
+  --port PORT          while you are attached, forward a free local port to PORT in the container
+                       (printed); repeatable. Detached: port NAME PORT
   --ask                attached claude asks before it runs a tool (default: no permission prompts,
                        --dangerously-skip-permissions, as the container is the boundary); a session
                        keeps the mode it started with
@@ -115,7 +118,7 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
-    repeatable: ['allow'],
+    repeatable: ['allow', 'port'],
     boolean: ['container', 'detach', 'ask', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
@@ -157,6 +160,9 @@ async function main(argv: string[]): Promise<number> {
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const image = args.image || config.authenticatedImage;
   const egress = egressFrom(args);
+  const ports = (args.port as string[]).map((p) => parsePort(p, '--port'));
+  if (ports.length && (args.detach || !args.container))
+    throw new UsageError('--port forwards while you are attached to a container session', `detached: ${invocation('port')} NAME PORT`);
 
   const result = await startSession({
     cwd: process.cwd(),
@@ -193,7 +199,10 @@ async function main(argv: string[]): Promise<number> {
 
   if (result.action !== 'attach' || args.detach) return 0;
   if (s.container) {
-    const code = await attach(sessionEngine(s), s.container!, workTreeOf(s), result.command);
+    // --port: forwards that live as long as the terminal is attached.
+    const forwards = await Promise.all(ports.map((port) => forwardPort(engineOf(s), s.container!, port, 0)));
+    for (const [i, f] of forwards.entries()) log(`port ${ports[i]} of session ${s.name}: ${f.address} (while you are attached)`);
+    const code = await attach(sessionEngine(s), s.container!, workTreeOf(s), result.command).finally(() => Promise.all(forwards.map((f) => f.close())));
     const again = `${invocation('start')} ${s.name} --container${args.image ? ` --image ${image}` : ''}`;
     log(`left session ${s.name}; the container keeps running. Back in: ${again}`);
     return code;
