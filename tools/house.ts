@@ -65,7 +65,7 @@ for (const v of edges.keys()) if (!index.has(v)) connect(v);
 // An area is lib/<area>/; lib/*.ts files are the ground floor. The areas stand in this order,
 // each on the ones before it. A back-arrow: lib importing a script, or a module importing an area
 // that stands above its own (the ground floor is below every area).
-const FLOORS = ['ground', 'engine', 'egress', 'image', 'session', 'doctor'];
+const FLOORS = ['ground', 'engine', 'egress', 'image', 'session', 'doctor', 'mcp'];
 const area = (file: string) => {
   const parts = file.split(path.sep);
   if (parts[0] !== 'lib') return 'script';
