@@ -279,9 +279,13 @@ egress('hundreds of connections held open neither kill the proxy nor let the age
   await agent(s, 'for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/3128; sleep 20) >/dev/null 2>&1 & done; sleep 8; true');
   for (const name of [paths.proxy, paths.forwarder]) assert.ok((await inspectContainer(name))?.State.Running, `${name} died under the flood`);
   await agent(s, 'pkill -u para sleep; true');
-  assert.match(await fetchFromInside(s, 'https://api.anthropic.com/after-flood'), /^(200|failed)/);
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  assert.is(await fetchFromInside(s, 'https://api.anthropic.com/after-flood'), '200');
+  // Once the held connections are gone the proxy serves again (how soon depends on the machine's load).
+  let after = '';
+  for (let i = 0; i < 15 && after !== '200'; i += 1) {
+    after = await fetchFromInside(s, 'https://api.anthropic.com/after-flood');
+    if (after !== '200') await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  assert.is(after, '200');
 });
 
 egress("an agent holding the proxy's port once the forwarder is gone: start restarts the container and takes it back", async () => {
