@@ -8,6 +8,8 @@ import { looksLikePrompt } from './lib/session/names.ts';
 import { attach } from './lib/session/container.ts';
 import { engineOf, sessionEngine, workTreeOf } from './lib/session/store.ts';
 import { forwardPort, parsePort } from './lib/session/port.ts';
+import { readUserConfig } from './lib/session/user-config.ts';
+import os from 'node:os';
 import { currentDockerContext, describeEngine, resolveEngine } from './lib/engine/target.ts';
 import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/egress/rules.ts';
 import { startSession } from './lib/session/start.ts';
@@ -32,6 +34,8 @@ Options:
                        (read its output with logs NAME)
   --port PORT          while you are attached, forward a free local port to PORT in the container
                        (printed); repeatable. Detached: port NAME PORT
+  --no-user-config     do not carry your Claude setup in (CLAUDE.md, commands/, agents/, skills/,
+                       output-styles/ and safe settings.json keys of ~/.claude; never secrets)
   --ask                attached claude asks before it runs a tool (default: no permission prompts,
                        --dangerously-skip-permissions, as the container is the boundary); a session
                        keeps the mode it started with
@@ -119,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
     repeatable: ['allow', 'port'],
-    boolean: ['container', 'detach', 'ask', 'json', 'verbose', 'help'],
+    boolean: ['container', 'detach', 'ask', 'no-user-config', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
   });
@@ -183,6 +187,8 @@ async function main(argv: string[]): Promise<number> {
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     ask: Boolean(args.ask),
+    // minimist reads --no-user-config as user-config = false.
+    userConfig: args.container && args['user-config'] !== false ? await readUserConfig(os.homedir(), process.env) : undefined,
     command: command.length ? command : undefined,
     tty,
     invocation,

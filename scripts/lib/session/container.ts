@@ -134,7 +134,13 @@ if [ ! -e "$HOME/.local/bin/claude" ] && found="$(command -v claude)"; then mkdi
  * satisfied, and with `bypass` the permissions-bypass warning accepted (the container is the
  * boundary). Two execs: one reads the files, one writes them.
  */
-export async function prepareClaude(engine: Engine, container: string, worktree: string, permissions: 'bypass' | 'ask'): Promise<void> {
+export async function prepareClaude(
+  engine: Engine,
+  container: string,
+  worktree: string,
+  permissions: 'bypass' | 'ask',
+  userSettings: Record<string, unknown> = {},
+): Promise<void> {
   const read = await exec(
     engine,
     container,
@@ -145,7 +151,9 @@ export async function prepareClaude(engine: Engine, container: string, worktree:
   );
   const [claudeText, settingsText] = read.exitCode === 0 ? read.stdout.split('\0') : [undefined, undefined];
   const data = parseObject(claudeText);
-  const settings = parseObject(settingsText);
+  const found = parseObject(settingsText);
+  // The user's carried preferences first, then what is already there, then para's own keys.
+  const settings = found ? { ...userSettings, ...found } : undefined;
   // A file para does not understand is left alone: claude then asks instead.
   if (!data || !settings) return;
   const projects = (data.projects && typeof data.projects === 'object' ? data.projects : {}) as Record<string, Record<string, unknown>>;

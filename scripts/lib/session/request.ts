@@ -15,6 +15,7 @@ import type { PreparedEgress } from './egress.ts';
 import type { EgressMode } from '../egress/rules.ts';
 import { transportFor } from './transport.ts';
 import type { PermissionMode } from './store.ts';
+import type { UserConfig } from './user-config.ts';
 
 export interface StartRequest {
   cwd: string;
@@ -42,6 +43,8 @@ export interface StartRequest {
   runtimeExplicit: boolean;
   limits: Limits;
   detach: boolean;
+  /** The user's Claude setup to carry into a new container session (absent: --no-user-config, or nothing to carry). */
+  userConfig?: UserConfig;
   /** --ask: an attached claude keeps its permission prompts. */
   ask: boolean;
   /** `-- CMD ARGS`: run this instead of claude. */

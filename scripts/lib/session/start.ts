@@ -10,6 +10,7 @@ import { repoSnapshot, type RepoSnapshot } from '../git.ts';
 import { ensureRepoImage } from '../image/repo-image.ts';
 import { candidateName, nameFromPrompt } from './names.ts';
 import { prepareClaude } from './container.ts';
+import { copyUserConfig } from './user-config.ts';
 import { startJob } from './job.ts';
 import { isReservedName, sessionPaths, validateSessionName } from './paths.ts';
 import type { Repo } from '../repo.ts';
@@ -235,9 +236,12 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         }
         if (egress.state.mode === 'open') request.warn(`session ${state.name} has open egress: its agent can reach any address its network reaches`);
         checkpoint();
-        if (!request.detach) {
-          await waitForRepository(engine, paths.container);
-          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass');
+        // The user's own Claude setup, before the agent has run at all (nothing in its home is the agent's yet).
+        const carried = request.userConfig;
+        if (carried) await copyUserConfig(engine, paths.container, carried);
+        if (!request.detach || (carried && Object.keys(carried.settings).length)) {
+          if (!request.detach) await waitForRepository(engine, paths.container);
+          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass', carried?.settings);
         }
       }
     } catch (error) {
