@@ -35,7 +35,9 @@ function row(s: SessionView): string[] {
       ? 'OPEN (any address)'
       : s.egress.mode === 'allowlist' && s.egress.proxy && s.egress.proxy !== 'running'
         ? `allowlist (proxy ${s.egress.proxy})`
-        : s.egress.mode;
+        : s.egress.mode === 'allowlist' && s.egress.refusedSinceLastLook
+          ? `allowlist (${s.egress.refusedSinceLastLook} refused)`
+          : s.egress.mode;
   const container = s.runtime && s.containerState !== 'none' ? `${s.containerState} (${s.runtime})` : s.containerState;
   return [s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
 }

@@ -530,6 +530,12 @@ egress(
       s,
       `nohup sh -c "{ sleep 8; printf 'GET /through-reload HTTP/1.1\\\\r\\\\nHost: api.anthropic.com\\\\r\\\\n\\\\r\\\\n'; sleep 4; } | openssl s_client -quiet -proxy 127.0.0.1:3128 -connect api.anthropic.com:443 -servername api.anthropic.com -CAfile ${CA_FILE_IN_SESSION}" > /tmp/tunnel.log 2>&1 & sleep 2; true`,
     );
+    // list counts the refusals nobody has looked at yet; para egress is that look.
+    const counted = async () =>
+      (
+        JSON.parse((await para('list.ts', ['--json'])).stdout) as { sessions: Array<{ name: string; egress: { refusedSinceLastLook: number | null } }> }
+      ).sessions.find((x) => x.name === s.name)!.egress.refusedSinceLastLook;
+    assert.ok(((await counted()) ?? 0) >= 1);
     const report = JSON.parse((await para('egress.ts', [s.name, '--json'])).stdout) as {
       hosts: Array<{ host: string; verdict: string; count: number; reason: string }>;
     };
@@ -537,6 +543,7 @@ egress(
     assert.ok(evil && evil.verdict === 'refused' && evil.count >= 1, JSON.stringify(report));
     assert.is(evil!.reason, 'refused:host-not-in-allowlist');
     assert.ok(report.hosts.some((h) => h.host === 'api.anthropic.com' && h.verdict === 'admitted'));
+    assert.is(await counted(), 0);
     const table = await para('egress.ts', [s.name]);
     assert.match(table.stdout, /refused\s+\d+\s+\S+ \S+\s+evil\.example\s+host-not-in-allowlist/);
     assert.match(table.stdout, new RegExp(`allow\\.(mjs|ts) ${s.name} evil\\.example`));

@@ -16,6 +16,7 @@ import { proxyHealth, type ProxyHealth } from '../egress/proxy.ts';
 import { recordedEgress, type EgressState } from '../egress/rules.ts';
 import { mirrorVolume } from './transport.ts';
 import { engineOf, listSessions, writeSession, type SessionState, type StateProblem } from './store.ts';
+import { refusalsSince } from './steer.ts';
 import { plantedGit, syncSession } from './sync.ts';
 
 export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none' | 'unreachable';
@@ -32,7 +33,7 @@ export interface SessionView {
   image: string | null;
   network: string | null;
   /** How the agent reaches the outside, and (allowlist) whether its proxy works. */
-  egress: (EgressState & { proxy: ProxyHealth | null }) | null;
+  egress: (EgressState & { proxy: ProxyHealth | null; refusedSinceLastLook?: number | null }) | null;
   /** The engine it lives on; null: the default engine. */
   engine: EngineTarget | null;
   /** The OCI runtime of its container (runsc: gVisor); null: the engine's default. */
@@ -176,7 +177,7 @@ async function view(
     containerState,
     image: state.image,
     network: state.network,
-    egress: state.container ? egressView(repo, state, byName) : null,
+    egress: state.container ? await egressView(engine, repo, state, byName) : null,
     engine: state.engine ?? null,
     runtime: state.runtime ?? null,
     limits: state.limits,
@@ -191,11 +192,14 @@ async function view(
   };
 }
 
-function egressView(repo: Repo, state: SessionState, byName: Map<string, ContainerInfo>): SessionView['egress'] {
+async function egressView(engine: Engine, repo: Repo, state: SessionState, byName: Map<string, ContainerInfo>): Promise<SessionView['egress']> {
   const egress = recordedEgress(state);
   if (egress.mode !== 'allowlist' || state.status === 'finished') return { ...egress, proxy: null };
   const paths = sessionPaths(repo, state.name);
-  return { ...egress, proxy: proxyHealth(byName.get(paths.container), byName.get(paths.proxy), byName.get(paths.forwarder)) };
+  const proxy = proxyHealth(byName.get(paths.container), byName.get(paths.proxy), byName.get(paths.forwarder));
+  // Refusals since `para egress NAME` last showed them (or since the start).
+  const refused = proxy === 'running' ? await refusalsSince(engine, paths.proxy, state.egressSeenAt ?? state.createdAt).catch(() => null) : null;
+  return { ...egress, proxy, refusedSinceLastLook: refused };
 }
 
 /** The engines a repository's sessions live on, with the shell's own first, each with its sessions. */

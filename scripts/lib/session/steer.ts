@@ -6,6 +6,7 @@ import { widenProxy } from '../egress/proxy.ts';
 import { ParaError, UsageError } from '../errors.ts';
 import { sessionPaths } from './paths.ts';
 import { resolveSession, type Invocation } from './resolve.ts';
+import type { Engine } from '../engine/engine.ts';
 import { sessionEngine, writeSession } from './store.ts';
 
 export interface AllowResult {
@@ -106,6 +107,15 @@ export function tallyProxyLog(text: string): { hosts: HostTally[]; unparsed: num
   return { hosts: [...tallies.values()].sort((a, b) => b.last.localeCompare(a.last)), unparsed };
 }
 
+/** How many requests the proxy refused since `since` (an ISO time); para's own probes are not counted. */
+export async function refusalsSince(engine: Engine, proxy: string, since: string): Promise<number> {
+  const logs = await engine.docker(['logs', '--since', since, proxy], { allowFailure: true });
+  if (logs.exitCode !== 0) throw new Error(logs.stderr.trim());
+  return tallyProxyLog(logs.stdout)
+    .hosts.filter((h) => h.verdict === 'refused')
+    .reduce((sum, h) => sum + h.count, 0);
+}
+
 /** What a session's proxy refused and admitted so far. */
 export async function egressReport(
   cwd: string,
@@ -125,5 +135,7 @@ export async function egressReport(
       hint: `resume the session: ${invocation('start')} ${name} --container`,
     });
   }
+  // Looked at: list counts refusals from now on.
+  await writeSession(repo, { ...state, egressSeenAt: new Date().toISOString() });
   return { name, mode: egress.mode, allowed: egress.hosts, ...tallyProxyLog(logs.stdout) };
 }

@@ -48,6 +48,8 @@ export interface SessionState {
   engine?: EngineTarget;
   /** The OCI runtime its container runs under (runsc: gVisor); absent: the engine's default. */
   runtime?: string;
+  /** When `para egress NAME` last showed the proxy's refusals (list counts those after it). */
+  egressSeenAt?: string;
   /** Whether an attached claude asks before it runs tools; absent: bypass (no prompts). */
   permissions?: PermissionMode;
   limits: Limits | null;
@@ -99,6 +101,8 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
     const text = (value: unknown) => value === null || (typeof value === 'string' && value.length > 0 && !value.startsWith('-') && !/[\s]/.test(value));
     if (!e || !text(e.context) || !text(e.host) || typeof e.remote !== 'boolean') throw damaged(file, 'bad engine');
   }
+  if (data.egressSeenAt !== undefined && (typeof data.egressSeenAt !== 'string' || Number.isNaN(Date.parse(data.egressSeenAt))))
+    throw damaged(file, 'bad egressSeenAt');
   if (data.permissions !== undefined && data.permissions !== 'bypass' && data.permissions !== 'ask') throw damaged(file, 'bad permissions');
   if (data.runtime !== undefined && (typeof data.runtime !== 'string' || !RUNTIME_NAME.test(data.runtime))) throw damaged(file, 'bad runtime');
   if (data.egress !== undefined) {
