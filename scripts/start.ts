@@ -8,7 +8,7 @@ import { looksLikePrompt } from './lib/session/names.ts';
 import { attach } from './lib/session/container.ts';
 import { engineOf, sessionEngine, workTreeOf } from './lib/session/store.ts';
 import { forwardPort, parsePort } from './lib/session/port.ts';
-import { readUserConfig } from './lib/session/user-config.ts';
+import { chosenMcpServers, readUserConfig, type UserConfig } from './lib/session/user-config.ts';
 import os from 'node:os';
 import { currentDockerContext, describeEngine, resolveEngine } from './lib/engine/target.ts';
 import { checkAllow, EGRESS_MODES, REPO_ALLOW_FILE, type EgressMode } from './lib/egress/rules.ts';
@@ -36,6 +36,8 @@ Options:
                        (printed); repeatable. Detached: port NAME PORT
   --no-user-config     do not carry your Claude setup in (CLAUDE.md, commands/, agents/, skills/,
                        output-styles/ and safe settings.json keys of ~/.claude; never secrets)
+  --mcp-server NAME    also carry your MCP server NAME (from ~/.claude.json); repeatable. One
+                       with env values or headers is refused: the agent could read them
   --ask                attached claude asks before it runs a tool (default: no permission prompts,
                        --dangerously-skip-permissions, as the container is the boundary); a session
                        keeps the mode it started with
@@ -86,6 +88,13 @@ function summary(result: StartResult): Record<string, unknown> {
   };
 }
 
+/** The user's Claude setup to carry (minimist reads --no-user-config as user-config = false), and the MCP servers chosen by name. */
+async function userConfig(args: Record<string, unknown>): Promise<UserConfig> {
+  const mcpServers = await chosenMcpServers(os.homedir(), process.env, args['mcp-server'] as string[]);
+  if (args['user-config'] === false) return { entries: [], settings: {}, mcpServers, skipped: [] };
+  return { ...(await readUserConfig(os.homedir(), process.env)), mcpServers };
+}
+
 function limitsFrom(args: Record<string, unknown>): { memory: string; cpus: string; pidsLimit: number } {
   const memory = String(args.memory || config.limits.memory);
   const cpus = String(args.cpus || config.limits.cpus);
@@ -122,7 +131,7 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
-    repeatable: ['allow', 'port'],
+    repeatable: ['allow', 'port', 'mcp-server'],
     boolean: ['container', 'detach', 'ask', 'no-user-config', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
     doubleDash: true,
@@ -187,8 +196,7 @@ async function main(argv: string[]): Promise<number> {
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     ask: Boolean(args.ask),
-    // minimist reads --no-user-config as user-config = false.
-    userConfig: args.container && args['user-config'] !== false ? await readUserConfig(os.homedir(), process.env) : undefined,
+    userConfig: args.container ? await userConfig(args) : undefined,
     command: command.length ? command : undefined,
     tty,
     invocation,

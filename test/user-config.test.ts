@@ -35,7 +35,10 @@ async function fakeSetup(): Promise<string> {
     apiKeyHelper: '/home/me/bin/key',
     mcpServers: { local: { command: '/home/me/bin/server' } },
   });
-  await fs.outputJson(path.join(home, '.claude.json'), { projects: { '/home/me/secret': { history: [SECRET] } } });
+  await fs.outputJson(path.join(home, '.claude.json'), {
+    projects: { '/home/me/secret': { history: [SECRET] } },
+    mcpServers: { tools: { type: 'stdio', command: 'para-test-tool', args: ['--serve'] }, secretive: { command: 'x', env: { TOKEN: SECRET } } },
+  });
   return home;
 }
 
@@ -65,6 +68,32 @@ carried('CLAUDE.md, commands, agents, skills, output styles and safe settings ar
   const found = await docker(['exec', '-u', '0', container, 'sh', '-c', `grep -rl "${SECRET}" /home /para /tmp /etc 2>/dev/null; true`]);
   assert.is(found.stdout.trim(), '');
   assert.not.match((await docker(['inspect', container])).stdout, SECRET);
+  // MCP servers come only when named, one by one; one holding env values is refused before anything is made.
+  const claudeJson = JSON.parse((await inside('cat ~/.claude.json')).stdout) as { mcpServers?: Record<string, unknown>; projects?: Record<string, unknown> };
+  assert.is(claudeJson.mcpServers, undefined);
+  const chosen = await runScript('start.ts', detachedArgs('mcp', SESSION_IMAGE, '--mcp-server', 'tools', '--', 'sleep', '600'), {
+    cwd: repo.root,
+    env: { ...repo.env, HOME: home },
+  });
+  assert.is(chosen.exitCode, 0, chosen.stderr);
+  const withTool = JSON.parse(
+    (await docker(['exec', '-u', 'para', sessionPaths({ root: repo.root, commonDir: '' }, 'mcp').container, 'cat', '/home/para/.claude.json'])).stdout,
+  ) as { mcpServers: Record<string, unknown>; projects: Record<string, unknown> };
+  assert.equal(Object.keys(withTool.mcpServers), ['tools']);
+  assert.not.ok('/home/me/secret' in (withTool.projects ?? {}));
+  const refused = await runScript('start.ts', detachedArgs('leaky', SESSION_IMAGE, '--mcp-server', 'secretive', '--', 'true'), {
+    cwd: repo.root,
+    env: { ...repo.env, HOME: home },
+  });
+  assert.is(refused.exitCode, 2, refused.stderr);
+  assert.match(refused.stderr, 'environment values or headers');
+  const unknown = await runScript('start.ts', detachedArgs('nope', SESSION_IMAGE, '--mcp-server', 'nosuch', '--', 'true'), {
+    cwd: repo.root,
+    env: { ...repo.env, HOME: home },
+  });
+  assert.is(unknown.exitCode, 2);
+  assert.match(unknown.stderr, 'choose one of: tools, secretive');
+  assert.is(await repo.git(['branch', '--list', 'para/leaky', 'para/nope']), '');
   // --no-user-config: nothing of it.
   const bare = await runScript('start.ts', detachedArgs('bare', SESSION_IMAGE, '--no-user-config', '--', 'sleep', '600'), {
     cwd: repo.root,
@@ -73,7 +102,7 @@ carried('CLAUDE.md, commands, agents, skills, output styles and safe settings ar
   assert.is(bare.exitCode, 0, bare.stderr);
   const other = sessionPaths({ root: repo.root, commonDir: '' }, 'bare').container;
   assert.is((await docker(['exec', '-u', 'para', other, 'sh', '-c', 'test -e ~/.claude/CLAUDE.md && echo there || echo absent'])).stdout.trim(), 'absent');
-  for (const name of ['setup', 'bare']) await runScript('cancel.ts', [name, '--force'], { cwd: repo.root, env: repo.env });
+  for (const name of ['setup', 'bare', 'mcp']) await runScript('cancel.ts', [name, '--force'], { cwd: repo.root, env: repo.env });
 });
 
 carried.run();

@@ -51,12 +51,14 @@ fi`;
 
 const ENTRY = `d="${RUN_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
+# The gitfile before the repository is marked ready: whatever waits for ready finds it.
+chown para: "$1"
+${GITFILE}
 if [ -z "$3" ]; then
   # A remote engine: the history arrives as a bundle (seedFromBundle); a kept volume is ready as it
   # is. Root touches nothing inside the volume: what is there is the agent's (a link, say).
   chown para: "$1"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
-${GITFILE}
 exec sleep infinity`;
 
 /** A remote engine's copy of the repository's history, shared by its sessions there (root's; read-only to agents). */

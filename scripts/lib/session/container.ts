@@ -140,6 +140,7 @@ export async function prepareClaude(
   worktree: string,
   permissions: 'bypass' | 'ask',
   userSettings: Record<string, unknown> = {},
+  mcpServers: Record<string, unknown> = {},
 ): Promise<void> {
   const read = await exec(
     engine,
@@ -160,6 +161,7 @@ export async function prepareClaude(
   projects[worktree] = { ...(projects[worktree] ?? {}), hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true };
   data.projects = projects;
   data.hasCompletedOnboarding = true;
+  if (Object.keys(mcpServers).length) data.mcpServers = { ...((data.mcpServers as Record<string, unknown>) ?? {}), ...mcpServers };
   const env = (settings.env && typeof settings.env === 'object' ? settings.env : {}) as Record<string, unknown>;
   settings.env = { ...env, DISABLE_AUTOUPDATER: '1' };
   if (permissions === 'bypass') settings.skipDangerousModePermissionPrompt = true;

@@ -239,9 +239,9 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // The user's own Claude setup, before the agent has run at all (nothing in its home is the agent's yet).
         const carried = request.userConfig;
         if (carried) await copyUserConfig(engine, paths.container, carried);
-        if (!request.detach || (carried && Object.keys(carried.settings).length)) {
+        if (!request.detach || (carried && Object.keys({ ...carried.settings, ...carried.mcpServers }).length)) {
           if (!request.detach) await waitForRepository(engine, paths.container);
-          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass', carried?.settings);
+          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass', carried?.settings, carried?.mcpServers);
         }
       }
     } catch (error) {

@@ -7,7 +7,8 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import type { Engine } from '../engine/engine.ts';
 import { config } from '../config.ts';
-import { configDir } from '../image/credentials.ts';
+import { UsageError } from '../errors.ts';
+import { claudeJsonPath, configDir } from '../image/credentials.ts';
 import { tarArchive, type TarEntry } from '../tar.ts';
 
 /** The folders carried whole (plain files and folders only). */
@@ -30,6 +31,8 @@ const MAX_TOTAL_BYTES = 16 * 1024 * 1024;
 export interface UserConfig {
   entries: TarEntry[];
   settings: Record<string, unknown>;
+  /** MCP servers chosen one by one (--mcp-server NAME), from ~/.claude.json's mcpServers. */
+  mcpServers: Record<string, unknown>;
   /** What was left out, and why (links, sizes, names too long). */
   skipped: string[];
 }
@@ -98,7 +101,40 @@ export async function readUserConfig(home: string, env: NodeJS.ProcessEnv): Prom
       settings = {};
     }
   }
-  return { entries, settings, skipped };
+  return { entries, settings, mcpServers: {}, skipped };
+}
+
+/**
+ * The MCP servers the user names, from ~/.claude.json's own (user-scope) servers. One that carries
+ * environment values or headers is refused: those are where servers keep their tokens, and the
+ * agent could read them.
+ */
+export async function chosenMcpServers(home: string, env: NodeJS.ProcessEnv, names: string[]): Promise<Record<string, unknown>> {
+  if (names.length === 0) return {};
+  const file = claudeJsonPath(home, env);
+  let servers: Record<string, unknown> = {};
+  try {
+    const data = JSON.parse(await fs.readFile(file, 'utf8')) as { mcpServers?: Record<string, unknown> };
+    servers = data.mcpServers && typeof data.mcpServers === 'object' ? data.mcpServers : {};
+  } catch {
+    servers = {};
+  }
+  const out: Record<string, unknown> = {};
+  for (const name of names) {
+    const server = servers[name] as { env?: Record<string, unknown>; headers?: Record<string, unknown> } | undefined;
+    if (!server || typeof server !== 'object')
+      throw new UsageError(
+        `there is no MCP server ${JSON.stringify(name)} in ${file}`,
+        `choose one of: ${Object.keys(servers).join(', ') || '(none: add one with claude mcp add --scope user)'}`,
+      );
+    if (Object.keys(server.env ?? {}).length || Object.keys(server.headers ?? {}).length)
+      throw new UsageError(
+        `the MCP server ${name} carries environment values or headers, which the session's agent could read`,
+        'give the server its credentials inside the session instead, or leave it out',
+      );
+    out[name] = server;
+  }
+  return out;
 }
 
 /** Copies the files into the container's home, root-owned (read-only to the agent). */
