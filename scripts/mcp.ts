@@ -12,7 +12,7 @@ const USAGE = `Usage: ${invocation('mcp')} [--repo PATH]
 
 Serves para's session verbs as MCP tools over stdio, for an orchestrating Claude: para_start
 (always in the background), para_list, para_logs, para_diff, para_log, para_sync, para_finish and
-para_cancel. The tools work on the repository the server runs in (or --repo).
+para_cancel, and para_port (forwards that live as long as the server). The tools work on the repository the server runs in (or --repo).
 
 install   adds the server as "para" to this repository's .mcp.json, leaving other entries alone
           (--print: print the \`claude mcp add\` line instead of writing anything)`;

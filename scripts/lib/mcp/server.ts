@@ -13,6 +13,7 @@ import { forTerminal } from '../cli.ts';
 import { EGRESS_MODES, hostPatternProblem } from '../egress/rules.ts';
 import { SESSION_NAME_FORM, SESSION_NAME_PATTERN } from '../session/paths.ts';
 import { isCpuCount, isMemorySize } from '../config.ts';
+import { forwardPort, portTarget, type Forward } from '../session/port.ts';
 
 /** How to run a para verb: this program's node, its loader flags and the para entry beside it. */
 export interface ParaCommand {
@@ -297,6 +298,34 @@ export function createServer(options: ServerOptions): McpServer {
     async (input) => {
       const { doc, error } = await run(options, 'finish', [input.name, ...(input.message ? [`--message=${input.message}`] : [])]);
       return error ?? success(clean(doc) as Record<string, unknown>, ['warnings', 'uncaptured']);
+    },
+  );
+
+  // Forwards live as long as the server: one per session and port, reused when asked again.
+  const forwards = new Map<string, Forward>();
+  server.registerTool(
+    'para_port',
+    {
+      title: 'Reach a port inside a session',
+      description:
+        "Forwards a loopback port on this machine to PORT inside the session's container (its dev server), over the engine's exec stream; works with no network. Returns the local address; the forward lives as long as this server.",
+      inputSchema: { name: sessionName, port: z.number().int().min(1).max(65535).describe('the port inside the container') },
+      outputSchema: document,
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async (input) => {
+      const key = `${input.name}:${input.port}`;
+      const open = forwards.get(key);
+      if (open) return success({ ok: true, name: input.name, port: input.port, address: open.address, reused: true }, []);
+      try {
+        const { target, container } = await portTarget(options.repo, input.name, (verb) => `para ${verb}`);
+        const forward = await forwardPort(target, container, input.port, 0);
+        forwards.set(key, forward);
+        return success({ ok: true, name: input.name, port: input.port, address: forward.address, reused: false }, []);
+      } catch (error) {
+        const para = error as { message?: string; hint?: string };
+        return failure(para.message ?? String(error), para.hint ?? null);
+      }
     },
   );
 
