@@ -518,7 +518,8 @@ egress(
     // The refusal's body speaks to the agent: not allowed, do not work around it, the exact command.
     const raw = await agent(
       s,
-      `exec 3<>/dev/tcp/127.0.0.1/3128; printf 'CONNECT evil.example:443 HTTP/1.1\\r\\nHost: evil.example:443\\r\\n\\r\\n' >&3; timeout 5 cat <&3`,
+      // Asked until the proxy answers: right after a start on a loaded machine squid may still be coming up.
+      `for i in $(seq 30); do r=$(exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'CONNECT evil.example:443 HTTP/1.1\\r\\nHost: evil.example:443\\r\\n\\r\\n' >&3 && timeout 5 cat <&3); case "$r" in HTTP*) break;; esac; sleep 0.5; done; printf '%s' "$r"`,
     );
     assert.match(raw.stdout, /^HTTP\/1\.1 403/);
     assert.match(raw.stdout, "the host evil.example is not on this session's egress allowlist");
