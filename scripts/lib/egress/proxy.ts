@@ -10,7 +10,17 @@ import { makeCommand } from '../cli.ts';
 import { ParaError } from '../errors.ts';
 import { tarArchive } from '../tar.ts';
 import { dockerHostAddresses } from './addresses.ts';
-import { blockedAddresses, egressDns, hostUpstream, proxyPort, SESSION_PROXY_PORT, squidConfig, type ProxyConfig, type Upstream } from './rules.ts';
+import {
+  allowedHostsLine,
+  blockedAddresses,
+  egressDns,
+  hostUpstream,
+  proxyPort,
+  SESSION_PROXY_PORT,
+  squidConfig,
+  type ProxyConfig,
+  type Upstream,
+} from './rules.ts';
 
 /** Where the proxy's configuration and socket live, in its own volume. */
 export const EGRESS_DIR = '/para-egress';
@@ -137,13 +147,6 @@ function withRefusal(cfg: ProxyConfig, owner: EgressOwner): ProxyConfig {
   return owner.refusal ? { ...cfg, refusal: { directory: ERRORS_DIR, page: REFUSAL_PAGE } } : cfg;
 }
 
-/** The allowlist line of a squid.conf para wrote, for these hosts. */
-export function allowedLine(hosts: string[]): string {
-  return squidConfig({ hosts, blocked: [], upstream: null, port: 0, dns: [] })
-    .split('\n')
-    .find((line) => line.startsWith('acl para_allowed '))!;
-}
-
 /**
  * Admits more hosts in a running proxy: its configuration is rewritten with the new allowlist line
  * (only that line: the rest, a corporate proxy's password included, stays as it is), kept for a
@@ -159,7 +162,7 @@ export async function widenProxy(engine: Engine, proxy: string, hosts: string[])
       hint: 'restart the session (para start NAME --container) and try again',
     });
   }
-  const next = `${read.stdout.replace(/^acl para_allowed .*$/m, allowedLine(hosts))}\n`;
+  const next = `${read.stdout.replace(/^acl para_allowed .*$/m, allowedHostsLine(hosts))}\n`;
   const started = Date.now();
   const since = Math.floor(started / 1000) - 1;
   const reload = [

@@ -152,6 +152,11 @@ export interface ProxyConfig {
   refusal?: { directory: string; page: string };
 }
 
+/** squid.conf's allowlist line for these hosts (para allow rewrites just this line in a running proxy). */
+export function allowedHostsLine(hosts: string[]): string {
+  return `acl para_allowed dstdom_regex -n -i ${hosts.map(hostRegex).join(' ')}`;
+}
+
 /** squid.conf: CONNECT to 443 of an allowed name that does not resolve to a blocked address; nothing else. */
 export function squidConfig(cfg: ProxyConfig): string {
   const lines = [
@@ -179,7 +184,7 @@ export function squidConfig(cfg: ProxyConfig): string {
     'acl para_connect method CONNECT',
     'acl para_tls port 443',
     // -n: never look a name (or an address) up to decide whether it is on the list.
-    `acl para_allowed dstdom_regex -n -i ${cfg.hosts.map(hostRegex).join(' ')}`,
+    allowedHostsLine(cfg.hosts),
     `acl para_blocked dst ${cfg.blocked.join(' ')}`,
     'acl para_why_method annotate_transaction reason=refused:only-CONNECT-is-allowed',
     'acl para_why_port annotate_transaction reason=refused:only-port-443',
