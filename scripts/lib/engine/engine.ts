@@ -6,6 +6,7 @@
 // DOCKER_CONTEXT or DOCKER_HOST once a session exists. Another backend is one more class.
 import { config } from '../config.ts';
 import { connectionError, docker, parseDockerJson, type DockerOptions, type DockerResult } from './docker.ts';
+import { localSocket, socketLogs, type LogQuery } from './api.ts';
 import { labelArgs, runArgs, type RunSpec } from './spec.ts';
 import { describeEngine, type EngineTarget } from './target.ts';
 
@@ -85,6 +86,8 @@ export interface Engine {
   copyIn(container: string, folder: string, archive: Buffer): Promise<void>;
 
   inspectContainer(ref: string): Promise<ContainerInfo | undefined>;
+  /** A container's standard output log (the last lines, or since a time); throws when it cannot be read. */
+  logs(container: string, query?: LogQuery): Promise<string>;
   listContainers(labels: Labels): Promise<ContainerInfo[]>;
   startContainer(ref: string): Promise<void>;
   /** Restarts at once (no grace period): every process in it ends. */
@@ -148,6 +151,16 @@ export class DockerEngine implements Engine {
 
   docker(args: string[], options: Omit<DockerOptions, 'target'> = {}): Promise<DockerResult> {
     return docker(args, { ...options, target: this.target ?? undefined });
+  }
+
+  async logs(container: string, query: LogQuery = {}): Promise<string> {
+    const socket = localSocket(this.target);
+    const fast = socket ? await socketLogs(socket, container, query, quick()) : undefined;
+    if (fast !== undefined) return fast;
+    const args = ['logs', ...(query.tail !== undefined ? ['--tail', String(query.tail)] : []), ...(query.since ? ['--since', query.since] : []), container];
+    const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
+    if (result.exitCode !== 0) throw connectionError('command-failed', args, result);
+    return result.stdout;
   }
 
   run(spec: RunSpec, options: Omit<DockerOptions, 'target'> & { detach?: boolean } = {}): Promise<DockerResult> {
@@ -242,12 +255,14 @@ export class DockerEngine implements Engine {
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
-    const volumes: VolumeInfo[] = [];
-    for (const name of names) {
-      const info = await this.inspectVolume(name);
-      if (info) volumes.push(info);
-    }
-    return volumes;
+    if (names.length === 0) return [];
+    // One inspect for all; a volume removed between the two calls is simply absent.
+    const inspectArgs = ['volume', 'inspect', '--format', '{{json .}}', ...names];
+    const inspected = await this.docker(inspectArgs, { allowFailure: true, timeoutMs: quick() });
+    return inspected.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => parseDockerJson<VolumeInfo>(inspectArgs, { ...inspected, stdout: line }));
   }
 
   async removeVolume(name: string): Promise<boolean> {

@@ -49,6 +49,53 @@ const GITFILE = `if [ -n "\${PARA_WORK_TREE:-}" ]; then
   setpriv --reuid=para --regid=para --init-groups -- sh -c 'printf "gitdir: %s\\n" "$1" > "$2/.git.para-tmp" && mv -fT "$2/.git.para-tmp" "$2/.git"' para-gitfile "$2" "$p" || true
 fi`;
 
+/** What Claude Code's hooks run in a session (root's file; the agent can run it, not change it). */
+export const AGENT_HOOK = `${RUN_DIR}/agent-hook`;
+/** Where the hook leaves the agent's last event, in the agent's own home (so: the agent's word). */
+export const AGENT_STATE_FILE = '.claude/para-state';
+
+// Run by claude as the agent on each hook event: records the event, the time and (Notification)
+// its type; nothing else of what claude sends is kept.
+const HOOK_SCRIPT = `e="$1"; t=""
+if [ "$e" = Notification ]; then t=$(head -c 65536 | grep -o '"notification_type" *: *"[a-z_]*"' | head -n 1 | sed 's/.*"\\([a-z_]*\\)"$/\\1/')
+else head -c 65536 > /dev/null; fi
+f="$HOME/${AGENT_STATE_FILE}"; mkdir -p "\${f%/*}"
+printf '%s %s %s\\n' "$e" "$(date +%s)" "$t" > "$f.$$" && mv -f "$f.$$" "$f"
+exit 0`;
+
+// The agent's side of a status line, computed as the agent (its repository, its files: its word,
+// bounded in time and size): a digest of its refs, its session branch, whether files changed,
+// and the last hook event.
+const AGENT_REPORT = `gd="$1"; ref="$2"
+g() { timeout 20 git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gd" "$@"; }
+[ -e "$gd" ] || exit 0
+refs=$(g for-each-ref --format='%(objectname) %(refname)' 2>/dev/null | sha1sum | cut -c1-16)
+head=$(g rev-parse -q --verify "$ref^{commit}" 2>/dev/null) || head=-
+if out=$(g --work-tree="$PARA_WORK_TREE" status --porcelain 2>/dev/null); then if [ -n "$out" ]; then dirty=1; else dirty=0; fi; else dirty=-; fi
+agent=$(timeout 2 head -c 200 "$HOME/${AGENT_STATE_FILE}" 2>/dev/null | head -n 1 | tr ' ' ':')
+printf 'refs=%s head=%s dirty=%s agent=%s' "$refs" "$head" "$dirty" "\${agent:--}"`;
+
+/**
+ * The container's last job: one line in the container's own output (docker logs), written by root
+ * only (no agent process holds that stream). Each line says, in para's part, the job's state from
+ * root's files, and after " |" the agent's report, filtered to a few characters. A line is
+ * written when something changed; list and watch read the last one instead of running a command
+ * in every container. The hook and report scripts come as the entry's arguments 7 and 8.
+ */
+export const STATUS_MARK = 'para-status 1';
+const STATUS_REPORTER = `printf '%s\\n' "$7" > "$d/agent-hook.tmp"; chmod 0755 "$d/agent-hook.tmp"; mv -f "$d/agent-hook.tmp" "${AGENT_HOOK}"
+printf '%s\\n' "$8" > "$d/agent-report"; chmod 0644 "$d/agent-report"
+prev=""
+while :; do
+  if [ -f "$d/exit-code" ]; then job="exit:$(head -c 4 "$d/exit-code" | tr -cd 0-9)"
+  elif [ -f "$d/job.pid" ]; then if kill -0 "$(cat "$d/job.pid")" 2>/dev/null; then job=running; else job=gone; fi
+  else job=none; fi
+  agent=$(setpriv --reuid=para --regid=para --init-groups -- timeout 30 sh "$d/agent-report" "$2" "$4" 2>/dev/null < /dev/null | head -c 400 | tr -cd 'A-Za-z0-9=:_. -')
+  line="${STATUS_MARK} job=$job | $agent"
+  if [ "$line" != "$prev" ]; then printf '%s\\n' "$line"; prev="$line"; fi
+  sleep 2
+done`;
+
 const ENTRY = `d="${RUN_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"; rm -f "$d/ready" "$d/seed-error"
 # The gitfile before the repository is marked ready: whatever waits for ready finds it.
@@ -59,7 +106,7 @@ if [ -z "$3" ]; then
   # is. Root touches nothing inside the volume: what is there is the agent's (a link, say).
   chown para: "$1"; if [ -e "$2" ] || [ -L "$2" ]; then : > "$d/ready"; fi
 elif out=$( (${SEED}) 2>&1 ); then : > "$d/ready"; else printf '%s\\n' "$out" > "$d/seed-error"; fi
-exec sleep infinity`;
+${STATUS_REPORTER}`;
 
 /** A remote engine's copy of the repository's history, shared by its sessions there (root's; read-only to agents). */
 export const MIRROR_DIR = '/para/mirror';
@@ -108,7 +155,20 @@ export const MIRROR_TIPS = `m="${MIRROR_DIR}"; [ -e "$m/HEAD" ] || exit 0; git -
 
 /** The container's command: make the agent's repository (once; a restart keeps it), then wait. */
 export function entryCommand(plan: SeedPlan): string[] {
-  return ['sh', '-c', ENTRY, 'para-entry', AGENT_VOLUME_DIR, AGENT_GIT_DIR, plan.alternate, plan.ref, plan.commit, plan.checkout ? '1' : '0'];
+  return [
+    'sh',
+    '-c',
+    ENTRY,
+    'para-entry',
+    AGENT_VOLUME_DIR,
+    AGENT_GIT_DIR,
+    plan.alternate,
+    plan.ref,
+    plan.commit,
+    plan.checkout ? '1' : '0',
+    HOOK_SCRIPT,
+    AGENT_REPORT,
+  ];
 }
 
 /**

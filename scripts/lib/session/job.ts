@@ -6,7 +6,8 @@ import { RUN_DIR as JOB_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
 import { exec } from './container.ts';
 import { WAIT_FOR_PROXY } from '../egress/rules.ts';
 import type { JobState } from './store.ts';
-import type { Engine } from '../engine/engine.ts';
+import type { ContainerInfo, Engine } from '../engine/engine.ts';
+import type { JobStatus } from './agent-state.ts';
 
 // Runs detached from the exec that starts it (setsid, no stdio), as root: waits for the agent's
 // repository, runs the command as the agent's user, records the exit status.
@@ -67,6 +68,27 @@ export async function jobProgress(engine: Engine, container: string, job: JobSta
 export async function settleJob(engine: Engine, container: string, job: JobState): Promise<{ job: JobState; progress: JobProgress }> {
   if (job.exitCode !== null) return { job, progress: { state: 'exited', exitCode: job.exitCode } };
   const progress = await jobProgress(engine, container, job);
+  return { job: progress.state === 'exited' ? { ...job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : job, progress };
+}
+
+/**
+ * settleJob from a container's status line (its job part is written by root from root's files)
+ * and its inspect data, with no command run in the container.
+ */
+export function settleFromStatus(job: JobState, status: JobStatus, info: ContainerInfo): { job: JobState; progress: JobProgress } {
+  if (job.exitCode !== null) return { job, progress: { state: 'exited', exitCode: job.exitCode } };
+  const progress: JobProgress = !info.State.Running
+    ? { state: 'lost', reason: 'its container is stopped' }
+    : job.containerStartedAt && info.State.StartedAt !== job.containerStartedAt
+      ? { state: 'lost', reason: 'its container was restarted' }
+      : status.state === 'exited'
+        ? { state: 'exited', exitCode: status.exitCode }
+        : status.state === 'running'
+          ? { state: 'running' }
+          : // The status line lags the job's start by up to two seconds: a job just started has no pid there yet.
+            Date.now() - Date.parse(job.startedAt) < 10_000
+            ? { state: 'running' }
+            : { state: 'lost', reason: 'its runner is gone' };
   return { job: progress.state === 'exited' ? { ...job, exitCode: progress.exitCode, finishedAt: new Date().toISOString() } : job, progress };
 }
 

@@ -7,7 +7,7 @@ import { errorMessage } from '../errors.ts';
 import { git } from '../git.ts';
 import { exec } from './container.ts';
 import { ownedBy, repoLabels } from '../repo.ts';
-import { settleJob, type JobProgress } from './job.ts';
+import { settleFromStatus, settleJob, type JobProgress } from './job.ts';
 import { sessionPaths } from './paths.ts';
 import type { Repo } from '../repo.ts';
 import { branchTip } from './resources.ts';
@@ -17,7 +17,8 @@ import { recordedEgress, type EgressState } from '../egress/rules.ts';
 import { mirrorVolume } from './transport.ts';
 import { engineOf, listSessions, writeSession, type SessionState, type StateProblem } from './store.ts';
 import { refusalsSince } from './steer.ts';
-import { plantedGit, syncSession } from './sync.ts';
+import { branchWarnings, plantedGit, syncSession } from './sync.ts';
+import { activity, lastStatus, type ActivityView } from './agent-state.ts';
 
 export type ContainerState = 'running' | 'exited' | 'created' | 'paused' | 'missing' | 'none' | 'unreachable';
 
@@ -45,6 +46,8 @@ export interface SessionView {
   ageSeconds: number;
   prompt: string | null;
   job: (SessionState['job'] & { state: JobProgress['state']; reason?: string }) | null;
+  /** What the agent is doing (its hooks' word, or its job's exit); null for a finished session. */
+  activity: ActivityView | null;
   /** Set when the session's container is gone: an orphaned session. */
   orphan: 'no-container' | null;
   /** The worktree folder holds a .git that para did not make. */
@@ -142,12 +145,24 @@ async function view(
             : info.State.Status === 'created'
               ? 'created'
               : 'exited';
+  // The container's last status line answers most questions without running anything in it.
+  const running = containerState === 'running';
+  const status = running && state.status === 'active' ? await engine.logs(state.container!, { tail: 20 }).then(lastStatus, () => null) : null;
+  const paths = sessionPaths(repo, state.name);
   let planted = false;
   if (state.status === 'active' && state.container) {
+    const hostTip = status ? await branchTip(repo, paths.ref) : null;
+    // The agent's branch is where the host's is: nothing to bring back (para's own word on the job, the agent's on its branch).
+    const inStep = status !== null && !status.agent.garbled && status.agent.refs !== null && status.agent.head === hostTip;
     try {
-      const sync = await syncSession(repo, state);
-      planted = sync.plantedGit;
-      warnings.push(...sync.warnings);
+      if (inStep) {
+        planted = await plantedGit(state.worktree);
+        warnings.push(...(await branchWarnings(repo, state)));
+      } else {
+        const sync = await syncSession(repo, state);
+        planted = sync.plantedGit;
+        warnings.push(...sync.warnings);
+      }
     } catch (error) {
       warnings.push(`could not bring the agent's commits back: ${error instanceof Error ? error.message : String(error)}`);
       planted = await plantedGit(state.worktree);
@@ -158,7 +173,9 @@ async function view(
     const settled: { job: NonNullable<SessionState['job']>; progress: JobProgress } =
       state.status === 'finished' && state.job.exitCode === null
         ? { job: state.job, progress: { state: 'lost', reason: 'the session was finished while it ran' } }
-        : await settleJob(engine, state.container, state.job);
+        : status && info
+          ? settleFromStatus(state.job, status.job, info)
+          : await settleJob(engine, state.container, state.job);
     if (settled.job !== state.job) {
       state = { ...state, job: settled.job };
       await writeSession(repo, state);
@@ -181,11 +198,17 @@ async function view(
     engine: state.engine ?? null,
     runtime: state.runtime ?? null,
     limits: state.limits,
-    uncommittedChanges: state.status === 'finished' ? null : await changesInside(engine, state, repo, containerState).catch(() => null),
+    uncommittedChanges:
+      state.status === 'finished'
+        ? null
+        : status && !status.agent.garbled && status.agent.refs !== null
+          ? status.agent.uncommitted
+          : await changesInside(engine, state, repo, containerState).catch(() => null),
     createdAt: state.createdAt,
     ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
     prompt: state.prompt,
     job,
+    activity: state.status === 'finished' ? null : activity(job, status?.agent ?? null, running),
     orphan: missing.has(state.name) ? 'no-container' : null,
     plantedGit: planted,
     warnings,
@@ -263,6 +286,7 @@ function unreachableView(state: SessionState, why: string, now: number): Session
     ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
     prompt: state.prompt,
     job: state.job ? { ...state.job, state: 'lost', reason: 'its engine cannot be reached' } : null,
+    activity: state.status === 'finished' ? null : { state: 'unknown', since: null, source: 'engine unreachable' },
     orphan: null,
     plantedGit: false,
     warnings: [`its engine (${describeEngine(engineOf(state))}) cannot be reached: ${why}`],

@@ -16,6 +16,7 @@ import type { EgressMode } from '../egress/rules.ts';
 import { transportFor } from './transport.ts';
 import type { PermissionMode } from './store.ts';
 import type { UserConfig } from './user-config.ts';
+import { AGENT_HOOK } from './agent-repo.ts';
 
 export interface StartRequest {
   cwd: string;
@@ -71,18 +72,46 @@ export interface StartResult {
  * What runs in the container. claude runs without permission prompts (the container is the
  * boundary), attached or not, unless the session asks for them (--ask).
  */
+/** The hook events para listens to: each one records what the agent is doing (see session/agent-state.ts). */
+export const HOOK_EVENTS = [
+  'SessionStart',
+  'UserPromptSubmit',
+  'PreToolUse',
+  'PostToolUse',
+  'PostToolUseFailure',
+  'PermissionRequest',
+  'Elicitation',
+  'Notification',
+  'Stop',
+  'StopFailure',
+  'SessionEnd',
+] as const;
+
+/** Claude Code settings (given with --settings, so the user's own files stay as they are) that run para's hook on each event. */
+export const HOOK_SETTINGS = JSON.stringify({
+  hooks: Object.fromEntries(HOOK_EVENTS.map((event) => [event, [{ hooks: [{ type: 'command', command: `sh ${AGENT_HOOK} ${event}`, timeout: 5 }] }]])),
+});
+
+/** A command as a person reads it: para's own hook settings are left out. */
+export function shownCommand(command: string[]): string[] {
+  const at = command.indexOf('--settings');
+  return command[0] === 'claude' && at === 1 && command[2] === HOOK_SETTINGS ? [command[0], ...command.slice(3)] : command;
+}
+
 export function plannedCommand(
   request: StartRequest,
   continueConversation: boolean,
   permissions: PermissionMode = request.ask ? 'ask' : 'bypass',
 ): { action: StartAction; command: string[] } {
   if (request.command?.length) return { action: request.detach ? 'job' : 'attach', command: request.command };
+  // In a container, claude reports what it is doing through para's hook (on the host there is none).
+  const hooks = request.container ? ['--settings', HOOK_SETTINGS] : [];
   if (request.detach) {
     if (!request.prompt) return { action: 'none', command: [] };
     // Safe: the agent is not root and runs in its own container.
-    return { action: 'job', command: ['claude', '-p', request.prompt, '--dangerously-skip-permissions'] };
+    return { action: 'job', command: ['claude', ...hooks, '-p', request.prompt, '--dangerously-skip-permissions'] };
   }
-  const command = ['claude'];
+  const command = ['claude', ...hooks];
   if (permissions === 'bypass') command.push('--dangerously-skip-permissions');
   if (continueConversation) command.push('--continue');
   if (request.prompt) command.push(request.prompt);

@@ -109,9 +109,7 @@ export function tallyProxyLog(text: string): { hosts: HostTally[]; unparsed: num
 
 /** How many requests the proxy refused since `since` (an ISO time); para's own probes are not counted. */
 export async function refusalsSince(engine: Engine, proxy: string, since: string): Promise<number> {
-  const logs = await engine.docker(['logs', '--since', since, proxy], { allowFailure: true });
-  if (logs.exitCode !== 0) throw new Error(logs.stderr.trim());
-  return tallyProxyLog(logs.stdout)
+  return tallyProxyLog(await engine.logs(proxy, { since }))
     .hosts.filter((h) => h.verdict === 'refused')
     .reduce((sum, h) => sum + h.count, 0);
 }

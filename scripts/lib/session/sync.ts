@@ -94,6 +94,14 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
       `${notKept.length} agent ref${notKept.length === 1 ? '' : 's'} kept only in the agent's repository (not a commit, or too many to make into branches): ${shown}${notKept.length > 10 ? `, and ${notKept.length - 10} more` : ''}`,
     );
   }
+  warnings.push(...(await branchWarnings(repo, state)));
+  return { moved, skipped: null, plantedGit: planted, agent, notKept, warnings };
+}
+
+/** What merging the session branch as it is on the host would do that a person must know first. */
+export async function branchWarnings(repo: Repo, state: SessionState): Promise<string[]> {
+  const paths = sessionPaths(repo, state.name);
+  const warnings: string[] = [];
   // Merging a branch that changes .para/ would write into para's own folders (other sessions'
   // files), or widen the team's egress allowlist: what the agent changed there is said aloud.
   const newTip = await branchTip(repo, paths.ref);
@@ -110,5 +118,5 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
       );
     }
   }
-  return { moved, skipped: null, plantedGit: planted, agent, notKept, warnings };
+  return warnings;
 }
