@@ -12,7 +12,7 @@ import { buildAuthImage, fakeHome } from '../test/support/images.ts';
 import { makeRepo } from '../test/support/repos.ts';
 import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 import { imageExists } from '../test/support/verbs.ts';
-import { median, timed } from './measure.ts';
+import { line, median, timed } from './measure.ts';
 
 const USAGE = `Usage: node --import tsx bench/mcp.bench.ts [--rounds N] [--image IMAGE]
 
@@ -66,7 +66,6 @@ async function main(argv: string[]): Promise<number> {
       for (const run of round % 2 ? [runMcp, runCli] : [runCli, runMcp]) await run();
     }
     await client.close();
-    const line = (label: string, values: number[]) => `  ${label.padEnd(44)} median ${(median(values) / 1000).toFixed(3)} s`;
     process.stdout.write(
       [
         `a start through para mcp against para start (${rounds} rounds, --egress none, image ${image}):`,

@@ -10,3 +10,8 @@ export async function timed(run: () => Promise<unknown>): Promise<number> {
   await run();
   return performance.now() - started;
 }
+
+/** One figure of a benchmark's report: its label, the median and every run, in seconds. */
+export function line(label: string, ms: number[]): string {
+  return `  ${label.padEnd(44)} median ${(median(ms) / 1000).toFixed(3)} s   (${ms.map((v) => (v / 1000).toFixed(2)).join(' ')})`;
+}

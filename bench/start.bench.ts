@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
-import { median, timed } from './measure.ts';
+import { line, median, timed } from './measure.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
@@ -72,10 +72,6 @@ function startScript(repo: TestRepo, args: string[], via: 'bundle' | 'tsx' = 'bu
     env: { ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` },
     stdin: 'ignore',
   });
-}
-
-function line(label: string, ms: number[]): string {
-  return `  ${label.padEnd(44)} median ${(median(ms) / 1000).toFixed(3)} s   (${ms.map((v) => (v / 1000).toFixed(2)).join(' ')})`;
 }
 
 /** The median memory docker stats reports for the sessions' proxies and forwarders. */

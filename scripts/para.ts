@@ -8,9 +8,11 @@ const COMMANDS: Array<{ name: string; script: () => Promise<unknown>; summary: s
   { name: 'login', script: () => import('./login.ts'), summary: 'log in inside a throwaway container and save it as the image' },
   { name: 'start', script: () => import('./start.ts'), summary: 'start or resume a session: para start NAME|"PROMPT" --container' },
   { name: 'list', script: () => import('./list.ts'), summary: "list this repository's sessions" },
+  { name: 'watch', script: () => import('./watch.ts'), summary: 'one live view of every session: who waits for you, what changed' },
   { name: 'logs', script: () => import('./logs.ts'), summary: "show a background job's output (-f follows it)" },
   { name: 'diff', script: () => import('./diff.ts'), summary: 'show what a session changed, uncommitted files included' },
   { name: 'log', script: () => import('./log.ts'), summary: "list a session's commits since it started" },
+  { name: 'merge', script: () => import('./merge.ts'), summary: "merge a session's commits into your branch (--squash)" },
   { name: 'sync', script: () => import('./sync.ts'), summary: "bring a session's commits to para/NAME" },
   { name: 'port', script: () => import('./port.ts'), summary: "forward a local port to a port inside a session's container" },
   { name: 'egress', script: () => import('./egress.ts'), summary: "what a session's proxy refused and admitted, per host" },
@@ -63,7 +65,8 @@ if (command === undefined || command === '--help' || command === '-h' || command
       near.length ? `did you mean: para ${near.join(', para ')}? (para --help lists them)` : 'para --help lists the commands',
     );
   }
+  const entry = process.argv[1] ?? '';
   process.argv = [process.argv[0], found.name, ...rest];
-  useParaInvocation();
+  useParaInvocation(entry);
   await found.script();
 }

@@ -128,10 +128,19 @@ export async function runMain(main: (argv: string[]) => Promise<number | undefin
 const SCRIPT_OF: Record<string, string> = { image: 'build-image', login: 'login' };
 
 let viaPara = false;
+let paraEntry = '';
 
 /** Called by the `para` command before it runs a verb: hints then read `para <verb>`. */
-export function useParaInvocation(): void {
+export function useParaInvocation(entry = ''): void {
   viaPara = true;
+  paraEntry = entry;
+}
+
+/** The argument vector that runs another verb with this same program (the para command, a bundle, or tsx). */
+export function selfCommand(verb: string, argv1 = process.argv[1] ?? ''): string[] {
+  if (viaPara && paraEntry) return [process.execPath, ...process.execArgv, paraEntry, verb];
+  const script = path.join(path.dirname(argv1), `${SCRIPT_OF[verb] ?? verb}${path.extname(argv1) || '.mjs'}`);
+  return [process.execPath, ...process.execArgv, script];
 }
 
 /**

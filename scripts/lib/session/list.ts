@@ -110,7 +110,7 @@ export function reconcile(repo: Repo, states: SessionState[], containers: Contai
   };
 }
 
-async function changesInside(engine: Engine, state: SessionState, repo: Repo, containerState: ContainerState): Promise<boolean | null> {
+export async function changesInside(engine: Engine, state: SessionState, repo: Repo, containerState: ContainerState): Promise<boolean | null> {
   const paths = sessionPaths(repo, state.name);
   if (containerState === 'running') {
     // The agent's git answers (its word only: this is display, nothing is decided on it).

@@ -1,0 +1,64 @@
+// Merge a session's work into your branch: its commits first come back to para/NAME.
+import readline from 'node:readline/promises';
+import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { UsageError } from './lib/errors.ts';
+import { finishSession } from './lib/session/finish.ts';
+import { mergeSession } from './lib/session/merge.ts';
+
+const USAGE = `Usage: ${invocation('merge')} NAME [--squash] [--into BRANCH] [--finish] [--json]
+
+Brings the agent's commits to para/NAME, then merges them with your own git into the branch of
+the checkout you are in (--into BRANCH switches to that branch first); --squash makes them one
+commit. Only committed work is merged: uncommitted files in the session are named, not taken.
+A checkout with uncommitted changes is refused, and nothing is forced: on a conflict the merge
+stops as git stops, with the files as git leaves them, and it says how to go on or abort. After a
+merge it offers to finish the session (--finish does it without asking).`;
+
+async function ask(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { string: ['into'], boolean: ['squash', 'finish', 'json', 'verbose', 'help'], alias: { h: 'help' } });
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  assertSupportedPlatform();
+  if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('merge')} NAME [--squash] [--into BRANCH]`);
+  if (args.into !== undefined && !String(args.into)) throw new UsageError('--into needs a branch name', `${invocation('merge')} NAME --into main`);
+  const name = String(args._[0]);
+  const result = await mergeSession(process.cwd(), name, { squash: Boolean(args.squash), into: args.into ? String(args.into) : undefined }, invocation);
+  let finished = false;
+  const offer = result.outcome !== 'conflict';
+  if (offer && (args.finish || (!args.json && process.stdin.isTTY && process.stderr.isTTY && (await ask(`Finish session ${name} now? [y/N] `))))) {
+    await finishSession(process.cwd(), name, undefined, invocation);
+    finished = true;
+  }
+  if (args.json) {
+    printJson({ ok: result.outcome !== 'conflict', ...result, finished });
+    return result.outcome === 'conflict' ? 1 : 0;
+  }
+  for (const message of result.warnings) warn(message);
+  if (result.outcome === 'up-to-date') log(`${result.into} already has everything on ${result.branch}: nothing to merge`);
+  else if (result.outcome === 'merged')
+    log(
+      `merged ${result.branch} into ${result.into}${result.squash ? ' as one commit' : ''} (${result.commits} commit${result.commits === 1 ? '' : 's'}), now at ${result.head?.slice(0, 12)}`,
+    );
+  else {
+    process.stderr.write(`error: merging ${result.branch} into ${result.into} stopped on conflicts in:\n`);
+    for (const file of result.conflicts) process.stderr.write(`  ${forTerminal(file)}\n`);
+    for (const step of result.next) process.stderr.write(`  next step: ${step}\n`);
+    return 1;
+  }
+  if (finished) log(`finished session ${name}; branch ${result.branch} is kept`);
+  else log(`finish the session when you are done with it: ${result.next[0]}`);
+  return 0;
+}
+
+await runMain(main);
