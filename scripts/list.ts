@@ -6,7 +6,8 @@ import { overview, type SessionView } from './lib/session/list.ts';
 
 const USAGE = `Usage: ${invocation('list')} [--json]
 
-Every session of the repository containing the current folder: status, container state
+Every session of the repository containing the current folder: what its agent is doing (working,
+waiting for you, idle, done, failed, unknown; from Claude Code's hooks or its job), status, container state
 (running, exited, missing; with its runtime when not the engine's default, e.g. runsc), egress (allowlist, with its proxy's health; OPEN; none), branch, uncommitted changes, age, background job, limits. The
 agent's commits are brought to para/NAME first. Containers and volumes labelled for this
 repository that belong to no session are orphans (clean removes them); a session whose container
@@ -39,7 +40,9 @@ function row(s: SessionView): string[] {
           ? `allowlist (${s.egress.refusedSinceLastLook} refused)`
           : s.egress.mode;
   const container = s.runtime && s.containerState !== 'none' ? `${s.containerState} (${s.runtime})` : s.containerState;
-  return [s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
+  const since = s.activity?.since ? Math.max(0, Math.round((Date.now() - Date.parse(s.activity.since)) / 1000)) : null;
+  const state = s.activity ? `${s.activity.state}${since !== null && !Number.isNaN(since) ? ` ${age(since)}` : ''}` : '-';
+  return [state, s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
 }
 
 function table(rows: string[][]): string {
@@ -73,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('no sessions in this repository\n');
     return 0;
   }
-  const rows = [['NAME', 'STATUS', 'CONTAINER', 'EGRESS', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
+  const rows = [['STATE', 'NAME', 'STATUS', 'CONTAINER', 'EGRESS', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
   process.stdout.write(`${table(rows)}\n`);
   for (const orphan of result.orphanContainers) {
     process.stdout.write(

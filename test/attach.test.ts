@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
+import { inTmux } from './support/tmux.ts';
 import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { inspectContainer } from './support/verbs.ts';
@@ -15,8 +16,7 @@ function containerName(root: string, name: string): string {
 }
 import { runScript, scriptCommand, SESSION_IMAGE, sessionTestImage } from './support/images.ts';
 import { makeRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL, tempDir } from './support/resources.ts';
-import { waitUntil } from './support/engine.ts';
+import { RUN_ID, TEST_LABEL } from './support/resources.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
 
 const IMAGE = SESSION_IMAGE;
@@ -101,30 +101,6 @@ attach("a resumed session continues claude's conversation only when the containe
   await docker(['exec', '--user', 'para', container, 'sh', '-c', 'mkdir -p "$1" && echo {} > "$1/conversation.jsonl"', 'x', folder]);
   assert.is(await hasConversation(shellEngine, container, worktree), true);
 });
-
-/** A tmux pane of its own running `start ARGS` in `cwd`; its screen as text, and how to end it. */
-async function inTmux(cwd: string, env: Record<string, string>, args: string[]) {
-  const session = `para-test-${RUN_ID}-${Math.random().toString(36).slice(2, 8)}`;
-  const dir = await tempDir('para-test-tmux-');
-  const script = path.join(dir, 'run.sh');
-  const exports = Object.entries({ ...env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` }).map(([k, v]) => `export ${k}='${v.replace(/'/g, `'\\''`)}'`);
-  const command = [...scriptCommand('start'), ...args].map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
-  await fs.writeFile(script, [...exports, `cd '${cwd}'`, `${command}; echo "para-exit=$?"; sleep 600`, ''].join('\n'));
-  const made = await execa('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '45', `sh ${script}`], { reject: false });
-  assert.is(made.exitCode, 0, `tmux: ${made.stderr} (.ci/run installs tmux)`);
-  onCleanup(() => execa('tmux', ['kill-session', '-t', session], { reject: false }));
-  const screen = async () => String((await execa('tmux', ['capture-pane', '-p', '-t', session], { reject: false })).stdout);
-  return {
-    screen,
-    /** Waits until claude shows its status line (the prompt is ready), then a few seconds for late warnings. */
-    async settled(): Promise<string> {
-      await waitUntil('claude to show its prompt', async () => /for shortcuts|bypass permissions on|Enter to confirm|para-exit=/.test(await screen()), 90_000);
-      await new Promise((resolve) => setTimeout(resolve, 8000));
-      return screen();
-    },
-    end: () => execa('tmux', ['kill-session', '-t', session], { reject: false }),
-  };
-}
 
 attach(
   'the real claude attached in a terminal opens on its prompt: no dialog or warning; no permission prompts unless --ask; a resume keeps the mode',
