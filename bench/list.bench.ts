@@ -79,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return times;
     };
+    // What the machine does with no session of this run, to tell the sessions' share from the rest.
+    const baseline = await machineBusy(20);
     process.stderr.write(`timing list in ${repo.root} on ${image}\n`);
     await start('s00');
     await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -106,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
         `  ratio list ${count} / list 1: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
         `  ${count - 1} sessions started in parallel: ${(started / 1000).toFixed(2)} s`,
         `  memory of an idle session (its container, proxy and forwarder; docker stats): ${(total / count).toFixed(1)} MiB`,
-        `  CPU of the whole machine while ${count} sessions idle: ${((busy / 20) * 100).toFixed(1)} % of one core (over 20 s)`,
+        `  CPU of the whole machine while ${count} sessions idle: ${((busy / 20) * 100).toFixed(1)} % of one core, against ${((baseline / 20) * 100).toFixed(1)} % before they started (20 s each)`,
         '',
       ].join('\n'),
     );

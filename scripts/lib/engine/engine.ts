@@ -6,6 +6,7 @@
 // DOCKER_CONTEXT or DOCKER_HOST once a session exists. Another backend is one more class.
 import { config } from '../config.ts';
 import { connectionError, docker, parseDockerJson, type DockerOptions, type DockerResult } from './docker.ts';
+import { traced } from '../trace.ts';
 import { localSocket, socketLogs, type LogQuery } from './api.ts';
 import { labelArgs, runArgs, type RunSpec } from './spec.ts';
 import { describeEngine, type EngineTarget } from './target.ts';
@@ -155,7 +156,7 @@ export class DockerEngine implements Engine {
 
   async logs(container: string, query: LogQuery = {}): Promise<string> {
     const socket = localSocket(this.target);
-    const fast = socket ? await socketLogs(socket, container, query, quick()) : undefined;
+    const fast = socket ? await traced('docker-api', ['logs', container], () => socketLogs(socket, container, query, quick())) : undefined;
     if (fast !== undefined) return fast;
     const args = ['logs', ...(query.tail !== undefined ? ['--tail', String(query.tail)] : []), ...(query.since ? ['--since', query.since] : []), container];
     const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });

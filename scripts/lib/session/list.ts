@@ -129,6 +129,7 @@ async function view(
   byName: Map<string, ContainerInfo>,
   missing: Set<string>,
   now: number,
+  tips: Map<string, string>,
 ): Promise<SessionView> {
   let state = raw;
   const warnings: string[] = [];
@@ -150,16 +151,18 @@ async function view(
   const status = running && state.status === 'active' ? await engine.logs(state.container!, { tail: 20 }).then(lastStatus, () => null) : null;
   const paths = sessionPaths(repo, state.name);
   let planted = false;
+  let head = tips.get(paths.ref) ?? null;
   if (state.status === 'active' && state.container) {
-    const hostTip = status ? await branchTip(repo, paths.ref) : null;
+    const hostTip = head;
     // The agent's branch is where the host's is: nothing to bring back (para's own word on the job, the agent's on its branch).
     const inStep = status !== null && !status.agent.garbled && status.agent.refs !== null && status.agent.head === hostTip;
     try {
       if (inStep) {
         planted = await plantedGit(state.worktree);
-        warnings.push(...(await branchWarnings(repo, state)));
+        warnings.push(...(await branchWarnings(repo, state, head)));
       } else {
         const sync = await syncSession(repo, state);
+        if (sync.moved.includes(paths.ref)) head = await branchTip(repo, paths.ref);
         planted = sync.plantedGit;
         warnings.push(...sync.warnings);
       }
@@ -188,7 +191,7 @@ async function view(
     name: state.name,
     status: state.status,
     branch: state.branch,
-    head: await branchTip(repo, sessionPaths(repo, state.name).ref),
+    head,
     worktree: state.worktree,
     container: state.container,
     containerState,
@@ -293,10 +296,21 @@ function unreachableView(state: SessionState, why: string, now: number): Session
   };
 }
 
+/** Every session branch's commit, in one git call. */
+async function sessionTips(repo: Repo): Promise<Map<string, string>> {
+  const result = await git(['for-each-ref', '--format=%(objecttype) %(objectname) %(refname)', 'refs/heads/para/'], { cwd: repo.root, allowFailure: true });
+  const tips = new Map<string, string>();
+  for (const line of result.stdout.split('\n')) {
+    const [type, oid, ref] = line.split(' ');
+    if (type === 'commit' && ref) tips.set(ref, oid);
+  }
+  return tips;
+}
+
 /** Every session of the repository with its live state, on every engine it uses, and what belongs to none. */
 export async function overview(repo: Repo, now = Date.now()): Promise<Overview> {
   const { sessions: states, problems } = await listSessions(repo);
-  const groups = await engineGroups(repo, states);
+  const [groups, tips] = await Promise.all([engineGroups(repo, states), sessionTips(repo)]);
   const sessions: SessionView[] = [];
   const orphanContainers: OrphanContainer[] = [];
   const orphanVolumes: string[] = [];
@@ -309,7 +323,7 @@ export async function overview(repo: Repo, now = Date.now()): Promise<Overview> 
     // Only this engine's sessions claim what is on it.
     const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, group.states, group.containers, group.volumes);
     const missingNames = new Set(missing.map((s) => s.name));
-    sessions.push(...(await Promise.all(group.states.map((state) => view(group.engine, repo, state, byName, missingNames, now)))));
+    sessions.push(...(await Promise.all(group.states.map((state) => view(group.engine, repo, state, byName, missingNames, now, tips)))));
     const where = group.engine.target.context ?? group.engine.target.host;
     orphanContainers.push(
       ...unclaimed.map((c) => ({

@@ -99,12 +99,12 @@ export async function syncSession(repo: Repo, state: SessionState, options: Sync
 }
 
 /** What merging the session branch as it is on the host would do that a person must know first. */
-export async function branchWarnings(repo: Repo, state: SessionState): Promise<string[]> {
+export async function branchWarnings(repo: Repo, state: SessionState, tip?: string | null): Promise<string[]> {
   const paths = sessionPaths(repo, state.name);
   const warnings: string[] = [];
   // Merging a branch that changes .para/ would write into para's own folders (other sessions'
   // files), or widen the team's egress allowlist: what the agent changed there is said aloud.
-  const newTip = await branchTip(repo, paths.ref);
+  const newTip = tip === undefined ? await branchTip(repo, paths.ref) : tip;
   if (newTip && newTip !== state.baseCommit) {
     const changed = (await git(['diff', '--name-only', '--no-renames', state.baseCommit, newTip, '--', '.para'], { cwd: repo.root, allowFailure: true })).stdout
       .split('\n')
