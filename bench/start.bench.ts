@@ -7,6 +7,7 @@ import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { line, median, timed } from './measure.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
+import { EGRESS_DIR } from '../scripts/lib/egress/proxy.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
 import { imageExists } from '../test/support/verbs.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
@@ -59,6 +60,87 @@ async function rawStart(repo: TestRepo, image: string, name: string, network: st
     image,
     'sleep',
     'infinity',
+  ]);
+}
+
+/**
+ * The same isolation by hand: the session container on no network, a proxy on the network
+ * (para's egress image, as locked down as para runs it, serving a unix socket in its volume) and
+ * a forwarder in the session's network namespace relaying loopback to that socket; typed one
+ * after another, as a person would. Only squid itself is left out (socat stands in for it).
+ */
+async function rawIsolatedStart(repo: TestRepo, image: string, egressImage: string, egressUser: string, name: string, network: string): Promise<void> {
+  const worktree = path.join(repo.root, '.para', 'worktrees', name);
+  const objects = path.join(repo.root, '.git', 'objects');
+  const prefix = `para-bench-${RUN_ID}-${name}`;
+  const volume = `${prefix}-egress`;
+  const tag = ['--label', `${TEST_LABEL}=${RUN_ID}`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.managedBy}=${MANAGED_BY}`];
+  const locked = [
+    '--read-only',
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--user',
+    egressUser,
+    '--init',
+    '--memory',
+    '128m',
+    '--pids-limit',
+    '64',
+  ];
+  await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
+  await execa('docker', ['volume', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, volume]);
+  await execa('docker', [
+    'run',
+    '-d',
+    '--name',
+    `${prefix}-proxy`,
+    ...tag,
+    '--network',
+    network,
+    ...locked,
+    '--mount',
+    `type=volume,source=${volume},target=${EGRESS_DIR}`,
+    egressImage,
+    'socat',
+    `UNIX-LISTEN:${EGRESS_DIR}/raw.sock,fork`,
+    'TCP:127.0.0.1:3128',
+  ]);
+  await execa('docker', [
+    'run',
+    '-d',
+    '--init',
+    '--network',
+    'none',
+    '--name',
+    prefix,
+    ...tag,
+    '--mount',
+    `type=bind,source=${objects},target=/para/host-objects,readonly`,
+    '--mount',
+    `type=bind,source=${worktree},target=${worktree}`,
+    '--workdir',
+    worktree,
+    image,
+    'sleep',
+    'infinity',
+  ]);
+  await execa('docker', [
+    'run',
+    '-d',
+    '--name',
+    `${prefix}-forward`,
+    ...tag,
+    '--network',
+    `container:${prefix}`,
+    ...locked,
+    '--mount',
+    `type=volume,source=${volume},target=${EGRESS_DIR},readonly`,
+    egressImage,
+    'socat',
+    'TCP-LISTEN:3128,bind=127.0.0.1,reuseaddr,fork',
+    `UNIX-CONNECT:${EGRESS_DIR}/raw.sock`,
   ]);
 }
 
@@ -139,12 +221,16 @@ async function main(argv: string[]): Promise<number> {
     const session = (name: string) => [name, '--container', '--detach', '--egress-network', network, '--image', image];
     const isolated = (name: string) => [name, '--container', '--detach', '--egress', 'none', '--image', image];
     // One untimed start of each kind warms the page cache, tsx's transform cache and the engine.
+    const egressImage = await testEgressImage();
+    const egressUser = String((await docker(['image', 'inspect', '--format', `{{index .Config.Labels "${labels.egressUser}"}}`, egressImage])).stdout).trim();
     await rawStart(repo, image, 'warm-raw', network);
+    await rawIsolatedStart(repo, image, egressImage, egressUser, 'warm-iso', network);
     await startScript(repo, session('warm-start'));
     await startScript(repo, isolated('warm-none'));
     await startScript(repo, session('warm-tsx'), 'tsx');
 
     const raw: number[] = [];
+    const rawIso: number[] = [];
     const start: number[] = [];
     const none: number[] = [];
     const viaTsx: number[] = [];
@@ -152,11 +238,12 @@ async function main(argv: string[]): Promise<number> {
     const helpTsx: number[] = [];
     for (let round = 0; round < rounds; round += 1) {
       const runRaw = async () => raw.push(await timed(() => rawStart(repo, image, `raw-${round}`, network)));
+      const runIso = async () => rawIso.push(await timed(() => rawIsolatedStart(repo, image, egressImage, egressUser, `iso-${round}`, network)));
       const runStart = async () => start.push(await timed(() => startScript(repo, session(`start-${round}`))));
       const runNone = async () => none.push(await timed(() => startScript(repo, isolated(`none-${round}`))));
       const runTsx = async () => viaTsx.push(await timed(() => startScript(repo, session(`tsx-${round}`), 'tsx')));
       // Rotate the order so no side always runs on a warmer machine.
-      const order = [runRaw, runStart, runNone, runTsx];
+      const order = [runRaw, runIso, runStart, runNone, runTsx];
       for (let i = 0; i < order.length; i += 1) await order[(i + round) % order.length]();
       help.push(await timed(() => startScript(repo, ['--help'])));
       helpTsx.push(await timed(() => startScript(repo, ['--help'], 'tsx')));
@@ -182,12 +269,14 @@ async function main(argv: string[]): Promise<number> {
       [
         `start.ts against the raw commands it wraps (${rounds} rounds, image ${image}):`,
         line('raw: git worktree add -b + docker run -d', raw),
+        line('raw, same isolation: + proxy + forwarder', rawIso),
         line('start.ts, default egress (make start)', start),
         line('start.ts --egress none', none),
         line('  of which node + loading (--help)', help),
         line('start.ts via tsx (npx tsx scripts/start.ts)', viaTsx),
         line('  of which node + tsx + loading (--help)', helpTsx),
         `  ratio start.ts / raw: ${ratio.toFixed(2)} (goal <= ${GOAL}: ${ratio <= GOAL ? 'met' : 'not met'})`,
+        `  ratio start.ts / raw with the same isolation: ${(median(start) / median(rawIso)).toFixed(2)} (goal <= ${GOAL}: ${median(start) / median(rawIso) <= GOAL ? 'met' : 'not met'})`,
         `  ratio via tsx / raw:  ${ratioTsx.toFixed(2)}`,
         `  ratio --egress none / raw: ${(median(none) / median(raw)).toFixed(2)}`,
         `  memory of each session's proxy: ${memory.proxy}; of its forwarder: ${memory.forwarder} (docker stats, ${memory.count} sessions)`,

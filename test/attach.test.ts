@@ -120,7 +120,7 @@ attach(
     // Every process's command line (the test image has no ps).
     const commandLines = async (name: string) =>
       (await docker(['exec', containerName(repo.root, name), 'sh', '-c', 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done'])).stdout;
-    assert.match(await commandLines('free'), 'claude --dangerously-skip-permissions');
+    assert.match(await commandLines('free'), /claude --settings \{"hooks".* --dangerously-skip-permissions/);
     assert.not.match(await commandLines('careful'), 'dangerously');
     // The terminal goes away (the container keeps running); a resume keeps --ask.
     await ask.end();

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
+import { waitUntil } from './support/engine.ts';
 import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
@@ -110,9 +111,16 @@ nonRoot("start, a commit inside, logs, sync, list, finish, cancel and clean all 
   assert.is((await fs.stat(file)).uid, user.uid);
   const edited = await asUser('sh', ['-c', `echo "edited by the user" >> '${file}'`]);
   assert.is(edited.exitCode, 0, edited.stderr);
-  const listed = await para('list.ts', ['--json']);
-  assert.is(listed.exitCode, 0, listed.stderr);
-  assert.is(JSON.parse(listed.stdout).sessions[0].uncommittedChanges, true);
+  // The session reports a change made beside it (not through git or claude) within its next full look (10 s).
+  await waitUntil(
+    'list to show the edit',
+    async () => {
+      const listed = await para('list.ts', ['--json']);
+      assert.is(listed.exitCode, 0, listed.stderr);
+      return JSON.parse(listed.stdout).sessions[0].uncommittedChanges === true;
+    },
+    30_000,
+  );
   const finished = await para('finish.ts', ['work', '-m', "the user's edit"]);
   assert.is(finished.exitCode, 0, finished.stderr);
   const content = await asUser('git', ['show', 'para/work:agent.txt']);

@@ -86,15 +86,15 @@ export const STATUS_MARK = 'para-status 1';
 const STATUS_REPORTER = `printf '%s\\n' "$7" > "$d/agent-hook.tmp"; chmod 0755 "$d/agent-hook.tmp"; mv -f "$d/agent-hook.tmp" "${AGENT_HOOK}"
 printf '%s\\n' "$8" > "$d/agent-report"; chmod 0644 "$d/agent-report"
 home=$(getent passwd para | cut -d: -f6)
-prev=""; lastjob=""; n=15
+prev=""; lastjob=""; n=5
 # Idle costs one sleep per round: the report (git) runs only when a file it reads is newer than the
-# last report, when the job's state changes, and every 30 s (files changed by other means).
+# last report, when the job's state changes, and every 10 s (files changed by other means, an editor on the host).
 while :; do
   if [ -f "$d/exit-code" ]; then read -r code < "$d/exit-code"; case "$code" in ''|*[!0-9]*) code=255 ;; esac; job="exit:$code"
   elif [ -f "$d/job.pid" ]; then read -r pid < "$d/job.pid"; if kill -0 "$pid" 2>/dev/null; then job=running; else job=gone; fi
   else job=none; fi
   n=$((n + 1)); changed=""
-  if [ "$job" != "$lastjob" ] || [ "$n" -ge 15 ] || [ ! -e "$d/reported" ]; then changed=1; fi
+  if [ "$job" != "$lastjob" ] || [ "$n" -ge 5 ] || [ ! -e "$d/reported" ]; then changed=1; fi
   for f in "$2/index" "$2/HEAD" "$2/packed-refs" "$2/logs/HEAD" "$2/refs/heads" "$home/${AGENT_STATE_FILE}"; do
     if [ "$f" -nt "$d/reported" ]; then changed=1; fi
   done

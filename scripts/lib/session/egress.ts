@@ -12,6 +12,7 @@ import { tarArchive } from '../tar.ts';
 import { proxyPlan, type EgressOwner, type EgressPlan } from '../egress/proxy.ts';
 import {
   DEFAULT_ALLOWED_HOSTS,
+  hostUpstream,
   hostPatternProblem,
   normalizeHost,
   REPO_ALLOW_FILE,
@@ -87,7 +88,8 @@ export interface PreparedEgress {
   mounts: Mount[];
   /** Files to copy into the container once it runs (a remote engine cannot bind-mount them). */
   copies: Array<{ source: string; target: string }>;
-  plan: EgressPlan | null;
+  /** The proxy's plan (its image checked, the Docker host's addresses looked up): settled while the session container starts. */
+  plan: Promise<EgressPlan> | null;
 }
 
 /** Copies host files into a running container (its folders are made as needed). */
@@ -118,7 +120,10 @@ export async function prepareEgress(
     return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: network, env: ca.env, ...caFiles, plan: null };
   }
   const hosts = await egressHosts(repo, allow);
-  const { plan, upstream } = await proxyPlan(engine, hosts, network, warn);
+  const upstream = hostUpstream();
+  const plan = proxyPlan(engine, hosts, network, warn).then((planned) => planned.plan);
+  // Whoever needs the plan awaits it; a start that fails before then must not leave it unhandled.
+  plan.catch(() => undefined);
   return {
     state: { mode, allow, hosts, upstream: upstream ? `${upstream.host}:${upstream.port}` : null },
     containerNetwork: 'none',

@@ -55,7 +55,8 @@ async function ensureEgress(
 ): Promise<void> {
   const { warn, invocation } = request;
   const paths = sessionPaths(repo, session.name);
-  if (!prepared.plan) {
+  const plan = prepared.plan ? await prepared.plan : null;
+  if (!plan) {
     await removeEgress(engine, repo, paths);
     return;
   }
@@ -65,7 +66,7 @@ async function ensureEgress(
   await removeEgress(engine, repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(engine, repo, paths));
   const owner = sessionEgressOwner(repo, paths, invocation);
-  await Promise.all([createProxy(engine, owner, prepared.plan), createForwarder(engine, owner, prepared.plan)]);
+  await Promise.all([createProxy(engine, owner, plan), createForwarder(engine, owner, plan)]);
   await startForwarder(engine, owner, 'new');
   if (await forwarderHeld(engine, owner.forwarder)) return;
   // Something in the session holds 127.0.0.1:3128 (an agent can bind it once the forwarder is

@@ -217,13 +217,16 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // namespace); the proxy, the longest step, starts meanwhile.
         const plan = egress.plan;
         const owner = sessionEgressOwner(repo, paths, request.invocation);
+        // Nothing waits for the proxy's plan (its image, the Docker host's addresses) but the proxy and the forwarder.
         const session = plan
-          ? Promise.all([createSessionContainer(engine, spec, rollback), createForwarder(engine, owner, plan)]).then(() => startForwarder(engine, owner, 'new'))
+          ? Promise.all([createSessionContainer(engine, spec, rollback), plan.then((p) => createForwarder(engine, owner, p))]).then(() =>
+              startForwarder(engine, owner, 'new'),
+            )
           : createSessionContainer(engine, spec, rollback);
         const made = await Promise.allSettled([
           createBranch(repo, paths, head, rollback),
           session,
-          plan ? createProxy(engine, owner, plan) : Promise.resolve(),
+          plan ? plan.then((p) => createProxy(engine, owner, p)) : Promise.resolve(),
         ]);
         // A missing image explains a failed docker run best, so it is reported first.
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
