@@ -41,7 +41,17 @@ async function main(argv: string[]): Promise<number> {
     finished = true;
   }
   if (args.json) {
-    printJson({ ok: result.outcome !== 'conflict', ...result, finished });
+    const conflict =
+      result.outcome === 'conflict'
+        ? {
+            error: {
+              code: 'merge-conflict',
+              message: `merging ${result.branch} into ${result.into} stopped on conflicts in: ${result.conflicts.map((f) => JSON.stringify(f)).join(', ')}`,
+              hint: result.next.join('; '),
+            },
+          }
+        : {};
+    printJson({ ok: result.outcome !== 'conflict', ...result, finished, ...conflict });
     return result.outcome === 'conflict' ? 1 : 0;
   }
   for (const message of result.warnings) warn(message);

@@ -6,6 +6,7 @@ import fs from 'fs-extra';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
+import { waitUntil } from './support/engine.ts';
 import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { inspectContainer } from './support/verbs.ts';
@@ -327,8 +328,16 @@ egress('--allow and the repository file admit a host; a look-alike name stays re
   const worktree = path.join(repo.root, '.para', 'worktrees', fromFile.name);
   const widened = await agent(fromFile, `cd ${worktree} && echo '*.example.net' >> .para/allowed-hosts && git commit -qam widen`);
   assert.is(widened.exitCode, 0, widened.stderr);
-  const after = JSON.parse((await runScript('list.ts', ['--json'], { cwd: repo.root, env: fromFile.env })).stdout);
-  assert.match(after.sessions[0].warnings.join('\n'), 'changes .para/allowed-hosts');
+  // list brings the commit back once the session has reported it (its status line, within about 2 s).
+  let after: { sessions: Array<{ warnings: string[]; egress: { hosts: string[] } }> } = { sessions: [] };
+  await waitUntil(
+    'list to bring the commit back',
+    async () => {
+      after = JSON.parse((await runScript('list.ts', ['--json'], { cwd: repo.root, env: fromFile.env })).stdout);
+      return after.sessions[0].warnings.join('\n').includes('changes .para/allowed-hosts');
+    },
+    30_000,
+  );
   assert.equal(after.sessions[0].egress.hosts, ['api.anthropic.com', 'platform.claude.com', 'evil.example']);
 });
 

@@ -70,6 +70,7 @@ mcp('the tools, their schemas and annotations', async () => {
     'para_list',
     'para_log',
     'para_logs',
+    'para_merge',
     'para_port',
     'para_start',
     'para_sync',
@@ -141,6 +142,14 @@ mcp('dispatch two sessions by prompt, list, read, diff, finish one and cancel th
     ['refs/heads/main'],
   );
   assert.equal(await containersOf(repo), []);
+  // The finished session's work merged into main by the orchestrator; a second merge has nothing to take.
+  const merged = await ok(client, 'para_merge', { name: 'add-a-greeting-file' });
+  assert.is(merged.outcome, 'merged');
+  assert.is(merged.commits, 2);
+  assert.is(await repo.git(['rev-parse', 'main']), merged.head);
+  assert.is(await repo.git(['show', 'main:greeting.txt']), 'hello');
+  assert.is((await ok(client, 'para_merge', { name: 'add-a-greeting-file' })).outcome, 'up-to-date');
+  assert.match(errorText(await call(client, 'para_merge', { name: 'add-a-greeting-file', into: '-x' })), 'a branch name');
 });
 
 mcp('bad arguments are tool errors with the next step, and create nothing', async () => {

@@ -301,6 +301,30 @@ export function createServer(options: ServerOptions): McpServer {
     },
   );
 
+  server.registerTool(
+    'para_merge',
+    {
+      title: "Merge a session's work",
+      description:
+        "Brings the session's commits to para/NAME and merges them with the user's git into the branch checked out in this repository (into: switches the checkout to that branch first; squash: one commit). Refuses a checkout with uncommitted changes and forces nothing; on a conflict it stops with the repository as git leaves it and returns an error saying how to go on or abort. Only committed work is merged. Returns outcome (merged, up-to-date), commits and the new head.",
+      inputSchema: {
+        name: sessionName,
+        squash: z.boolean().optional().describe("make the session's commits one commit"),
+        into: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/, 'a branch name: letters, digits, . _ / -, not starting with - or /')
+          .optional()
+          .describe('the branch to merge into (default: the one checked out)'),
+      },
+      outputSchema: document,
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async (input) => {
+      const { doc, error } = await run(options, 'merge', [input.name, ...(input.squash ? ['--squash'] : []), ...(input.into ? [`--into=${input.into}`] : [])]);
+      return error ?? success(clean(doc) as Record<string, unknown>, ['warnings', 'conflicts']);
+    },
+  );
+
   // Forwards live as long as the server: one per session and port, reused when asked again.
   const forwards = new Map<string, Forward>();
   server.registerTool(
