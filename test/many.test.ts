@@ -198,6 +198,7 @@ many(
     assert.is(await repo.git(['rev-parse', 'main']), result.head);
     assert.is((await repo.git(['rev-list', '--parents', '-n', '1', 'main'])).split(' ').length, 2, 'one commit with one parent');
     assert.equal((await repo.git(['diff', '--name-only', 'main^', 'main'])).split('\n'), ['a.txt', 'b.txt']);
+    assert.is(await repo.git(['log', '-1', '--format=%s', 'main']), 'Session squashed (para/squashed): 2 commits squashed');
     assert.is((await listed(repo)).sessions.find((s) => s.name === 'squashed')?.containerState, 'none');
     const upToDate = await para(repo, 'merge.ts', ['one', '--json']);
     assert.is(JSON.parse(upToDate.stdout).outcome, 'up-to-date');

@@ -1,6 +1,7 @@
 // Taking a session's work in: its commits are brought to para/NAME, then merged (or squashed) by
 // the user's own git into the branch of the checkout the command runs in. Nothing is forced: a
 // checkout with changes is refused, a conflict stops as git stops, and the session stays as it was.
+import fs from 'fs-extra';
 import path from 'node:path';
 import { ParaError } from '../errors.ts';
 import { git } from '../git.ts';
@@ -151,7 +152,11 @@ export async function mergeSession(cwd: string, name: string, options: MergeOpti
     });
   }
   if (options.squash) {
-    const committed = await git(['commit', '--quiet', '--no-edit'], { cwd: checkout, allowFailure: true });
+    // The subject names the session; git's own squash message (the commits it holds) follows.
+    const squashFile = (await git(['rev-parse', '--path-format=absolute', '--git-path', 'SQUASH_MSG'], { cwd: checkout })).stdout;
+    const listed = await fs.readFile(squashFile, 'utf8').catch(() => '');
+    const message = `Session ${name} (${paths.branch}): ${commits} commit${commits === 1 ? '' : 's'} squashed\n\n${listed}`;
+    const committed = await git(['commit', '--quiet', '--file=-'], { cwd: checkout, allowFailure: true, input: message });
     if (committed.exitCode !== 0) {
       throw new ParaError(`the squashed changes are staged, but git commit failed: ${committed.stderr || committed.stdout}`, {
         code: 'commit-failed',
