@@ -5,14 +5,16 @@ import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session/finish.ts';
 import { mergeSession } from './lib/session/merge.ts';
 
-const USAGE = `Usage: ${invocation('merge')} NAME [--squash] [--into BRANCH] [--finish] [--json]
+const USAGE = `Usage: ${invocation('merge')} NAME [--squash] [--into BRANCH] [--finish] [--allowlist-change] [--json]
 
 Brings the agent's commits to para/NAME, then merges them with your own git into the branch of
 the checkout you are in (--into BRANCH switches to that branch first); --squash makes them one
 commit. Only committed work is merged: uncommitted files in the session are named, not taken.
 A checkout with uncommitted changes is refused, and nothing is forced: on a conflict the merge
 stops as git stops, with the files as git leaves them, and it says how to go on or abort. After a
-merge it offers to finish the session (--finish does it without asking).`;
+merge it offers to finish the session (--finish does it without asking). A branch that adds files
+under .para/ is refused; one that changes the repository's egress allowlist (.para/allowed-hosts,
+against where the branch and yours meet, as git merges) needs --allowlist-change.`;
 
 async function ask(question: string): Promise<boolean> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
@@ -24,7 +26,7 @@ async function ask(question: string): Promise<boolean> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { string: ['into'], boolean: ['squash', 'finish', 'json', 'verbose', 'help'], alias: { h: 'help' } });
+  const args = parseArgs(argv, { string: ['into'], boolean: ['squash', 'finish', 'allowlist-change', 'json', 'verbose', 'help'], alias: { h: 'help' } });
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -33,7 +35,12 @@ async function main(argv: string[]): Promise<number> {
   if (args._.length !== 1) throw new UsageError('give exactly one session NAME', `${invocation('merge')} NAME [--squash] [--into BRANCH]`);
   if (args.into !== undefined && !String(args.into)) throw new UsageError('--into needs a branch name', `${invocation('merge')} NAME --into main`);
   const name = String(args._[0]);
-  const result = await mergeSession(process.cwd(), name, { squash: Boolean(args.squash), into: args.into ? String(args.into) : undefined }, invocation);
+  const result = await mergeSession(
+    process.cwd(),
+    name,
+    { squash: Boolean(args.squash), into: args.into ? String(args.into) : undefined, allowlistChange: Boolean(args['allowlist-change']) },
+    invocation,
+  );
   let finished = false;
   const offer = result.outcome !== 'conflict';
   if (offer && (args.finish || (!args.json && process.stdin.isTTY && process.stderr.isTTY && (await ask(`Finish session ${name} now? [y/N] `))))) {

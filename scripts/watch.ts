@@ -4,7 +4,7 @@ import { assertSupportedPlatform, invocation, selfCommand, parseArgs, printJson,
 import { UsageError } from './lib/errors.ts';
 import { findRepo, git } from './lib/git.ts';
 import type { Repo } from './lib/repo.ts';
-import { cells, HEADER, notices, notifiers, table, terminalNotice, watchRows, type Notice, type WatchRow } from './lib/session/watch.ts';
+import { cells, HEADER, notices, notifiers, table, terminalNotice, throttled, watchRows, type Notice, type WatchRow } from './lib/session/watch.ts';
 
 const USAGE = `Usage: ${invocation('watch')} [--interval SECONDS] [--once] [--json]
 
@@ -47,6 +47,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
   let selected = 0;
   let frame: Frame = { rows: [], warnings: [] };
   let previous: Map<string, WatchRow> | null = null;
+  const noticed = new Map<string, number>();
   let busy = false;
   let quit: (() => void) | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -87,7 +88,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
     } catch (error) {
       status = `could not look: ${error instanceof Error ? error.message : String(error)}`;
     }
-    const found = notices(previous, frame.rows);
+    const found = throttled(notices(previous, frame.rows), noticed);
     previous = new Map(frame.rows.map((r) => [r.name, r]));
     selected = Math.min(selected, Math.max(0, frame.rows.length - 1));
     if (!busy) {
@@ -152,6 +153,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
 async function plain(repo: Repo, checkout: string, intervalMs: number, once: boolean, json: boolean): Promise<number> {
   const send = await notifiers();
   let previous: Map<string, WatchRow> | null = null;
+  const noticed = new Map<string, number>();
   for (;;) {
     const frame = await look(repo, checkout);
     if (once) {
@@ -171,7 +173,7 @@ async function plain(repo: Repo, checkout: string, intervalMs: number, once: boo
         process.stdout.write(json ? `${JSON.stringify({ at: stamp, ...row })}\n` : `${stamp} ${text.filter(Boolean).join('  ')}\n`);
       }
     }
-    const found: Notice[] = notices(previous, frame.rows);
+    const found: Notice[] = throttled(notices(previous, frame.rows), noticed);
     previous = new Map(frame.rows.map((r) => [r.name, r]));
     await Promise.all(found.flatMap((n) => send.map((notify) => notify(n))));
     await new Promise((resolve) => setTimeout(resolve, intervalMs));

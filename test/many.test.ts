@@ -142,6 +142,28 @@ many('a job ending and a session waiting reach PARA_NOTIFY_COMMAND with the sess
   assert.match(output, /^\S+Z waiting \S+\s+asks/m);
 });
 
+many('watch in a terminal: the rows in place, d shows the diff and a key comes back, q quits; what the agent wrote stays escaped', async () => {
+  const repo = await makeRepo();
+  const started = await para(repo, 'start.ts', detachedArgs('seen', SESSION_IMAGE, '--', 'sleep', '600'));
+  assert.is(started.exitCode, 0, started.stderr);
+  await agent(repo, 'seen', `printf 'hello\\n' > "$(printf 'bell\\007name.txt')" && echo two > two.txt && git add -A && git commit -qm "two files"`);
+  const pane = await inTmux(repo.root, repo.env, ['--interval', '1'], 'watch');
+  await waitUntil('watch to show the session ahead by one', async () => /seen\s+1\s+0\s+no/.test(await pane.screen()), 60_000);
+  const screen = await pane.screen();
+  assert.match(screen, 'para watch: 1 session');
+  assert.match(screen, /^working \S+\s+seen/m, 'a running job is working');
+  assert.match(screen, 'a attach  l logs  d diff  f finish');
+  await pane.keys('d');
+  await waitUntil('the diff', async () => (await pane.screen()).includes('press any key to go back'), 60_000);
+  const diff = await pane.screen();
+  assert.match(diff, '+two');
+  assert.match(diff, /bell\\(x07|007|a)name\.txt/, 'the file name is shown escaped');
+  await pane.keys('x');
+  await waitUntil('watch again', async () => (await pane.screen()).includes('para watch: 1 session'), 30_000);
+  await pane.keys('q');
+  await waitUntil('watch to quit', async () => (await pane.screen()).includes('para-exit=0'), 30_000);
+});
+
 many(
   'merge: commits come in, uncommitted files are named not taken, --squash makes one commit, a conflict stops as git does, a dirty checkout is refused',
   async () => {
@@ -210,6 +232,58 @@ many(
     );
   },
 );
+
+many("a status line about an earlier job is not the new one's; a report the agent hangs does not hold back the job's state", async () => {
+  const repo = await makeRepo();
+  const started = await para(repo, 'start.ts', detachedArgs('jobs', SESSION_IMAGE, '--', 'true'));
+  assert.is(started.exitCode, 0, started.stderr);
+  const jobOf = async () => (await listed(repo)).sessions.find((s) => s.name === 'jobs')?.job as { state: string; exitCode: number | null } | undefined;
+  await waitUntil('the first job to exit 0', async () => (await jobOf())?.state === 'exited', 30_000);
+  // A second job right away: the container's last line still says exit 0 (of the first one).
+  const again = await para(repo, 'start.ts', ['jobs', '--container', '--detach', '--', 'sh', '-c', 'sleep 12; exit 5']);
+  assert.is(again.exitCode, 0, again.stderr);
+  const second = await jobOf();
+  assert.is(second?.state, 'running', JSON.stringify(second));
+  assert.is(second?.exitCode, null);
+  // The agent makes its git index a FIFO: its report (git status) hangs until its own time-out.
+  await agent(
+    repo,
+    'jobs',
+    'g=$(git rev-parse --absolute-git-dir) && mv "$g/index" "$g/index.real" && mkfifo "$g/index" && printf "Stop %s \\n" "$(date +%s)" > ~/.claude/para-state',
+  );
+  const startedAt = Date.now();
+  await waitUntil('the second job to exit 5', async () => (await jobOf())?.exitCode === 5, 60_000);
+  // The job ends 12 s after it started; a loop that waited for the hung report would say so only after it timed out (20 s).
+  assert.ok(Date.now() - startedAt < 19_000, `the exit was seen after ${Date.now() - startedAt} ms`);
+});
+
+many('merge compares with where the branches meet: a branch that quietly reverts your later allowlist change is refused', async () => {
+  const repo = await makeRepo();
+  await fs.outputFile(path.join(repo.root, '.para', 'allowed-hosts'), 'api.example.com\n*.evil.test\n');
+  await repo.git(['add', '.para/allowed-hosts']);
+  await repo.git(['commit', '-qm', 'hosts']);
+  const started = await para(repo, 'start.ts', detachedArgs('sly', SESSION_IMAGE, '--', 'sleep', '600'));
+  assert.is(started.exitCode, 0, started.stderr);
+  // You narrow the list after the session started.
+  await fs.writeFile(path.join(repo.root, '.para', 'allowed-hosts'), 'api.example.com\n');
+  await repo.git(['commit', '-qam', 'narrow the hosts']);
+  const narrowed = await repo.git(['rev-parse', 'HEAD']);
+  // The agent reads your new commit from the objects it borrows and builds on it, with the old list back.
+  await agent(
+    repo,
+    'sly',
+    `git cat-file -e ${narrowed} && git read-tree ${narrowed} && printf 'api.example.com\\n*.evil.test\\n' > .para/allowed-hosts && echo feature > feature.txt && git add .para/allowed-hosts feature.txt && c=$(git commit-tree $(git write-tree) -p ${narrowed} -m feature) && git update-ref refs/heads/para/sly $c && git reset -q --hard $c`,
+  );
+  const diff = await para(repo, 'diff.ts', ['sly', '--stat']);
+  assert.match(diff.stderr, 'would also change ".para/allowed-hosts"', diff.stderr);
+  const refused = await para(repo, 'merge.ts', ['sly', '--json']);
+  assert.is.not(refused.exitCode, 0);
+  assert.is(JSON.parse(refused.stdout).error.code, 'merge-changes-allowlist');
+  assert.is(await repo.git(['rev-parse', 'main']), narrowed, 'nothing was merged');
+  const consented = await para(repo, 'merge.ts', ['sly', '--allowlist-change']);
+  assert.is(consented.exitCode, 0, consented.stderr);
+  assert.match(consented.stderr, 'changes .para/allowed-hosts');
+});
 
 many('twelve sessions started in parallel are each listed, with their state', async () => {
   const repo = await makeRepo();

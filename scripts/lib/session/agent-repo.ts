@@ -86,24 +86,32 @@ export const STATUS_MARK = 'para-status 1';
 const STATUS_REPORTER = `printf '%s\\n' "$7" > "$d/agent-hook.tmp"; chmod 0755 "$d/agent-hook.tmp"; mv -f "$d/agent-hook.tmp" "${AGENT_HOOK}"
 printf '%s\\n' "$8" > "$d/agent-report"; chmod 0644 "$d/agent-report"
 home=$(getent passwd para | cut -d: -f6)
-prev=""; lastjob=""; n=5
+prev=""; lastjob=""; n=5; agent=""; pending=""; rm -f "$d/report.busy" "$d/report.out"
 # Idle costs one sleep per round: the report (git) runs only when a file it reads is newer than the
 # last report, when the job's state changes, and every 10 s (files changed by other means, an editor on the host).
+# The agent's report runs beside the loop and is waited for 2 s at most: an agent that stops or
+# hangs it (root here may not signal the agent's processes) only leaves its own part unchanged.
 while :; do
-  if [ -f "$d/exit-code" ]; then read -r code < "$d/exit-code"; case "$code" in ''|*[!0-9]*) code=255 ;; esac; job="exit:$code"
-  elif [ -f "$d/job.pid" ]; then read -r pid < "$d/job.pid"; if kill -0 "$pid" 2>/dev/null; then job=running; else job=gone; fi
+  id=""; [ -f "$d/job.id" ] && read -r id < "$d/job.id"
+  case "$id" in *[!0-9a-f]*) id=bad ;; esac
+  if [ -f "$d/exit-code" ]; then read -r code < "$d/exit-code"; case "$code" in ''|*[!0-9]*) code=255 ;; esac; job="exit:$code:$id"
+  elif [ -f "$d/job.pid" ]; then read -r pid < "$d/job.pid"; if kill -0 "$pid" 2>/dev/null; then job="running:$id"; else job="gone:$id"; fi
   else job=none; fi
   n=$((n + 1)); changed=""
   if [ "$job" != "$lastjob" ] || [ "$n" -ge 5 ] || [ ! -e "$d/reported" ]; then changed=1; fi
   for f in "$2/index" "$2/HEAD" "$2/packed-refs" "$2/logs/HEAD" "$2/refs/heads" "$home/${AGENT_STATE_FILE}"; do
     if [ "$f" -nt "$d/reported" ]; then changed=1; fi
   done
-  if [ -n "$changed" ]; then
-    : > "$d/reported"; n=0; lastjob="$job"
-    agent=$(setpriv --reuid=para --regid=para --init-groups -- timeout 30 sh "$d/agent-report" "$2" "$4" 2>/dev/null < /dev/null | head -c 400 | tr -cd 'A-Za-z0-9=:_. -')
-    line="${STATUS_MARK} job=$job | $agent"
-    if [ "$line" != "$prev" ]; then printf '%s\\n' "$line"; prev="$line"; fi
+  lastjob="$job"
+  if [ -n "$changed" ] && [ ! -e "$d/report.busy" ]; then
+    : > "$d/reported"; n=0; : > "$d/report.busy"
+    ( setpriv --reuid=para --regid=para --init-groups -- timeout 30 sh "$d/agent-report" "$2" "$4" > "$d/report.tmp" 2>/dev/null < /dev/null
+      mv -f "$d/report.tmp" "$d/report.out"; rm -f "$d/report.busy" ) &
+    pending=1; w=0; while [ -e "$d/report.busy" ] && [ "$w" -lt 20 ]; do sleep 0.1; w=$((w + 1)); done
   fi
+  if [ -n "$pending" ] && [ ! -e "$d/report.busy" ]; then pending=""; agent=$(head -c 400 "$d/report.out" 2>/dev/null | tr -cd 'A-Za-z0-9=:_. -'); fi
+  line="${STATUS_MARK} job=$job | $agent"
+  if [ "$line" != "$prev" ]; then printf '%s\\n' "$line"; prev="$line"; fi
   sleep 2
 done`;
 

@@ -10,7 +10,12 @@ export type AgentState = 'working' | 'waiting' | 'idle' | 'done' | 'failed' | 'u
 
 export const AGENT_STATES: readonly AgentState[] = ['working', 'waiting', 'idle', 'done', 'failed', 'unknown'];
 
-export type JobStatus = { state: 'none' } | { state: 'running' } | { state: 'exited'; exitCode: number } | { state: 'gone' };
+/** The job's state in a status line, with the id of the job it is about (none: no job has started in this container). */
+export type JobStatus =
+  | { state: 'none' }
+  | { state: 'running'; id: string }
+  | { state: 'exited'; exitCode: number; id: string }
+  | { state: 'gone'; id: string };
 
 export interface AgentReport {
   /** A digest of all the agent's refs: changes whenever any of them moves. */
@@ -53,9 +58,11 @@ export function stateOfEvent(name: string, detail: string): AgentState {
 }
 
 function parseJob(text: string | undefined): JobStatus | null {
-  if (text === 'none' || text === 'running' || text === 'gone') return { state: text };
-  const exited = /^exit:(\d{1,3})$/.exec(text ?? '');
-  return exited ? { state: 'exited', exitCode: Number(exited[1]) } : null;
+  if (text === 'none') return { state: 'none' };
+  const parsed = /^(running|gone|exit:(\d{1,3})):([0-9a-f]{16})$/.exec(text ?? '');
+  if (!parsed) return null;
+  if (parsed[2] !== undefined) return { state: 'exited', exitCode: Number(parsed[2]), id: parsed[3] };
+  return { state: parsed[1] as 'running' | 'gone', id: parsed[3] };
 }
 
 function parseAgent(text: string): AgentReport {

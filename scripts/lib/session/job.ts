@@ -6,6 +6,7 @@ import { RUN_DIR as JOB_DIR, WAIT_FOR_REPOSITORY } from './agent-repo.ts';
 import { exec } from './container.ts';
 import { WAIT_FOR_PROXY } from '../egress/rules.ts';
 import type { JobState } from './store.ts';
+import { randomBytes } from 'node:crypto';
 import type { ContainerInfo, Engine } from '../engine/engine.ts';
 import type { JobStatus } from './agent-state.ts';
 
@@ -22,8 +23,9 @@ echo $? > "$d/exit-code.tmp"; mv "$d/exit-code.tmp" "$d/exit-code"`;
 const START_SCRIPT = `set -eu
 d="${JOB_DIR}"
 mkdir -p "$d"; chmod 0755 "$d"
-rm -f "$d/exit-code" "$d/exit-code.tmp" "$d/job.pid"
+rm -f "$d/exit-code" "$d/exit-code.tmp" "$d/job.pid" "$d/job.id"
 : > "$d/output.log"
+printf '%s\n' "$1" > "$d/job.id"; shift
 runner="$1"; shift
 setsid sh -c "$runner" para-job "$@" < /dev/null > /dev/null 2>&1 &
 echo $! > "$d/job.pid"`;
@@ -32,8 +34,9 @@ echo $! > "$d/job.pid"`;
 export async function startJob(engine: Engine, container: string, workdir: string, command: string[]): Promise<JobState> {
   const info = await engine.inspectContainer(container);
   if (!info?.State.Running) throw new ParaError(`the container ${container} is not running`, { code: 'container-stopped' });
-  await exec(engine, container, ['sh', '-c', START_SCRIPT, 'para-job-start', RUNNER, ...command], { root: true, workdir, asAgent: true });
-  return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null };
+  const id = randomBytes(8).toString('hex');
+  await exec(engine, container, ['sh', '-c', START_SCRIPT, 'para-job-start', id, RUNNER, ...command], { root: true, workdir, asAgent: true });
+  return { command, startedAt: new Date().toISOString(), containerStartedAt: info.State.StartedAt, exitCode: null, finishedAt: null, id };
 }
 
 export type JobProgress =
@@ -75,8 +78,10 @@ export async function settleJob(engine: Engine, container: string, job: JobState
  * settleJob from a container's status line (its job part is written by root from root's files)
  * and its inspect data, with no command run in the container.
  */
-export function settleFromStatus(job: JobState, status: JobStatus, info: ContainerInfo): { job: JobState; progress: JobProgress } {
+export function settleFromStatus(job: JobState, status: JobStatus, info: ContainerInfo): { job: JobState; progress: JobProgress } | null {
   if (job.exitCode !== null) return { job, progress: { state: 'exited', exitCode: job.exitCode } };
+  // A line about another job (an earlier one, or one started before ids), or none yet: ask the container.
+  if (!job.id || (status.state !== 'none' && status.id !== job.id)) return null;
   const progress: JobProgress = !info.State.Running
     ? { state: 'lost', reason: 'its container is stopped' }
     : job.containerStartedAt && info.State.StartedAt !== job.containerStartedAt

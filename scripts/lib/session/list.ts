@@ -176,9 +176,7 @@ async function view(
     const settled: { job: NonNullable<SessionState['job']>; progress: JobProgress } =
       state.status === 'finished' && state.job.exitCode === null
         ? { job: state.job, progress: { state: 'lost', reason: 'the session was finished while it ran' } }
-        : status && info
-          ? settleFromStatus(state.job, status.job, info)
-          : await settleJob(engine, state.container, state.job);
+        : ((status && info ? settleFromStatus(state.job, status.job, info) : null) ?? (await settleJob(engine, state.container, state.job)));
     if (settled.job !== state.job) {
       state = { ...state, job: settled.job };
       await writeSession(repo, state);

@@ -17,6 +17,8 @@ export interface MergeOptions {
   squash: boolean;
   /** Merge into this branch (switched to first); default: the checkout's current branch. */
   into?: string;
+  /** Merge even though the branch changes the repository's egress allowlist. */
+  allowlistChange?: boolean;
 }
 
 export interface MergeResult {
@@ -59,18 +61,6 @@ export async function mergeSession(cwd: string, name: string, options: MergeOpti
   }
   const tip = await branchTip(repo, paths.ref);
   if (!tip) throw new ParaError(`the branch ${paths.branch} does not exist`, { code: 'no-branch', hint: `list the sessions: ${invocation('list')}` });
-  // What merging would write into para's own folders is refused; a wider team allowlist is said aloud.
-  const touched = (await git(['diff', '--name-only', '--no-renames', `${state.baseCommit}`, tip, '--', '.para'], { cwd: repo.root, allowFailure: true })).stdout
-    .split('\n')
-    .filter(Boolean);
-  if (touched.some((file) => file !== REPO_ALLOW_FILE)) {
-    throw new ParaError(`${paths.branch} adds files under .para/, where para keeps every session's files; para does not merge it`, {
-      code: 'merge-touches-para',
-      hint: `look at them (git diff ${state.baseCommit} ${paths.branch} -- .para), remove them from the branch, then merge again`,
-    });
-  }
-  if (touched.includes(REPO_ALLOW_FILE))
-    warnings.push(`${paths.branch} changes ${REPO_ALLOW_FILE}: which hosts every session may reach changes with this merge`);
   const dirty = (await git(['status', '--porcelain', '--untracked-files=no'], { cwd: checkout })).stdout;
   if (dirty) {
     throw new ParaError(`${checkout} has changes that are not committed: para merges only into a clean checkout`, {
@@ -102,6 +92,29 @@ export async function mergeSession(cwd: string, name: string, options: MergeOpti
     if (!(await branchTip(repo, `refs/heads/${into}`))) {
       throw new ParaError(`there is no branch ${into}`, { code: 'bad-target', hint: `list them: git branch` });
     }
+  }
+  // What this merge would write into para's own folders (against the merge base with the target, as git merges) is refused; a wider team allowlist is said aloud.
+  const touched = (
+    await git(['diff', '--name-only', '--no-renames', `refs/heads/${into}...${tip}`, '--', '.para'], { cwd: checkout, allowFailure: true })
+  ).stdout
+    .split('\n')
+    .filter(Boolean);
+  if (touched.some((file) => file !== REPO_ALLOW_FILE)) {
+    throw new ParaError(`${paths.branch} adds files under .para/, where para keeps every session's files; para does not merge it`, {
+      code: 'merge-touches-para',
+      hint: `look at them (git diff ${into}...${paths.branch} -- .para), remove them from the branch, then merge again`,
+    });
+  }
+  if (touched.includes(REPO_ALLOW_FILE)) {
+    if (!options.allowlistChange) {
+      throw new ParaError(`${paths.branch} changes ${REPO_ALLOW_FILE}: merging it would change which hosts every session may reach`, {
+        code: 'merge-changes-allowlist',
+        hint: `look at it (git diff ${into}...${paths.branch} -- ${REPO_ALLOW_FILE}); to merge it anyway: ${invocation('merge')} ${name} --allowlist-change`,
+      });
+    }
+    warnings.push(`${paths.branch} changes ${REPO_ALLOW_FILE}: which hosts every session may reach changes with this merge`);
+  }
+  if (into !== current) {
     const switched = await git(['switch', '--quiet', into], { cwd: checkout, allowFailure: true });
     if (switched.exitCode !== 0)
       throw new ParaError(`git could not switch to ${into}: ${switched.stderr}`, { code: 'switch-failed', hint: 'switch yourself, then merge again' });

@@ -61,6 +61,30 @@ export async function sessionWork(cwd: string, name: string, invocation: Invocat
   }
   const head = await branchTip(repo, paths.ref);
   const from = head ?? base;
+  // A branch built on host commits newer than its start (the agent sees them in the objects it
+  // borrows) can change, in a merge, a file this diff (against the start) shows unchanged: a
+  // revert of one of those commits. Such files are named.
+  if (head && head !== base) {
+    const onTop = (await git(['merge-base', 'HEAD', head], { cwd: repo.root, allowFailure: true })).stdout;
+    if (onTop && onTop !== base && onTop !== head) {
+      const names = async (from: string) =>
+        new Set(
+          (await git(['diff', '--name-only', '--no-renames', '-z', from, head], { cwd: repo.root, allowFailure: true })).stdout.split('\0').filter(Boolean),
+        );
+      const [merged, shown] = await Promise.all([names(onTop), names(base)]);
+      const hidden = [...merged].filter((file) => !shown.has(file));
+      if (hidden.length) {
+        warnings.push(
+          `a merge of ${paths.branch} would also change ${hidden
+            .slice(0, 10)
+            .map((f) => JSON.stringify(f))
+            .join(
+              ', ',
+            )}, which this diff (against the session's start) shows unchanged: the branch builds on commits made since; see git diff HEAD...${paths.branch}`,
+        );
+      }
+    }
+  }
   if (!options.files) return { repo, state, base, head, tip: from, uncommitted: 'not-asked', uncaptured: [], warnings };
   const identity = await identityOf(repo);
   const message = `para: uncommitted work of session ${name} (for review)`;

@@ -21,6 +21,8 @@ export interface JobState {
   containerStartedAt: string | null;
   exitCode: number | null;
   finishedAt: string | null;
+  /** A random id the container's status line names the job by (a line about an earlier job is not this one's). */
+  id?: string;
 }
 
 export interface Limits {
@@ -96,6 +98,7 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
   if (!STATUSES.includes(data.status as SessionStatus)) throw damaged(file, `status ${JSON.stringify(data.status)}`);
   if (data.image !== null && (typeof data.image !== 'string' || data.image.startsWith('-'))) throw damaged(file, 'bad image');
   if (data.job !== null && data.job !== undefined && !Array.isArray(data.job.command)) throw damaged(file, 'bad job');
+  if (data.job?.id !== undefined && !/^[0-9a-f]{16}$/.test(String(data.job.id))) throw damaged(file, 'bad job id');
   if (data.engine !== undefined) {
     const e = data.engine;
     const text = (value: unknown) => value === null || (typeof value === 'string' && value.length > 0 && !value.startsWith('-') && !/[\s]/.test(value));

@@ -106,7 +106,8 @@ export async function branchWarnings(repo: Repo, state: SessionState, tip?: stri
   // files), or widen the team's egress allowlist: what the agent changed there is said aloud.
   const newTip = tip === undefined ? await branchTip(repo, paths.ref) : tip;
   if (newTip && newTip !== state.baseCommit) {
-    const changed = (await git(['diff', '--name-only', '--no-renames', state.baseCommit, newTip, '--', '.para'], { cwd: repo.root, allowFailure: true })).stdout
+    // What merging it into the checkout would change (against their merge base, not the session's start).
+    const changed = (await git(['diff', '--name-only', '--no-renames', `HEAD...${newTip}`, '--', '.para'], { cwd: repo.root, allowFailure: true })).stdout
       .split('\n')
       .filter(Boolean);
     if (changed.includes(REPO_ALLOW_FILE)) {

@@ -117,6 +117,16 @@ export function notices(before: Map<string, WatchRow> | null, rows: WatchRow[]):
   return found;
 }
 
+/** At most one notice per session per `gapMs`: a session flipping its state (its hooks are the agent's) cannot flood you. */
+export function throttled(found: Notice[], lastAt: Map<string, number>, now = Date.now(), gapMs = 30_000): Notice[] {
+  return found.filter((n) => {
+    const last = lastAt.get(n.name);
+    if (last !== undefined && now - last < gapMs) return false;
+    lastAt.set(n.name, now);
+    return true;
+  });
+}
+
 async function onPath(command: string): Promise<boolean> {
   const found = await execa('sh', ['-c', 'command -v "$1"', 'para-which', command], { reject: false, stdin: 'ignore' });
   return found.exitCode === 0;
