@@ -95,10 +95,18 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
     ['remote'],
   );
   const listed = JSON.parse((await para(repo, 'list.ts', ['--json'])).stdout) as {
-    sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string }>;
+    sessions: Array<{ name: string; engine: { context: string; remote: boolean }; containerState: string; activity: { state: string } }>;
   };
   assert.equal(listed.sessions[0].engine, { context: CONTEXT, host: null, remote: true });
   assert.is(listed.sessions[0].containerState, 'running');
+  assert.is(listed.sessions[0].activity.state, 'done', "its job exited 0 (read from the remote container's status line)");
+  // merge brings the commit over the bundle and into main; the uncommitted file is named, not taken.
+  const merged = await para(repo, 'merge.ts', ['far', '--json']);
+  assert.is(merged.exitCode, 0, merged.stderr);
+  const outcome = JSON.parse(merged.stdout) as { outcome: string; warnings: string[] };
+  assert.is(outcome.outcome, 'merged');
+  assert.match(outcome.warnings.join('\n'), 'uncommitted files');
+  assert.is(await repo.git(['show', 'main:r.txt']), 'from the remote engine');
   const doctor = JSON.parse((await para(repo, 'doctor.ts', ['--json', '--image', SESSION_IMAGE])).stdout) as {
     checks: Array<{ id: string; status: string; message: string }>;
   };
