@@ -1,5 +1,5 @@
 // Show what a session changed: its work against the commit it started from, uncommitted files included.
-import { assertSupportedPlatform, forTerminal, invocation, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { createReadStream } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -47,6 +47,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   for (const message of work.warnings) warn(message);
+  // What was reviewed, by id: merge --expect takes it, so later commits are not merged unseen.
+  if (work.head)
+    log(
+      `${work.state.branch} is at ${work.head.slice(0, 12)} (merge exactly this: ${invocation('merge')} ${work.state.name} --expect ${work.head.slice(0, 12)})`,
+    );
   if (work.uncommitted === 'unreachable') warn('its uncommitted files are not shown: its container is not running');
   if (work.uncaptured.length)
     warn(

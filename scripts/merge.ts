@@ -5,7 +5,7 @@ import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session/finish.ts';
 import { mergeSession } from './lib/session/merge.ts';
 
-const USAGE = `Usage: ${invocation('merge')} NAME [--squash] [--into BRANCH] [--finish] [--allowlist-change] [--json]
+const USAGE = `Usage: ${invocation('merge')} NAME [--squash] [--into BRANCH] [--expect COMMIT] [--finish] [--allowlist-change] [--json]
 
 Brings the agent's commits to para/NAME, then merges them with your own git into the branch of
 the checkout you are in (--into BRANCH switches to that branch first); --squash makes them one
@@ -14,7 +14,8 @@ A checkout with uncommitted changes is refused, and nothing is forced: on a conf
 stops as git stops, with the files as git leaves them, and it says how to go on or abort. After a
 merge it offers to finish the session (--finish does it without asking). A branch that adds files
 under .para/ is refused; one that changes the repository's egress allowlist (.para/allowed-hosts,
-against where the branch and yours meet, as git merges) needs --allowlist-change.`;
+against where the branch and yours meet, as git merges) needs --allowlist-change. --expect COMMIT
+(printed by diff) merges only if the branch is still at what you reviewed.`;
 
 async function ask(question: string): Promise<boolean> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
@@ -26,7 +27,11 @@ async function ask(question: string): Promise<boolean> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { string: ['into'], boolean: ['squash', 'finish', 'allowlist-change', 'json', 'verbose', 'help'], alias: { h: 'help' } });
+  const args = parseArgs(argv, {
+    string: ['into', 'expect'],
+    boolean: ['squash', 'finish', 'allowlist-change', 'json', 'verbose', 'help'],
+    alias: { h: 'help' },
+  });
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -38,7 +43,12 @@ async function main(argv: string[]): Promise<number> {
   const result = await mergeSession(
     process.cwd(),
     name,
-    { squash: Boolean(args.squash), into: args.into ? String(args.into) : undefined, allowlistChange: Boolean(args['allowlist-change']) },
+    {
+      squash: Boolean(args.squash),
+      into: args.into ? String(args.into) : undefined,
+      allowlistChange: Boolean(args['allowlist-change']),
+      expect: args.expect !== undefined ? String(args.expect) : undefined,
+    },
     invocation,
   );
   let finished = false;

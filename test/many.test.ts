@@ -185,7 +185,13 @@ many(
     assert.is(await repo.git(['for-each-ref', '--format=%(refname) %(objectname)', 'refs/tags', 'refs/heads/main']), refsBefore);
     await repo.git(['checkout', '--', 'README.md']);
 
-    const merged = await para(repo, 'merge.ts', ['one']);
+    // What was reviewed, by id: a merge that expects another commit is refused.
+    const reviewed = await para(repo, 'diff.ts', ['one', '--stat']);
+    const expect = /--expect ([0-9a-f]{12})/.exec(reviewed.stderr)?.[1];
+    assert.ok(expect, reviewed.stderr);
+    const moved = await para(repo, 'merge.ts', ['one', '--expect', '0000000', '--json']);
+    assert.is(JSON.parse(moved.stdout).error.code, 'branch-moved');
+    const merged = await para(repo, 'merge.ts', ['one', '--expect', expect!]);
     assert.is(merged.exitCode, 0, merged.stderr);
     assert.match(merged.stderr, 'uncommitted files');
     assert.match(merged.stderr, /merged para\/one into main \(1 commit\)/);
@@ -240,7 +246,7 @@ many("a status line about an earlier job is not the new one's; a report the agen
   const jobOf = async () => (await listed(repo)).sessions.find((s) => s.name === 'jobs')?.job as { state: string; exitCode: number | null } | undefined;
   await waitUntil('the first job to exit 0', async () => (await jobOf())?.state === 'exited', 30_000);
   // A second job right away: the container's last line still says exit 0 (of the first one).
-  const again = await para(repo, 'start.ts', ['jobs', '--container', '--detach', '--', 'sh', '-c', 'sleep 12; exit 5']);
+  const again = await para(repo, 'start.ts', ['jobs', '--container', '--detach', '--', 'sh', '-c', 'sleep 6; exit 5']);
   assert.is(again.exitCode, 0, again.stderr);
   const second = await jobOf();
   assert.is(second?.state, 'running', JSON.stringify(second));
@@ -253,8 +259,8 @@ many("a status line about an earlier job is not the new one's; a report the agen
   );
   const startedAt = Date.now();
   await waitUntil('the second job to exit 5', async () => (await jobOf())?.exitCode === 5, 60_000);
-  // The job ends 12 s after it started; a loop that waited for the hung report would say so only after it timed out (20 s).
-  assert.ok(Date.now() - startedAt < 19_000, `the exit was seen after ${Date.now() - startedAt} ms`);
+  // The job ends 6 s after it started; a loop that waited for the hung report would say so only after git's time-out (20 s).
+  assert.ok(Date.now() - startedAt < 16_000, `the exit was seen after ${Date.now() - startedAt} ms`);
 });
 
 many('merge compares with where the branches meet: a branch that quietly reverts your later allowlist change is refused', async () => {

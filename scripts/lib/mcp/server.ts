@@ -315,12 +315,22 @@ export function createServer(options: ServerOptions): McpServer {
           .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/, 'a branch name: letters, digits, . _ / -, not starting with - or /')
           .optional()
           .describe('the branch to merge into (default: the one checked out)'),
+        expect: z
+          .string()
+          .regex(/^[0-9a-f]{7,64}$/, 'a commit id (7 to 64 hex digits)')
+          .optional()
+          .describe("merge only if the session's branch is still at this commit (the head para_diff returned)"),
       },
       outputSchema: document,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     async (input) => {
-      const { doc, error } = await run(options, 'merge', [input.name, ...(input.squash ? ['--squash'] : []), ...(input.into ? [`--into=${input.into}`] : [])]);
+      const { doc, error } = await run(options, 'merge', [
+        input.name,
+        ...(input.squash ? ['--squash'] : []),
+        ...(input.into ? [`--into=${input.into}`] : []),
+        ...(input.expect ? [`--expect=${input.expect}`] : []),
+      ]);
       return error ?? success(clean(doc) as Record<string, unknown>, ['warnings', 'conflicts']);
     },
   );

@@ -19,6 +19,8 @@ export interface MergeOptions {
   into?: string;
   /** Merge even though the branch changes the repository's egress allowlist. */
   allowlistChange?: boolean;
+  /** Merge only if the branch is at this commit (what `para diff` showed): later commits are not merged unseen. */
+  expect?: string;
 }
 
 export interface MergeResult {
@@ -61,6 +63,12 @@ export async function mergeSession(cwd: string, name: string, options: MergeOpti
   }
   const tip = await branchTip(repo, paths.ref);
   if (!tip) throw new ParaError(`the branch ${paths.branch} does not exist`, { code: 'no-branch', hint: `list the sessions: ${invocation('list')}` });
+  if (options.expect !== undefined && !(/^[0-9a-f]{7,64}$/.test(options.expect) && tip.startsWith(options.expect))) {
+    throw new ParaError(`${paths.branch} is at ${tip.slice(0, 12)}, not ${options.expect}: the agent committed since you looked`, {
+      code: 'branch-moved',
+      hint: `look again (${invocation('diff')} ${name}), then merge with the --expect it prints`,
+    });
+  }
   const dirty = (await git(['status', '--porcelain', '--untracked-files=no'], { cwd: checkout })).stdout;
   if (dirty) {
     throw new ParaError(`${checkout} has changes that are not committed: para merges only into a clean checkout`, {
