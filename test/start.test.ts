@@ -559,9 +559,13 @@ async function interruptWhen(
   signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM',
 ): Promise<{ signal?: string; exitCode?: number; stderr: string }> {
   const [command, ...entry] = scriptCommand('start');
+  // A Claude setup to carry in: the start then waits for the agent's repository and readies claude
+  // after the container runs, so a signal sent once the repository is seeded lands while it works.
+  const home = await tempDir('para-test-home-');
+  await fs.outputFile(path.join(home, '.claude', 'settings.json'), JSON.stringify({ model: 'claude-opus-4-5' }));
   const child = execa(command, [...entry, ...detached(name, '--', 'sleep', '60')], {
     cwd: repo.root,
-    env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...repo.env },
+    env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...repo.env, HOME: home, CLAUDE_CONFIG_DIR: undefined },
     stdin: 'ignore',
     reject: false,
     timeout: 60_000,
