@@ -111,7 +111,7 @@ many('a job ending and a session waiting reach PARA_NOTIFY_COMMAND with the sess
     ['fails', 3],
     ['works', 0],
   ] as const) {
-    const started = await para(repo, 'start.ts', detachedArgs(name, SESSION_IMAGE, '--', 'sh', '-c', `sleep 12; exit ${code}`));
+    const started = await para(repo, 'start.ts', detachedArgs(name, SESSION_IMAGE, '--', 'sh', '-c', `sleep 25; exit ${code}`));
     assert.is(started.exitCode, 0, started.stderr);
   }
   const asked = await para(repo, 'start.ts', detachedArgs('asks', SESSION_IMAGE, '--', 'sleep', '600'));
@@ -124,8 +124,12 @@ many('a job ending and a session waiting reach PARA_NOTIFY_COMMAND with the sess
     reject: false,
   });
   onCleanup(async () => watch.kill());
-  // watch's first look sees the jobs running (it tells nothing on a first look).
-  await new Promise((resolve) => setTimeout(resolve, 4000));
+  // watch's first look sees the jobs running and the third session idle (it tells nothing on a first look).
+  let seen = '';
+  watch.stdout?.on('data', (chunk: Buffer) => {
+    seen += chunk.toString();
+  });
+  await waitUntil('watch to take its first look', async () => /asks/.test(seen) && /fails .*running/.test(seen), 60_000);
   // A session starts waiting for you (its hook's word, as claude's hook would write it).
   await agent(repo, 'asks', `printf 'PermissionRequest %s \\n' "$(date +%s)" > ~/.claude/para-state`);
   await waitUntil(
@@ -134,7 +138,8 @@ many('a job ending and a session waiting reach PARA_NOTIFY_COMMAND with the sess
     60_000,
   );
   watch.kill();
-  const output = String((await watch).stdout);
+  await watch;
+  const output = seen;
   const notices = (await fs.readFile(record, 'utf8')).trim().split('\n').sort();
   assert.equal(notices, ['asks|waiting|2', 'fails|failed|2', 'works|done|2']);
   assert.match(output, /fails .*exit 3/);
@@ -295,6 +300,7 @@ many('twelve sessions started in parallel are each listed, with their state', as
   const repo = await makeRepo();
   const names = Array.from({ length: 12 }, (_, i) => `many-${String(i).padStart(2, '0')}`);
   const starts = await Promise.all(names.map((name) => para(repo, 'start.ts', [name, '--container', '--detach', '--image', SESSION_IMAGE])));
+  // (docker run waits up to PARA_DOCKER_RUN_TIMEOUT_MS, 2 min: twelve starts at once on a busy engine are slow, not stuck.)
   for (const [i, result] of starts.entries()) assert.is(result.exitCode, 0, `${names[i]}: ${result.stderr}`);
   await waitUntil('every session to report', async () => (await listed(repo)).sessions.every((s) => s.activity?.source === 'no agent event yet'), 60_000);
   const view = await listed(repo);

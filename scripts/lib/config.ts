@@ -98,6 +98,10 @@ export const config = {
     get dockerQuickMs(): number {
       return positiveInt('PARA_DOCKER_TIMEOUT_MS', 30_000, 'milliseconds');
     },
+    /** Creating and starting a container (docker run, create, start): slower than a query on a busy engine (many starts at once). */
+    get dockerRunMs(): number {
+      return positiveInt('PARA_DOCKER_RUN_TIMEOUT_MS', 120_000, 'milliseconds');
+    },
     /** `claude auth status` inside an image. */
     get verifyMs(): number {
       return positiveInt('PARA_VERIFY_TIMEOUT_MS', 60_000, 'milliseconds');

@@ -166,11 +166,11 @@ export class DockerEngine implements Engine {
 
   run(spec: RunSpec, options: Omit<DockerOptions, 'target'> & { detach?: boolean } = {}): Promise<DockerResult> {
     const { detach, ...rest } = options;
-    return this.docker(['run', ...(detach ? ['--detach'] : []), ...runArgs(spec)], { timeoutMs: quick(), ...rest });
+    return this.docker(['run', ...(detach ? ['--detach'] : []), ...runArgs(spec)], { timeoutMs: config.timeouts.dockerRunMs, ...rest });
   }
 
   async create(spec: RunSpec): Promise<void> {
-    await this.docker(['create', ...runArgs(spec)], { timeoutMs: quick() });
+    await this.docker(['create', ...runArgs(spec)], { timeoutMs: config.timeouts.dockerRunMs });
   }
 
   exec(container: string, command: string[], options: ExecOptions): Promise<DockerResult> {
@@ -217,7 +217,7 @@ export class DockerEngine implements Engine {
   }
 
   async startContainer(ref: string): Promise<void> {
-    await this.docker(['start', ref], { timeoutMs: quick() });
+    await this.docker(['start', ref], { timeoutMs: config.timeouts.dockerRunMs });
   }
 
   async restartContainer(ref: string): Promise<void> {
