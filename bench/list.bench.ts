@@ -4,13 +4,13 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
-import { line, median, timed } from './measure.ts';
+import { benchImage } from './images.ts';
+import { line, mebibytes, median, timed } from './measure.ts';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
-import { imageExists } from '../test/support/verbs.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
-import { buildAuthImage, fakeHome, testEgressImage } from '../test/support/images.ts';
+import { testEgressImage } from '../test/support/images.ts';
 import { makeRepo } from '../test/support/repos.ts';
 import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 
@@ -48,15 +48,7 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(count) || count < 2) throw new UsageError(`--sessions must be an integer of at least 2, got ${args.sessions}`);
   if (!(await fs.pathExists(PARA))) throw new UsageError(`${PARA} is missing`, 'run: make build (make bench does it)');
   try {
-    let image: string = args.image || '';
-    if (image) {
-      if (!(await imageExists(image))) throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image');
-    } else {
-      image = `para-bench-list-${RUN_ID}:auth`;
-      process.stderr.write(`building the throwaway image ${image} from a fake login...\n`);
-      const build = await buildAuthImage(image, await fakeHome());
-      if (build.exitCode !== 0) throw new Error(`build-image.ts failed:\n${build.stderr}`);
-    }
+    const image = await benchImage(args.image || undefined, `para-bench-list-${RUN_ID}:auth`);
     await testEgressImage();
     const repo = await makeRepo();
     const env = { ...(process.env as Record<string, string>), ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` };
@@ -92,11 +84,7 @@ async function main(argv: string[]): Promise<number> {
     for (let round = 0; round < rounds; round += 1) watch.push(await timed(() => para(['watch', '--once'])));
     const ids = (await docker(['ps', '-q', '--filter', `label=${labels.repo}=${repo.root}`])).stdout.split('\n').filter(Boolean);
     const stats = (await docker(['stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}}', ...ids])).stdout.split('\n').filter(Boolean);
-    const mib = (text: string) => {
-      const [value, unit] = /([\d.]+)\s*([KMG]i?B)/.exec(text)?.slice(1) ?? ['0', 'MiB'];
-      return Number(value) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 }[unit] ?? 1);
-    };
-    const total = stats.reduce((sum, row) => sum + mib(row.split(' ').slice(1).join(' ')), 0);
+    const total = stats.reduce((sum, row) => sum + mebibytes(row.split(' ').slice(1).join(' ')), 0);
     const busy = await machineBusy(20);
     const ratio = median(many) / median(one);
     process.stdout.write(

@@ -8,10 +8,9 @@ import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
-import { buildAuthImage, fakeHome } from '../test/support/images.ts';
 import { makeRepo } from '../test/support/repos.ts';
 import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
-import { imageExists } from '../test/support/verbs.ts';
+import { benchImage } from './images.ts';
 import { line, median, timed } from './measure.ts';
 
 const USAGE = `Usage: node --import tsx bench/mcp.bench.ts [--rounds N] [--image IMAGE]
@@ -33,15 +32,7 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds must be a positive integer, got ${args.rounds}`);
   if (!(await fs.pathExists(PARA))) throw new UsageError(`${PARA} is missing`, 'run: make build (make bench does it)');
   try {
-    let image: string = args.image || '';
-    if (image) {
-      if (!(await imageExists(image))) throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image');
-    } else {
-      image = `para-bench-mcp-${RUN_ID}:auth`;
-      process.stderr.write(`building the throwaway image ${image} from a fake login...\n`);
-      const build = await buildAuthImage(image, await fakeHome());
-      if (build.exitCode !== 0) throw new Error(`build-image.ts failed:\n${build.stderr}`);
-    }
+    const image = await benchImage(args.image || undefined, `para-bench-mcp-${RUN_ID}:auth`);
     const repo = await makeRepo();
     const env = { ...(process.env as Record<string, string>), ...repo.env, PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}` };
     const cli = (name: string) =>

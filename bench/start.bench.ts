@@ -4,15 +4,15 @@ import { execa } from 'execa';
 import fs from 'fs-extra';
 import path from 'node:path';
 import { parseArgs, runMain } from '../scripts/lib/cli.ts';
-import { line, median, timed } from './measure.ts';
+import { benchImage } from './images.ts';
+import { line, mebibytes, median, timed } from './measure.ts';
 import { labels, MANAGED_BY } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { EGRESS_DIR } from '../scripts/lib/egress/proxy.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
-import { imageExists } from '../test/support/verbs.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
-import { buildAuthImage, fakeHome, testEgressImage, TSX_LOADER } from '../test/support/images.ts';
+import { testEgressImage, TSX_LOADER } from '../test/support/images.ts';
 import { makeRepo, type TestRepo } from '../test/support/repos.ts';
 import { cleanupAll, onCleanup, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 
@@ -70,8 +70,6 @@ async function rawStart(repo: TestRepo, image: string, name: string, network: st
  * after another, as a person would. Only squid itself is left out (socat stands in for it).
  */
 async function rawIsolatedStart(repo: TestRepo, image: string, egressImage: string, egressUser: string, name: string, network: string): Promise<void> {
-  const worktree = path.join(repo.root, '.para', 'worktrees', name);
-  const objects = path.join(repo.root, '.git', 'objects');
   const prefix = `para-bench-${RUN_ID}-${name}`;
   const volume = `${prefix}-egress`;
   const tag = ['--label', `${TEST_LABEL}=${RUN_ID}`, '--label', `${labels.repo}=${repo.root}`, '--label', `${labels.managedBy}=${MANAGED_BY}`];
@@ -89,7 +87,9 @@ async function rawIsolatedStart(repo: TestRepo, image: string, egressImage: stri
     '--pids-limit',
     '64',
   ];
-  await execa('git', ['worktree', 'add', '-q', '-b', `para/${name}`, worktree, 'HEAD'], { cwd: repo.root, env: repo.env });
+  const egress = (readonly: boolean) => ['--mount', `type=volume,source=${volume},target=${EGRESS_DIR}${readonly ? ',readonly' : ''}`];
+  // The worktree and the session container as above, on no network; then the proxy and the forwarder.
+  await rawStart(repo, image, name, 'none');
   await execa('docker', ['volume', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, volume]);
   await execa('docker', [
     'run',
@@ -100,31 +100,11 @@ async function rawIsolatedStart(repo: TestRepo, image: string, egressImage: stri
     '--network',
     network,
     ...locked,
-    '--mount',
-    `type=volume,source=${volume},target=${EGRESS_DIR}`,
+    ...egress(false),
     egressImage,
     'socat',
     `UNIX-LISTEN:${EGRESS_DIR}/raw.sock,fork`,
     'TCP:127.0.0.1:3128',
-  ]);
-  await execa('docker', [
-    'run',
-    '-d',
-    '--init',
-    '--network',
-    'none',
-    '--name',
-    prefix,
-    ...tag,
-    '--mount',
-    `type=bind,source=${objects},target=/para/host-objects,readonly`,
-    '--mount',
-    `type=bind,source=${worktree},target=${worktree}`,
-    '--workdir',
-    worktree,
-    image,
-    'sleep',
-    'infinity',
   ]);
   await execa('docker', [
     'run',
@@ -135,8 +115,7 @@ async function rawIsolatedStart(repo: TestRepo, image: string, egressImage: stri
     '--network',
     `container:${prefix}`,
     ...locked,
-    '--mount',
-    `type=volume,source=${volume},target=${EGRESS_DIR},readonly`,
+    ...egress(true),
     egressImage,
     'socat',
     'TCP-LISTEN:3128,bind=127.0.0.1,reuseaddr,fork',
@@ -163,10 +142,7 @@ async function proxyMemory(repo: TestRepo): Promise<{ proxy: string; forwarder: 
     const chosen = names.filter((n) => n.endsWith(suffix));
     if (!chosen.length) return { text: 'none running', count: 0 };
     const stats = (await docker(['stats', '--no-stream', '--format', '{{.MemUsage}}', ...chosen])).stdout.split('\n').filter(Boolean);
-    const mib = stats.map((s) => {
-      const [value, unit] = /^([\d.]+)\s*([KMG]i?B)/.exec(s)?.slice(1) ?? ['0', 'MiB'];
-      return Number(value) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 }[unit] ?? 1);
-    });
+    const mib = stats.map(mebibytes);
     return { text: `${median(mib).toFixed(1)} MiB`, count: chosen.length };
   };
   const proxy = await pick('-proxy');
@@ -185,10 +161,7 @@ async function sessionMemory(repo: TestRepo, runtime: string): Promise<string> {
   }
   if (!chosen.length) return 'none running';
   const stats = (await docker(['stats', '--no-stream', '--format', '{{.MemUsage}}', ...chosen])).stdout.split('\n').filter(Boolean);
-  const mib = stats.map((text) => {
-    const [value, unit] = /^([\d.]+)\s*([KMG]i?B)/.exec(text)?.slice(1) ?? ['0', 'MiB'];
-    return Number(value) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 }[unit] ?? 1);
-  });
+  const mib = stats.map(mebibytes);
   return `${median(mib).toFixed(1)} MiB (${chosen.length} containers)`;
 }
 
@@ -202,16 +175,7 @@ async function main(argv: string[]): Promise<number> {
   if (!(await fs.pathExists(BUNDLE))) throw new UsageError(`${BUNDLE} is missing`, 'run: make build (make bench does it)');
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds must be a positive integer, got ${args.rounds}`);
   try {
-    let image: string = args.image || '';
-    if (image) {
-      if (!(await imageExists(image)))
-        throw new UsageError(`the image ${image} does not exist`, 'run make image, or leave out --image to build a throwaway one');
-    } else {
-      image = `para-bench-${RUN_ID}:auth`;
-      process.stderr.write(`building the throwaway image ${image} from a fake login...\n`);
-      const build = await buildAuthImage(image, await fakeHome());
-      if (build.exitCode !== 0) throw new Error(`build-image.ts failed:\n${build.stderr}`);
-    }
+    const image = await benchImage(args.image || undefined, `para-bench-${RUN_ID}:auth`);
     await testEgressImage();
     const network = `para-bench-${RUN_ID}`;
     await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);

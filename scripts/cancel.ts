@@ -1,6 +1,5 @@
 // Cancel a session without losing anything: uncommitted work is committed and the branch archived.
-import readline from 'node:readline/promises';
-import { assertSupportedPlatform, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, confirm, invocation, keptSummary, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { ParaError, UsageError } from './lib/errors.ts';
 import { cancelSession } from './lib/session/cancel.ts';
 import { resolveSession } from './lib/session/resolve.ts';
@@ -12,15 +11,6 @@ uncommitted files are all kept, the session branch as para/archived/<time>/NAME 
 beside it (NAME.branches/..., NAME.head, NAME.wip). Then the container, its volume, the folder
 (moved to .para/kept/ when it holds files that could not be committed) and the state go.
 On a terminal it asks first; --force skips the question.`;
-
-async function confirm(question: string): Promise<boolean> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { boolean: ['force', 'json', 'verbose', 'help'], alias: { f: 'force', h: 'help' } });

@@ -3,6 +3,7 @@ import { assertSupportedPlatform, invocation, parseArgs, printJson, runMain, war
 import { UsageError } from './lib/errors.ts';
 import { findRepo } from './lib/git.ts';
 import { overview, type SessionView } from './lib/session/list.ts';
+import { age, table } from './lib/session/watch.ts';
 
 const USAGE = `Usage: ${invocation('list')} [--json]
 
@@ -12,13 +13,6 @@ waiting for you, idle, done, failed, unknown; from Claude Code's hooks or its jo
 agent's commits are brought to para/NAME first. Containers and volumes labelled for this
 repository that belong to no session are orphans (clean removes them); a session whose container
 is gone is marked (start it again to re-create the container, or cancel it).`;
-
-function age(seconds: number): string {
-  if (seconds < 90) return `${seconds}s`;
-  if (seconds < 90 * 60) return `${Math.round(seconds / 60)}m`;
-  if (seconds < 36 * 3600) return `${Math.round(seconds / 3600)}h`;
-  return `${Math.round(seconds / 86400)}d`;
-}
 
 function row(s: SessionView): string[] {
   const changes = s.uncommittedChanges === null ? '-' : s.uncommittedChanges ? 'yes' : 'no';
@@ -45,18 +39,6 @@ function row(s: SessionView): string[] {
   return [state, s.name, s.status, container, egress, s.branch, changes, age(s.ageSeconds), note];
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i]))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { boolean: ['json', 'verbose', 'help'], alias: { h: 'help' } });
   if (args.help) {
@@ -77,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const rows = [['STATE', 'NAME', 'STATUS', 'CONTAINER', 'EGRESS', 'BRANCH', 'CHANGES', 'AGE', 'NOTE'], ...result.sessions.map(row)];
-  process.stdout.write(`${table(rows)}\n`);
+  process.stdout.write(`${table(rows).join('\n')}\n`);
   for (const orphan of result.orphanContainers) {
     process.stdout.write(
       `orphan container ${orphan.name} (${orphan.state}${orphan.session ? `, session label ${orphan.session}` : ''}): run ${invocation('clean')}\n`,

@@ -1,6 +1,5 @@
 // Merge a session's work into your branch: its commits first come back to para/NAME.
-import readline from 'node:readline/promises';
-import { assertSupportedPlatform, forTerminal, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
+import { assertSupportedPlatform, confirm, forTerminal, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
 import { UsageError } from './lib/errors.ts';
 import { finishSession } from './lib/session/finish.ts';
 import { mergeSession } from './lib/session/merge.ts';
@@ -16,15 +15,6 @@ merge it offers to finish the session (--finish does it without asking). A branc
 under .para/ is refused; one that changes the repository's egress allowlist (.para/allowed-hosts,
 against where the branch and yours meet, as git merges) needs --allowlist-change. --expect COMMIT
 (printed by diff) merges only if the branch is still at what you reviewed.`;
-
-async function ask(question: string): Promise<boolean> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
@@ -53,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
   );
   let finished = false;
   const offer = result.outcome !== 'conflict';
-  if (offer && (args.finish || (!args.json && process.stdin.isTTY && process.stderr.isTTY && (await ask(`Finish session ${name} now? [y/N] `))))) {
+  if (offer && (args.finish || (!args.json && process.stdin.isTTY && process.stderr.isTTY && (await confirm(`Finish session ${name} now? [y/N] `))))) {
     await finishSession(process.cwd(), name, undefined, invocation);
     finished = true;
   }

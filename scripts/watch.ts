@@ -24,10 +24,6 @@ interface Frame {
   warnings: string[];
 }
 
-async function look(repo: Repo, checkout: string): Promise<Frame> {
-  return watchRows(repo, checkout);
-}
-
 function plainLines(frame: Frame): string[] {
   return table([HEADER, ...frame.rows.map(cells)]);
 }
@@ -83,7 +79,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
   const refresh = async () => {
     if (busy) return;
     try {
-      frame = await look(repo, checkout);
+      frame = await watchRows(repo, checkout);
       status = '';
     } catch (error) {
       status = `could not look: ${error instanceof Error ? error.message : String(error)}`;
@@ -155,7 +151,7 @@ async function plain(repo: Repo, checkout: string, intervalMs: number, once: boo
   let previous: Map<string, WatchRow> | null = null;
   const noticed = new Map<string, number>();
   for (;;) {
-    const frame = await look(repo, checkout);
+    const frame = await watchRows(repo, checkout);
     if (once) {
       if (json) printJson({ ok: true, sessions: frame.rows, warnings: frame.warnings });
       else {

@@ -15,7 +15,7 @@ import type { SessionState } from '../scripts/lib/session/store.ts';
 import { FAKE_TOKEN, runScript, scriptCommand, SESSION_IMAGE, sessionTestImage, type ScriptResult, detachedArgs } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, TEST_LABEL, tempDir, trackImage } from './support/resources.ts';
-import { shownCommand } from '../scripts/lib/session/request.ts';
+import { HOOK_SETTINGS } from '../scripts/lib/session/request.ts';
 
 const IMAGE = SESSION_IMAGE;
 const sessionImage = sessionTestImage;
@@ -292,7 +292,7 @@ prompt('the derived name is valid and readable, and the prompt is recorded', asy
   assert.is(name, 'implement-feature-x');
   const state = await readState(pr.repo, name);
   assert.is(state.prompt, 'implement feature X');
-  assert.equal(shownCommand(state.job?.command ?? []).slice(0, 3), ['claude', '-p', 'implement feature X']);
+  assert.equal(state.job?.command.slice(0, 5), ['claude', '--settings', HOOK_SETTINGS, '-p', 'implement feature X']);
   const info = await inspectContainer(pr.first.container as string);
   assert.is(info?.Config.Labels?.[labels.session], name);
   assert.is(await fs.pathExists(paths(pr.repo, name).worktree), true);

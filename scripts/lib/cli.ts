@@ -1,5 +1,6 @@
 // Argument parsing, platform check and the one top-level error handler every script uses.
 import minimist from 'minimist';
+import readline from 'node:readline/promises';
 import path from 'node:path';
 import { ParaError, UsageError, errorMessage } from './errors.ts';
 
@@ -211,4 +212,14 @@ export function makeCommand(target: string, vars: Record<string, string> = {}): 
     return ['para', target === 'clean-sessions' ? 'clean' : target, ...flags].join(' ');
   }
   return ['make', target, ...Object.entries(vars).map(([key, value]) => `${key}=${value}`)].join(' ');
+}
+
+/** A yes/no question on the terminal (stderr); only "y" or "yes" is yes. */
+export async function confirm(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
 }

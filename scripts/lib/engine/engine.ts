@@ -197,14 +197,18 @@ export class DockerEngine implements Engine {
     const ids = (await this.docker(['ps', '--all', '--no-trunc', '--quiet', ...labelFilters(labels)], { timeoutMs: quick() })).stdout
       .split('\n')
       .filter(Boolean);
-    if (ids.length === 0) return [];
-    const args = ['container', 'inspect', '--format', '{{json .}}', ...ids];
+    return this.inspectAll<ContainerInfo>('container', ids);
+  }
+
+  /** Many objects' JSON in one call; one removed since it was listed is simply absent. */
+  private async inspectAll<T>(kind: 'container' | 'volume', refs: string[]): Promise<T[]> {
+    if (refs.length === 0) return [];
+    const args = [kind, 'inspect', '--format', '{{json .}}', ...refs];
     const result = await this.docker(args, { allowFailure: true, timeoutMs: quick() });
-    // A container removed between the two calls is simply absent.
     return result.stdout
       .split('\n')
       .filter((line) => line.startsWith('{'))
-      .map((line) => parseDockerJson<ContainerInfo>(args, { ...result, stdout: line }));
+      .map((line) => parseDockerJson<T>(args, { ...result, stdout: line }));
   }
 
   /** One object's JSON; undefined when docker says it does not exist, any other failure throws. */
@@ -256,14 +260,7 @@ export class DockerEngine implements Engine {
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => parseDockerJson<{ Name: string }>(args, { ...result, stdout: line }).Name);
-    if (names.length === 0) return [];
-    // One inspect for all; a volume removed between the two calls is simply absent.
-    const inspectArgs = ['volume', 'inspect', '--format', '{{json .}}', ...names];
-    const inspected = await this.docker(inspectArgs, { allowFailure: true, timeoutMs: quick() });
-    return inspected.stdout
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => parseDockerJson<VolumeInfo>(inspectArgs, { ...inspected, stdout: line }));
+    return this.inspectAll<VolumeInfo>('volume', names);
   }
 
   async removeVolume(name: string): Promise<boolean> {

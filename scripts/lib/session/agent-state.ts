@@ -8,8 +8,6 @@ import { STATUS_MARK } from './agent-repo.ts';
 /** What a person wants to know first about a session. */
 export type AgentState = 'working' | 'waiting' | 'idle' | 'done' | 'failed' | 'unknown';
 
-export const AGENT_STATES: readonly AgentState[] = ['working', 'waiting', 'idle', 'done', 'failed', 'unknown'];
-
 /** The job's state in a status line, with the id of the job it is about (none: no job has started in this container). */
 export type JobStatus =
   | { state: 'none' }

@@ -92,12 +92,6 @@ export const HOOK_SETTINGS = JSON.stringify({
   hooks: Object.fromEntries(HOOK_EVENTS.map((event) => [event, [{ hooks: [{ type: 'command', command: `sh ${AGENT_HOOK} ${event}`, timeout: 5 }] }]])),
 });
 
-/** A command as a person reads it: para's own hook settings are left out. */
-export function shownCommand(command: string[]): string[] {
-  const at = command.indexOf('--settings');
-  return command[0] === 'claude' && at === 1 && command[2] === HOOK_SETTINGS ? [command[0], ...command.slice(3)] : command;
-}
-
 export function plannedCommand(
   request: StartRequest,
   continueConversation: boolean,

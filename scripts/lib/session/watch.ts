@@ -21,6 +21,7 @@ export interface WatchRow {
   note: string;
 }
 
+/** A duration as list and watch show it: 42s, 5m, 3h, 2d. */
 export function age(seconds: number | null): string {
   if (seconds === null) return '';
   if (seconds < 90) return `${seconds}s`;
