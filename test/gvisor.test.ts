@@ -44,8 +44,8 @@ gvisor('a job runs under gVisor with the default egress; its commit, exit status
     ' && ',
   );
   // The proxy answers through the forwarder (squid's 403 for a name no allowlist holds). Asked a
-  // few times: a read from bash's /dev/tcp under gVisor can fail with EAGAIN (curl polls; head does not).
-  const probe = `for i in $(seq 20); do r=$(exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\n\\r\\n' >&3 && timeout 5 head -n 1 <&3 2>/dev/null); case "$r" in HTTP*) break;; esac; sleep 0.3; done; echo "proxy: $r"; exit 7`;
+  // few times (up to 60, for a machine under load): a read from bash's /dev/tcp under gVisor can fail with EAGAIN (curl polls; head does not).
+  const probe = `for i in $(seq 60); do r=$(exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\n\\r\\n' >&3 && timeout 5 head -n 1 <&3 2>/dev/null); case "$r" in HTTP*) break;; esac; sleep 0.3; done; echo "proxy: $r"; exit 7`;
   const started = await start(repo, [
     'gv',
     '--container',
