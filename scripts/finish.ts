@@ -28,7 +28,11 @@ async function main(argv: string[]): Promise<number> {
     if (result.savedRefs.length > 10)
       log(`also kept: ${result.savedRefs.length - 10} more branches (git branch --list '${result.savedRefs[0].replace(/\.(branches|tags|notes)\/.*$/, '')}*')`);
     if (result.keptFolder) log(`kept in ${result.keptFolder}: ${keptSummary(result.uncaptured)}`);
-    log(`merge it: ${result.mergeHint}`);
+    log(
+      { merged: `already merged; delete the branch: ${result.mergeHint}`, empty: `to merge: ${result.mergeHint}`, 'to-merge': `merge it: ${result.mergeHint}` }[
+        result.mergeState
+      ],
+    );
   }
   return 0;
 }

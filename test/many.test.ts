@@ -296,6 +296,28 @@ many('merge compares with where the branches meet: a branch that quietly reverts
   assert.match(consented.stderr, 'changes .para/allowed-hosts');
 });
 
+many('finish: committed work needs no message; its hint says whether the branch is still to merge, already merged, or empty', async () => {
+  const repo = await makeRepo();
+  for (const name of ['kept', 'taken', 'idle']) {
+    const started = await para(repo, 'start.ts', detachedArgs(name, SESSION_IMAGE, '--', 'sleep', '600'));
+    assert.is(started.exitCode, 0, started.stderr);
+  }
+  await agent(repo, 'kept', 'echo k > k.txt && git add k.txt && git commit -qm k');
+  await agent(repo, 'taken', 'echo t > t.txt && git add t.txt && git commit -qm t');
+  // No list or sync ran since the agent committed: finish still sees nothing uncommitted.
+  const kept = await para(repo, 'finish.ts', ['kept', '--json']);
+  assert.is(kept.exitCode, 0, kept.stderr);
+  assert.equal(JSON.parse(kept.stdout).mergeState, 'to-merge');
+  assert.match(JSON.parse(kept.stdout).mergeHint, /merge\S* kept \(or: git switch main \&\& git merge para\/kept\)/);
+  const merged = await para(repo, 'merge.ts', ['taken']);
+  assert.is(merged.exitCode, 0, merged.stderr);
+  const taken = await para(repo, 'finish.ts', ['taken']);
+  assert.is(taken.exitCode, 0, taken.stderr);
+  assert.match(taken.stderr, 'already merged; delete the branch: git branch -d para/taken');
+  const idle = await para(repo, 'finish.ts', ['idle', '--json']);
+  assert.equal(JSON.parse(idle.stdout).mergeState, 'empty');
+});
+
 many('twelve sessions started in parallel are each listed, with their state', async () => {
   const repo = await makeRepo();
   const names = Array.from({ length: 12 }, (_, i) => `many-${String(i).padStart(2, '0')}`);

@@ -198,6 +198,8 @@ export async function captureWork(
   };
   const remote = Boolean(state.engine?.remote);
   if (requireMessage && !message) {
+    // Against the agent's latest commit, not the one para last brought back: its committed work is not "uncommitted".
+    if (running && !remote) await syncSession(repo, state);
     const probe = remote
       ? { commit: running && (await remoteSnapshot(engine, paths.container, 'para: probe', true, identity)).changes ? 'changes' : null }
       : await frozen(async () => snapshotOf((await branchTip(repo, paths.ref)) ?? state.baseCommit, true));

@@ -1,6 +1,9 @@
 // Finishing a session: its work is captured on para/NAME, its container, volume and folder go,
 // and its record stays (finished) until its branch is merged and deleted.
+import { git } from '../git.ts';
+import type { Repo } from '../repo.ts';
 import { settleJob } from './job.ts';
+import { branchTip } from './resources.ts';
 import { archivePrefix, sessionPaths } from './paths.ts';
 import { sessionEngine, writeSession, type SessionState } from './store.ts';
 
@@ -16,8 +19,17 @@ export interface FinishResult {
   keptFolder: string | null;
   uncaptured: string[];
   baseBranch: string | null;
+  /** merged: the branch is already in the one the session started from; empty: it has no commits since the start. */
+  mergeState: 'to-merge' | 'merged' | 'empty';
   mergeHint: string;
   warnings: string[];
+}
+
+/** The branch's tip is already in the branch the session started from (para merge ran before finish). */
+async function alreadyMerged(repo: Repo, ref: string, base: string | null): Promise<boolean> {
+  if (!base) return false;
+  const result = await git(['merge-base', '--is-ancestor', ref, `refs/heads/${base}`], { cwd: repo.root, allowFailure: true });
+  return result.exitCode === 0;
 }
 
 async function finalJob(state: SessionState): Promise<SessionState['job']> {
@@ -36,6 +48,8 @@ export async function finishSession(cwd: string, name: string, message: string |
   const kept = await retire(repo, state, captured);
   await writeSession(repo, { ...state, status: 'finished', finishedAt: new Date().toISOString(), pid: undefined });
   const base = state.baseBranch;
+  const tip = await branchTip(repo, paths.ref);
+  const mergeState = tip === state.baseCommit ? 'empty' : (await alreadyMerged(repo, paths.ref, base)) ? 'merged' : 'to-merge';
   return {
     name,
     branch: state.branch,
@@ -45,7 +59,15 @@ export async function finishSession(cwd: string, name: string, message: string |
     keptFolder: kept,
     uncaptured: captured.snapshot.uncaptured,
     baseBranch: base,
-    mergeHint: base ? `git switch ${base} && git merge ${state.branch}` : `git merge ${state.branch}`,
+    mergeState,
+    mergeHint:
+      mergeState === 'merged'
+        ? `git branch -d ${state.branch} (it is already in ${base}) once you no longer need it`
+        : mergeState === 'empty'
+          ? `nothing: ${state.branch} has no commits since the session started`
+          : base
+            ? `${invocation('merge')} ${name} (or: git switch ${base} && git merge ${state.branch})`
+            : `git merge ${state.branch}`,
     warnings: captured.warnings,
   };
 }
