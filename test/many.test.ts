@@ -308,7 +308,7 @@ many('finish: committed work needs no message; its hint says whether the branch 
   const kept = await para(repo, 'finish.ts', ['kept', '--json']);
   assert.is(kept.exitCode, 0, kept.stderr);
   assert.equal(JSON.parse(kept.stdout).mergeState, 'to-merge');
-  assert.match(JSON.parse(kept.stdout).mergeHint, /merge\S* kept \(or: git switch main \&\& git merge para\/kept\)/);
+  assert.match(JSON.parse(kept.stdout).mergeHint, /merge\S* kept \(or: git switch main && git merge para\/kept\)/);
   const merged = await para(repo, 'merge.ts', ['taken']);
   assert.is(merged.exitCode, 0, merged.stderr);
   const taken = await para(repo, 'finish.ts', ['taken']);
