@@ -152,10 +152,11 @@ async function view(
   const paths = sessionPaths(repo, state.name);
   let planted = false;
   let head = tips.get(paths.ref) ?? null;
+  // The agent's own report, when it reads as para writes it.
+  const report = status && !status.agent.garbled && status.agent.refs !== null ? status.agent : null;
   if (state.status === 'active' && state.container) {
-    const hostTip = head;
     // The agent's branch is where the host's is: nothing to bring back (para's own word on the job, the agent's on its branch).
-    const inStep = status !== null && !status.agent.garbled && status.agent.refs !== null && status.agent.head === hostTip;
+    const inStep = report !== null && report.head === head;
     try {
       if (inStep) {
         planted = await plantedGit(state.worktree);
@@ -200,11 +201,7 @@ async function view(
     runtime: state.runtime ?? null,
     limits: state.limits,
     uncommittedChanges:
-      state.status === 'finished'
-        ? null
-        : status && !status.agent.garbled && status.agent.refs !== null
-          ? status.agent.uncommitted
-          : await changesInside(engine, state, repo, containerState).catch(() => null),
+      state.status === 'finished' ? null : report ? report.uncommitted : await changesInside(engine, state, repo, containerState).catch(() => null),
     createdAt: state.createdAt,
     ageSeconds: Math.max(0, Math.round((now - Date.parse(state.createdAt)) / 1000)),
     prompt: state.prompt,
