@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { inspectContainer } from './support/verbs.ts';
+import { waitUntil } from './support/engine.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { runScript, SESSION_IMAGE, sessionTestImage, type ScriptResult } from './support/images.ts';
@@ -326,8 +327,12 @@ attack('a repository git cannot read is not taken for an empty one: its commits 
       'echo "garbage line" >> "$(git rev-parse --absolute-git-dir)/packed-refs"',
     ].join(' && '),
   );
-  const listed = await script(t, 'list.ts', []);
-  assert.match(listed.stderr, /could not bring the agent's commits back/);
+  // list tries to bring the commits back once the session has reported them (its status line, within about 2 s).
+  await waitUntil(
+    'list to try the damaged repository',
+    async () => /could not bring the agent's commits back/.test((await script(t, 'list.ts', [])).stderr),
+    30_000,
+  );
   const result = await script(t, 'finish.ts', ['broken', '-m', 'the files as they were', '--json']);
   assert.is(result.exitCode, 0, result.stderr);
   const json = JSON.parse(result.stdout) as { keptFolder: string; warnings: string[] };

@@ -18,7 +18,9 @@ function para(repo: TestRepo, script: string, args: string[]) {
 
 async function agent(repo: TestRepo, name: string, command: string): Promise<void> {
   const container = sessionPaths({ root: repo.root, commonDir: '' }, name).container;
-  const result = await docker(['exec', '-u', 'para', container, 'sh', '-c', `cd "$PARA_WORK_TREE" && ${command}`], { allowFailure: true });
+  // A detached start returns before the container has made the agent's repository: the agent's first command waits for it, as a job does.
+  const ready = 'i=0; until [ -e /run/para/ready ]; do i=$((i+1)); [ "$i" -ge 300 ] && break; sleep 0.1; done';
+  const result = await docker(['exec', '-u', 'para', container, 'sh', '-c', `${ready}; cd "$PARA_WORK_TREE" && ${command}`], { allowFailure: true });
   assert.is(result.exitCode, 0, `${result.stdout}\n${result.stderr}`);
 }
 

@@ -95,7 +95,7 @@ export async function onlineCheck(
       Promise.all([container, createForwarder(engine, owner, plan)]).then(() => startForwarder(engine, owner, 'new')),
       createProxy(engine, owner, plan),
     ]);
-    await engine.docker(['exec', owner.container, 'bash', '-c', WAIT_FOR_PROXY], { timeoutMs: 30_000 });
+    await engine.docker(['exec', owner.container, 'bash', '-c', WAIT_FOR_PROXY], { timeoutMs: config.timeouts.dockerRunMs });
     const result = await engine.docker(['exec', owner.container, 'claude', '-p', 'Reply with the single word OK.', '--model', 'haiku'], {
       allowFailure: true,
       timeoutMs: config.timeouts.verifyMs,

@@ -65,9 +65,10 @@ exit 0`;
 
 // The agent's side of a status line, computed as the agent (its repository, its files: its word,
 // bounded in time and size): a digest of its refs, its session branch, whether files changed,
-// and the last hook event.
+// and the last hook event. It takes no lock: a status that refreshed the index would hold
+// index.lock and make the agent's own git add or commit fail at that moment.
 const AGENT_REPORT = `gd="$1"; ref="$2"
-g() { timeout 20 git -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gd" "$@"; }
+g() { timeout 20 git --no-optional-locks -c core.fsmonitor=false -c core.hooksPath=/dev/null --git-dir="$gd" "$@"; }
 [ -e "$gd" ] || exit 0
 refs=$(g for-each-ref --format='%(objectname) %(refname)' 2>/dev/null | sha1sum | cut -c1-16)
 head=$(g rev-parse -q --verify "$ref^{commit}" 2>/dev/null) || head=-
@@ -94,9 +95,10 @@ prev=""; lastjob=""; n=5; agent=""; pending=""; rm -f "$d/report.busy" "$d/repor
 while :; do
   id=""; [ -f "$d/job.id" ] && read -r id < "$d/job.id"
   case "$id" in *[!0-9a-f]*) id=bad ;; esac
-  if [ -f "$d/exit-code" ]; then read -r code < "$d/exit-code"; case "$code" in ''|*[!0-9]*) code=255 ;; esac; job="exit:$code:$id"
-  elif [ -f "$d/job.pid" ]; then read -r pid < "$d/job.pid"; if kill -0 "$pid" 2>/dev/null; then job="running:$id"; else job="gone:$id"; fi
-  else job=none; fi
+  job=none
+  if [ -f "$d/job.pid" ] && [ ! -f "$d/exit-code" ]; then read -r pid < "$d/job.pid"; if kill -0 "$pid" 2>/dev/null; then job="running:$id"; else job="gone:$id"; fi; fi
+  # The runner writes its exit code, then ends: read after the pid's check, a runner that just ended is not taken for gone.
+  if [ -f "$d/exit-code" ]; then read -r code < "$d/exit-code"; case "$code" in ''|*[!0-9]*) code=255 ;; esac; job="exit:$code:$id"; fi
   n=$((n + 1)); changed=""
   if [ "$job" != "$lastjob" ] || [ "$n" -ge 5 ] || [ ! -e "$d/reported" ]; then changed=1; fi
   for f in "$2/index" "$2/HEAD" "$2/packed-refs" "$2/logs/HEAD" "$2/refs/heads" "$home/${AGENT_STATE_FILE}"; do

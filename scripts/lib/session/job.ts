@@ -48,6 +48,8 @@ export type JobProgress =
 const STATUS_SCRIPT = `d="${JOB_DIR}"
 if [ -f "$d/exit-code" ]; then echo "exit $(cat "$d/exit-code")"
 elif [ -f "$d/job.pid" ] && kill -0 "$(cat "$d/job.pid")" 2>/dev/null; then echo running
+# The runner writes its exit code, then ends: one that ended since the first look has its code now.
+elif [ -f "$d/exit-code" ]; then echo "exit $(cat "$d/exit-code")"
 else echo gone; fi`;
 
 /** Where a job stands, from the container (never from a file the agent can write). */

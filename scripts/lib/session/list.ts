@@ -114,10 +114,13 @@ export async function changesInside(engine: Engine, state: SessionState, repo: R
   const paths = sessionPaths(repo, state.name);
   if (containerState === 'running') {
     // The agent's git answers (its word only: this is display, nothing is decided on it).
-    const result = await exec(engine, paths.container, ['git', 'status', '--porcelain'], { allowFailure: true });
+    const result = await exec(engine, paths.container, ['git', '--no-optional-locks', 'status', '--porcelain'], {
+      allowFailure: true,
+    });
     return result.exitCode === 0 ? result.stdout.trim().length > 0 : null;
   }
-  if (!state.container) return (await git(['status', '--porcelain'], { cwd: paths.worktree, allowFailure: true })).stdout.trim().length > 0;
+  if (!state.container)
+    return (await git(['--no-optional-locks', 'status', '--porcelain'], { cwd: paths.worktree, allowFailure: true })).stdout.trim().length > 0;
   // Only the agent's git knows, and it is not running: list never reads the folder itself.
   return null;
 }
