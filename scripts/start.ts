@@ -38,6 +38,10 @@ Options:
                        output-styles/ and safe settings.json keys of ~/.claude; never secrets)
   --mcp-server NAME    also carry your MCP server NAME (from ~/.claude.json); repeatable. One
                        with env values or headers is refused: the agent could read them
+  --credentials MODE   how the session's claude gets your login: broker (default; PARA_CREDENTIALS):
+                       the container holds none, the engine's credential broker sets it on each
+                       API request; image: baked into the session's image (any process in the
+                       session can read it). Egress open or none always uses image
   --ask                attached claude asks before it runs a tool (default: no permission prompts,
                        --dangerously-skip-permissions, as the container is the boundary); a session
                        keeps the mode it started with
@@ -128,9 +132,29 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
   return { mode, explicit: Boolean(given) || network === 'none', network: network === 'none' ? undefined : (network ?? egressNetwork), allow };
 }
 
+function credentialsFrom(given: string | undefined): 'broker' | 'image' {
+  if (!given) return config.credentialsMode;
+  if (given !== 'broker' && given !== 'image') throw new UsageError(`--credentials ${JSON.stringify(given)} is not a mode`, 'use broker or image');
+  return given;
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    string: ['prompt', 'prompt-file', 'image', 'network', 'egress', 'egress-network', 'memory', 'cpus', 'pids-limit', 'context', 'engine', 'runtime'],
+    string: [
+      'prompt',
+      'prompt-file',
+      'image',
+      'network',
+      'egress',
+      'egress-network',
+      'memory',
+      'cpus',
+      'pids-limit',
+      'context',
+      'engine',
+      'runtime',
+      'credentials',
+    ],
     repeatable: ['allow', 'port', 'mcp-server'],
     boolean: ['container', 'detach', 'ask', 'no-user-config', 'json', 'verbose', 'help'],
     alias: { p: 'prompt', h: 'help' },
@@ -196,6 +220,7 @@ async function main(argv: string[]): Promise<number> {
     limits: limitsFrom(args),
     detach: Boolean(args.detach),
     ask: Boolean(args.ask),
+    credentials: credentialsFrom(args.credentials),
     userConfig: args.container ? await userConfig(args) : undefined,
     command: command.length ? command : undefined,
     tty,

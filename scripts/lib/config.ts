@@ -52,6 +52,14 @@ export const config = {
   get egressImage(): string {
     return setting('PARA_EGRESS_IMAGE') ?? 'para-egress:latest';
   },
+  /** The credential broker's container name on each engine (a network's broker adds a suffix). */
+  get brokerName(): string {
+    return checked('PARA_BROKER', 'para-broker', (v) => /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$/.test(v), 'a container name (letters, digits, _ . -)');
+  },
+  /** How sessions get the login: broker (the default: no session holds it) or image (baked in, the original mode). */
+  get credentialsMode(): 'broker' | 'image' {
+    return checked('PARA_CREDENTIALS', 'broker', (v) => v === 'broker' || v === 'image', 'broker or image') as 'broker' | 'image';
+  },
   /** The network docker build uses to install the proxy's packages. */
   get buildNetwork(): string {
     return setting('PARA_BUILD_NETWORK') ?? 'host';
@@ -133,6 +141,8 @@ export const labels = {
   claudeSource: `${LABEL_PREFIX}claude-source`,
   /** What a session's container is for: egress-proxy or egress-forwarder (the session's own has none). */
   role: `${LABEL_PREFIX}role`,
+  /** A credential broker's egress network (empty: the engine's default). */
+  brokerNetwork: `${LABEL_PREFIX}broker-network`,
   /** uid:gid of the egress proxy image's unprivileged user. */
   egressUser: `${LABEL_PREFIX}egress-user`,
   /** A repository's tools image: the hash of its .para/image folder and of para-claude's ID. */

@@ -10,6 +10,7 @@ import { makeCommand } from '../cli.ts';
 import { ParaError } from '../errors.ts';
 import { tarArchive } from '../tar.ts';
 import { dockerHostAddresses } from './addresses.ts';
+import { BROKER_PORT, BROKER_SOCKET_DIR } from '../broker/broker.ts';
 import {
   allowedHostsLine,
   blockedAddresses,
@@ -35,6 +36,8 @@ export interface EgressOwner {
   labels: Record<string, string>;
   /** The body of the 403 for a host the allowlist does not hold (squid's %H is the host); absent: squid's own page. */
   refusal?: string;
+  /** The credential broker's socket volume and the socket's path in it: the forwarder serves it too, on 127.0.0.1:BROKER_PORT. */
+  broker?: { volume: string; socket: string };
 }
 
 export interface EgressPlan {
@@ -192,6 +195,8 @@ export async function widenProxy(engine: Engine, proxy: string, hosts: string[])
  * resolves that namespace when it starts, so it can be made before the container exists.
  */
 export async function createForwarder(engine: Engine, owner: EgressOwner, plan: EgressPlan): Promise<void> {
+  const proxy = ['socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS}`, `UNIX-CONNECT:${SOCKET}`];
+  const broker = owner.broker;
   await engine.create({
     image: plan.image,
     name: owner.forwarder,
@@ -199,8 +204,24 @@ export async function createForwarder(engine: Engine, owner: EgressOwner, plan: 
     network: `container:${owner.container}`,
     ...hardened(plan.user),
     // Made beside the proxy: whichever of the two creates the volume gives it the session's labels.
-    mounts: [{ type: 'volume', source: owner.egressVolume, target: EGRESS_DIR, readonly: true, labels: owner.labels }],
-    command: ['socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS}`, `UNIX-CONNECT:${SOCKET}`],
+    mounts: [
+      { type: 'volume', source: owner.egressVolume, target: EGRESS_DIR, readonly: true, labels: owner.labels },
+      // The broker's volume exists (ensureBroker made it): never created here, where it would get the session's labels.
+      ...(broker ? [{ type: 'volume' as const, source: broker.volume, target: BROKER_SOCKET_DIR, readonly: true }] : []),
+    ],
+    // With the broker, either socat ending ends the forwarder (a broken way shows as stopped).
+    command: broker
+      ? [
+          'sh',
+          '-c',
+          [
+            `${proxy.join(' ')} & a=$!`,
+            `socat TCP-LISTEN:${BROKER_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS} UNIX-CONNECT:${broker.socket} & b=$!`,
+            'while kill -0 "$a" 2>/dev/null && kill -0 "$b" 2>/dev/null; do sleep 1; done',
+            'kill "$a" "$b" 2>/dev/null; exit 1',
+          ].join('\n'),
+        ]
+      : proxy,
   });
 }
 
@@ -232,6 +253,7 @@ export async function proxyPlan(
   hosts: string[],
   network: string | null,
   warn: (message: string) => void,
+  brokered = false,
 ): Promise<{ plan: EgressPlan; upstream: Upstream | null }> {
   const image = config.egressImage;
   const [info, hostAddresses] = await Promise.all([engine.inspectImage(image), dockerHostAddresses(engine, network)]);
@@ -246,7 +268,7 @@ export async function proxyPlan(
     image,
     user: egressUser(image, info),
     network,
-    config: { hosts, blocked: blockedAddresses(hostAddresses), upstream, port: proxyPort(network), dns: egressDns() },
+    config: { hosts, blocked: blockedAddresses(hostAddresses), upstream, port: proxyPort(network), dns: egressDns(), ...(brokered ? { brokered } : {}) },
   };
   return { plan, upstream };
 }

@@ -150,6 +150,8 @@ export interface ProxyConfig {
   dns: string[];
   /** para's own page for a refused host: squid's error_directory (templates copied in) and the page's name. */
   refusal?: { directory: string; page: string };
+  /** The session's claude reaches the API through the credential broker: a tunnel to the API's host is refused, whatever the allowlist says. */
+  brokered?: boolean;
 }
 
 /** squid.conf's allowlist line for these hosts (para allow rewrites just this line in a running proxy). */
@@ -191,10 +193,17 @@ export function squidConfig(cfg: ProxyConfig): string {
     'acl para_why_host annotate_transaction reason=refused:host-not-in-allowlist',
     'acl para_why_address annotate_transaction reason=refused:resolves-to-a-docker-host-or-link-local-address',
     'acl para_why_ok annotate_transaction reason=allowed',
+    ...(cfg.brokered
+      ? [
+          'acl para_brokered dstdomain -n api.anthropic.com',
+          'acl para_why_brokered annotate_transaction reason=refused:the-api-is-reached-through-the-credential-broker',
+        ]
+      : []),
     // Order matters: names are judged before any lookup; only an allowed name is resolved.
     ...(cfg.refusal ? [`error_directory ${cfg.refusal.directory}`, `deny_info ${cfg.refusal.page} para_why_host`] : []),
     'http_access deny !para_connect para_why_method',
     'http_access deny !para_tls para_why_port',
+    ...(cfg.brokered ? ['http_access deny para_brokered para_why_brokered'] : []),
     'http_access deny !para_allowed para_why_host',
     'http_access deny para_blocked para_why_address',
     'http_access allow para_why_ok',

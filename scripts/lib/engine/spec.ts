@@ -30,6 +30,8 @@ export interface RunSpec {
   network?: string | null;
   dns?: string[];
   mounts?: Mount[];
+  /** Memory-backed folders (never on disk), owned by uid:gid with mode. */
+  tmpfs?: Array<{ target: string; uid: number; gid: number; mode: string; size: string }>;
   /** A tiny init as PID 1 (reaps the agent's zombies, forwards signals). */
   init?: boolean;
   readOnly?: boolean;
@@ -94,6 +96,7 @@ export function runArgs(spec: RunSpec): string[] {
   for (const server of spec.dns ?? []) args.push('--dns', server);
   for (const [key, value] of Object.entries(spec.env ?? {})) args.push('--env', `${key}=${value}`);
   for (const mount of spec.mounts ?? []) args.push(...mountArg(mount));
+  for (const t of spec.tmpfs ?? []) args.push('--tmpfs', `${t.target}:rw,noexec,nosuid,nodev,size=${t.size},uid=${t.uid},gid=${t.gid},mode=${t.mode}`);
   if (spec.workdir) args.push('--workdir', spec.workdir);
   if (spec.entrypoint !== undefined) args.push('--entrypoint', spec.entrypoint);
   args.push('--pull', 'never', spec.image, ...(spec.command ?? []));

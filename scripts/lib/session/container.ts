@@ -141,6 +141,8 @@ export async function prepareClaude(
   permissions: 'bypass' | 'ask',
   userSettings: Record<string, unknown> = {},
   mcpServers: Record<string, unknown> = {},
+  /** The last 20 characters of an API key claude finds in its environment (the broker's placeholder): accepted without asking. */
+  approvedKey?: string,
 ): Promise<void> {
   const read = await exec(
     engine,
@@ -161,6 +163,14 @@ export async function prepareClaude(
   projects[worktree] = { ...(projects[worktree] ?? {}), hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true };
   data.projects = projects;
   data.hasCompletedOnboarding = true;
+  if (approvedKey) {
+    const responses = (data.customApiKeyResponses && typeof data.customApiKeyResponses === 'object' ? data.customApiKeyResponses : {}) as {
+      approved?: unknown;
+      rejected?: unknown;
+    };
+    const approved = Array.isArray(responses.approved) ? responses.approved : [];
+    data.customApiKeyResponses = { ...responses, approved: [...new Set([...approved, approvedKey])], rejected: [] };
+  }
   if (Object.keys(mcpServers).length) data.mcpServers = { ...((data.mcpServers as Record<string, unknown>) ?? {}), ...mcpServers };
   const env = (settings.env && typeof settings.env === 'object' ? settings.env : {}) as Record<string, unknown>;
   settings.env = { ...env, DISABLE_AUTOUPDATER: '1' };

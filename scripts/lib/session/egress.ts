@@ -48,7 +48,12 @@ export async function egressHosts(repo: Repo, allow: string[]): Promise<string[]
   return [...new Set([...DEFAULT_ALLOWED_HOSTS, ...own.hosts, ...allow])];
 }
 
-export function sessionEgressOwner(repo: Repo, paths: SessionPaths, invocation?: (verb: string) => string): EgressOwner {
+export function sessionEgressOwner(
+  repo: Repo,
+  paths: SessionPaths,
+  invocation?: (verb: string) => string,
+  broker?: { volume: string; socket: string },
+): EgressOwner {
   return {
     container: paths.container,
     proxy: paths.proxy,
@@ -56,6 +61,7 @@ export function sessionEgressOwner(repo: Repo, paths: SessionPaths, invocation?:
     egressVolume: paths.egressVolume,
     labels: sessionLabels(paths.name, repo),
     ...(invocation ? { refusal: refusalText(paths.name, invocation) } : {}),
+    ...(broker ? { broker } : {}),
   };
 }
 
@@ -110,6 +116,7 @@ export async function prepareEgress(
   allow: string[],
   network: string | null,
   warn: (message: string) => void,
+  brokered = false,
 ): Promise<PreparedEgress> {
   const none = { copies: [], plan: null };
   if (mode === 'none') return { state: { mode, allow, hosts: [], upstream: null }, containerNetwork: 'none', env: {}, mounts: [], ...none };
@@ -121,7 +128,7 @@ export async function prepareEgress(
   }
   const hosts = await egressHosts(repo, allow);
   const upstream = hostUpstream();
-  const plan = proxyPlan(engine, hosts, network, warn).then((planned) => planned.plan);
+  const plan = proxyPlan(engine, hosts, network, warn, brokered).then((planned) => planned.plan);
   // Whoever needs the plan awaits it; a start that fails before then must not leave it unhandled.
   plan.catch(() => undefined);
   return {

@@ -48,6 +48,8 @@ export interface StartRequest {
   userConfig?: UserConfig;
   /** --ask: an attached claude keeps its permission prompts. */
   ask: boolean;
+  /** --credentials (PARA_CREDENTIALS): broker (the default: the container holds no login) or image (baked in). */
+  credentials: 'broker' | 'image';
   /** `-- CMD ARGS`: run this instead of claude. */
   command?: string[];
   /** Whether a terminal is attached (stdin and stdout). */

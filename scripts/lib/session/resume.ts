@@ -26,6 +26,8 @@ import { copyFiles, prepareEgress, removeEgress, sessionEgressOwner, type Prepar
 import { createForwarder, createProxy, proxyHealth, startForwarder } from '../egress/proxy.ts';
 import { recordedEgress, SESSION_PROXY_PORT, type EgressMode } from '../egress/rules.ts';
 import { seedFromBundle, waitForRepository } from './transport.ts';
+import { ensureBroker } from '../broker/broker.ts';
+import { copyPlaceholder, planLogin } from './login.ts';
 
 import { containerSpec, plannedCommand, requireImage, settle, type Preconditions, type StartRequest, type StartResult } from './request.ts';
 
@@ -52,6 +54,7 @@ async function ensureEgress(
   prepared: PreparedEgress,
   request: Pick<StartRequest, 'warn' | 'invocation'>,
   rollback?: Rollback,
+  broker?: { volume: string; socket: string },
 ): Promise<void> {
   const { warn, invocation } = request;
   const paths = sessionPaths(repo, session.name);
@@ -65,7 +68,7 @@ async function ensureEgress(
   if (same && proxyHealth(container, proxy, forwarder) === 'running') return;
   await removeEgress(engine, repo, paths);
   rollback?.add(`the egress proxy of ${session.name}`, () => removeEgress(engine, repo, paths));
-  const owner = sessionEgressOwner(repo, paths, invocation);
+  const owner = sessionEgressOwner(repo, paths, invocation, broker);
   await Promise.all([createProxy(engine, owner, plan), createForwarder(engine, owner, plan)]);
   await startForwarder(engine, owner, 'new');
   if (await forwarderHeld(engine, owner.forwarder)) return;
@@ -119,9 +122,15 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
   }
   if (session.container) {
     const wanted = resumedEgress(request, session);
-    const egress = await prepareEgress(engine, repo, wanted.mode, wanted.allow, session.network, request.warn);
+    const brokered = session.credentials === 'broker';
+    const egress = await prepareEgress(engine, repo, wanted.mode, wanted.allow, session.network, request.warn, brokered);
     const switching = request.imageExplicit && request.image !== session.image;
     const image = switching ? request.image : (session.image ?? request.image);
+    // A brokered session: its broker is brought back if it is down, and serves the login image's latest login.
+    const login = brokered
+      ? await planLogin(engine, 'broker', image, await engine.inspectImage(image), egress.state.mode, session.network)
+      : { mode: 'image' as const, sessionImage: image };
+    if (login.loginImage) await ensureBroker(engine, login.loginImage, session.network);
     const found = await sessionContainer(engine, repo, paths);
     if (found.presence !== 'missing' && switching) {
       // The work stays: the folder is the host's and the agent's repository is in the volume.
@@ -137,14 +146,22 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
         const tip = (await branchTip(repo, paths.ref)) ?? session.baseCommit;
         // A new volume starts from para/NAME (checked out: a remote one has no folder to read files from).
         const freshVolume = !(await sessionVolumeExists(engine, repo, paths));
-        const spec = await containerSpec(repo, session, image, await pre.identity, { commit: tip, checkout: false }, egress);
+        const spec = await containerSpec(
+          repo,
+          session,
+          login.sessionImage,
+          await pre.identity,
+          { commit: tip, checkout: false },
+          { ...egress, env: { ...egress.env, ...login.placeholder?.env } },
+        );
         if (freshVolume) rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(engine, repo, paths));
         await createSessionContainer(engine, spec, rollback);
+        await copyPlaceholder(engine, paths.container, login, await engine.inspectImage(image));
         if (session.engine?.remote) {
           await seedFromBundle(engine, paths.container, repo, paths, image);
           await copyFiles(engine, paths.container, egress.copies);
         }
-        await ensureEgress(engine, repo, session, egress, request, rollback);
+        await ensureEgress(engine, repo, session, egress, request, rollback, login.forwarding);
       } catch (error) {
         await rollback.run(request.warn);
         throw error;
@@ -152,7 +169,7 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
       session.image = image;
     } else {
       await startSessionContainer(engine, repo, paths);
-      await ensureEgress(engine, repo, session, egress, request);
+      await ensureEgress(engine, repo, session, egress, request, undefined, login.forwarding);
     }
     session.egress = egress.state;
     await writeSession(repo, session);

@@ -29,6 +29,8 @@ import { createSessionExclusive, deleteSession, ensureStateDir, readSession, wor
 import { copyFiles, prepareEgress, removeEgress, sessionEgressOwner, type PreparedEgress } from './egress.ts';
 import { createForwarder, createProxy, startForwarder } from '../egress/proxy.ts';
 import { seedFromBundle, transportFor, waitForRepository } from './transport.ts';
+import { ensureBroker } from '../broker/broker.ts';
+import { copyPlaceholder, planLogin } from './login.ts';
 
 import {
   checkRequest,
@@ -87,7 +89,8 @@ async function checkPreconditions(engine: Engine, request: StartRequest, snapsho
 }
 
 function newEgress(engine: Engine, repo: Repo, request: StartRequest): Promise<PreparedEgress> {
-  return prepareEgress(engine, repo, request.egress, request.allow, request.network ?? null, request.warn);
+  const brokered = request.credentials === 'broker' && request.egress === 'allowlist';
+  return prepareEgress(engine, repo, request.egress, request.allow, request.network ?? null, request.warn, brokered);
 }
 
 /** Reserves a session name by creating its state file; a derived name moves on to name-2, name-3... */
@@ -210,18 +213,34 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // A remote engine cannot see a host folder: the agent's files live in its volume there.
         if (!transport.remote) await createFolder(paths, rollback, true);
         rollback.add(`the volume ${paths.volume}`, () => removeSessionVolume(engine, repo, paths));
-        const spec = await containerSpec(repo, state, request.image, await pre.identity, { commit: head, checkout: true }, egress);
+        // The login: through the engine's broker (the container runs from the login image's credential-free base), or baked in.
+        const probed = await pre.image!;
+        const imageInfo = probed.ok ? probed.value : undefined;
+        const login = await planLogin(engine, request.credentials, request.image, imageInfo, egress.state.mode, request.network ?? null);
+        state.credentials = login.mode;
+        const broker = login.mode === 'broker' ? ensureBroker(engine, login.loginImage!, request.network ?? null) : null;
+        broker?.catch(() => undefined);
+        const spec = await containerSpec(
+          repo,
+          state,
+          login.sessionImage,
+          await pre.identity,
+          { commit: head, checkout: true },
+          { ...egress, env: { ...egress.env, ...login.placeholder?.env } },
+        );
         if (egress.plan) rollback.add(`the egress proxy of ${state.name}`, () => removeEgress(engine, repo, paths));
         // The proxy starts beside the session container; the forwarder joins the container's network once it exists.
         // The forwarder starts as soon as the session container runs (it joins its network
         // namespace); the proxy, the longest step, starts meanwhile.
         const plan = egress.plan;
-        const owner = sessionEgressOwner(repo, paths, request.invocation);
+        const owner = sessionEgressOwner(repo, paths, request.invocation, login.forwarding);
         // Nothing waits for the proxy's plan (its image, the Docker host's addresses) but the proxy and the forwarder.
         const session = plan
-          ? Promise.all([createSessionContainer(engine, spec, rollback), plan.then((p) => createForwarder(engine, owner, p))]).then(() =>
-              startForwarder(engine, owner, 'new'),
-            )
+          ? Promise.all([
+              createSessionContainer(engine, spec, rollback),
+              // The forwarder mounts the broker's socket volume: made once the broker (and its volume) exists.
+              Promise.all([plan, broker]).then(([p]) => createForwarder(engine, owner, p)),
+            ]).then(() => startForwarder(engine, owner, 'new'))
           : createSessionContainer(engine, spec, rollback);
         const made = await Promise.allSettled([
           createBranch(repo, paths, head, rollback),
@@ -232,6 +251,7 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
+        await copyPlaceholder(engine, paths.container, login, imageInfo);
         if (transport.remote) {
           // The branch exists now: its history goes into the container as a bundle.
           await seedFromBundle(engine, paths.container, repo, paths, request.image);
@@ -244,7 +264,15 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         if (carried) await copyUserConfig(engine, paths.container, carried);
         if (!request.detach || (carried && Object.keys({ ...carried.settings, ...carried.mcpServers }).length)) {
           if (!request.detach) await waitForRepository(engine, paths.container);
-          await prepareClaude(engine, paths.container, workTreeOf(state), request.ask ? 'ask' : 'bypass', carried?.settings, carried?.mcpServers);
+          await prepareClaude(
+            engine,
+            paths.container,
+            workTreeOf(state),
+            request.ask ? 'ask' : 'bypass',
+            carried?.settings,
+            carried?.mcpServers,
+            login.placeholder?.approvedKey,
+          );
         }
       }
     } catch (error) {

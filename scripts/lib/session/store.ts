@@ -54,6 +54,8 @@ export interface SessionState {
   egressSeenAt?: string;
   /** Whether an attached claude asks before it runs tools; absent: bypass (no prompts). */
   permissions?: PermissionMode;
+  /** How its claude gets the login: through the engine's broker (none in the container), or baked into its image; absent: image. */
+  credentials?: 'broker' | 'image';
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
@@ -107,6 +109,7 @@ export function parseState(repo: Repo, name: string, text: string, file: string)
   if (data.egressSeenAt !== undefined && (typeof data.egressSeenAt !== 'string' || Number.isNaN(Date.parse(data.egressSeenAt))))
     throw damaged(file, 'bad egressSeenAt');
   if (data.permissions !== undefined && data.permissions !== 'bypass' && data.permissions !== 'ask') throw damaged(file, 'bad permissions');
+  if (data.credentials !== undefined && data.credentials !== 'broker' && data.credentials !== 'image') throw damaged(file, 'bad credentials');
   if (data.runtime !== undefined && (typeof data.runtime !== 'string' || !RUNTIME_NAME.test(data.runtime))) throw damaged(file, 'bad runtime');
   if (data.egress !== undefined) {
     const e = data.egress;

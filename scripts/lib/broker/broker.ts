@@ -1,0 +1,371 @@
+// The credential broker: one container per engine (and egress network) that holds the Claude
+// login, so that no session container does. Claude in a session talks plain HTTP to
+// ANTHROPIC_BASE_URL on its own loopback; the session's forwarder relays that port to the broker's
+// unix socket; squid in the broker (a reverse proxy) forwards only the paths the CLI uses, only to
+// the API's host over TLS, drops every credential the request carried and sets the user's. The
+// login lives in the broker's memory only (a tmpfs), pushed by para through docker exec's standard
+// input: never an argument, an environment value, a label or a file on disk.
+import { createHash } from 'node:crypto';
+import fs from 'fs-extra';
+import { makeCommand } from '../cli.ts';
+import { config, extraLabels, labels, MANAGED_BY, temporaryLabels } from '../config.ts';
+import type { Engine, ImageInfo } from '../engine/engine.ts';
+import { labelArgs, type RunSpec } from '../engine/spec.ts';
+import { ParaError } from '../errors.ts';
+import { egressDns } from '../egress/rules.ts';
+
+/** The port claude in a session sends its API requests to (ANTHROPIC_BASE_URL), on the session's loopback. */
+export const BROKER_PORT = 3129;
+export const BROKER_URL = `http://127.0.0.1:${BROKER_PORT}`;
+/** Where the broker's socket is, in the broker (its volume) and in each session's forwarder (read-only). */
+export const BROKER_SOCKET_DIR = '/para-broker';
+const BROKER_VOLUME_DIR = '/para-egress';
+const SOCKET_NAME = 'broker.sock';
+/** The broker's memory-only folder: the squid configuration with the credential, and which login it is. */
+const STATE = '/run/para-broker';
+/** squid's port on the broker's own loopback, behind the socket. */
+const SQUID_PORT = 3130;
+/** socat's port on the broker's loopback: the TLS connection to the API's host, its certificate checked. */
+const TLS_PORT = 3131;
+/** The API's host: the only place the credential is ever sent. */
+export const API_HOST = 'api.anthropic.com';
+
+/**
+ * The requests the real CLI sends to its base URL, found with a logging fake API in all three login
+ * modes (claude -p and an interactive session): a HEAD / (a reachability check) and the Messages
+ * API (with ?beta=true). count_tokens is the Messages API's own companion. Nothing else is forwarded.
+ */
+export const FORWARDED_PATHS = ['^/$', '^/v1/messages(\\?|$)', '^/v1/messages/count_tokens(\\?|$)'];
+
+export type CredentialsMode = 'broker' | 'image';
+export const CREDENTIALS_MODES: CredentialsMode[] = ['broker', 'image'];
+
+/** How the broker authenticates: a bearer token (a subscription login or a setup-token) or an API key. */
+export interface BrokerCredential {
+  header: 'authorization' | 'x-api-key';
+  value: string;
+  /** What claude auth status says for this login (the session's placeholder says the same). */
+  authMethod: 'claude.ai' | 'oauth_token' | 'api_key';
+  expiresAt?: number;
+  subscriptionType?: string;
+  scopes?: string[];
+}
+
+/** The broker's names on an engine: one per egress network (a session reaches the API through its own network's broker). */
+export function brokerNames(network: string | null): { container: string; volume: string } {
+  const base = config.brokerName;
+  const name = network ? `${base}-${createHash('sha256').update(network).digest('hex').slice(0, 10)}` : base;
+  return { container: name, volume: `${name}-socket` };
+}
+
+export function brokerLabels(network: string | null): Record<string, string> {
+  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker', [labels.brokerNetwork]: network ?? '' };
+}
+
+/** A token or key squid can carry in a header line: printable, no quote, no space, no backslash. */
+const TOKEN_SHAPE = /^[A-Za-z0-9._~+/=-]{8,4096}$/;
+
+function unreadable(image: string, what: string): ParaError {
+  return new ParaError(`the login in ${image} cannot be used by the credential broker: ${what}`, {
+    code: 'broker-credential',
+    hint: `run ${makeCommand('image')} again, or start with --credentials image`,
+  });
+}
+
+/** Finds the login in the files of an authenticated image's home (never puts any of it in an error). */
+export function credentialFromFiles(image: string, credentialsJson: string, settingsJson: string): BrokerCredential {
+  if (credentialsJson.trim()) {
+    let oauth: Record<string, unknown> | undefined;
+    try {
+      oauth = (JSON.parse(credentialsJson) as { claudeAiOauth?: Record<string, unknown> }).claudeAiOauth;
+    } catch {
+      throw unreadable(image, '.credentials.json is not valid JSON');
+    }
+    if (oauth && typeof oauth.accessToken === 'string') {
+      if (!TOKEN_SHAPE.test(oauth.accessToken)) throw unreadable(image, 'the access token has characters a header cannot carry');
+      return {
+        header: 'authorization',
+        value: `Bearer ${oauth.accessToken}`,
+        authMethod: 'claude.ai',
+        expiresAt: typeof oauth.expiresAt === 'number' ? oauth.expiresAt : undefined,
+        subscriptionType: typeof oauth.subscriptionType === 'string' ? oauth.subscriptionType : undefined,
+        scopes: Array.isArray(oauth.scopes) ? oauth.scopes.filter((s): s is string => typeof s === 'string') : undefined,
+      };
+    }
+  }
+  let env: Record<string, unknown> = {};
+  try {
+    env = ((JSON.parse(settingsJson || '{}') as { env?: Record<string, unknown> }).env ?? {}) as Record<string, unknown>;
+  } catch {
+    throw unreadable(image, 'settings.json is not valid JSON');
+  }
+  const token = env.CLAUDE_CODE_OAUTH_TOKEN;
+  if (typeof token === 'string' && token) {
+    if (!TOKEN_SHAPE.test(token)) throw unreadable(image, 'the token has characters a header cannot carry');
+    return { header: 'authorization', value: `Bearer ${token}`, authMethod: 'oauth_token' };
+  }
+  const key = env.ANTHROPIC_API_KEY;
+  if (typeof key === 'string' && key) {
+    if (!TOKEN_SHAPE.test(key)) throw unreadable(image, 'the API key has characters a header cannot carry');
+    return { header: 'x-api-key', value: key, authMethod: 'api_key' };
+  }
+  throw unreadable(image, 'it holds no login (no .credentials.json, no setup-token, no API key)');
+}
+
+const READ_LOGIN = 'cat "$HOME/.claude/.credentials.json" 2>/dev/null; printf "\\0"; cat "$HOME/.claude/settings.json" 2>/dev/null; true';
+
+/** Reads the login out of an authenticated image, in a throwaway container without network; its output stays in this process. */
+export async function readImageCredential(engine: Engine, image: string): Promise<BrokerCredential> {
+  const result = await engine.docker(
+    ['run', '--rm', '--network', 'none', '--pull', 'never', ...labelArgs(temporaryLabels('broker-read')), '--entrypoint', 'sh', image, '-c', READ_LOGIN],
+    { allowFailure: true, timeoutMs: config.timeouts.dockerRunMs },
+  );
+  // Never the output in a message: it holds the login.
+  if (result.exitCode !== 0) throw unreadable(image, `reading it exited with ${result.exitCode}: ${result.stderr.trim().split('\n').pop() ?? ''}`);
+  const [credentials = '', settings = ''] = result.stdout.split('\0');
+  return credentialFromFiles(image, credentials, settings);
+}
+
+/** squid.conf of the broker: a reverse proxy to the API's host only, for the CLI's paths only, with the user's credential set. */
+export function brokerSquidConfig(credential: BrokerCredential, dns: string[]): string {
+  const header = credential.header === 'authorization' ? 'Authorization' : 'X-Api-Key';
+  return `${[
+    '# Written by para: the credential broker. Every request goes to the API host with the login set here.',
+    `http_port 127.0.0.1:${SQUID_PORT} accel defaultsite=${API_HOST} no-vhost`,
+    // forcedomain: whatever Host or absolute URL a request names, it goes to this peer, under this name.
+    // TLS is socat's (OpenSSL: squid's GnuTLS build failed to read TLS 1.3 answers here): squid speaks HTTP to it on loopback.
+    `cache_peer 127.0.0.1 parent ${TLS_PORT} 0 no-query no-digest no-netdb-exchange originserver name=api forcedomain=${API_HOST}`,
+    'cache_peer_access api allow all',
+    'never_direct allow all',
+    'pid_filename none',
+    'pinger_enable off',
+    'cache deny all',
+    'cache_mem 0 MB',
+    'memory_pools off',
+    'client_db off',
+    'logfile_rotate 0',
+    'coredump_dir none',
+    'shutdown_lifetime 1 seconds',
+    'via off',
+    'forwarded_for delete',
+    'httpd_suppress_version_string on',
+    ...(dns.length ? [`dns_nameservers ${dns.join(' ')}`] : []),
+    'logformat para %tl %rm %>rp %>Hs %Ss',
+    'access_log stdio:/dev/stdout para',
+    'cache_log stdio:/dev/stderr',
+    `acl para_paths urlpath_regex ${FORWARDED_PATHS.join(' ')}`,
+    'acl para_methods method GET HEAD POST',
+    'http_access deny !para_methods',
+    'http_access deny !para_paths',
+    'http_access allow all',
+    // The agent's credentials never leave: every header that could carry one is dropped, then the user's is set.
+    'request_header_access Authorization deny all',
+    'request_header_access X-Api-Key deny all',
+    'request_header_access Proxy-Authorization deny all',
+    'request_header_access Cookie deny all',
+    'request_header_access Surrogate-Capability deny all',
+    `request_header_add ${header} "${credential.value}" all`,
+    // A redirect is the client's to follow, and the client holds no credential; cookies stay with the broker.
+    'reply_header_access Set-Cookie deny all',
+  ].join('\n')}\n`;
+}
+
+/**
+ * The broker's own command (its user: the egress image's unprivileged one): it waits for para to
+ * push its configuration into memory, builds its CA bundle (the system's and the host's extra CA),
+ * then serves the socket. Either process ending ends the container.
+ */
+const BROKER_ENTRY = [
+  'set -e; umask 077',
+  `rm -f ${BROKER_VOLUME_DIR}/${SOCKET_NAME}`,
+  `until [ -s ${STATE}/squid.conf ]; do sleep 0.1; done`,
+  `cat /etc/ssl/certs/ca-certificates.crt ${STATE}/extra-ca.pem > ${STATE}/ca.pem 2>/dev/null || cp /etc/ssl/certs/ca-certificates.crt ${STATE}/ca.pem`,
+  `squid -N -f ${STATE}/squid.conf & q=$!`,
+  // OpenSSL checks the certificate against the CA bundle and the API's host name (SNI is sent).
+  `socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:${API_HOST}:443,cafile=${STATE}/ca.pem,verify=1 & t=$!`,
+  `socat UNIX-LISTEN:${BROKER_VOLUME_DIR}/${SOCKET_NAME},fork,max-children=128,mode=600 TCP:127.0.0.1:${SQUID_PORT} & s=$!`,
+  'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null && kill -0 "$t" 2>/dev/null; do sleep 1; done',
+  'kill "$s" "$q" "$t" 2>/dev/null; exit 1',
+].join('\n');
+
+/** Pushes a configuration (standard input: the config, then the source, then the extra CA; the first two lengths are arguments) and reloads squid if it runs. */
+const PUSH = [
+  'set -e; umask 077',
+  `d=${STATE}`,
+  // GNU head -c reads no further than it is asked: each part goes to its own file, the rest to the next.
+  'head -c "$1" > "$d/squid.conf.next"; head -c "$2" > "$d/source.next"; cat > "$d/extra-ca.pem"',
+  'mv -f "$d/squid.conf.next" "$d/squid.conf"; mv -f "$d/source.next" "$d/source"',
+  'for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = squid ]; then kill -HUP "${p#/proc/}" || true; fi; done',
+].join('\n');
+
+export interface BrokerState {
+  container: string;
+  /** running: serving the login of `source`; absent: none was made. */
+  state: 'running' | 'stopped' | 'missing';
+  /** The ID of the image whose login it serves. */
+  source?: string;
+}
+
+/** What the broker serves: read from its memory (one exec). */
+async function loadedSource(engine: Engine, container: string, user: string): Promise<string | undefined> {
+  const r = await engine.exec(container, ['sh', '-c', `cat ${STATE}/source 2>/dev/null; true`], {
+    user,
+    allowFailure: true,
+    timeoutMs: config.timeouts.dockerQuickMs,
+  });
+  return r.exitCode === 0 ? r.stdout.trim() || undefined : undefined;
+}
+
+export async function brokerState(engine: Engine, network: string | null): Promise<BrokerState> {
+  const { container } = brokerNames(network);
+  const info = await engine.inspectContainer(container);
+  if (!info || info.Config.Labels?.[labels.role] !== 'broker') return { container, state: 'missing' };
+  if (!info.State.Running) return { container, state: 'stopped' };
+  return { container, state: 'running', source: await loadedSource(engine, container, info.Config.User || 'proxy') };
+}
+
+function egressUserOf(info: ImageInfo | undefined): string {
+  const user = info?.Config.Labels?.[labels.egressUser];
+  if (!user || !/^\d+:\d+$/.test(user))
+    throw new ParaError(`the broker's image ${config.egressImage} does not exist or is not para's egress image`, {
+      code: 'broker-image-missing',
+      hint: `run: ${makeCommand('image')} (it builds the proxy and broker image), or start with --credentials image`,
+    });
+  return user;
+}
+
+async function push(engine: Engine, container: string, user: string, credential: BrokerCredential, source: string): Promise<void> {
+  const ca = await extraCaText();
+  const conf = brokerSquidConfig(credential, egressDns());
+  const input = `${conf}${source}${ca}`;
+  const lengths = [String(Buffer.byteLength(conf)), String(Buffer.byteLength(source))];
+  const r = await engine.exec(container, ['sh', '-c', PUSH, 'para-broker-push', ...lengths], {
+    user,
+    input,
+    allowFailure: true,
+    timeoutMs: config.timeouts.dockerQuickMs,
+  });
+  if (r.exitCode !== 0)
+    throw new ParaError(`the credential broker ${container} did not take its login: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { code: 'broker-push' });
+}
+
+async function extraCaText(): Promise<string> {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return '';
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.includes('-----BEGIN CERTIFICATE-----') && !/PRIVATE KEY/.test(text) ? text : '';
+}
+
+/** Whether squid in the broker answers on its socket's side (a request for a path it never forwards: its 403). */
+async function waitForSquid(engine: Engine, container: string, user: string): Promise<void> {
+  const probe = `i=0; until [ -S ${BROKER_VOLUME_DIR}/${SOCKET_NAME} ] && bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SQUID_PORT} && printf "GET /para-probe HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" >&3 && timeout 2 head -n 1 <&3 | grep -q " 403"' 2>/dev/null; do i=$((i+1)); [ "$i" -ge 200 ] && exit 1; sleep 0.1; done`;
+  const r = await engine.exec(container, ['sh', '-c', probe], { user, allowFailure: true, timeoutMs: 40_000 });
+  if (r.exitCode !== 0) {
+    const logs = await engine.docker(['logs', '--tail', '5', container], { allowFailure: true });
+    throw new ParaError(`the credential broker ${container} did not start: ${logs.stderr.trim().split('\n').pop() ?? 'no answer'}`, {
+      code: 'broker-start',
+      hint: `see docker logs ${container}; run ${makeCommand('doctor')}`,
+    });
+  }
+}
+
+/**
+ * Makes sure the engine's broker for this network runs and serves the login of `image` (an
+ * authenticated image: para-authenticated, or --image): creates it, starts a stopped one, or pushes
+ * a newer login into a running one (running sessions use it at their next request). The fast path
+ * (it runs, with this login) costs one inspect and one exec. Safe to call from parallel starts.
+ */
+export async function ensureBroker(engine: Engine, image: string, network: string | null): Promise<BrokerState> {
+  const { container, volume } = brokerNames(network);
+  const [imageInfo, egressInfo] = await Promise.all([engine.inspectImage(image), engine.inspectImage(config.egressImage)]);
+  if (!imageInfo)
+    throw new ParaError(`the image ${image} does not exist: the credential broker takes its login from it`, {
+      code: 'image-missing',
+      hint: `run: ${makeCommand('image')}`,
+    });
+  const user = egressUserOf(egressInfo);
+  const source = imageInfo.Id;
+  let current = await brokerState(engine, network);
+  if (current.state === 'running' && current.source === source) return current;
+  const [uid, gid] = user.split(':').map(Number);
+  if (current.state === 'missing') {
+    const spec: RunSpec = {
+      image: config.egressImage,
+      name: container,
+      labels: brokerLabels(network),
+      network,
+      readOnly: true,
+      user,
+      capabilities: { drop: 'ALL', add: [] },
+      noNewPrivileges: true,
+      init: true,
+      memory: '256m',
+      pidsLimit: 256,
+      logs: { maxSize: '10m', maxFiles: 2 },
+      tmpfs: [{ target: STATE, uid, gid, mode: '0700', size: '4m' }],
+      dns: egressDns(),
+      mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: brokerLabels(network), copyFromImage: true }],
+      command: ['sh', '-c', BROKER_ENTRY],
+    };
+    const made = await engine.run(spec, { detach: true, allowFailure: true, timeoutMs: config.timeouts.dockerRunMs });
+    // Another start made it meanwhile: that one is used.
+    if (made.exitCode !== 0 && !/Conflict|already in use/i.test(made.stderr)) {
+      throw new ParaError(`the credential broker ${container} could not be made: ${made.stderr.trim().split('\n').pop()}`, {
+        code: 'broker-start',
+        hint: `run ${makeCommand('doctor')}`,
+      });
+    }
+  } else if (current.state === 'stopped') {
+    await engine.docker(['start', container], { allowFailure: true, timeoutMs: config.timeouts.dockerRunMs });
+  }
+  const credential = await readImageCredential(engine, image);
+  await push(engine, container, user, credential, source);
+  await waitForSquid(engine, container, user);
+  current = { container, state: 'running', source };
+  return current;
+}
+
+/** What a session needs to reach the broker: the forwarder's mount of the broker's socket, and the address it serves. */
+export function brokerForwarding(network: string | null): { volume: string; socket: string } {
+  return { volume: brokerNames(network).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
+}
+
+/**
+ * A session's stand-in for the login: the same kind (claude auth status says logged in, with the
+ * same method), worth nothing anywhere. Environment values and files; none is a secret.
+ */
+export function placeholderLogin(
+  authMethod: string | undefined,
+  subscriptionType?: string,
+): {
+  env: Record<string, string>;
+  files: Array<{ path: string; content: string }>;
+  approvedKey?: string;
+} {
+  const env = { ANTHROPIC_BASE_URL: BROKER_URL };
+  if (authMethod === 'api_key') {
+    const key = 'sk-ant-api03-para-broker-placeholder-not-a-key';
+    return { env: { ...env, ANTHROPIC_API_KEY: key }, files: [], approvedKey: key.slice(-20) };
+  }
+  if (authMethod === 'oauth_token') return { env: { ...env, CLAUDE_CODE_OAUTH_TOKEN: 'sk-ant-oat01-para-broker-placeholder-not-a-token' }, files: [] };
+  const login = {
+    claudeAiOauth: {
+      accessToken: 'sk-ant-oat01-para-broker-placeholder-not-a-token',
+      refreshToken: 'para-broker-placeholder-no-refresh',
+      // Far ahead: claude in the session never tries to refresh (the broker's login is the one that expires).
+      expiresAt: 4102444800000,
+      scopes: ['user:inference', 'user:profile'],
+      ...(subscriptionType ? { subscriptionType } : {}),
+    },
+  };
+  return { env, files: [{ path: '.claude/.credentials.json', content: `${JSON.stringify(login)}\n` }] };
+}
+
+/** Removes the broker of a network (its container and socket volume). */
+export async function removeBroker(engine: Engine, network: string | null): Promise<void> {
+  const { container, volume } = brokerNames(network);
+  const info = await engine.inspectContainer(container);
+  if (info?.Config.Labels?.[labels.role] === 'broker') await engine.removeContainer(info.Id, { force: true });
+  const v = await engine.inspectVolume(volume);
+  if (v?.Labels?.[labels.role] === 'broker') await engine.removeVolume(volume);
+}
