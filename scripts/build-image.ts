@@ -1,4 +1,5 @@
 // make image: bake the host's Claude login into para-authenticated:latest, verified inside the image.
+import { refreshBrokers } from './lib/broker/broker.ts';
 import { text } from 'node:stream/consumers';
 import { assertSupportedPlatform, isInteractive, log, parseArgs, printJson, runMain, warn, invocation } from './lib/cli.ts';
 import { config, labels } from './lib/config.ts';
@@ -150,6 +151,13 @@ async function main(argv: string[]): Promise<number> {
   const warnings = warningsFor(credentials);
   for (const warning of warnings) warn(warning);
 
+  // Running sessions use the new login from their next request: the brokers serving this image take it now.
+  const brokers = await refreshBrokers(engine, build.tag).catch((error: unknown) => {
+    warn(`the credential broker could not take the new login: ${error instanceof Error ? error.message : String(error)}; the next start brings it`);
+    return [] as string[];
+  });
+  if (brokers.length && !json)
+    log(`the credential broker${brokers.length === 1 ? '' : 's'} ${brokers.join(', ')} now serve${brokers.length === 1 ? 's' : ''} the new login`);
   if (json) {
     printJson({
       ok: true,

@@ -1,6 +1,7 @@
 // make login: log in with `claude auth login` (the /login flow) inside a throwaway container and
 // save that login as para-authenticated:latest, verified inside the image. Nothing comes from the host.
-import { assertSupportedPlatform, log, parseArgs, printJson, runMain, invocation } from './lib/cli.ts';
+import { refreshBrokers } from './lib/broker/broker.ts';
+import { assertSupportedPlatform, log, parseArgs, printJson, runMain, invocation, warn } from './lib/cli.ts';
 import { config } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { sweepLeftovers } from './lib/image/sweep.ts';
@@ -66,6 +67,13 @@ async function main(argv: string[]): Promise<number> {
     return commitLogin(engine, container, { tag, claudeImage, log: progress });
   });
 
+  // Running sessions use the new login from their next request: the brokers serving this image take it now.
+  const brokers = await refreshBrokers(engine, result.tag).catch((error: unknown) => {
+    warn(`the credential broker could not take the new login: ${error instanceof Error ? error.message : String(error)}; the next start brings it`);
+    return [] as string[];
+  });
+  if (brokers.length && !json)
+    log(`the credential broker${brokers.length === 1 ? '' : 's'} ${brokers.join(', ')} now serve${brokers.length === 1 ? 's' : ''} the new login`);
   if (json) {
     printJson({
       ok: true,

@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { EGRESS_IMAGE } from './support/resources.ts';
-import { scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
+import { CLAUDE_IMAGE, scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
 import { privateEngine, waitUntil, type PrivateEngine } from './support/engine.ts';
@@ -51,9 +51,14 @@ onRemote.before(async () => {
   await Promise.all([sessionTestImage(), testEgressImage()]);
   engine = await privateEngine();
   onCleanup(() => execa('docker', ['context', 'rm', '--force', CONTEXT], { reject: false }));
-  const moved = await execa('sh', ['-c', 'docker save "$1" "$2" | DOCKER_HOST="$3" docker load -q', 'sh', SESSION_IMAGE, EGRESS_IMAGE, engine.host], {
-    reject: false,
-  });
+  // The credential-free image too: the broker's sessions run from it (docker load keeps no image's parent, so para finds it by its layers).
+  const moved = await execa(
+    'sh',
+    ['-c', 'docker save "$1" "$2" "$3" | DOCKER_HOST="$4" docker load -q', 'sh', SESSION_IMAGE, EGRESS_IMAGE, CLAUDE_IMAGE, engine.host],
+    {
+      reject: false,
+    },
+  );
   assert.is(moved.exitCode, 0, moved.stderr);
   const made = await execa('docker', ['context', 'create', CONTEXT, '--docker', `host=${engine.host}`], { reject: false });
   assert.is(made.exitCode, 0, made.stderr);

@@ -143,6 +143,8 @@ export const labels = {
   role: `${LABEL_PREFIX}role`,
   /** A credential broker's egress network (empty: the engine's default). */
   brokerNetwork: `${LABEL_PREFIX}broker-network`,
+  /** The login image a credential broker serves (make image refreshes the brokers of its tag). */
+  brokerImage: `${LABEL_PREFIX}broker-image`,
   /** uid:gid of the egress proxy image's unprivileged user. */
   egressUser: `${LABEL_PREFIX}egress-user`,
   /** A repository's tools image: the hash of its .para/image folder and of para-claude's ID. */

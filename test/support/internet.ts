@@ -106,6 +106,11 @@ export async function testNetwork(servers: string[]): Promise<{ network: string;
   await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
   onCleanup(async () => {
     if (servers.length) await docker(['rm', '-f', ...servers], { allowFailure: true });
+    // The run's containers still on it (a credential broker serves a network for as long as it exists).
+    const attached = (await docker(['ps', '-aq', '--filter', `network=${network}`, '--filter', `label=${TEST_LABEL}=${RUN_ID}`], { allowFailure: true })).stdout
+      .split('\n')
+      .filter(Boolean);
+    if (attached.length) await docker(['rm', '-f', ...attached], { allowFailure: true });
     await docker(['network', 'rm', network], { allowFailure: true });
   });
   const gateway = (await docker(['network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', network])).stdout.trim();

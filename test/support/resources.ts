@@ -17,6 +17,11 @@ const images = new Set<string>();
 /** The egress proxy image of this run: every script a test runs (build-image.ts included) uses it, never para-egress:latest. */
 export const EGRESS_IMAGE = `para-egress-test-${RUN_ID}:latest`;
 process.env.PARA_EGRESS_IMAGE = EGRESS_IMAGE;
+/** The credential-free image of this run (images.ts builds it): a brokered session's base when its login image lost its parent. */
+process.env.PARA_CLAUDE_IMAGE = `para-claude-test-${RUN_ID}:latest`;
+/** The credential brokers of this run (one per egress network): never the user's para-broker. */
+export const BROKER_NAME = `para-broker-test-${RUN_ID}`;
+process.env.PARA_BROKER = BROKER_NAME;
 const dirs = new Set<string>();
 const cleanups: Array<() => Promise<unknown>> = [];
 
@@ -57,6 +62,9 @@ export async function cleanupAll(): Promise<void> {
     // The sweep of everything labelled for the run is the parent's, once every file has ended.
     const ids = CHILD ? [] : (await docker(['ps', '-aq', '--filter', `label=${TEST_LABEL}=${RUN_ID}`])).stdout.split('\n').filter(Boolean);
     if (ids.length) await docker(['rm', '-f', '-v', ...ids], { allowFailure: true });
+    // Named volumes of the run (a broker's socket volume outlives its sessions).
+    const volumes = CHILD ? [] : (await docker(['volume', 'ls', '-q', '--filter', `label=${TEST_LABEL}=${RUN_ID}`])).stdout.split('\n').filter(Boolean);
+    if (volumes.length) await docker(['volume', 'rm', '-f', ...volumes], { allowFailure: true });
     for (const ref of [...images].reverse()) await docker(['image', 'rm', '-f', ref], { allowFailure: true });
   } catch (error) {
     process.stderr.write(`cleanup: docker unavailable: ${String(error)}\n`);

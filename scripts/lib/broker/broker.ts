@@ -51,15 +51,24 @@ export interface BrokerCredential {
   scopes?: string[];
 }
 
-/** The broker's names on an engine: one per egress network (a session reaches the API through its own network's broker). */
-export function brokerNames(network: string | null): { container: string; volume: string } {
+/**
+ * The broker's names on an engine: one per login image and egress network (para-broker for
+ * para-authenticated on Docker's own network), so that two logins never share one.
+ */
+export function brokerNames(network: string | null, image: string): { container: string; volume: string } {
   const base = config.brokerName;
-  const name = network ? `${base}-${createHash('sha256').update(network).digest('hex').slice(0, 10)}` : base;
+  const usual = network === null && image === config.authenticatedImage;
+  const name = usual
+    ? base
+    : `${base}-${createHash('sha256')
+        .update(`${network ?? ''}\n${image}`)
+        .digest('hex')
+        .slice(0, 10)}`;
   return { container: name, volume: `${name}-socket` };
 }
 
-export function brokerLabels(network: string | null): Record<string, string> {
-  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker', [labels.brokerNetwork]: network ?? '' };
+export function brokerLabels(network: string | null, image: string): Record<string, string> {
+  return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker', [labels.brokerNetwork]: network ?? '', [labels.brokerImage]: image };
 }
 
 /** A token or key squid can carry in a header line: printable, no quote, no space, no backslash. */
@@ -216,8 +225,8 @@ async function loadedSource(engine: Engine, container: string, user: string): Pr
   return r.exitCode === 0 ? r.stdout.trim() || undefined : undefined;
 }
 
-export async function brokerState(engine: Engine, network: string | null): Promise<BrokerState> {
-  const { container } = brokerNames(network);
+export async function brokerState(engine: Engine, network: string | null, image: string): Promise<BrokerState> {
+  const { container } = brokerNames(network, image);
   const info = await engine.inspectContainer(container);
   if (!info || info.Config.Labels?.[labels.role] !== 'broker') return { container, state: 'missing' };
   if (!info.State.Running) return { container, state: 'stopped' };
@@ -276,7 +285,7 @@ async function waitForSquid(engine: Engine, container: string, user: string): Pr
  * (it runs, with this login) costs one inspect and one exec. Safe to call from parallel starts.
  */
 export async function ensureBroker(engine: Engine, image: string, network: string | null): Promise<BrokerState> {
-  const { container, volume } = brokerNames(network);
+  const { container, volume } = brokerNames(network, image);
   const [imageInfo, egressInfo] = await Promise.all([engine.inspectImage(image), engine.inspectImage(config.egressImage)]);
   if (!imageInfo)
     throw new ParaError(`the image ${image} does not exist: the credential broker takes its login from it`, {
@@ -285,14 +294,14 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
     });
   const user = egressUserOf(egressInfo);
   const source = imageInfo.Id;
-  let current = await brokerState(engine, network);
+  let current = await brokerState(engine, network, image);
   if (current.state === 'running' && current.source === source) return current;
   const [uid, gid] = user.split(':').map(Number);
   if (current.state === 'missing') {
     const spec: RunSpec = {
       image: config.egressImage,
       name: container,
-      labels: brokerLabels(network),
+      labels: brokerLabels(network, image),
       network,
       readOnly: true,
       user,
@@ -304,7 +313,7 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
       logs: { maxSize: '10m', maxFiles: 2 },
       tmpfs: [{ target: STATE, uid, gid, mode: '0700', size: '4m' }],
       dns: egressDns(),
-      mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: brokerLabels(network), copyFromImage: true }],
+      mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: brokerLabels(network, image), copyFromImage: true }],
       command: ['sh', '-c', BROKER_ENTRY],
     };
     const made = await engine.run(spec, { detach: true, allowFailure: true, timeoutMs: config.timeouts.dockerRunMs });
@@ -326,8 +335,8 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
 }
 
 /** What a session needs to reach the broker: the forwarder's mount of the broker's socket, and the address it serves. */
-export function brokerForwarding(network: string | null): { volume: string; socket: string } {
-  return { volume: brokerNames(network).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
+export function brokerForwarding(network: string | null, image: string): { volume: string; socket: string } {
+  return { volume: brokerNames(network, image).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
 }
 
 /**
@@ -362,10 +371,29 @@ export function placeholderLogin(
 }
 
 /** Removes the broker of a network (its container and socket volume). */
-export async function removeBroker(engine: Engine, network: string | null): Promise<void> {
-  const { container, volume } = brokerNames(network);
+export async function removeBroker(engine: Engine, network: string | null, image: string): Promise<void> {
+  const { container, volume } = brokerNames(network, image);
   const info = await engine.inspectContainer(container);
   if (info?.Config.Labels?.[labels.role] === 'broker') await engine.removeContainer(info.Id, { force: true });
   const v = await engine.inspectVolume(volume);
   if (v?.Labels?.[labels.role] === 'broker') await engine.removeVolume(volume);
+}
+
+/**
+ * After make image or make login moved `tag`: every running broker on the engine that serves that
+ * name takes the new login now, so running sessions use it from their next request. Returns the
+ * brokers updated.
+ */
+export async function refreshBrokers(engine: Engine, tag: string): Promise<string[]> {
+  const brokers = (await engine.listContainers({ [labels.role]: 'broker', [labels.brokerImage]: tag })).filter((c) => c.State.Running);
+  const updated: string[] = [];
+  for (const broker of brokers) {
+    const name = broker.Name.replace(/^\//, '');
+    const network = broker.Config.Labels?.[labels.brokerNetwork] || null;
+    if (brokerNames(network, tag).container !== name) continue;
+    const before = await loadedSource(engine, name, broker.Config.User || 'proxy');
+    const state = await ensureBroker(engine, tag, network);
+    if (state.source !== before) updated.push(name);
+  }
+  return updated;
 }

@@ -25,6 +25,25 @@ function holdsLogin(info: ImageInfo | undefined): boolean {
   return Boolean(info?.Config.Labels?.[labels.credentialsSource]);
 }
 
+type Layered = ImageInfo & { Parent?: string; RootFS?: { Layers?: string[] } };
+
+/**
+ * The image a login image was made from (make image commits one layer of credentials on it): its
+ * Parent, or (an image that lost it, moved with docker save and load) para-claude when its layers
+ * are the login image's but the last. Never an image that holds a login itself.
+ */
+async function loginBase(engine: Engine, info: ImageInfo): Promise<ImageInfo | undefined> {
+  const image = info as Layered;
+  const parent = image.Parent ? await engine.inspectImage(image.Parent) : undefined;
+  if (parent && !holdsLogin(parent)) return parent;
+  const candidate = (await engine.inspectImage(config.claudeImage)) as Layered | undefined;
+  const mine = image.RootFS?.Layers ?? [];
+  const theirs = candidate?.RootFS?.Layers ?? [];
+  if (candidate && !holdsLogin(candidate) && theirs.length > 0 && theirs.length === mine.length - 1 && theirs.every((layer, i) => layer === mine[i]))
+    return candidate;
+  return undefined;
+}
+
 /**
  * The images of a session: `image` is what start was given (para-authenticated, a repository's
  * session image, or --image). An image with para's login is the broker's source and the session
@@ -45,9 +64,8 @@ export async function planLogin(
   let sessionImage = image;
   let loginInfo: ImageInfo | undefined = info;
   if (holdsLogin(info)) {
-    const parent = (info as ImageInfo & { Parent?: string }).Parent;
-    const parentInfo = parent ? await engine.inspectImage(parent) : undefined;
-    if (!parent || !parentInfo || holdsLogin(parentInfo)) {
+    const parentInfo = await loginBase(engine, info);
+    if (!parentInfo) {
       throw new ParaError(`the image ${image} holds the login, and the image it was made from (without it) is gone`, {
         code: 'broker-no-base',
         hint: `run ${makeCommand('image')} again, or start with --credentials image (the login baked into the session)`,
@@ -70,7 +88,7 @@ export async function planLogin(
     sessionImage,
     loginImage,
     placeholder: placeholderLogin(l[labels.authMethod], l[labels.subscriptionType]),
-    forwarding: brokerForwarding(network),
+    forwarding: brokerForwarding(network, loginImage),
   };
 }
 
