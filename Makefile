@@ -100,10 +100,11 @@ test: node_modules ## run the unit and integration tests (needs Docker and the b
 
 check: typecheck lint test ## type-check, lint, then run the tests
 
-bench: node_modules dist/start.mjs dist/para.mjs ## time start.ts against the raw git + docker commands it wraps, list with 1 and 12 sessions, and a start through para mcp
+bench: node_modules dist/start.mjs dist/para.mjs ## time start.ts against the raw git + docker commands it wraps, list with 1 and 12 sessions, a start through para mcp, and the credential broker's cost
 	$(TSX) bench/start.bench.ts
 	$(TSX) bench/list.bench.ts
 	$(TSX) bench/mcp.bench.ts
+	$(TSX) bench/broker.bench.ts
 
 bench-remote: node_modules dist/start.mjs ## time a session start on another engine, first and second session (CONTEXT, IMAGE, RUNS)
 	$(TSX) bench/remote.bench.ts --context "$$CONTEXT" --image "$${IMAGE:-para-authenticated:latest}" $${RUNS:+--rounds "$$RUNS"}

@@ -189,6 +189,8 @@ broker('a broker killed under a running session comes back with the next start; 
   await docker(['kill', b]);
   const down = await inside('bk1', 'timeout 60 claude -p "say ok"');
   assert.is.not(down.exitCode, 0, 'claude worked with the broker down');
+  const listed = await para('list.ts', []);
+  assert.match(listed.stderr, /credential broker .* is stopped: claude in the session cannot reach the API; the next start/);
   const started = await para('start.ts', startArgs('bk3'));
   assert.is(started.exitCode, 0, started.stderr);
   const back = await inside('bk1', 'timeout 90 claude -p "say ok"');

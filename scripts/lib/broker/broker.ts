@@ -210,7 +210,7 @@ const PUSH = [
 export interface BrokerState {
   container: string;
   /** running: serving the login of `source`; absent: none was made. */
-  state: 'running' | 'stopped' | 'missing';
+  state: 'running' | 'stopped' | 'missing' | 'foreign';
   /** The ID of the image whose login it serves. */
   source?: string;
 }
@@ -228,7 +228,7 @@ async function loadedSource(engine: Engine, container: string, user: string): Pr
 export async function brokerState(engine: Engine, network: string | null, image: string): Promise<BrokerState> {
   const { container } = brokerNames(network, image);
   const info = await engine.inspectContainer(container);
-  if (!info || info.Config.Labels?.[labels.role] !== 'broker') return { container, state: 'missing' };
+  if (info?.Config.Labels?.[labels.role] !== 'broker') return { container, state: info ? 'foreign' : 'missing' };
   if (!info.State.Running) return { container, state: 'stopped' };
   return { container, state: 'running', source: await loadedSource(engine, container, info.Config.User || 'proxy') };
 }
@@ -236,10 +236,13 @@ export async function brokerState(engine: Engine, network: string | null, image:
 function egressUserOf(info: ImageInfo | undefined): string {
   const user = info?.Config.Labels?.[labels.egressUser];
   if (!user || !/^\d+:\d+$/.test(user))
-    throw new ParaError(`the broker's image ${config.egressImage} does not exist or is not para's egress image`, {
-      code: 'broker-image-missing',
-      hint: `run: ${makeCommand('image')} (it builds the proxy and broker image), or start with --credentials image`,
-    });
+    throw new ParaError(
+      `the egress proxy image ${config.egressImage} ${info ? "is not para's (no egress user label)" : 'does not exist'}: the proxy and the credential broker run from it`,
+      {
+        code: 'egress-image-missing',
+        hint: `run: ${makeCommand('image')} (it builds the proxy image too), or start with --egress none`,
+      },
+    );
   return user;
 }
 
@@ -297,6 +300,12 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
   let current = await brokerState(engine, network, image);
   if (current.state === 'running' && current.source === source) return current;
   const [uid, gid] = user.split(':').map(Number);
+  const foreign = () =>
+    new ParaError(`a container named ${container} exists and is not para's credential broker: para gives it no login`, {
+      code: 'broker-name-taken',
+      hint: `remove or rename it (docker rm -f ${container}), or set PARA_BROKER to another name`,
+    });
+  if (current.state === 'foreign') throw foreign();
   if (current.state === 'missing') {
     const spec: RunSpec = {
       image: config.egressImage,
@@ -326,6 +335,13 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
     }
   } else if (current.state === 'stopped') {
     await engine.docker(['start', container], { allowFailure: true, timeoutMs: config.timeouts.dockerRunMs });
+  }
+  // Made by a parallel start (it may still be starting), or by something else under this name: only a labelled broker gets the login.
+  for (let i = 0; i < 100; i += 1) {
+    const now = await brokerState(engine, network, image);
+    if (now.state === 'foreign') throw foreign();
+    if (now.state === 'running') break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const credential = await readImageCredential(engine, image);
   await push(engine, container, user, credential, source);

@@ -1,6 +1,7 @@
 // What is there: every session of the repository with its live state, grouped by the engine it
 // lives on, and the containers and volumes labelled for the repository that belong to none.
-import { labels } from '../config.ts';
+import { brokerNames } from '../broker/broker.ts';
+import { config, labels } from '../config.ts';
 import { DockerError } from '../engine/docker.ts';
 import { engineFor, type ContainerInfo, type Engine, type VolumeInfo } from '../engine/engine.ts';
 import { errorMessage } from '../errors.ts';
@@ -125,6 +126,17 @@ export async function changesInside(engine: Engine, state: SessionState, repo: R
   return null;
 }
 
+/** One inspect per broker per list, however many sessions it serves. */
+const brokers = new Map<string, Promise<ContainerInfo | undefined>>();
+function brokerInfo(engine: Engine, name: string): Promise<ContainerInfo | undefined> {
+  if (!brokers.has(name))
+    brokers.set(
+      name,
+      engine.inspectContainer(name).catch(() => undefined),
+    );
+  return brokers.get(name)!;
+}
+
 async function view(
   engine: Engine,
   repo: Repo,
@@ -189,6 +201,14 @@ async function view(
     job = { ...settled.job, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
   }
   if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
+  if (state.credentials === 'broker' && containerState === 'running') {
+    const broker = brokerNames(state.network, state.image ?? config.authenticatedImage).container;
+    const found = await brokerInfo(engine, broker);
+    if (!found?.State.Running)
+      warnings.push(
+        `its credential broker ${broker} is ${found ? 'stopped' : 'missing'}: claude in the session cannot reach the API; the next start (of any session) brings it back`,
+      );
+  }
   return {
     name: state.name,
     status: state.status,

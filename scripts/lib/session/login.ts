@@ -5,8 +5,8 @@
 import { makeCommand } from '../cli.ts';
 import { config, labels } from '../config.ts';
 import type { Engine, ImageInfo } from '../engine/engine.ts';
-import { ParaError } from '../errors.ts';
 import type { EgressMode } from '../egress/rules.ts';
+import { ParaError } from '../errors.ts';
 import { tarArchive } from '../tar.ts';
 import { brokerForwarding, type CredentialsMode, placeholderLogin } from '../broker/broker.ts';
 
@@ -57,6 +57,7 @@ export async function planLogin(
   info: ImageInfo | undefined,
   egress: EgressMode,
   network: string | null,
+  warn: (message: string) => void,
 ): Promise<SessionLogin> {
   // Without the proxy there is no forwarder to reach the broker through: the login stays baked in.
   if (mode === 'image' || egress !== 'allowlist' || !info) return { mode: 'image', sessionImage: image };
@@ -66,10 +67,11 @@ export async function planLogin(
   if (holdsLogin(info)) {
     const parentInfo = await loginBase(engine, info);
     if (!parentInfo) {
-      throw new ParaError(`the image ${image} holds the login, and the image it was made from (without it) is gone`, {
-        code: 'broker-no-base',
-        hint: `run ${makeCommand('image')} again, or start with --credentials image (the login baked into the session)`,
-      });
+      // An image built on top of the login image (FROM para-authenticated, say): there is no version of it without the login.
+      warn(
+        `${image} holds your login and has no version without it (an image built FROM the login image?): this session carries the login, as with --credentials image; build such an image FROM para-claude, or put its tools in .para/image (run ${makeCommand('image')} again if it is para's own)`,
+      );
+      return { mode: 'image', sessionImage: image };
     }
     sessionImage = parentInfo.Id;
   } else {

@@ -12,6 +12,7 @@ import { sessionPaths, validateSessionName } from './paths.ts';
 import type { Repo } from '../repo.ts';
 import { RUNTIME_NAME, type Limits, type SessionState } from './store.ts';
 import type { PreparedEgress } from './egress.ts';
+import type { SessionLogin } from './login.ts';
 import type { EgressMode } from '../egress/rules.ts';
 import { transportFor } from './transport.ts';
 import type { PermissionMode } from './store.ts';
@@ -135,6 +136,8 @@ export interface Preconditions {
   identity: Promise<Array<[string, string]>>;
   /** The new session's egress (checked before anything is made). */
   egress?: Promise<Settled<PreparedEgress>>;
+  /** How the new session gets the login (decides the egress: a brokered session's proxy refuses the API's host). */
+  login?: Promise<SessionLogin>;
 }
 
 export function checkRequest(request: StartRequest): void {

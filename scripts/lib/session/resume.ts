@@ -122,14 +122,14 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
   }
   if (session.container) {
     const wanted = resumedEgress(request, session);
-    const brokered = session.credentials === 'broker';
-    const egress = await prepareEgress(engine, repo, wanted.mode, wanted.allow, session.network, request.warn, brokered);
     const switching = request.imageExplicit && request.image !== session.image;
     const image = switching ? request.image : (session.image ?? request.image);
     // A brokered session: its broker is brought back if it is down, and serves the login image's latest login.
-    const login = brokered
-      ? await planLogin(engine, 'broker', image, await engine.inspectImage(image), egress.state.mode, session.network)
-      : { mode: 'image' as const, sessionImage: image };
+    const login =
+      session.credentials === 'broker'
+        ? await planLogin(engine, 'broker', image, await engine.inspectImage(image), wanted.mode, session.network, request.warn)
+        : { mode: 'image' as const, sessionImage: image };
+    const egress = await prepareEgress(engine, repo, wanted.mode, wanted.allow, session.network, request.warn, login.mode === 'broker');
     if (login.loginImage) await ensureBroker(engine, login.loginImage, session.network);
     const found = await sessionContainer(engine, repo, paths);
     if (found.presence !== 'missing' && switching) {

@@ -75,6 +75,11 @@ async function checkPreconditions(engine: Engine, request: StartRequest, snapsho
     request.container && !request.imageExplicit ? await ensureRepoImage(engine, repo, { stream: request.tty, log: request.log ?? (() => undefined) }) : null;
   const imageName = own ?? request.image;
   const image = request.container ? settle(engine.inspectImage(imageName)) : undefined;
+  // The login decides the egress (a brokered session's proxy refuses the API's host); its errors surface where the container is made.
+  const login = image?.then((probe) =>
+    planLogin(engine, request.credentials, imageName, probe.ok ? probe.value : undefined, request.egress, request.network ?? null, request.warn),
+  );
+  login?.catch(() => undefined);
   const identity = request.container ? gitIdentity(repo.root) : Promise.resolve([]);
   identity.catch(() => undefined);
   return {
@@ -84,12 +89,12 @@ async function checkPreconditions(engine: Engine, request: StartRequest, snapsho
     imageName,
     image,
     identity,
-    egress: request.container && !resuming ? settle(newEgress(engine, repo, request)) : undefined,
+    egress: request.container && !resuming && login ? settle(login.then((l) => newEgress(engine, repo, request, l.mode === 'broker'))) : undefined,
+    login,
   };
 }
 
-function newEgress(engine: Engine, repo: Repo, request: StartRequest): Promise<PreparedEgress> {
-  const brokered = request.credentials === 'broker' && request.egress === 'allowlist';
+function newEgress(engine: Engine, repo: Repo, request: StartRequest, brokered: boolean): Promise<PreparedEgress> {
   return prepareEgress(engine, repo, request.egress, request.allow, request.network ?? null, request.warn, brokered);
 }
 
@@ -205,7 +210,9 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // The container makes the agent's repository itself as it starts; docker run creates the
         // volume with the session's labels. The branch is made meanwhile.
         // A session that was there when the start began and is gone now: its egress is prepared here.
-        const prepared = await (pre.egress ?? settle(newEgress(engine, repo, request)));
+        const login = await (pre.login ??
+          planLogin(engine, request.credentials, request.image, undefined, request.egress, request.network ?? null, request.warn));
+        const prepared = await (pre.egress ?? settle(newEgress(engine, repo, request, login.mode === 'broker')));
         if (!prepared.ok) throw prepared.error;
         const egress = prepared.value;
         state.egress = egress.state;
@@ -216,7 +223,6 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         // The login: through the engine's broker (the container runs from the login image's credential-free base), or baked in.
         const probed = await pre.image!;
         const imageInfo = probed.ok ? probed.value : undefined;
-        const login = await planLogin(engine, request.credentials, request.image, imageInfo, egress.state.mode, request.network ?? null);
         state.credentials = login.mode;
         const broker = login.mode === 'broker' ? ensureBroker(engine, login.loginImage!, request.network ?? null) : null;
         broker?.catch(() => undefined);
