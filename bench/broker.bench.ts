@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
       [
         `credential broker, ${rounds} rounds (a fake API on a network of the bench's own):`,
         line('claude -p through the broker', viaBroker),
-        line('claude -p through a tunnel (--credentials image)', viaTunnel),
+        line('claude -p through a tunnel (credentials image)', viaTunnel),
         `  added per request: ${(added / 1000).toFixed(3)} s (ratio ${(median(viaBroker) / median(viaTunnel)).toFixed(2)})`,
         `  broker memory: ${memory.toFixed(1)} MiB`,
         '',
