@@ -48,6 +48,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
   let quit: (() => void) | null = null;
   let timer: NodeJS.Timeout | null = null;
   let status = '';
+  let stopped = false;
   const enter = () => {
     out.write(`${CSI}?1049h${CSI}?25l`);
     stdin.setRawMode(true);
@@ -87,13 +88,15 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
     const found = throttled(notices(previous, frame.rows), noticed);
     previous = new Map(frame.rows.map((r) => [r.name, r]));
     selected = Math.min(selected, Math.max(0, frame.rows.length - 1));
-    if (!busy) {
+    if (!busy && !stopped) {
       draw();
       for (const n of found) out.write(terminalNotice(n));
     }
     await Promise.all(found.flatMap((n) => send.map((notify) => notify(n))));
   };
   const schedule = () => {
+    // A look still in flight when q was pressed must not arm the next one (watch would never end).
+    if (stopped) return;
     timer = setTimeout(async () => {
       await refresh();
       schedule();
@@ -138,6 +141,7 @@ async function interactive(repo: Repo, checkout: string, intervalMs: number): Pr
       quit = resolve;
     });
   } finally {
+    stopped = true;
     if (timer) clearTimeout(timer);
     stdin.off('data', onKey);
     leave();
