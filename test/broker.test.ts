@@ -73,6 +73,12 @@ function para(script: string, args: string[], env: Record<string, string> = {}) 
   return runScript(script, args, { cwd: world.repo.root, env: { ...world.repo.env, NODE_EXTRA_CA_CERTS: world.ca, ...env } });
 }
 
+async function brokerCheck(): Promise<{ status: string; message: string }> {
+  const result = await para('doctor.ts', ['--json', '--image', world.login]);
+  const checks = JSON.parse(result.stdout).checks as Array<{ id: string; status: string; message: string }>;
+  return checks.find((c) => c.id === 'credential-broker')!;
+}
+
 function startArgs(name: string, ...rest: string[]): string[] {
   return [name, '--container', '--detach', '--image', world.login, '--egress-network', world.network, '--no-user-config', ...rest, '--', 'sleep', '900'];
 }
@@ -147,6 +153,10 @@ broker("two sessions reach the API with the user's login, which neither holds an
     const saved = await execa('sh', ['-c', `docker image save "$1" | grep -caF "$2"; true`, 'sh', image, FAKE_TOKEN], { reject: false });
     assert.is(String(saved.stdout).trim(), '0', "the session's image holds the token in a layer");
   }
+  // The doctor asks the broker from inside a session.
+  const checked = await brokerCheck();
+  assert.is(checked.status, 'ok', checked.message);
+  assert.match(checked.message, /the login is held by the credential broker only: \S+ \(2 sessions, login valid until/);
   const b = await brokerContainer();
   assert.not.match((await docker(['inspect', b])).stdout, FAKE_TOKEN, 'docker inspect of the broker');
   const bl = await docker(['logs', b]);
@@ -189,6 +199,9 @@ broker('a broker killed under a running session comes back with the next start; 
   await docker(['kill', b]);
   const down = await inside('bk1', 'timeout 60 claude -p "say ok"');
   assert.is.not(down.exitCode, 0, 'claude worked with the broker down');
+  const doctored = await brokerCheck();
+  assert.is(doctored.status, 'warn');
+  assert.match(doctored.message, /the credential broker \S+ is stopped \(sessions bk1, bk2 cannot reach the API\)/);
   const listed = await para('list.ts', []);
   assert.match(listed.stderr, /credential broker .* is stopped: claude in the session cannot reach the API; the next start/);
   const started = await para('start.ts', startArgs('bk3'));

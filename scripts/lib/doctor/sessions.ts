@@ -2,7 +2,9 @@
 // other repositories are never looked at.
 import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
 import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
-import { config } from '../config.ts';
+import { config, labels } from '../config.ts';
+import { BROKER_PORT, brokerState } from '../broker/broker.ts';
+import { makeCommand } from '../cli.ts';
 import { imageAuthStatus } from '../image/auth-status.ts';
 import { probeProxy, proxyHealth } from '../egress/proxy.ts';
 import { recordedEgress } from '../egress/rules.ts';
@@ -99,6 +101,69 @@ async function egressFinding(engine: Engine, repo: Repo, sessions: SessionState[
     found.push(`${list(open.sort())} ${open.length === 1 ? 'has' : 'have'} OPEN egress: the agent can reach any address`);
     fixes.push('if that was not meant, finish them and start again without --egress open');
   }
+  if (found.length) return warn(`${summary}; ${found.join('; ')}`, fixes.join('; '));
+  return ok(summary);
+}
+
+/**
+ * The credential brokers this repository's running sessions use: each running, serving its login
+ * image's current login (not expired), and reachable from a session through its forwarder (squid
+ * refuses a path it never forwards: that 403 proves the whole way). Sessions that hold the login
+ * themselves (--credentials image) are named.
+ */
+async function brokerFinding(engine: Engine, sessions: SessionState[], containers: ContainerInfo[]): Promise<Finding> {
+  const running = new Set(containers.filter((c) => c.State.Running).map(containerDisplayName));
+  const active = sessions.filter((s) => s.status === 'active' && s.container && running.has(s.container));
+  const baked = active.filter((s) => s.credentials !== 'broker' && recordedEgress(s).mode !== 'none').map((s) => s.name);
+  const brokered = active.filter((s) => s.credentials === 'broker');
+  if (brokered.length === 0 && baked.length === 0) return skip('no running session reaches the API');
+  const byBroker = new Map<string, SessionState[]>();
+  for (const s of brokered) {
+    const key = JSON.stringify([s.network, s.image ?? config.authenticatedImage]);
+    byBroker.set(key, [...(byBroker.get(key) ?? []), s]);
+  }
+  const found: string[] = [];
+  const fixes: string[] = [];
+  const fine: string[] = [];
+  for (const [key, users] of byBroker) {
+    const [network, image] = JSON.parse(key) as [string | null, string];
+    const state = await brokerState(engine, network, image);
+    const info = await engine.inspectImage(image);
+    const names = list(users.map((u) => u.name));
+    if (state.state !== 'running') {
+      found.push(`the credential broker ${state.container} is ${state.state} (sessions ${names} cannot reach the API)`);
+      fixes.push(`start any session again (${makeCommand('start')} NAME --container) to bring it back`);
+      continue;
+    }
+    const expires = Date.parse(info?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
+    if (info && state.source !== info.Id) {
+      found.push(`the credential broker ${state.container} serves an older login than ${image}`);
+      fixes.push(`start any session again, or run ${makeCommand('image')}: it brings the new login to the broker`);
+      continue;
+    }
+    if (Number.isFinite(expires) && expires <= Date.now()) {
+      found.push(`the login the credential broker ${state.container} serves expired at ${new Date(expires).toISOString()}`);
+      fixes.push(`use claude on the host (it refreshes its login), then ${makeCommand('image')}; or a setup-token: make image TOKEN_FILE=<file>`);
+      continue;
+    }
+    const probe = `exec 3<>/dev/tcp/127.0.0.1/${BROKER_PORT} || exit 3; printf 'GET /para-doctor HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; timeout 5 head -n 1 <&3`;
+    const answer = await engine.exec(users[0].container!, ['bash', '-c', probe], { user: config.containerUser, allowFailure: true, timeoutMs: 15_000 });
+    if (!/^HTTP\/1\.[01] 403/.test(answer.stdout.trim())) {
+      found.push(`session ${users[0].name} cannot reach the credential broker ${state.container} (${answer.stdout.trim() || `exit code ${answer.exitCode}`})`);
+      fixes.push(`start it again (${makeCommand('start')} ${users[0].name} --container) to re-create its forwarder`);
+      continue;
+    }
+    fine.push(
+      `${state.container} (${users.length} session${users.length === 1 ? '' : 's'}${Number.isFinite(expires) ? `, login valid until ${new Date(expires).toISOString()}` : ''})`,
+    );
+  }
+  if (baked.length) {
+    found.push(
+      `${list(baked.sort())} ${baked.length === 1 ? 'holds' : 'hold'} the login in ${baked.length === 1 ? 'its' : 'their'} image (--credentials image): anything in ${baked.length === 1 ? 'it' : 'them'} can read it`,
+    );
+    fixes.push('if that was not meant, finish them and start again without --credentials image');
+  }
+  const summary = fine.length ? `the login is held by the credential broker only: ${fine.join(', ')}` : 'no session uses a credential broker';
   if (found.length) return warn(`${summary}; ${found.join('; ')}`, fixes.join('; '));
   return ok(summary);
 }
@@ -213,6 +278,12 @@ export const sessionChecks: Check<DoctorContext>[] = [
     () => deadlines.dockerMs,
     async (found) =>
       mergeFindings(await Promise.all(found.groups.filter((g) => !g.unreachable).map((g) => egressFinding(g.engine, found.repo, g.states, g.containers)))),
+  ),
+  sessionCheck(
+    'credential-broker',
+    ['docker-daemon', 'git'],
+    () => deadlines.dockerMs,
+    async (found) => mergeFindings(await Promise.all(found.groups.filter((g) => !g.unreachable).map((g) => brokerFinding(g.engine, g.states, g.containers)))),
   ),
 ];
 
