@@ -199,6 +199,8 @@ broker('a broker killed under a running session comes back with the next start; 
   await docker(['kill', b]);
   const down = await inside('bk1', 'timeout 60 claude -p "say ok"');
   assert.is.not(down.exitCode, 0, 'claude worked with the broker down');
+  assert.match(down.stdout, 'the credential broker is not running', 'claude did not say why');
+  assert.match(down.stdout, 'para doctor');
   const doctored = await brokerCheck();
   assert.is(doctored.status, 'warn');
   assert.match(doctored.message, /the credential broker \S+ is stopped \(sessions bk1, bk2 cannot reach the API\)/);

@@ -194,7 +194,32 @@ export async function widenProxy(engine: Engine, proxy: string, hosts: string[])
  * Creates the forwarder that will live in the session container's network namespace; docker
  * resolves that namespace when it starts, so it can be made before the container exists.
  */
+const RELAY_DIR = '/run/para-relay';
+/** Connections to the broker relayed at once: each is a shell and a socat, under the forwarder's process limit. */
+const BROKER_CONNECTIONS = 48;
+
+/**
+ * One connection from claude to the broker. When the broker does not answer (stopped, gone),
+ * claude gets an API error that says so and names the doctor, instead of a bare connection reset.
+ */
+function brokerRelay(socket: string): string {
+  const body = JSON.stringify({
+    type: 'error',
+    error: {
+      type: 'permission_error',
+      message:
+        'para: the credential broker is not running, so claude cannot reach the API. On the host, run: para doctor (the next para start brings the broker back).',
+    },
+  });
+  return [
+    `socat - UNIX-CONNECT:${socket} 2>/dev/null && exit 0`,
+    `body='${body}'`,
+    `printf 'HTTP/1.1 403 Forbidden\\r\\nContent-Type: application/json\\r\\nContent-Length: %s\\r\\nConnection: close\\r\\n\\r\\n%s' "\${#body}" "$body"`,
+  ].join('\n');
+}
+
 export async function createForwarder(engine: Engine, owner: EgressOwner, plan: EgressPlan): Promise<void> {
+  const [uid, gid] = plan.user.split(':').map(Number);
   const proxy = ['socat', `TCP-LISTEN:${SESSION_PROXY_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS}`, `UNIX-CONNECT:${SOCKET}`];
   const broker = owner.broker;
   await engine.create({
@@ -209,17 +234,22 @@ export async function createForwarder(engine: Engine, owner: EgressOwner, plan: 
       // The broker's volume exists (ensureBroker made it): never created here, where it would get the session's labels.
       ...(broker ? [{ type: 'volume' as const, source: broker.volume, target: BROKER_SOCKET_DIR, readonly: true }] : []),
     ],
+    // The relay script lives in memory (the root is read-only).
+    ...(broker ? { tmpfs: [{ target: RELAY_DIR, uid, gid, mode: '0700', size: '64k' }] } : {}),
     // With the broker, either socat ending ends the forwarder (a broken way shows as stopped).
     command: broker
       ? [
           'sh',
           '-c',
           [
+            `printf '%s\\n' "$1" > ${RELAY_DIR}/relay`,
             `${proxy.join(' ')} & a=$!`,
-            `socat TCP-LISTEN:${BROKER_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${MAX_CONNECTIONS} UNIX-CONNECT:${broker.socket} & b=$!`,
+            `socat TCP-LISTEN:${BROKER_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${BROKER_CONNECTIONS} EXEC:'sh ${RELAY_DIR}/relay' & b=$!`,
             'while kill -0 "$a" 2>/dev/null && kill -0 "$b" 2>/dev/null; do sleep 1; done',
             'kill "$a" "$b" 2>/dev/null; exit 1',
           ].join('\n'),
+          'para-forward',
+          brokerRelay(broker.socket),
         ]
       : proxy,
   });
