@@ -176,6 +176,9 @@ export function brokerSquidConfig(credential: BrokerCredential, dns: string[]): 
     `request_header_add ${header} "${credential.value}" all`,
     // A redirect is the client's to follow, and the client holds no credential; cookies stay with the broker.
     'reply_header_access Set-Cookie deny all',
+    // squid's own reply headers name the broker's container: nothing the session needs.
+    'reply_header_access X-Cache deny all',
+    'reply_header_access X-Cache-Lookup deny all',
   ].join('\n')}\n`;
 }
 

@@ -146,10 +146,27 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
       fixes.push(`use claude on the host (it refreshes its login), then ${makeCommand('image')}; or a setup-token: make image TOKEN_FILE=<file>`);
       continue;
     }
-    const probe = `exec 3<>/dev/tcp/127.0.0.1/${BROKER_PORT} || exit 3; printf 'GET /para-doctor HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; timeout 5 head -n 1 <&3`;
+    // Who listens on the broker's port, from the kernel's table (the agent cannot forge it): the forwarder's user only. Then a request through it.
+    const port = `0100007F:${BROKER_PORT.toString(16).toUpperCase().padStart(4, '0')}`;
+    const probe = `awk '$2 == "${port}" && $4 == "0A" { print "listener " $8 }' /proc/net/tcp; exec 3<>/dev/tcp/127.0.0.1/${BROKER_PORT} || exit 3; printf 'GET /para-doctor HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; timeout 5 head -n 1 <&3`;
     const answer = await engine.exec(users[0].container!, ['bash', '-c', probe], { user: config.containerUser, allowFailure: true, timeoutMs: 15_000 });
-    if (!/^HTTP\/1\.[01] 403/.test(answer.stdout.trim())) {
-      found.push(`session ${users[0].name} cannot reach the credential broker ${state.container} (${answer.stdout.trim() || `exit code ${answer.exitCode}`})`);
+    const forwarderUid = (await engine.inspectImage(config.egressImage))?.Config.Labels?.[labels.egressUser]?.split(':')[0];
+    const listeners = [...answer.stdout.matchAll(/^listener (\d+)$/gm)].map((m) => m[1]);
+    // An empty table is gVisor's view of its sandbox (its sockets are not listed): the request alone tells there.
+    if (listeners.some((uid) => uid !== forwarderUid)) {
+      found.push(
+        `in session ${users[0].name}, 127.0.0.1:${BROKER_PORT} is held by ${listeners.length ? `uid ${listeners.join(', ')}` : 'nothing'}, not by its forwarder`,
+      );
+      fixes.push(`start it again (${makeCommand('start')} ${users[0].name} --container); it restarts the container when something else holds the port`);
+      continue;
+    }
+    const reply = answer.stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('listener '))
+      .join('\n')
+      .trim();
+    if (!/^HTTP\/1\.[01] 403/.test(reply)) {
+      found.push(`session ${users[0].name} cannot reach the credential broker ${state.container} (${reply || `exit code ${answer.exitCode}`})`);
       fixes.push(`start it again (${makeCommand('start')} ${users[0].name} --container) to re-create its forwarder`);
       continue;
     }

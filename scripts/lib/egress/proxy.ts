@@ -245,7 +245,8 @@ export async function createForwarder(engine: Engine, owner: EgressOwner, plan: 
             `printf '%s\\n' "$1" > ${RELAY_DIR}/relay`,
             `${proxy.join(' ')} & a=$!`,
             `socat TCP-LISTEN:${BROKER_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=${BROKER_CONNECTIONS} EXEC:'sh ${RELAY_DIR}/relay' & b=$!`,
-            'while kill -0 "$a" 2>/dev/null && kill -0 "$b" 2>/dev/null; do sleep 1; done',
+            // A port the agent holds makes socat exit at once: the forwarder stops within 0.2 s (start then restarts the session).
+            'sleep 0.2; while kill -0 "$a" 2>/dev/null && kill -0 "$b" 2>/dev/null; do sleep 1; done',
             'kill "$a" "$b" 2>/dev/null; exit 1',
           ].join('\n'),
           'para-forward',

@@ -83,7 +83,8 @@ async function ensureEgress(
 
 /** Whether the forwarder is still running a moment after its start (socat exits at once when its port is taken). */
 async function forwarderHeld(engine: Engine, forwarder: string): Promise<boolean> {
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // A socat that cannot bind exits at once; the forwarder's wrapper (with the broker) sees that within 0.2 s.
+  await new Promise((resolve) => setTimeout(resolve, 600));
   return Boolean((await engine.inspectContainer(forwarder))?.State.Running);
 }
 
