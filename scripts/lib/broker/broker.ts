@@ -12,7 +12,8 @@ import { config, extraLabels, labels, MANAGED_BY, temporaryLabels } from '../con
 import type { Engine, ImageInfo } from '../engine/engine.ts';
 import { labelArgs, type RunSpec } from '../engine/spec.ts';
 import { ParaError } from '../errors.ts';
-import { egressDns } from '../egress/rules.ts';
+import { egressDns, SQUID_QUIET } from '../egress/rules.ts';
+import { hardened } from '../egress/hardened.ts';
 
 /** The port claude in a session sends its API requests to (ANTHROPIC_BASE_URL), on the session's loopback. */
 export const BROKER_PORT = 3129;
@@ -146,18 +147,7 @@ export function brokerSquidConfig(credential: BrokerCredential, dns: string[]): 
     `cache_peer 127.0.0.1 parent ${TLS_PORT} 0 no-query no-digest no-netdb-exchange originserver name=api forcedomain=${API_HOST}`,
     'cache_peer_access api allow all',
     'never_direct allow all',
-    'pid_filename none',
-    'pinger_enable off',
-    'cache deny all',
-    'cache_mem 0 MB',
-    'memory_pools off',
-    'client_db off',
-    'logfile_rotate 0',
-    'coredump_dir none',
-    'shutdown_lifetime 1 seconds',
-    'via off',
-    'forwarded_for delete',
-    'httpd_suppress_version_string on',
+    ...SQUID_QUIET,
     ...(dns.length ? [`dns_nameservers ${dns.join(' ')}`] : []),
     'logformat para %tl %rm %>rp %>Hs %Ss',
     'access_log stdio:/dev/stdout para',
@@ -315,14 +305,7 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
       name: container,
       labels: brokerLabels(network, image),
       network,
-      readOnly: true,
-      user,
-      capabilities: { drop: 'ALL', add: [] },
-      noNewPrivileges: true,
-      init: true,
-      memory: '256m',
-      pidsLimit: 256,
-      logs: { maxSize: '10m', maxFiles: 2 },
+      ...hardened(user),
       tmpfs: [{ target: STATE, uid, gid, mode: '0700', size: '4m' }],
       dns: egressDns(),
       mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: brokerLabels(network, image), copyFromImage: true }],

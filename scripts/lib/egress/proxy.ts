@@ -10,6 +10,7 @@ import { makeCommand } from '../cli.ts';
 import { ParaError } from '../errors.ts';
 import { tarArchive } from '../tar.ts';
 import { dockerHostAddresses } from './addresses.ts';
+import { hardened } from './hardened.ts';
 import { BROKER_PORT, BROKER_SOCKET_DIR } from '../broker/broker.ts';
 import {
   allowedHostsLine,
@@ -55,21 +56,6 @@ export interface EgressPlan {
  * and socat exits then, leaving the port to be squatted.
  */
 const MAX_CONNECTIONS = 64;
-
-/** What the proxy and the forwarder share: read-only, unprivileged, small, capped logs. */
-function hardened(user: string): Pick<RunSpec, 'readOnly' | 'user' | 'capabilities' | 'noNewPrivileges' | 'init' | 'memory' | 'pidsLimit' | 'logs'> {
-  return {
-    readOnly: true,
-    user,
-    capabilities: { drop: 'ALL', add: [] },
-    noNewPrivileges: true,
-    init: true,
-    memory: '256m',
-    pidsLimit: 256,
-    // The agent can make the proxy log as fast as it sends requests: the log is capped.
-    logs: { maxSize: '10m', maxFiles: 2 },
-  };
-}
 
 function egressUser(image: string, info: ImageInfo): string {
   const user = info.Config.Labels?.[labels.egressUser];

@@ -159,25 +159,30 @@ export function allowedHostsLine(hosts: string[]): string {
   return `acl para_allowed dstdom_regex -n -i ${hosts.map(hostRegex).join(' ')}`;
 }
 
+/** What every squid para writes keeps off: no pid file, cache, pinger, core dumps or log rotation; no Via or X-Forwarded-For; no version string. */
+export const SQUID_QUIET = [
+  'pid_filename none',
+  'pinger_enable off',
+  'cache deny all',
+  'cache_mem 0 MB',
+  'memory_pools off',
+  'client_db off',
+  'logfile_rotate 0',
+  'coredump_dir none',
+  'shutdown_lifetime 1 seconds',
+  'via off',
+  'forwarded_for delete',
+  'httpd_suppress_version_string on',
+];
+
 /** squid.conf: CONNECT to 443 of an allowed name that does not resolve to a blocked address; nothing else. */
 export function squidConfig(cfg: ProxyConfig): string {
   const lines = [
     '# Written by para for one session; every request not admitted below is refused.',
     `http_port 127.0.0.1:${cfg.port}`,
-    'pid_filename none',
-    'pinger_enable off',
-    'cache deny all',
-    'cache_mem 0 MB',
-    'memory_pools off',
-    'client_db off',
+    ...SQUID_QUIET,
     'ipcache_size 256',
     'fqdncache_size 64',
-    'logfile_rotate 0',
-    'coredump_dir none',
-    'shutdown_lifetime 1 seconds',
-    'via off',
-    'forwarded_for delete',
-    'httpd_suppress_version_string on',
     // One line per request: time, method, target, status, squid's verdict and para's reason.
     'logformat para %tl %rm %ru %>Hs %Ss %{reason}note',
     'access_log stdio:/dev/stdout para',
