@@ -38,7 +38,7 @@ if ($line =~ m{^POST /v1/messages}) {
 `;
 
 const SECOND_TOKEN = `sk-ant-oat01-PARAFAKE${RUN_ID}SECONDTOKEN`;
-const FOREIGN = 'sk-ant-api03-FOREIGNACCOUNTKEYFOREIGNACCOUNTKEY';
+const FOREIGN = 'sk-ant-api03-PARAFAKE-foreign-account-key';
 
 interface World {
   network: string;

@@ -341,6 +341,9 @@ export function brokerForwarding(network: string | null, image: string): { volum
   return { volume: brokerNames(network, image).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
 }
 
+/** The words of every placeholder credential: shaped as claude expects a token or key, plainly none. */
+const PLACEHOLDER = 'PARA-BROKER-PLACEHOLDER-NOT-A-SECRET';
+
 /**
  * A session's stand-in for the login: the same kind (claude auth status says logged in, with the
  * same method), worth nothing anywhere. Environment values and files; none is a secret.
@@ -355,13 +358,13 @@ export function placeholderLogin(
 } {
   const env = { ANTHROPIC_BASE_URL: BROKER_URL };
   if (authMethod === 'api_key') {
-    const key = 'sk-ant-api03-para-broker-placeholder-not-a-key';
+    const key = `sk-ant-api03-${PLACEHOLDER}`;
     return { env: { ...env, ANTHROPIC_API_KEY: key }, files: [], approvedKey: key.slice(-20) };
   }
-  if (authMethod === 'oauth_token') return { env: { ...env, CLAUDE_CODE_OAUTH_TOKEN: 'sk-ant-oat01-para-broker-placeholder-not-a-token' }, files: [] };
+  if (authMethod === 'oauth_token') return { env: { ...env, CLAUDE_CODE_OAUTH_TOKEN: `sk-ant-oat01-${PLACEHOLDER}` }, files: [] };
   const login = {
     claudeAiOauth: {
-      accessToken: 'sk-ant-oat01-para-broker-placeholder-not-a-token',
+      accessToken: `sk-ant-oat01-${PLACEHOLDER}`,
       refreshToken: 'para-broker-placeholder-no-refresh',
       // Far ahead: claude in the session never tries to refresh (the broker's login is the one that expires).
       expiresAt: 4102444800000,
