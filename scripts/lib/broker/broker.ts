@@ -39,7 +39,6 @@ export const API_HOST = 'api.anthropic.com';
 export const FORWARDED_PATHS = ['^/$', '^/v1/messages(\\?|$)', '^/v1/messages/count_tokens(\\?|$)'];
 
 export type CredentialsMode = 'broker' | 'image';
-export const CREDENTIALS_MODES: CredentialsMode[] = ['broker', 'image'];
 
 /** How the broker authenticates: a bearer token (a subscription login or a setup-token) or an API key. */
 export interface BrokerCredential {
@@ -373,15 +372,6 @@ export function placeholderLogin(
     },
   };
   return { env, files: [{ path: '.claude/.credentials.json', content: `${JSON.stringify(login)}\n` }] };
-}
-
-/** Removes the broker of a network (its container and socket volume). */
-export async function removeBroker(engine: Engine, network: string | null, image: string): Promise<void> {
-  const { container, volume } = brokerNames(network, image);
-  const info = await engine.inspectContainer(container);
-  if (info?.Config.Labels?.[labels.role] === 'broker') await engine.removeContainer(info.Id, { force: true });
-  const v = await engine.inspectVolume(volume);
-  if (v?.Labels?.[labels.role] === 'broker') await engine.removeVolume(volume);
 }
 
 /**
