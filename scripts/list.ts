@@ -54,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
   }
   for (const problem of result.problems) warn(problem.message);
   for (const session of result.sessions) for (const message of session.warnings) warn(`${session.name}: ${message}`);
+  for (const broker of result.brokers)
+    if (broker.tookHostLogin)
+      process.stderr.write(
+        `para: the credential broker ${broker.name} now serves the host's renewed login (it expires ${broker.loginExpiresAt ?? 'at an unknown time'})\n`,
+      );
   if (result.sessions.length === 0 && result.orphanContainers.length === 0 && result.orphanVolumes.length === 0) {
     process.stdout.write('no sessions in this repository\n');
     return 0;

@@ -133,6 +133,8 @@ export const labels = {
   authMethod: `${LABEL_PREFIX}auth-method`,
   credentialsSource: `${LABEL_PREFIX}credentials-source`,
   credentialsExpiresAt: `${LABEL_PREFIX}credentials-expires-at`,
+  /** A host login's account fingerprint (image/credentials.ts accountFingerprint): the broker follows the host's newer login of the same account. */
+  credentialsAccount: `${LABEL_PREFIX}credentials-account`,
   subscriptionType: `${LABEL_PREFIX}subscription-type`,
   baseImage: `${LABEL_PREFIX}base-image`,
   uid: `${LABEL_PREFIX}uid`,

@@ -6,6 +6,8 @@
 // login lives in the broker's memory only (a tmpfs), pushed by para through docker exec's standard
 // input: never an argument, an environment value, a label or a file on disk.
 import { createHash } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import fs from 'fs-extra';
 import { makeCommand } from '../cli.ts';
 import { config, extraLabels, labels, MANAGED_BY, temporaryLabels } from '../config.ts';
@@ -14,6 +16,7 @@ import { labelArgs, type RunSpec } from '../engine/spec.ts';
 import { ParaError } from '../errors.ts';
 import { egressDns, SQUID_QUIET } from '../egress/rules.ts';
 import { hardened } from '../egress/hardened.ts';
+import { discoverCredentials } from '../image/credentials.ts';
 
 /** The port claude in a session sends its API requests to (ANTHROPIC_BASE_URL), on the session's loopback. */
 export const BROKER_PORT = 3129;
@@ -203,8 +206,17 @@ export interface BrokerState {
   container: string;
   /** running: serving the login of `source`; absent: none was made. */
   state: 'running' | 'stopped' | 'missing' | 'foreign';
-  /** The ID of the image whose login it serves. */
+  /** What it serves: the login image's ID, then `host:<expiresAt>` when it serves the host's newer login. */
   source?: string;
+  /** The running container's ID and start time (what para pushed to it is remembered under them). */
+  id?: string;
+  startedAt?: string;
+}
+
+/** The host login a broker serves instead of its image's, from its source (undefined: the image's). */
+export function servedHostExpiry(source: string | undefined): number | undefined {
+  const from = source?.split(' ')[1];
+  return from?.startsWith('host:') ? Number(from.slice(5)) : undefined;
 }
 
 /** What the broker serves: read from its memory (one exec). */
@@ -222,7 +234,60 @@ export async function brokerState(engine: Engine, network: string | null, image:
   const info = await engine.inspectContainer(container);
   if (info?.Config.Labels?.[labels.role] !== 'broker') return { container, state: info ? 'foreign' : 'missing' };
   if (!info.State.Running) return { container, state: 'stopped' };
-  return { container, state: 'running', source: await loadedSource(engine, container, info.Config.User || 'proxy') };
+  return {
+    container,
+    state: 'running',
+    source: await loadedSource(engine, container, info.Config.User || 'proxy'),
+    id: info.Id,
+    startedAt: info.State.StartedAt,
+  };
+}
+
+/**
+ * The host's subscription login (where make image reads it: ~/.claude or the macOS Keychain), when
+ * there is one with an account and an expiry. Never throws: a host without one is the usual case.
+ */
+export interface HostLogin {
+  credential: BrokerCredential;
+  expiresAt: number;
+  account: string;
+}
+
+export async function readHostLogin(): Promise<HostLogin | undefined> {
+  try {
+    const found = await discoverCredentials();
+    if (found.kind !== 'subscription' || !found.account || found.expiresAt === undefined) return undefined;
+    const text = found.files.find((f) => f.path === '.claude/.credentials.json')?.content ?? '';
+    return { credential: credentialFromFiles('the host', text, ''), expiresAt: found.expiresAt, account: found.account };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Follow the host: a login make image copied from the host is the host's claude's to refresh
+ * (refresh tokens are single use; a second holder refreshing it would log the host out). Neither
+ * para nor the broker ever refreshes it; when the host holds a newer login of the same account,
+ * the broker serves that one. Returns the host login to serve, or undefined (the image's).
+ */
+export function followsHost(info: ImageInfo, host: HostLogin | undefined): HostLogin | undefined {
+  const l = info.Config.Labels ?? {};
+  if (!host || l[labels.credentialsSource] !== 'subscription' || l[labels.credentialsAccount] !== host.account) return undefined;
+  const baked = Date.parse(l[labels.credentialsExpiresAt] ?? '');
+  return !Number.isFinite(baked) || host.expiresAt > baked ? host : undefined;
+}
+
+/** What para last pushed to a running broker (its ID and start time: a restarted one has lost it), so list and watch need no exec to know. */
+function pushedFile(id: string, startedAt: string): string {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'para', 'brokers', createHash('sha256').update(`${id}\n${startedAt}`).digest('hex').slice(0, 24));
+}
+
+async function rememberPushed(state: BrokerState): Promise<void> {
+  // Only a broker following the host is looked at without an exec.
+  if (!state.id || !state.startedAt || !state.source || servedHostExpiry(state.source) === undefined) return;
+  const file = pushedFile(state.id, state.startedAt);
+  await fs.outputFile(file, state.source, { mode: 0o600 }).catch(() => undefined);
 }
 
 function egressUserOf(info: ImageInfo | undefined): string {
@@ -279,18 +344,31 @@ async function waitForSquid(engine: Engine, container: string, user: string): Pr
  * a newer login into a running one (running sessions use it at their next request). The fast path
  * (it runs, with this login) costs one inspect and one exec. Safe to call from parallel starts.
  */
-export async function ensureBroker(engine: Engine, image: string, network: string | null): Promise<BrokerState> {
+export async function ensureBroker(
+  engine: Engine,
+  image: string,
+  network: string | null,
+  options: { host?: Promise<HostLogin | undefined> } = {},
+): Promise<BrokerState> {
   const { container, volume } = brokerNames(network, image);
-  const [imageInfo, egressInfo] = await Promise.all([engine.inspectImage(image), engine.inspectImage(config.egressImage)]);
+  const [imageInfo, egressInfo, hostLogin] = await Promise.all([
+    engine.inspectImage(image),
+    engine.inspectImage(config.egressImage),
+    options.host ?? readHostLogin(),
+  ]);
   if (!imageInfo)
     throw new ParaError(`the image ${image} does not exist: the credential broker takes its login from it`, {
       code: 'image-missing',
       hint: `run: ${makeCommand('image')}`,
     });
   const user = egressUserOf(egressInfo);
-  const source = imageInfo.Id;
+  const host = followsHost(imageInfo, hostLogin);
+  const source = host ? `${imageInfo.Id} host:${host.expiresAt}` : imageInfo.Id;
   let current = await brokerState(engine, network, image);
-  if (current.state === 'running' && current.source === source) return current;
+  if (current.state === 'running' && current.source === source) {
+    await rememberPushed(current);
+    return current;
+  }
   const [uid, gid] = user.split(':').map(Number);
   const foreign = () =>
     new ParaError(`a container named ${container} exists and is not para's credential broker: para gives it no login`, {
@@ -328,11 +406,40 @@ export async function ensureBroker(engine: Engine, image: string, network: strin
     if (now.state === 'running') break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const credential = await readImageCredential(engine, image);
+  const credential = host?.credential ?? (await readImageCredential(engine, image));
   await push(engine, container, user, credential, source);
   await waitForSquid(engine, container, user);
-  current = { container, state: 'running', source };
+  const info = await engine.inspectContainer(container);
+  current = { container, state: 'running', source, id: info?.Id, startedAt: info?.State.StartedAt };
+  await rememberPushed(current);
   return current;
+}
+
+/**
+ * list, watch, the doctor: each running broker whose login the host has renewed since make image
+ * takes the host's newer one (running sessions use it from their next request). Costs nothing
+ * without a host login, and no exec when para already pushed it. Returns the brokers that took it.
+ */
+export async function followHostLogin(engine: Engine): Promise<{ moved: string[]; host: HostLogin | undefined }> {
+  const host = await readHostLogin();
+  if (!host) return { moved: [], host };
+  const brokers = (await engine.listContainers({ [labels.role]: 'broker' })).filter((c) => c.State.Running);
+  const images = new Map<string, Promise<ImageInfo | undefined>>();
+  const moved: string[] = [];
+  for (const broker of brokers) {
+    const name = broker.Name.replace(/^\//, '');
+    const image = broker.Config.Labels?.[labels.brokerImage];
+    const network = broker.Config.Labels?.[labels.brokerNetwork] || null;
+    if (!image || brokerNames(network, image).container !== name) continue;
+    if (!images.has(image)) images.set(image, engine.inspectImage(image));
+    const info = await images.get(image);
+    if (!info || !followsHost(info, host)) continue;
+    const pushed = await fs.readFile(pushedFile(broker.Id, broker.State.StartedAt), 'utf8').catch(() => '');
+    if (pushed === `${info.Id} host:${host.expiresAt}`) continue;
+    await ensureBroker(engine, image, network, { host: Promise.resolve(host) });
+    moved.push(name);
+  }
+  return { moved, host };
 }
 
 /** What a session needs to reach the broker: the forwarder's mount of the broker's socket, and the address it serves. */

@@ -3,7 +3,7 @@
 import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
 import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config, labels } from '../config.ts';
-import { BROKER_PORT, brokerState } from '../broker/broker.ts';
+import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedHostExpiry } from '../broker/broker.ts';
 import { makeCommand } from '../cli.ts';
 import { imageAuthStatus } from '../image/auth-status.ts';
 import { probeProxy, proxyHealth } from '../egress/proxy.ts';
@@ -125,6 +125,8 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
   const found: string[] = [];
   const fixes: string[] = [];
   const fine: string[] = [];
+  // A login the host renewed since make image reaches its brokers first (follow the host), as list does.
+  const { moved, host } = await followHostLogin(engine).catch(() => ({ moved: [] as string[], host: undefined }));
   for (const [key, users] of byBroker) {
     const [network, image] = JSON.parse(key) as [string | null, string];
     const state = await brokerState(engine, network, image);
@@ -135,15 +137,20 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
       fixes.push(`start any session again (${makeCommand('start')} NAME --container) to bring it back`);
       continue;
     }
-    const expires = Date.parse(info?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
-    if (info && state.source !== info.Id) {
+    const following = info ? followsHost(info, host) : undefined;
+    const expires = following?.expiresAt ?? Date.parse(info?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
+    if (info && (state.source?.split(' ')[0] !== info.Id || servedHostExpiry(state.source) !== following?.expiresAt)) {
       found.push(`the credential broker ${state.container} serves an older login than ${image}`);
       fixes.push(`start any session again, or run ${makeCommand('image')}: it brings the new login to the broker`);
       continue;
     }
     if (Number.isFinite(expires) && expires <= Date.now()) {
       found.push(`the login the credential broker ${state.container} serves expired at ${new Date(expires).toISOString()}`);
-      fixes.push(`use claude on the host (it refreshes its login), then ${makeCommand('image')}; or a setup-token: make image TOKEN_FILE=<file>`);
+      fixes.push(
+        info?.Config.Labels?.[labels.credentialsSource] === 'subscription'
+          ? `run claude on the host once (it renews its own login; para brings the new one to the broker at the next list, watch or start); or use a setup-token: ${makeCommand('image', { TOKEN_FILE: '<file>' })}`
+          : `run ${makeCommand('image')} (or ${makeCommand('login')}) again; or use a setup-token: ${makeCommand('image', { TOKEN_FILE: '<file>' })}`,
+      );
       continue;
     }
     // Who listens on the broker's port, from the kernel's table (the agent cannot forge it): the forwarder's user only. Then a request through it.
@@ -170,9 +177,12 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
       fixes.push(`start it again (${makeCommand('start')} ${users[0].name} --container) to re-create its forwarder`);
       continue;
     }
-    fine.push(
-      `${state.container} (${users.length} session${users.length === 1 ? '' : 's'}${Number.isFinite(expires) ? `, login valid until ${new Date(expires).toISOString()}` : ''})`,
-    );
+    const details = [
+      `${users.length} session${users.length === 1 ? '' : 's'}`,
+      ...(Number.isFinite(expires) ? [`login valid until ${new Date(expires).toISOString()}`] : []),
+      ...(following ? [moved.includes(state.container) ? "it took the host's renewed login now" : "the host's renewed login"] : []),
+    ];
+    fine.push(`${state.container} (${details.join(', ')})`);
   }
   if (baked.length) {
     found.push(

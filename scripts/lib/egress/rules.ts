@@ -202,13 +202,16 @@ export function squidConfig(cfg: ProxyConfig): string {
       ? [
           'acl para_brokered dstdomain -n api.anthropic.com',
           'acl para_why_brokered annotate_transaction reason=refused:the-api-is-reached-through-the-credential-broker',
+          // The session's placeholder login never expires: only the broker's login (or the host's) is ever refreshed.
+          'acl para_token_host dstdomain -n platform.claude.com',
+          'acl para_why_token annotate_transaction reason=refused:the-login-is-refreshed-outside-the-session',
         ]
       : []),
     // Order matters: names are judged before any lookup; only an allowed name is resolved.
     ...(cfg.refusal ? [`error_directory ${cfg.refusal.directory}`, `deny_info ${cfg.refusal.page} para_why_host`] : []),
     'http_access deny !para_connect para_why_method',
     'http_access deny !para_tls para_why_port',
-    ...(cfg.brokered ? ['http_access deny para_brokered para_why_brokered'] : []),
+    ...(cfg.brokered ? ['http_access deny para_brokered para_why_brokered', 'http_access deny para_token_host para_why_token'] : []),
     'http_access deny !para_allowed para_why_host',
     'http_access deny para_blocked para_why_address',
     'http_access allow para_why_ok',

@@ -148,7 +148,7 @@ export async function ensureClaudeImage(engine: Engine, options: ClaudeImageOpti
 
 /** Labels for an authenticated image: facts only, never a secret. */
 export function authenticatedLabels(
-  credentials: Pick<Credentials, 'kind' | 'authMethod' | 'expiresAt' | 'expiryEstimated' | 'subscriptionType'>,
+  credentials: Pick<Credentials, 'kind' | 'authMethod' | 'expiresAt' | 'expiryEstimated' | 'subscriptionType' | 'account'>,
   claudeImage: ImageInfo | undefined,
 ): Record<string, string> {
   const out: Record<string, string> = {
@@ -168,6 +168,7 @@ export function authenticatedLabels(
     if (credentials.expiryEstimated) out[`${labels.credentialsExpiresAt}-estimated`] = 'true';
   }
   if (credentials.subscriptionType) out[labels.subscriptionType] = credentials.subscriptionType;
+  if (credentials.account) out[labels.credentialsAccount] = credentials.account;
   return out;
 }
 

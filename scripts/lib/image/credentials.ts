@@ -2,6 +2,7 @@
 // image's home needs. Secrets are read here and written only into the staging folder.
 import { makeCommand } from '../cli.ts';
 import { execa } from 'execa';
+import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +35,8 @@ export interface Credentials {
   subscriptionType?: string;
   /** When the source last changed (ms), to tell whether the host login is newer than an image. */
   sourceModifiedAt?: number;
+  /** Which account a subscription login belongs to: a hash of ~/.claude.json's account id (no secret, no address). */
+  account?: string;
   /** The value does not look like what it was given as (its shape only; never its text). */
   shapeWarning?: string;
   files: StagedFile[];
@@ -72,6 +75,17 @@ export function filterClaudeJson(raw: unknown): Record<string, unknown> {
   }
   out.hasCompletedOnboarding = true;
   return out;
+}
+
+/**
+ * A subscription login's account, as a fingerprint: the first 16 hex digits of a SHA-256 of
+ * oauthAccount.accountUuid in ~/.claude.json. It tells whether two logins are one account's
+ * without naming it.
+ */
+export function accountFingerprint(claudeJson: Record<string, unknown>): string | undefined {
+  const account = claudeJson.oauthAccount as { accountUuid?: unknown } | undefined;
+  const id = account && typeof account === 'object' ? account.accountUuid : undefined;
+  return typeof id === 'string' && id ? createHash('sha256').update(id).digest('hex').slice(0, 16) : undefined;
 }
 
 export function configDir(home: string, env: NodeJS.ProcessEnv): string {
@@ -301,6 +315,7 @@ async function fromSubscription(options: Required<Pick<DiscoverOptions, 'home' |
     expiresAt: login.expiresAt,
     subscriptionType: login.subscriptionType,
     sourceModifiedAt: modifiedAt,
+    account: accountFingerprint(claudeJson),
     files: [
       { path: '.claude/.credentials.json', content: text.endsWith('\n') ? text : `${text}\n` },
       { path: '.claude.json', content: `${JSON.stringify(claudeJson, null, 2)}\n` },

@@ -1,6 +1,7 @@
 // What is there: every session of the repository with its live state, grouped by the engine it
 // lives on, and the containers and volumes labelled for the repository that belong to none.
-import { brokerNames } from '../broker/broker.ts';
+import { brokerNames, followHostLogin, followsHost } from '../broker/broker.ts';
+import { makeCommand } from '../cli.ts';
 import { config, labels } from '../config.ts';
 import { DockerError } from '../engine/docker.ts';
 import { engineFor, type ContainerInfo, type Engine, type VolumeInfo } from '../engine/engine.ts';
@@ -71,6 +72,27 @@ export interface Overview {
   orphanContainers: OrphanContainer[];
   orphanVolumes: string[];
   problems: StateProblem[];
+  /** The credential brokers the running sessions use. */
+  brokers: BrokerView[];
+}
+
+/** A credential broker, as list shows it (never any of its login but when it expires). */
+export interface BrokerView {
+  name: string;
+  /** The engine it is on (a docker context or DOCKER_HOST); null: the default engine. */
+  engine: string | null;
+  /** The login image it takes its login from, and the egress network it serves (null: Docker's own). */
+  image: string;
+  network: string | null;
+  state: 'running' | 'stopped' | 'missing' | 'foreign';
+  /** When the login it serves expires (null: unknown, or a login that does not). */
+  loginExpiresAt: string | null;
+  /** It serves the host's newer login of the same account (follow the host), not the image's. */
+  followsHost: boolean;
+  /** It took the host's newer login during this look. */
+  tookHostLogin: boolean;
+  /** The running sessions that use it. */
+  sessions: string[];
 }
 
 export function containerDisplayName(container: ContainerInfo): string {
@@ -126,15 +148,69 @@ export async function changesInside(engine: Engine, state: SessionState, repo: R
   return null;
 }
 
-/** One inspect per broker per list, however many sessions it serves. */
-const brokers = new Map<string, Promise<ContainerInfo | undefined>>();
-function brokerInfo(engine: Engine, name: string): Promise<ContainerInfo | undefined> {
-  if (!brokers.has(name))
-    brokers.set(
-      name,
-      engine.inspectContainer(name).catch(() => undefined),
-    );
-  return brokers.get(name)!;
+/** watch looks every few seconds: the host's login is followed at most every 15 s per engine. */
+const FOLLOW_EVERY_MS = 15_000;
+const followed = new Map<string, { at: number; result: ReturnType<typeof followHostLogin> }>();
+function followedLogin(engine: Engine & { target: EngineTarget }): ReturnType<typeof followHostLogin> {
+  const key = targetKey(engine.target);
+  const last = followed.get(key);
+  if (last && Date.now() - last.at < FOLLOW_EVERY_MS) return last.result.then((r) => ({ ...r, moved: [] }));
+  const result = followHostLogin(engine).catch(() => ({ moved: [], host: undefined }));
+  followed.set(key, { at: Date.now(), result });
+  return result;
+}
+
+/**
+ * The brokers an engine's running brokered sessions use, one inspect each per look (however many
+ * sessions share one). First each broker whose login the host renewed takes it (follow the host).
+ */
+async function brokerViews(engine: Engine & { target: EngineTarget }, states: SessionState[], byName: Map<string, ContainerInfo>): Promise<BrokerView[]> {
+  const users = new Map<string, { network: string | null; image: string; sessions: string[] }>();
+  for (const state of states) {
+    const container = state.container ? byName.get(state.container) : undefined;
+    if (state.status !== 'active' || state.credentials !== 'broker' || !container?.State.Running) continue;
+    const image = state.image ?? config.authenticatedImage;
+    const name = brokerNames(state.network, image).container;
+    const entry = users.get(name) ?? { network: state.network, image, sessions: [] };
+    entry.sessions.push(state.name);
+    users.set(name, entry);
+  }
+  if (users.size === 0) return [];
+  const { moved, host } = await followedLogin(engine);
+  return Promise.all(
+    [...users].map(async ([name, { network, image, sessions }]) => {
+      const [info, imageInfo] = await Promise.all([engine.inspectContainer(name).catch(() => undefined), engine.inspectImage(image).catch(() => undefined)]);
+      const state = info?.Config.Labels?.[labels.role] !== 'broker' ? (info ? 'foreign' : 'missing') : info.State.Running ? 'running' : 'stopped';
+      const following = imageInfo ? followsHost(imageInfo, host) : undefined;
+      const baked = Date.parse(imageInfo?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
+      const expires = following?.expiresAt ?? (Number.isFinite(baked) ? baked : undefined);
+      return {
+        name,
+        engine: engine.target.context ?? engine.target.host,
+        image,
+        network,
+        state,
+        loginExpiresAt: expires === undefined ? null : new Date(expires).toISOString(),
+        followsHost: Boolean(following),
+        tookHostLogin: moved.includes(name),
+        sessions,
+      } satisfies BrokerView;
+    }),
+  );
+}
+
+/** What a session's broker means for it: down, or serving a login that has expired. */
+function brokerWarnings(broker: BrokerView | undefined, now: number): string[] {
+  if (!broker) return [];
+  if (broker.state !== 'running')
+    return [
+      `its credential broker ${broker.name} is ${broker.state === 'foreign' ? "not para's" : broker.state}: claude in the session cannot reach the API; the next start (of any session) brings it back`,
+    ];
+  if (broker.loginExpiresAt && Date.parse(broker.loginExpiresAt) <= now)
+    return [
+      `the login its credential broker ${broker.name} serves expired at ${broker.loginExpiresAt}: run claude on the host once (it renews its own login; the next para list, watch or start brings the new one to the broker), or ${makeCommand('image')} again`,
+    ];
+  return [];
 }
 
 async function view(
@@ -145,6 +221,7 @@ async function view(
   missing: Set<string>,
   now: number,
   tips: Map<string, string>,
+  brokers: Map<string, BrokerView>,
 ): Promise<SessionView> {
   let state = raw;
   const warnings: string[] = [];
@@ -201,14 +278,8 @@ async function view(
     job = { ...settled.job, state: progress.state, ...(progress.state === 'lost' ? { reason: progress.reason } : {}) };
   }
   if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
-  if (state.credentials === 'broker' && containerState === 'running') {
-    const broker = brokerNames(state.network, state.image ?? config.authenticatedImage).container;
-    const found = await brokerInfo(engine, broker);
-    if (!found?.State.Running)
-      warnings.push(
-        `its credential broker ${broker} is ${found ? 'stopped' : 'missing'}: claude in the session cannot reach the API; the next start (of any session) brings it back`,
-      );
-  }
+  if (state.credentials === 'broker' && containerState === 'running')
+    warnings.push(...brokerWarnings(brokers.get(brokerNames(state.network, state.image ?? config.authenticatedImage).container), now));
   return {
     name: state.name,
     status: state.status,
@@ -332,6 +403,7 @@ export async function overview(repo: Repo, now = Date.now()): Promise<Overview> 
   const sessions: SessionView[] = [];
   const orphanContainers: OrphanContainer[] = [];
   const orphanVolumes: string[] = [];
+  const brokers: BrokerView[] = [];
   for (const group of groups) {
     if (group.unreachable) {
       for (const state of group.states) sessions.push(unreachableView(state, group.unreachable, now));
@@ -341,7 +413,10 @@ export async function overview(repo: Repo, now = Date.now()): Promise<Overview> 
     // Only this engine's sessions claim what is on it.
     const { unclaimed, unclaimedVolumes, missing } = reconcile(repo, group.states, group.containers, group.volumes);
     const missingNames = new Set(missing.map((s) => s.name));
-    sessions.push(...(await Promise.all(group.states.map((state) => view(group.engine, repo, state, byName, missingNames, now, tips)))));
+    const used = await brokerViews(group.engine, group.states, byName);
+    brokers.push(...used);
+    const byBroker = new Map(used.map((b) => [b.name, b]));
+    sessions.push(...(await Promise.all(group.states.map((state) => view(group.engine, repo, state, byName, missingNames, now, tips, byBroker)))));
     const where = group.engine.target.context ?? group.engine.target.host;
     orphanContainers.push(
       ...unclaimed.map((c) => ({
@@ -355,5 +430,5 @@ export async function overview(repo: Repo, now = Date.now()): Promise<Overview> 
     orphanVolumes.push(...unclaimedVolumes.map((v) => v.Name));
   }
   sessions.sort((a, b) => a.name.localeCompare(b.name));
-  return { repo: repo.root, sessions, orphanContainers, orphanVolumes, problems };
+  return { repo: repo.root, sessions, orphanContainers, orphanVolumes, problems, brokers };
 }

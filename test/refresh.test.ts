@@ -1,0 +1,251 @@
+// A subscription login expiring under three running sessions, on the real engine with the real
+// claude CLI, in a fake internet of the test's own: an API that accepts only the current access
+// token, and an OAuth token endpoint that rotates refresh tokens and revokes the whole family when a
+// used one comes back (as the real service does). The broker follows the host: the host's claude
+// (the real CLI, with the host's HOME) is the one that refreshes, once; para brings its renewed
+// login to the broker at the next list; the sessions keep working and never refresh anything.
+import { execa } from 'execa';
+import fs from 'fs-extra';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { docker } from '../scripts/lib/engine/docker.ts';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
+import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, testClaudeImage, testEgressImage } from './support/images.ts';
+import { certsFolder, netImage, runServer, testNetwork } from './support/internet.ts';
+import { makeRepo, type TestRepo } from './support/repos.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir, uniqueName } from './support/resources.ts';
+
+/**
+ * The fake API and token endpoint (one handler, state shared in /state): access tokens are valid
+ * or expired as the state says; a current refresh token is rotated once; a used one revokes all.
+ */
+const HANDLER = `#!/usr/bin/perl
+use strict; use Fcntl qw(:flock); $| = 1;
+my $line = <STDIN>; $line =~ s/\\r?\\n$//;
+my ($len, @h) = (0);
+while (my $x = <STDIN>) { $x =~ s/\\r?\\n$//; last if $x eq ''; push @h, $x; $len = $1 if $x =~ /^content-length:\\s*(\\d+)/i; }
+my $body = ''; read(STDIN, $body, $len) if $len;
+my ($auth) = map { /^authorization:\\s*Bearer\\s+(\\S+)/i ? $1 : () } @h;
+open(my $lock, '>>', '/state/lock'); flock($lock, LOCK_EX);
+my %s; if (open(my $f, '<', '/state/state')) { while (<$f>) { chomp; my ($k, $v) = split / /, $_, 2; $s{$k} = $v; } close $f; }
+sub save { open(my $f, '>', '/state/state.new'); print $f "$_ $s{$_}\\n" for sort keys %s; close $f; rename '/state/state.new', '/state/state'; }
+open(my $log, '>>', '/state/requests.log'); print $log "$line auth=" . ($auth // '-') . "\\n"; close $log;
+sub reply { my ($code, $text, $type) = @_; print "HTTP/1.1 $code\\r\\nContent-Type: " . ($type // 'application/json') . "\\r\\nContent-Length: " . length($text) . "\\r\\nConnection: close\\r\\n\\r\\n$text"; exit 0; }
+if ($line =~ m{^POST /v1/oauth/token}) {
+  my ($rt) = $body =~ /"refresh_token"\\s*:\\s*"([^"]+)"/;
+  open(my $r, '>>', '/state/refresh.log'); print $r (($rt // '-') . "\\n"); close $r;
+  reply('400 Bad Request', '{"error":"invalid_grant","error_description":"the token family is revoked"}') if $s{revoked};
+  my $state = defined $rt ? $s{"rt:$rt"} : undef;
+  if (defined $state && $state eq 'current') {
+    my $n = ($s{n} // 1) + 1; $s{n} = $n;
+    $s{"rt:$rt"} = 'used'; $s{"rt:PARAFAKE-R$n"} = 'current'; $s{"at:A$n"} = 'valid'; save();
+    reply('200 OK', qq({"token_type":"Bearer","access_token":"sk-ant-oat01-PARAFAKE-A$n","refresh_token":"PARAFAKE-R$n","expires_in":3600,"scope":"user:inference user:profile"}));
+  }
+  if (defined $state) { $s{revoked} = 1; save(); }
+  reply('400 Bad Request', '{"error":"invalid_grant","error_description":"unknown or reused refresh token"}');
+}
+if ($line =~ m{^POST /v1/messages}) {
+  my ($id) = ($auth // '') =~ /^sk-ant-oat01-PARAFAKE-(A\\d+)$/;
+  reply('401 Unauthorized', '{"type":"error","error":{"type":"authentication_error","message":"OAuth token has expired"}}')
+    if $s{revoked} || !defined $id || ($s{"at:$id"} // '') ne 'valid';
+  my $out = '';
+  sub ev { $out .= "event: $_[0]\\ndata: $_[1]\\n\\n"; }
+  ev('message_start', '{"type":"message_start","message":{"id":"msg_r","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}');
+  ev('content_block_start', '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}');
+  ev('content_block_delta', '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"answered-with-' . $id . '"}}');
+  ev('content_block_stop', '{"type":"content_block_stop","index":0}');
+  ev('message_delta', '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}');
+  ev('message_stop', '{"type":"message_stop"}');
+  reply('200 OK', $out, 'text/event-stream');
+}
+reply('200 OK', '{}');
+`;
+
+const SESSIONS = ['rf1', 'rf2', 'rf3'];
+
+interface World {
+  network: string;
+  certs: string;
+  server: string;
+  home: string;
+  cache: string;
+  login: string;
+  repo: TestRepo;
+}
+let world: World;
+
+const refresh = suite('a subscription login renewed under running sessions');
+
+refresh.before(async () => {
+  await Promise.all([netImage(), testEgressImage(), testClaudeImage()]);
+  const certs = await certsFolder(['api.anthropic.com', 'platform.claude.com'], { 'oauth.pl': HANDLER });
+  const servers: string[] = [];
+  const { network } = await testNetwork(servers);
+  const state = uniqueName('para-refresh-state');
+  await docker(['volume', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, state]);
+  onCleanup(() => docker(['volume', 'rm', '-f', state], { allowFailure: true }));
+  const serve = (host: string) =>
+    runServer(
+      network,
+      host.split('.')[0],
+      ['socat', `OPENSSL-LISTEN:443,fork,reuseaddr,cert=/certs/${host}.crt,key=/certs/${host}.key,verify=0`, 'EXEC:/certs/oauth.pl'],
+      ['--mount', `type=bind,source=${certs},target=/certs,readonly`, '--mount', `type=volume,source=${state},target=/state`, '--network-alias', host],
+    );
+  const [api, token] = await Promise.all([serve('api.anthropic.com'), serve('platform.claude.com')]);
+  servers.push(api.container, token.container);
+  await docker(['exec', api.container, 'sh', '-c', "printf 'at:A1 valid\\nn 1\\nrt:PARAFAKE-R1 current\\n' > /state/state"]);
+  // The host's login: within five minutes of its expiry (claude renews such a login when it next runs), of one account.
+  const home = await fakeHome({ accessToken: 'sk-ant-oat01-PARAFAKE-A1', expiresAt: Date.now() + 4 * 60_000 });
+  const credentials = path.join(home, '.claude', '.credentials.json');
+  const login = JSON.parse(await fs.readFile(credentials, 'utf8'));
+  login.claudeAiOauth.refreshToken = 'PARAFAKE-R1';
+  await fs.writeFile(credentials, JSON.stringify(login), { mode: 0o600 });
+  const claudeJson = path.join(home, '.claude.json');
+  await fs.writeFile(
+    claudeJson,
+    JSON.stringify({ ...JSON.parse(await fs.readFile(claudeJson, 'utf8')), oauthAccount: { accountUuid: `para-test-account-${RUN_ID}` } }),
+  );
+  const image = `para-refresh-login-${RUN_ID}:latest`;
+  const built = await buildAuthImage(image, home);
+  assert.is(built.exitCode, 0, built.stderr);
+  world = { network, certs, server: api.container, home, cache: await tempDir('para-test-cache-'), login: image, repo: await makeRepo() };
+});
+
+/** para as the user whose HOME holds the login. */
+function para(script: string, args: string[]) {
+  return runScript(script, args, {
+    cwd: world.repo.root,
+    env: { ...world.repo.env, HOME: world.home, XDG_CACHE_HOME: world.cache, NODE_EXTRA_CA_CERTS: path.join(world.certs, 'ca.pem') },
+  });
+}
+
+async function ask(name: string): Promise<{ stdout: string; exitCode: number }> {
+  const container = sessionPaths({ root: world.repo.root, commonDir: '' }, name).container;
+  const r = await docker(['exec', '-u', 'para', container, 'timeout', '90', 'claude', '-p', 'say ok'], { allowFailure: true, timeoutMs: 120_000 });
+  return { stdout: `${r.stdout}${r.stderr}`, exitCode: r.exitCode };
+}
+
+async function stateFile(name: string): Promise<string> {
+  return (await docker(['exec', world.server, 'sh', '-c', `cat /state/${name} 2>/dev/null; true`])).stdout;
+}
+
+/** The host's own claude (the real CLI, with the host's HOME): claude mcp list renews a login near its expiry, and asks nothing of the model. */
+function hostClaude(args: string[]) {
+  return execa(
+    'docker',
+    [
+      'run',
+      '--rm',
+      '--label',
+      `${TEST_LABEL}=${RUN_ID}`,
+      '--network',
+      world.network,
+      '--user',
+      `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`,
+      '-e',
+      'HOME=/host',
+      '-e',
+      'NODE_EXTRA_CA_CERTS=/certs/ca.pem',
+      '--mount',
+      `type=bind,source=${world.home},target=/host`,
+      '--mount',
+      `type=bind,source=${world.certs},target=/certs,readonly`,
+      '--entrypoint',
+      'claude',
+      CLAUDE_IMAGE,
+      ...args,
+    ],
+    { reject: false, stdin: 'ignore', timeout: 120_000 },
+  );
+}
+
+refresh('three sessions keep working across an expiry: the host refreshes once, the broker follows, nobody else refreshes', async () => {
+  for (const name of SESSIONS) {
+    const started = await para('start.ts', [
+      name,
+      '--container',
+      '--detach',
+      '--image',
+      world.login,
+      '--egress-network',
+      world.network,
+      '--no-user-config',
+      '--',
+      'sleep',
+      '900',
+    ]);
+    assert.is(started.exitCode, 0, started.stderr);
+  }
+  for (const name of SESSIONS) {
+    const asked = await ask(name);
+    assert.is(asked.exitCode, 0, asked.stdout);
+    assert.match(asked.stdout, 'answered-with-A1');
+  }
+
+  // The access token expires: the API refuses it from now on, and the sessions cannot renew anything themselves.
+  await docker(['exec', world.server, 'sh', '-c', "sed -i 's/^at:A1 valid$/at:A1 expired/' /state/state"]);
+  const expired = await ask('rf1');
+  assert.is.not(expired.exitCode, 0, expired.stdout);
+  assert.not.match(expired.stdout, 'answered-with');
+
+  // The host's claude renews its own login, once.
+  const renewed = await hostClaude(['mcp', 'list']);
+  assert.is(renewed.exitCode, 0, `${renewed.stdout}${renewed.stderr}`);
+  const hostLogin = JSON.parse(await fs.readFile(path.join(world.home, '.claude', '.credentials.json'), 'utf8')).claudeAiOauth;
+  assert.is(hostLogin.accessToken, 'sk-ant-oat01-PARAFAKE-A2');
+  assert.is(hostLogin.refreshToken, 'PARAFAKE-R2');
+
+  // para list sees the host's newer login of the same account and brings it to the broker; a second list has nothing to bring.
+  const listed = await para('list.ts', ['--json']);
+  assert.is(listed.exitCode, 0, listed.stderr);
+  const brokers = JSON.parse(listed.stdout).brokers as Array<{
+    name: string;
+    state: string;
+    followsHost: boolean;
+    tookHostLogin: boolean;
+    loginExpiresAt: string;
+    sessions: string[];
+  }>;
+  assert.is(brokers.length, 1, listed.stdout);
+  assert.is(brokers[0].state, 'running');
+  assert.is(brokers[0].followsHost, true);
+  assert.is(brokers[0].tookHostLogin, true);
+  assert.is(brokers[0].loginExpiresAt, new Date(hostLogin.expiresAt).toISOString());
+  assert.equal([...brokers[0].sessions].sort(), SESSIONS);
+  const again = JSON.parse((await para('list.ts', ['--json'])).stdout).brokers;
+  assert.is(again[0].tookHostLogin, false);
+
+  // Every session works again, with the renewed token, without a restart and without a refresh of its own.
+  const answers = await Promise.all(SESSIONS.map(ask));
+  for (const answer of answers) {
+    assert.is(answer.exitCode, 0, answer.stdout);
+    assert.match(answer.stdout, 'answered-with-A2');
+  }
+
+  // The endpoint saw exactly one refresh, the host's, and the family is intact: the host's login still works.
+  assert.is((await stateFile('refresh.log')).trim(), 'PARAFAKE-R1');
+  const state = await stateFile('state');
+  assert.not.match(state, /^revoked /m, state);
+  assert.match(state, /^rt:PARAFAKE-R2 current$/m);
+  const hostAsk = await hostClaude(['-p', 'say ok']);
+  assert.is(hostAsk.exitCode, 0, `${hostAsk.stdout}${hostAsk.stderr}`);
+  assert.match(String(hostAsk.stdout), 'answered-with-A2');
+  assert.is((await stateFile('refresh.log')).trim(), 'PARAFAKE-R1', 'a second refresh happened');
+  // Nothing in a session holds either token, and the sessions never asked the token endpoint.
+  for (const name of SESSIONS) {
+    const container = sessionPaths({ root: world.repo.root, commonDir: '' }, name).container;
+    const found = await docker([
+      'exec',
+      '-u',
+      '0',
+      container,
+      'sh',
+      '-c',
+      "grep -rlE 'PARAFAKE-(A|R)[0-9]' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true",
+    ]);
+    assert.is(found.stdout.trim(), '', `${name} holds a token`);
+  }
+});
+
+refresh.run();
