@@ -128,8 +128,8 @@ async function main(argv: string[]): Promise<number> {
     verify:
       verify === 'online'
         ? async (image) => {
-            progress('asking the Anthropic API whether it accepts the login (one real request, through an egress proxy)');
-            online = await onlineCheck(engine, image, { network: args['egress-network'] || null, warn });
+            progress('asking the Anthropic API whether it accepts the login (one real request, the way sessions make it)');
+            online = await onlineCheck(engine, image, { network: args['egress-network'] || null, warn, broker: 'own' });
             if (online.outcome !== 'accepted') {
               const what =
                 online.outcome === 'rejected'

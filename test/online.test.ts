@@ -98,11 +98,27 @@ online.before(async () => {
 
 online('make image VERIFY=online: an accepted key moves the tag; a rejected one does not, and says so', async () => {
   const good = trackImage(`para-online-good-${RUN_ID}:latest`);
+  const since = Math.floor(Date.now() / 1000) - 1;
   const accepted = await makeImage(good, GOOD, ['--verify', 'online', '--egress-network', api.network]);
   assert.is(accepted.exitCode, 0, accepted.stderr);
   assert.is(JSON.parse(accepted.stdout).online, 'accepted');
   assert.match(await requests(), 'POST /v1/messages');
   assert.match(await requests(), `key=${GOOD}`);
+  // The way sessions take: through a credential broker of the check's own, the check's container holding a placeholder only.
+  const made = await docker([
+    'events',
+    '--since',
+    String(since),
+    '--until',
+    String(Math.floor(Date.now() / 1000) + 1),
+    '--filter',
+    'type=container',
+    '--filter',
+    'event=create',
+    '--format',
+    '{{.Actor.Attributes.name}} {{index .Actor.Attributes "dev.para.role"}}',
+  ]);
+  assert.match(made.stdout, /^para-check-\S+-broker broker$/m, made.stdout);
 
   const bad = trackImage(`para-online-bad-${RUN_ID}:latest`);
   const rejected = await makeImage(bad, BAD, ['--verify', 'online', '--egress-network', api.network]);

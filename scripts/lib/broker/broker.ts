@@ -70,6 +70,11 @@ export function brokerNames(network: string | null, image: string): { container:
   return { container: name, volume: `${name}-socket` };
 }
 
+/** A broker of its own under `name` (the online check's): its volume is named after it. */
+export function ownBrokerNames(name: string): { container: string; volume: string } {
+  return { container: name, volume: `${name}-socket` };
+}
+
 export function brokerLabels(network: string | null, image: string): Record<string, string> {
   return { ...extraLabels(), [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker', [labels.brokerNetwork]: network ?? '', [labels.brokerImage]: image };
 }
@@ -229,8 +234,11 @@ async function loadedSource(engine: Engine, container: string, user: string): Pr
   return r.exitCode === 0 ? r.stdout.trim() || undefined : undefined;
 }
 
-export async function brokerState(engine: Engine, network: string | null, image: string): Promise<BrokerState> {
-  const { container } = brokerNames(network, image);
+export function brokerState(engine: Engine, network: string | null, image: string): Promise<BrokerState> {
+  return namedBrokerState(engine, brokerNames(network, image).container);
+}
+
+async function namedBrokerState(engine: Engine, container: string): Promise<BrokerState> {
   const info = await engine.inspectContainer(container);
   if (info?.Config.Labels?.[labels.role] !== 'broker') return { container, state: info ? 'foreign' : 'missing' };
   if (!info.State.Running) return { container, state: 'stopped' };
@@ -348,9 +356,14 @@ export async function ensureBroker(
   engine: Engine,
   image: string,
   network: string | null,
-  options: { host?: Promise<HostLogin | undefined> } = {},
+  options: {
+    host?: Promise<HostLogin | undefined>;
+    /** A broker of its own (the online check of an image not yet tagged): its name, and labels that mark it temporary. */
+    own?: { name: string; labels: Record<string, string> };
+  } = {},
 ): Promise<BrokerState> {
-  const { container, volume } = brokerNames(network, image);
+  const { container, volume } = options.own ? ownBrokerNames(options.own.name) : brokerNames(network, image);
+  const madeLabels = options.own ? { ...brokerLabels(network, image), ...options.own.labels } : brokerLabels(network, image);
   const [imageInfo, egressInfo, hostLogin] = await Promise.all([
     engine.inspectImage(image),
     engine.inspectImage(config.egressImage),
@@ -364,7 +377,8 @@ export async function ensureBroker(
   const user = egressUserOf(egressInfo);
   const host = followsHost(imageInfo, hostLogin);
   const source = host ? `${imageInfo.Id} host:${host.expiresAt}` : imageInfo.Id;
-  let current = await brokerState(engine, network, image);
+  const stateOf = () => (options.own ? namedBrokerState(engine, container) : brokerState(engine, network, image));
+  let current = await stateOf();
   if (current.state === 'running' && current.source === source) {
     await rememberPushed(current);
     return current;
@@ -380,12 +394,12 @@ export async function ensureBroker(
     const spec: RunSpec = {
       image: config.egressImage,
       name: container,
-      labels: brokerLabels(network, image),
+      labels: madeLabels,
       network,
       ...hardened(user),
       tmpfs: [{ target: STATE, uid, gid, mode: '0700', size: '4m' }],
       dns: egressDns(),
-      mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: brokerLabels(network, image), copyFromImage: true }],
+      mounts: [{ type: 'volume', source: volume, target: BROKER_VOLUME_DIR, readonly: false, labels: madeLabels, copyFromImage: true }],
       command: ['sh', '-c', BROKER_ENTRY],
     };
     const made = await engine.run(spec, { detach: true, allowFailure: true, timeoutMs: config.timeouts.dockerRunMs });
@@ -401,7 +415,7 @@ export async function ensureBroker(
   }
   // Made by a parallel start (it may still be starting), or by something else under this name: only a labelled broker gets the login.
   for (let i = 0; i < 100; i += 1) {
-    const now = await brokerState(engine, network, image);
+    const now = await stateOf();
     if (now.state === 'foreign') throw foreign();
     if (now.state === 'running') break;
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -443,8 +457,14 @@ export async function followHostLogin(engine: Engine): Promise<{ moved: string[]
 }
 
 /** What a session needs to reach the broker: the forwarder's mount of the broker's socket, and the address it serves. */
-export function brokerForwarding(network: string | null, image: string): { volume: string; socket: string } {
-  return { volume: brokerNames(network, image).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
+export function brokerForwarding(network: string | null, image: string, own?: string): { volume: string; socket: string } {
+  return { volume: (own ? ownBrokerNames(own) : brokerNames(network, image)).volume, socket: `${BROKER_SOCKET_DIR}/${SOCKET_NAME}` };
+}
+
+/** Whether the broker's log (since a time) shows a Messages request that reached the API (squid's status: not its own 5xx for an upstream it could not reach). */
+export async function brokerReachedApi(engine: Engine, container: string, since: string): Promise<boolean> {
+  const log = await engine.docker(['logs', '--since', since, container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+  return log.stdout.split('\n').some((line) => / \/v1\/messages\S* (\d{3}) /.test(line) && !/ \/v1\/messages\S* (502|503|504) /.test(line));
 }
 
 /** The words of every placeholder credential: shaped as claude expects a token or key, plainly none. */

@@ -131,7 +131,7 @@ export const imageChecks: Check<DoctorContext>[] = [
     },
     run: async (context) => {
       if (!context.online) return skip("not asked for (--online makes one real request with the image's credentials)");
-      const verdict = await onlineCheck(context.engine, context.image, { network: context.egressNetwork, warn: () => undefined });
+      const verdict = await onlineCheck(context.engine, context.image, { network: context.egressNetwork, warn: () => undefined, broker: 'shared' });
       return onlineFinding(verdict, context);
     },
   },

@@ -10,6 +10,9 @@ import { machineId, sweepLeftovers } from './sweep.ts';
 import { createForwarder, createProxy, proxyPlan, startForwarder, type EgressOwner } from '../egress/proxy.ts';
 import { DEFAULT_ALLOWED_HOSTS, sessionProxyEnv, WAIT_FOR_PROXY } from '../egress/rules.ts';
 import { extraCa } from '../egress/ca.ts';
+import { brokerForwarding, brokerReachedApi, type CredentialsMode, ensureBroker, ownBrokerNames } from '../broker/broker.ts';
+import { copyPlaceholder, planLogin } from '../session/login.ts';
+import { tarArchive } from '../tar.ts';
 
 export type OnlineOutcome = 'accepted' | 'rejected' | 'unreachable' | 'failed';
 
@@ -50,11 +53,16 @@ async function assertNoRefresh(engine: Engine, image: string, now: number): Prom
   }
 }
 
-/** Runs the check; every container and volume it makes is removed, on success, failure and Ctrl-C. */
+/**
+ * Runs the check; every container and volume it makes is removed, on success, failure and Ctrl-C.
+ * With the broker (the default credentials mode) the request takes the sessions' way: claude holds
+ * a placeholder and its request goes through a credential broker: the engine's own (`shared`, the
+ * doctor), or one of the check's own (an image not yet tagged, make image VERIFY=online).
+ */
 export async function onlineCheck(
   engine: Engine,
   image: string,
-  options: { network: string | null; warn: (message: string) => void; now?: number },
+  options: { network: string | null; warn: (message: string) => void; now?: number; credentials?: CredentialsMode; broker?: 'shared' | 'own' },
 ): Promise<OnlineVerdict> {
   await assertNoRefresh(engine, image, options.now ?? Date.now());
   await sweepLeftovers(engine);
@@ -66,31 +74,64 @@ export async function onlineCheck(
     egressVolume: `${base}-egress`,
     labels: temporaryLabels('online-check'),
   };
+  const login = await planLogin(
+    engine,
+    options.credentials ?? config.credentialsMode,
+    image,
+    await engine.inspectImage(image),
+    'allowlist',
+    options.network,
+    options.warn,
+  );
+  const own = login.mode === 'broker' && options.broker === 'own' ? ownBrokerNames(`${base}-broker`) : undefined;
+  if (login.mode === 'broker') owner.broker = own ? brokerForwarding(options.network, image, own.container) : login.forwarding;
   const remove = async () => {
-    await engine.docker(['rm', '--force', owner.forwarder, owner.proxy, owner.container], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
-    await engine.docker(['volume', 'rm', '--force', owner.egressVolume], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    const containers = [owner.forwarder, owner.proxy, owner.container, ...(own ? [own.container] : [])];
+    await engine.docker(['rm', '--force', ...containers], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
+    await engine.docker(['volume', 'rm', '--force', owner.egressVolume, ...(own ? [own.volume] : [])], {
+      allowFailure: true,
+      timeoutMs: config.timeouts.dockerQuickMs,
+    });
   };
   const stopListening = onInterrupt(remove);
   try {
-    const [{ plan }, ca] = await Promise.all([proxyPlan(engine, DEFAULT_ALLOWED_HOSTS, options.network, options.warn), extraCa(options.warn)]);
+    const since = new Date().toISOString();
+    const [{ plan }, ca, broker] = await Promise.all([
+      proxyPlan(engine, DEFAULT_ALLOWED_HOSTS, options.network, options.warn, login.mode === 'broker'),
+      extraCa(options.warn),
+      login.loginImage ? ensureBroker(engine, login.loginImage, options.network, own ? { own: { name: own.container, labels: owner.labels } } : {}) : undefined,
+    ]);
     // The check container idles until the proxy answers; claude then runs in it by exec.
-    const env = { ...sessionProxyEnv(), ...ca.env, CLAUDE_CODE_MAX_RETRIES: '0' };
-    const container = engine.run(
-      {
-        image,
-        name: owner.container,
-        labels: owner.labels,
-        init: true,
-        network: 'none',
-        noNewPrivileges: true,
-        capabilities: { drop: 'ALL', add: [] },
-        env,
-        mounts: ca.mounts,
-        entrypoint: 'sleep',
-        command: ['300'],
-      },
-      { detach: true },
-    );
+    const env = { ...sessionProxyEnv(), ...ca.env, ...(login.placeholder?.env ?? {}), CLAUDE_CODE_MAX_RETRIES: '0' };
+    const container = engine
+      .run(
+        {
+          image: login.sessionImage,
+          name: owner.container,
+          labels: owner.labels,
+          init: true,
+          network: 'none',
+          noNewPrivileges: true,
+          capabilities: { drop: 'ALL', add: [] },
+          env,
+          mounts: ca.mounts,
+          entrypoint: 'sleep',
+          command: ['300'],
+        },
+        { detach: true },
+      )
+      .then(async (made) => {
+        await copyPlaceholder(engine, owner.container, login, await engine.inspectImage(login.sessionImage));
+        // An API key claude finds in its environment is used once accepted; a session's start records that, so does the check.
+        const key = login.placeholder?.approvedKey;
+        if (key) {
+          const info = await engine.inspectImage(login.sessionImage);
+          const ids = { uid: Number(info?.Config.Labels?.[labels.uid] ?? 0), gid: Number(info?.Config.Labels?.[labels.gid] ?? 0) };
+          const content = `${JSON.stringify({ hasCompletedOnboarding: true, customApiKeyResponses: { approved: [key], rejected: [] } })}\n`;
+          await engine.copyIn(owner.container, `${config.containerHome}/`, tarArchive([{ path: '.claude.json', mode: 0o600, content }], ids));
+        }
+        return made;
+      });
     await Promise.all([
       Promise.all([container, createForwarder(engine, owner, plan)]).then(() => startForwarder(engine, owner, 'new')),
       createProxy(engine, owner, plan),
@@ -101,7 +142,9 @@ export async function onlineCheck(
       timeoutMs: config.timeouts.verifyMs,
     });
     const log = await engine.docker(['logs', owner.proxy], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
-    return classify(result.exitCode, `${result.stdout}\n${result.stderr}`, log.stdout);
+    // Through the broker, the API is reached by the broker: its log says whether a request went through.
+    const reached = broker ? ((await brokerReachedApi(engine, broker.container, since)) ? 'CONNECT api.anthropic.com:443 200 TCP_TUNNEL' : '') : log.stdout;
+    return classify(result.exitCode, `${result.stdout}\n${result.stderr}`, reached);
   } finally {
     await remove();
     stopListening();
