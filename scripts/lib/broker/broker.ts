@@ -218,6 +218,11 @@ export interface BrokerState {
   startedAt?: string;
 }
 
+/** What a broker serving this login says it serves (its source): the login image's ID, and the host login's expiry when it follows the host. */
+export function servedSource(imageId: string, host: HostLogin | undefined): string {
+  return host ? `${imageId} host:${host.expiresAt}` : imageId;
+}
+
 /** The host login a broker serves instead of its image's, from its source (undefined: the image's). */
 export function servedHostExpiry(source: string | undefined): number | undefined {
   const from = source?.split(' ')[1];
@@ -376,7 +381,7 @@ export async function ensureBroker(
     });
   const user = egressUserOf(egressInfo);
   const host = followsHost(imageInfo, hostLogin);
-  const source = host ? `${imageInfo.Id} host:${host.expiresAt}` : imageInfo.Id;
+  const source = servedSource(imageInfo.Id, host);
   const stateOf = () => (options.own ? namedBrokerState(engine, container) : brokerState(engine, network, image));
   let current = await stateOf();
   if (current.state === 'running' && current.source === source) {
@@ -449,7 +454,7 @@ export async function followHostLogin(engine: Engine): Promise<{ moved: string[]
     const info = await images.get(image);
     if (!info || !followsHost(info, host)) continue;
     const pushed = await fs.readFile(pushedFile(broker.Id, broker.State.StartedAt), 'utf8').catch(() => '');
-    if (pushed === `${info.Id} host:${host.expiresAt}`) continue;
+    if (pushed === servedSource(info.Id, host)) continue;
     await ensureBroker(engine, image, network, { host: Promise.resolve(host) });
     moved.push(name);
   }

@@ -3,7 +3,7 @@
 import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
 import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config, labels } from '../config.ts';
-import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedHostExpiry } from '../broker/broker.ts';
+import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedSource } from '../broker/broker.ts';
 import { makeCommand } from '../cli.ts';
 import { imageAuthStatus } from '../image/auth-status.ts';
 import { probeProxy, proxyHealth } from '../egress/proxy.ts';
@@ -139,7 +139,7 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
     }
     const following = info ? followsHost(info, host) : undefined;
     const expires = following?.expiresAt ?? Date.parse(info?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
-    if (info && (state.source?.split(' ')[0] !== info.Id || servedHostExpiry(state.source) !== following?.expiresAt)) {
+    if (info && state.source !== servedSource(info.Id, following)) {
       found.push(`the credential broker ${state.container} serves an older login than ${image}`);
       fixes.push(`start any session again, or run ${makeCommand('image')}: it brings the new login to the broker`);
       continue;
