@@ -45,12 +45,12 @@ export function warningsFor(credentials: Credentials, now = Date.now()): string[
   if (credentials.shapeWarning) warnings.push(credentials.shapeWarning);
   if (credentials.expiresAt !== undefined && credentials.expiresAt <= now && !credentials.expiryEstimated) {
     warnings.push(
-      `the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: claude will try to refresh it in the container, which can log the host out; run claude on the host to refresh, then make image again`,
+      `the baked access token expired at ${new Date(credentials.expiresAt).toISOString()}: run claude on the host once to renew it (the broker then follows it), or make image again after that`,
     );
   }
   if (credentials.kind === 'subscription') {
     warnings.push(
-      'a subscription login was baked in: refresh tokens are single use, so a container that refreshes it can log the host out; a setup-token avoids that (claude setup-token, then make image TOKEN_FILE=<file>)',
+      "a subscription login was baked in: sessions reach it through the credential broker, which follows the host's claude when it renews the login (para start, list and watch bring the renewed one); a session started with --credentials image holds it, and its refresh can log the host out; a setup-token needs no refresh (claude setup-token, then make image TOKEN_FILE=<file>)",
     );
   }
   return warnings;
