@@ -11,7 +11,7 @@ import path from 'node:path';
 import fs from 'fs-extra';
 import { makeCommand } from '../cli.ts';
 import { config, extraLabels, labels, MANAGED_BY, temporaryLabels } from '../config.ts';
-import type { Engine, ImageInfo } from '../engine/engine.ts';
+import type { ContainerInfo, Engine, ImageInfo } from '../engine/engine.ts';
 import { labelArgs, type RunSpec } from '../engine/spec.ts';
 import { ParaError } from '../errors.ts';
 import { egressDns, SQUID_QUIET } from '../egress/rules.ts';
@@ -243,10 +243,16 @@ export function brokerState(engine: Engine, network: string | null, image: strin
   return namedBrokerState(engine, brokerNames(network, image).container);
 }
 
+/** A broker's state from its container's inspect (absent: none was made; not labelled as one: someone else's). */
+export function brokerStatus(info: ContainerInfo | undefined): BrokerState['state'] {
+  if (info?.Config.Labels?.[labels.role] !== 'broker') return info ? 'foreign' : 'missing';
+  return info.State.Running ? 'running' : 'stopped';
+}
+
 async function namedBrokerState(engine: Engine, container: string): Promise<BrokerState> {
   const info = await engine.inspectContainer(container);
-  if (info?.Config.Labels?.[labels.role] !== 'broker') return { container, state: info ? 'foreign' : 'missing' };
-  if (!info.State.Running) return { container, state: 'stopped' };
+  const state = brokerStatus(info);
+  if (!info || state !== 'running') return { container, state };
   return {
     container,
     state: 'running',

@@ -1,6 +1,6 @@
 // What is there: every session of the repository with its live state, grouped by the engine it
 // lives on, and the containers and volumes labelled for the repository that belong to none.
-import { brokerNames, followHostLogin, followsHost } from '../broker/broker.ts';
+import { brokerNames, brokerStatus, followHostLogin, followsHost } from '../broker/broker.ts';
 import { makeCommand } from '../cli.ts';
 import { config, labels } from '../config.ts';
 import { DockerError } from '../engine/docker.ts';
@@ -180,7 +180,7 @@ async function brokerViews(engine: Engine & { target: EngineTarget }, states: Se
   return Promise.all(
     [...users].map(async ([name, { network, image, sessions }]) => {
       const [info, imageInfo] = await Promise.all([engine.inspectContainer(name).catch(() => undefined), engine.inspectImage(image).catch(() => undefined)]);
-      const state = info?.Config.Labels?.[labels.role] !== 'broker' ? (info ? 'foreign' : 'missing') : info.State.Running ? 'running' : 'stopped';
+      const state = brokerStatus(info);
       const following = imageInfo ? followsHost(imageInfo, host) : undefined;
       const baked = Date.parse(imageInfo?.Config.Labels?.[labels.credentialsExpiresAt] ?? '');
       const expires = following?.expiresAt ?? (Number.isFinite(baked) ? baked : undefined);
