@@ -59,6 +59,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         `para: the credential broker ${broker.name} now serves the host's renewed login (it expires ${broker.loginExpiresAt ?? 'at an unknown time'})\n`,
       );
+    else if (broker.renewedLogin)
+      process.stderr.write(
+        `para: renewed the login the credential broker ${broker.name} serves (it now expires ${broker.loginExpiresAt ?? 'at an unknown time'})\n`,
+      );
   if (result.sessions.length === 0 && result.orphanContainers.length === 0 && result.orphanVolumes.length === 0) {
     process.stdout.write('no sessions in this repository\n');
     return 0;

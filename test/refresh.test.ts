@@ -9,12 +9,16 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { refreshContainerName } from '../scripts/lib/broker/refresh.ts';
+import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
+import { shellEngine } from '../scripts/lib/engine/engine.ts';
+import { commitLogin, withLoginContainer } from '../scripts/lib/image/login.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, testClaudeImage, testEgressImage } from './support/images.ts';
 import { certsFolder, netImage, runServer, testNetwork } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL, tempDir, uniqueName } from './support/resources.ts';
+import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
 
 /**
  * The fake API and token endpoint (one handler, state shared in /state): access tokens are valid
@@ -77,8 +81,8 @@ let world: World;
 
 const refresh = suite('a subscription login renewed under running sessions');
 
-refresh.before(async () => {
-  await Promise.all([netImage(), testEgressImage(), testClaudeImage()]);
+/** The test's own login service: the API and the token endpoint on a network of its own, state A1 (valid) and R1 (current). */
+async function loginService(): Promise<{ network: string; certs: string; server: string }> {
   const certs = await certsFolder(['api.anthropic.com', 'platform.claude.com'], { 'oauth.pl': HANDLER });
   const servers: string[] = [];
   const { network } = await testNetwork(servers);
@@ -95,6 +99,12 @@ refresh.before(async () => {
   const [api, token] = await Promise.all([serve('api.anthropic.com'), serve('platform.claude.com')]);
   servers.push(api.container, token.container);
   await docker(['exec', api.container, 'sh', '-c', "printf 'at:A1 valid\\nn 1\\nrt:PARAFAKE-R1 current\\n' > /state/state"]);
+  return { network, certs, server: api.container };
+}
+
+refresh.before(async () => {
+  await Promise.all([netImage(), testEgressImage(), testClaudeImage()]);
+  const { network, certs, server } = await loginService();
   // The host's login: within five minutes of its expiry (claude renews such a login when it next runs), of one account.
   const home = await fakeHome({ accessToken: 'sk-ant-oat01-PARAFAKE-A1', expiresAt: Date.now() + 4 * 60_000 });
   const credentials = path.join(home, '.claude', '.credentials.json');
@@ -109,7 +119,7 @@ refresh.before(async () => {
   const image = `para-refresh-login-${RUN_ID}:latest`;
   const built = await buildAuthImage(image, home);
   assert.is(built.exitCode, 0, built.stderr);
-  world = { network, certs, server: api.container, home, cache: await tempDir('para-test-cache-'), login: image, repo: await makeRepo() };
+  world = { network, certs, server, home, cache: await tempDir('para-test-cache-'), login: image, repo: await makeRepo() };
 });
 
 /** para as the user whose HOME holds the login. */
@@ -249,3 +259,178 @@ refresh('three sessions keep working across an expiry: the host refreshes once, 
 });
 
 refresh.run();
+
+// ---- a make login login: nobody else holds its refresh token, so para renews it ------------------
+
+const renew = suite('a make login login renewed by para');
+
+interface LoginWorld {
+  network: string;
+  certs: string;
+  server: string;
+  home: string;
+  tag: string;
+  repo: TestRepo;
+}
+let lw: LoginWorld;
+
+renew.before(async () => {
+  await Promise.all([netImage(), testEgressImage()]);
+  const claudeImage = await testClaudeImage();
+  const { network, certs, server } = await loginService();
+  const tag = trackImage(`para-renew-login-${RUN_ID}:latest`);
+  // What make login makes, by its own commit path: a login container holding A1/R1, ten minutes from its expiry.
+  const dir = await tempDir('para-test-login-');
+  const file = path.join(dir, 'credentials.json');
+  const login = {
+    accessToken: 'sk-ant-oat01-PARAFAKE-A1',
+    refreshToken: 'PARAFAKE-R1',
+    expiresAt: Date.now() + 10 * 60_000,
+    scopes: ['user:inference', 'user:profile'],
+    subscriptionType: 'max',
+  };
+  await fs.writeFile(file, JSON.stringify({ claudeAiOauth: login }), { mode: 0o600 });
+  await withLoginContainer(shellEngine, claudeImage, { offline: true }, async (container) => {
+    const target = '/home/para/.claude/.credentials.json';
+    await docker(['exec', container, 'mkdir', '-p', '/home/para/.claude']);
+    await docker(['cp', file, `${container}:${target}`]);
+    await docker(['exec', '-u', 'root', container, 'sh', '-c', `chown para:para ${target} && chmod 0600 ${target}`]);
+    return commitLogin(shellEngine, container, { tag, claudeImage });
+  });
+  await fs.remove(dir);
+  // The user's HOME holds no login of its own: nothing to follow.
+  lw = { network, certs, server, home: await tempDir('para-test-home-'), tag, repo: await makeRepo() };
+});
+
+function paraAs(script: string, args: string[], env: Record<string, string> = {}) {
+  return runScript(script, args, {
+    cwd: lw.repo.root,
+    env: { ...lw.repo.env, HOME: lw.home, XDG_CACHE_HOME: path.join(lw.home, '.cache'), NODE_EXTRA_CA_CERTS: path.join(lw.certs, 'ca.pem'), ...env },
+  });
+}
+
+async function askIn(name: string): Promise<string> {
+  const container = sessionPaths({ root: lw.repo.root, commonDir: '' }, name).container;
+  const r = await docker(['exec', '-u', 'para', container, 'timeout', '90', 'claude', '-p', 'say ok'], { allowFailure: true, timeoutMs: 120_000 });
+  return `${r.stdout}${r.stderr}`;
+}
+
+async function serverFile(name: string): Promise<string> {
+  return (await docker(['exec', lw.server, 'sh', '-c', `cat /state/${name} 2>/dev/null; true`])).stdout;
+}
+
+async function imageLogin(): Promise<{ id: string; expiresAt: string; accessToken: string; refreshToken: string }> {
+  const info = (await shellEngine.inspectImage(lw.tag))!;
+  const read = await docker([
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--entrypoint',
+    'cat',
+    lw.tag,
+    '/home/para/.claude/.credentials.json',
+  ]);
+  const oauth = JSON.parse(read.stdout).claudeAiOauth;
+  return { id: info.Id, expiresAt: info.Config.Labels?.[labels.credentialsExpiresAt] ?? '', accessToken: oauth.accessToken, refreshToken: oauth.refreshToken };
+}
+
+const RENEWED = ['rn1', 'rn2', 'rn3'];
+/** Every make login login looks due: para renews at the next look. */
+const DUE = { PARA_LOGIN_RENEW_BEFORE_MS: String(3 * 3600_000) };
+
+renew('parallel starts and looks renew it once per expiry with the official CLI; sessions keep working; old logins are gone', async () => {
+  const first = await imageLogin();
+  assert.is(first.refreshToken, 'PARAFAKE-R1');
+  // Three sessions start at once, the login ten minutes from its expiry: one of them renews it, the others wait for it.
+  const started = await Promise.all(
+    RENEWED.map((name) =>
+      paraAs('start.ts', [name, '--container', '--detach', '--image', lw.tag, '--egress-network', lw.network, '--no-user-config', '--', 'sleep', '900']),
+    ),
+  );
+  for (const s of started) assert.is(s.exitCode, 0, s.stderr);
+  assert.is((await serverFile('refresh.log')).trim(), 'PARAFAKE-R1');
+  const second = await imageLogin();
+  assert.is(second.accessToken, 'sk-ant-oat01-PARAFAKE-A2');
+  assert.is(second.refreshToken, 'PARAFAKE-R2');
+  assert.ok(Date.parse(second.expiresAt) > Date.now() + 50 * 60_000, second.expiresAt);
+  // The image that held the used refresh token is gone, and so is the refresh container.
+  assert.is(await shellEngine.inspectImage(first.id), undefined);
+  assert.is(await shellEngine.inspectContainer(refreshContainerName(lw.tag)), undefined);
+  for (const name of RENEWED) assert.match(await askIn(name), 'answered-with-A2');
+
+  // The next expiry: three looks at once (para list) renew it once more; the API stops taking A2.
+  const looks = await Promise.all([0, 1, 2].map(() => paraAs('list.ts', ['--json'], DUE)));
+  const renewedBy = looks.map((l) => {
+    assert.is(l.exitCode, 0, l.stderr);
+    return (JSON.parse(l.stdout).brokers as Array<{ renewedLogin: boolean; renewedByPara: boolean }>).filter((b) => b.renewedLogin).length;
+  });
+  assert.is(
+    renewedBy.reduce((a, b) => a + b, 0),
+    1,
+    `renewals per look: ${renewedBy.join(', ')}`,
+  );
+  assert.equal((await serverFile('refresh.log')).trim().split('\n'), ['PARAFAKE-R1', 'PARAFAKE-R2']);
+  await docker(['exec', lw.server, 'sh', '-c', "sed -i 's/^at:A2 valid$/at:A2 expired/' /state/state"]);
+  for (const name of RENEWED) assert.match(await askIn(name), 'answered-with-A3');
+  const state = await serverFile('state');
+  assert.not.match(state, /^revoked /m, state);
+  assert.match(state, /^rt:PARAFAKE-R3 current$/m);
+  assert.is(await shellEngine.inspectImage(second.id), undefined);
+  assert.is((await imageLogin()).refreshToken, 'PARAFAKE-R3');
+  for (const name of RENEWED) {
+    const container = sessionPaths({ root: lw.repo.root, commonDir: '' }, name).container;
+    const found = await docker([
+      'exec',
+      '-u',
+      '0',
+      container,
+      'sh',
+      '-c',
+      "grep -rlE 'PARAFAKE-(A|R)[0-9]' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true",
+    ]);
+    assert.is(found.stdout.trim(), '', `${name} holds a token`);
+  }
+});
+
+renew('a renewal that fails says so and changes nothing; a session holding a copy of the login stops para renewing it', async () => {
+  const before = await imageLogin();
+  // The service refuses the refresh (a revoked login): list says para could not renew it, the image stays as it was.
+  await docker(['exec', lw.server, 'sh', '-c', "echo 'revoked 1' >> /state/state"]);
+  const refused = await paraAs('list.ts', ['--json'], DUE);
+  assert.is(refused.exitCode, 0, refused.stderr);
+  const doc = JSON.parse(refused.stdout);
+  assert.match(doc.brokers[0].renewalProblem ?? '', /could not be renewed/);
+  assert.ok(
+    (doc.sessions as Array<{ warnings: string[] }>).every((s) => s.warnings.some((w) => /para could not renew it/.test(w))),
+    JSON.stringify(doc.sessions.map((s: { warnings: string[] }) => s.warnings)),
+  );
+  assert.is((await imageLogin()).id, before.id);
+  assert.is(await shellEngine.inspectContainer(refreshContainerName(lw.tag)), undefined);
+  const tries = (await serverFile('refresh.log')).trim().split('\n').length;
+
+  // A session with the login baked in (--credentials image) holds the same refresh token: para leaves the login alone.
+  const baked = await paraAs('start.ts', [
+    'rnimg',
+    '--container',
+    '--detach',
+    '--credentials',
+    'image',
+    '--image',
+    lw.tag,
+    '--egress-network',
+    lw.network,
+    '--no-user-config',
+    '--',
+    'sleep',
+    '900',
+  ]);
+  assert.is(baked.exitCode, 0, baked.stderr);
+  const held = JSON.parse((await paraAs('list.ts', ['--json'], DUE)).stdout);
+  assert.match(held.brokers[0].renewalProblem ?? '', /rnimg.*hold a copy of this login/);
+  assert.is((await serverFile('refresh.log')).trim().split('\n').length, tries, 'para refreshed a login a session holds');
+});
+
+renew.run();

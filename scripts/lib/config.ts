@@ -56,6 +56,10 @@ export const config = {
   get brokerName(): string {
     return checked('PARA_BROKER', 'para-broker', (v) => /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$/.test(v), 'a container name (letters, digits, _ . -)');
   },
+  /** How long before its expiry para renews a login make login made (claude's own tokens live about eight hours). */
+  get loginRenewBeforeMs(): number {
+    return positiveInt('PARA_LOGIN_RENEW_BEFORE_MS', 30 * 60_000, 'milliseconds');
+  },
   /** How sessions get the login: broker (the default: no session holds it) or image (baked in, the original mode). */
   get credentialsMode(): 'broker' | 'image' {
     return checked('PARA_CREDENTIALS', 'broker', (v) => v === 'broker' || v === 'image', 'broker or image') as 'broker' | 'image';

@@ -337,7 +337,8 @@ async function push(engine: Engine, container: string, user: string, credential:
     throw new ParaError(`the credential broker ${container} did not take its login: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { code: 'broker-push' });
 }
 
-async function extraCaText(): Promise<string> {
+/** The host's extra CA (NODE_EXTRA_CA_CERTS: a corporate network's), for what para runs that reaches the login service. */
+export async function extraCaText(): Promise<string> {
   const file = process.env.NODE_EXTRA_CA_CERTS;
   if (!file) return '';
   const text = await fs.readFile(file, 'utf8').catch(() => '');

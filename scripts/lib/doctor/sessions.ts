@@ -4,6 +4,7 @@ import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
 import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config, labels } from '../config.ts';
 import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedSource } from '../broker/broker.ts';
+import { renewBrokerLogins, renewedByPara } from '../broker/refresh.ts';
 import { makeCommand } from '../cli.ts';
 import { imageAuthStatus } from '../image/auth-status.ts';
 import { probeProxy, proxyHealth } from '../egress/proxy.ts';
@@ -127,6 +128,8 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
   const fine: string[] = [];
   // A login the host renewed since make image reaches its brokers first (follow the host), as list does.
   const { moved, host } = await followHostLogin(engine).catch(() => ({ moved: [] as string[], host: undefined }));
+  // A make login login is para's to renew: renewed here when due, as list does.
+  const renewals = new Map((await renewBrokerLogins(engine).catch(() => [])).map((r) => [r.image, r]));
   for (const [key, users] of byBroker) {
     const [network, image] = JSON.parse(key) as [string | null, string];
     const state = await brokerState(engine, network, image);
@@ -142,6 +145,14 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
     if (info && state.source !== servedSource(info.Id, following)) {
       found.push(`the credential broker ${state.container} serves an older login than ${image}`);
       fixes.push(`start any session again, or run ${makeCommand('image')}: it brings the new login to the broker`);
+      continue;
+    }
+    const renewal = renewals.get(image);
+    if (renewal?.skipped) {
+      found.push(
+        `para could not renew the login in ${image} (its broker ${state.container} serves it until ${new Date(expires).toISOString()}): ${renewal.skipped}`,
+      );
+      fixes.push(`run ${makeCommand('login')} again, or use a setup-token: ${makeCommand('image', { TOKEN_FILE: '<file>' })}`);
       continue;
     }
     if (Number.isFinite(expires) && expires <= Date.now()) {
@@ -181,6 +192,7 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
       `${users.length} session${users.length === 1 ? '' : 's'}`,
       ...(Number.isFinite(expires) ? [`login valid until ${new Date(expires).toISOString()}`] : []),
       ...(following ? [moved.includes(state.container) ? "it took the host's renewed login now" : "the host's renewed login"] : []),
+      ...(renewedByPara(info) ? [renewal?.renewed !== undefined ? 'para renewed its login now' : 'para renews its login before it expires'] : []),
     ];
     fine.push(`${state.container} (${details.join(', ')})`);
   }

@@ -113,7 +113,7 @@ export async function readLoginFacts(engine: Engine, container: string): Promise
 }
 
 /** The login container's home, as para-claude's new top layer (commitHomeLayer), tagged `tag`. */
-async function buildFinalImage(engine: Engine, container: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
+export async function buildFinalImage(engine: Engine, container: string, claudeImage: string, tag: string, imageLabels: Record<string, string>): Promise<void> {
   const claudeInfo = await engine.inspectImage(claudeImage);
   if (!claudeInfo) throw new ParaError(`the image ${claudeImage} does not exist`, { code: 'image-missing', hint: `run ${makeCommand('login')} again` });
   // Through a private staging folder (0700; a later run removes it if this one is killed).

@@ -25,7 +25,7 @@ function alive(pid: number): boolean {
 }
 
 /** Whether a host:pid owner is a process of this machine that has ended. */
-function ownerGone(owner: string | undefined): boolean {
+export function ownerGone(owner: string | undefined): boolean {
   const match = /^(.*):(\d+)$/.exec(owner ?? '');
   return Boolean(match && match[1] === os.hostname() && !alive(Number(match[2])));
 }

@@ -1,6 +1,7 @@
 // What is there: every session of the repository with its live state, grouped by the engine it
 // lives on, and the containers and volumes labelled for the repository that belong to none.
-import { brokerNames, brokerStatus, followHostLogin, followsHost } from '../broker/broker.ts';
+import { brokerNames, brokerStatus, followHostLogin, followsHost, type HostLogin } from '../broker/broker.ts';
+import { renewBrokerLogins, renewedByPara } from '../broker/refresh.ts';
 import { makeCommand } from '../cli.ts';
 import { config, labels } from '../config.ts';
 import { DockerError } from '../engine/docker.ts';
@@ -91,6 +92,12 @@ export interface BrokerView {
   followsHost: boolean;
   /** It took the host's newer login during this look. */
   tookHostLogin: boolean;
+  /** Its login is one make login made, which para renews before it expires. */
+  renewedByPara: boolean;
+  /** para renewed its login during this look. */
+  renewedLogin: boolean;
+  /** Why its login, due for renewal, was not renewed during this look (null: nothing wrong). */
+  renewalProblem: string | null;
   /** The running sessions that use it. */
   sessions: string[];
 }
@@ -150,14 +157,33 @@ export async function changesInside(engine: Engine, state: SessionState, repo: R
 
 /** watch looks every few seconds: the host's login is followed at most every 15 s per engine. */
 const FOLLOW_EVERY_MS = 15_000;
-const followed = new Map<string, { at: number; result: ReturnType<typeof followHostLogin> }>();
-function followedLogin(engine: Engine & { target: EngineTarget }): ReturnType<typeof followHostLogin> {
+type Renewals = Awaited<ReturnType<typeof renewBrokerLogins>>;
+interface Tended {
+  moved: string[];
+  host: HostLogin | undefined;
+  /** Per login image para renews: renewed now, or what went wrong. */
+  renewals: Map<string, { renewed: boolean; problem: string | null }>;
+}
+const followed = new Map<string, { at: number; result: Promise<Tended> }>();
+/** The brokers' logins kept current: the host's renewed login followed, a make login one renewed when due. */
+function followedLogin(engine: Engine & { target: EngineTarget }): Promise<Tended> {
   const key = targetKey(engine.target);
   const last = followed.get(key);
-  if (last && Date.now() - last.at < FOLLOW_EVERY_MS) return last.result.then((r) => ({ ...r, moved: [] }));
-  const result = followHostLogin(engine).catch(() => ({ moved: [], host: undefined }));
+  if (last && Date.now() - last.at < FOLLOW_EVERY_MS)
+    return last.result.then((r) => ({ ...r, moved: [], renewals: new Map([...r.renewals].map(([k, v]) => [k, { ...v, renewed: false }])) }));
+  const result = (async (): Promise<Tended> => {
+    const { moved, host } = await followHostLogin(engine).catch(() => ({ moved: [] as string[], host: undefined }));
+    const renewals = new Map<string, { renewed: boolean; problem: string | null }>();
+    for (const r of await renewBrokerLogins(engine).catch((error: unknown): Renewals => [{ image: '', brokers: [], skipped: errorText(error) }]))
+      renewals.set(r.image, { renewed: r.renewed !== undefined, problem: r.skipped ?? null });
+    return { moved, host, renewals };
+  })();
   followed.set(key, { at: Date.now(), result });
   return result;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -176,7 +202,7 @@ async function brokerViews(engine: Engine & { target: EngineTarget }, states: Se
     users.set(name, entry);
   }
   if (users.size === 0) return [];
-  const { moved, host } = await followedLogin(engine);
+  const { moved, host, renewals } = await followedLogin(engine);
   return Promise.all(
     [...users].map(async ([name, { network, image, sessions }]) => {
       const [info, imageInfo] = await Promise.all([engine.inspectContainer(name).catch(() => undefined), engine.inspectImage(image).catch(() => undefined)]);
@@ -193,6 +219,9 @@ async function brokerViews(engine: Engine & { target: EngineTarget }, states: Se
         loginExpiresAt: expires === undefined ? null : new Date(expires).toISOString(),
         followsHost: Boolean(following),
         tookHostLogin: moved.includes(name),
+        renewedByPara: renewedByPara(imageInfo),
+        renewedLogin: renewals.get(image)?.renewed ?? false,
+        renewalProblem: renewals.get(image)?.problem ?? renewals.get('')?.problem ?? null,
         sessions,
       } satisfies BrokerView;
     }),
@@ -206,7 +235,12 @@ function brokerWarnings(broker: BrokerView | undefined, now: number): string[] {
     return [
       `its credential broker ${broker.name} is ${broker.state === 'foreign' ? "not para's" : broker.state}: claude in the session cannot reach the API; the next start (of any session) brings it back`,
     ];
-  if (broker.loginExpiresAt && Date.parse(broker.loginExpiresAt) <= now)
+  const expired = broker.loginExpiresAt !== null && Date.parse(broker.loginExpiresAt) <= now;
+  if (broker.renewedByPara && (expired || broker.renewalProblem))
+    return [
+      `the login its credential broker ${broker.name} serves ${expired ? `expired at ${broker.loginExpiresAt}` : `expires at ${broker.loginExpiresAt}`}, and para could not renew it: ${broker.renewalProblem ?? 'see para doctor'}`,
+    ];
+  if (expired)
     return [
       `the login its credential broker ${broker.name} serves expired at ${broker.loginExpiresAt}: run claude on the host once (it renews its own login; the next para list, watch or start brings the new one to the broker), or ${makeCommand('image')} again`,
     ];

@@ -26,7 +26,7 @@ import { copyFiles, prepareEgress, removeEgress, sessionEgressOwner, type Prepar
 import { createForwarder, createProxy, proxyHealth, startForwarder } from '../egress/proxy.ts';
 import { recordedEgress, SESSION_PROXY_PORT, type EgressMode } from '../egress/rules.ts';
 import { seedFromBundle, waitForRepository } from './transport.ts';
-import { ensureBroker } from '../broker/broker.ts';
+import { freshBroker } from '../broker/refresh.ts';
 import { copyPlaceholder, planLogin } from './login.ts';
 
 import { containerSpec, plannedCommand, requireImage, settle, type Preconditions, type StartRequest, type StartResult } from './request.ts';
@@ -131,7 +131,7 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
         ? await planLogin(engine, 'broker', image, await engine.inspectImage(image), wanted.mode, session.network, request.warn)
         : { mode: 'image' as const, sessionImage: image };
     const egress = await prepareEgress(engine, repo, wanted.mode, wanted.allow, session.network, request.warn, login.mode === 'broker');
-    if (login.loginImage) await ensureBroker(engine, login.loginImage, session.network);
+    if (login.loginImage) await freshBroker(engine, login.loginImage, session.network, request.warn);
     const found = await sessionContainer(engine, repo, paths);
     if (found.presence !== 'missing' && switching) {
       // The work stays: the folder is the host's and the agent's repository is in the volume.

@@ -29,7 +29,7 @@ import { createSessionExclusive, deleteSession, ensureStateDir, readSession, wor
 import { copyFiles, prepareEgress, removeEgress, sessionEgressOwner, type PreparedEgress } from './egress.ts';
 import { createForwarder, createProxy, startForwarder } from '../egress/proxy.ts';
 import { seedFromBundle, transportFor, waitForRepository } from './transport.ts';
-import { ensureBroker } from '../broker/broker.ts';
+import { freshBroker } from '../broker/refresh.ts';
 import { copyPlaceholder, planLogin } from './login.ts';
 
 import {
@@ -224,7 +224,7 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         const probed = await pre.image!;
         const imageInfo = probed.ok ? probed.value : undefined;
         state.credentials = login.mode;
-        const broker = login.mode === 'broker' ? ensureBroker(engine, login.loginImage!, request.network ?? null) : null;
+        const broker = login.mode === 'broker' ? freshBroker(engine, login.loginImage!, request.network ?? null, request.warn) : null;
         broker?.catch(() => undefined);
         const spec = await containerSpec(
           repo,
