@@ -15,7 +15,7 @@ import { docker } from '../scripts/lib/engine/docker.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
 import { commitLogin, withLoginContainer } from '../scripts/lib/image/login.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
-import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, testClaudeImage, testEgressImage } from './support/images.ts';
+import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, scriptCommand, testClaudeImage, testEgressImage } from './support/images.ts';
 import { certsFolder, netImage, runServer, testNetwork } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
@@ -393,6 +393,33 @@ renew('parallel starts and looks renew it once per expiry with the official CLI;
     ]);
     assert.is(found.stdout.trim(), '', `${name} holds a token`);
   }
+});
+
+renew('a renewal whose command is killed midway is finished by the next look, never thrown away', async () => {
+  const before = await imageLogin();
+  // A list renewing the login is killed (SIGKILL: no cleanup of its own) once its refresh container exists.
+  const [command, ...entry] = scriptCommand('list.ts');
+  const child = execa(command, [...entry, '--json'], {
+    cwd: lw.repo.root,
+    env: { PARA_EXTRA_LABELS: `${TEST_LABEL}=${RUN_ID}`, ...lw.repo.env, HOME: lw.home, NODE_EXTRA_CA_CERTS: path.join(lw.certs, 'ca.pem'), ...DUE },
+    reject: false,
+    stdin: 'ignore',
+  });
+  const lock = refreshContainerName(lw.tag);
+  for (let i = 0; i < 300 && !(await shellEngine.inspectContainer(lock)); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  child.kill('SIGKILL');
+  await child;
+  assert.ok(await shellEngine.inspectContainer(lock), 'the refresh container was never made');
+  // The next look finds it, waits for claude in it to end, and saves what it renewed (or runs it to the end first).
+  const next = await paraAs('list.ts', ['--json']);
+  assert.is(next.exitCode, 0, next.stderr);
+  assert.is(await shellEngine.inspectContainer(lock), undefined);
+  const after = await imageLogin();
+  assert.is(after.refreshToken, 'PARAFAKE-R4');
+  assert.is(await shellEngine.inspectImage(before.id), undefined);
+  assert.equal((await serverFile('refresh.log')).trim().split('\n'), ['PARAFAKE-R1', 'PARAFAKE-R2', 'PARAFAKE-R3']);
+  assert.not.match(await serverFile('state'), /^revoked /m);
+  for (const name of RENEWED) assert.match(await askIn(name), /answered-with-A(3|4)/);
 });
 
 renew('a renewal that fails says so and changes nothing; a session holding a copy of the login stops para renewing it', async () => {
