@@ -9,7 +9,11 @@ const USAGE = `Usage: ${invocation('clean')} [--dry-run] [--json]
 Removes, for the repository containing the current folder only: containers and volumes
 labelled for it that belong to no session, and sessions left half-started by an interrupted
 start when nothing was written in them (one with files in it is kept: cancel it to keep its
-work). Another repository's sessions and unlabelled containers are never touched.`;
+work). Another repository's sessions and unlabelled containers are never touched.
+
+On each engine it looks at, it also removes the credential brokers that no session of any
+repository uses (no session container's forwarder, running or stopped, mounts the broker's
+socket), with their socket volumes; the next start makes one again.`;
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { boolean: ['dry-run', 'json', 'verbose', 'help'], alias: { n: 'dry-run', h: 'help' } });
@@ -32,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
       staleStarts: plan.staleStarts,
       keptStarts: plan.keptStarts,
       finished: plan.finished,
+      brokers: plan.brokers.map((b) => ({ name: b.name, engine: b.engine })),
       problems: plan.problems,
     });
     return 0;
@@ -42,8 +47,9 @@ async function main(argv: string[]): Promise<number> {
   for (const s of plan.staleStarts) log(`${verb} half-started session ${s}`);
   for (const s of plan.finished) log(`${verb} the record of finished session ${s} (its branch is gone)`);
   for (const s of plan.keptStarts) log(`kept half-started session ${s}: files were written in it (keep them with: ${invocation('cancel')} ${s} --force)`);
+  for (const b of plan.brokers) log(`${verb} the credential broker ${b.name} and its volume ${b.volume} (no session uses it)`);
   for (const problem of plan.problems) warn(`${problem.message} (left alone)`);
-  if (plan.containers.length + plan.volumes.length + plan.staleStarts.length + plan.finished.length === 0) log('nothing to clean');
+  if (plan.containers.length + plan.volumes.length + plan.staleStarts.length + plan.finished.length + plan.brokers.length === 0) log('nothing to clean');
   return 0;
 }
 

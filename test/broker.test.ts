@@ -14,7 +14,8 @@ import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { buildAuthImage, FAKE_TOKEN, fakeHome, runScript, testEgressImage } from './support/images.ts';
 import { certsFolder, HANDLER, httpsServer, netImage, testNetwork } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { EGRESS_IMAGE, onCleanup, RUN_ID, TEST_LABEL, uniqueName } from './support/resources.ts';
+import { inspectContainer } from './support/verbs.ts';
 
 /** The fake API: logs each request line with the headers that could carry a credential, answers the Messages API with one streamed text. */
 const API_HANDLER = `#!/usr/bin/perl
@@ -240,6 +241,61 @@ broker('--credentials image bakes the login in, as before; egress none has no br
   const bad = await para('start.ts', ['bkbad', '--container', '--credentials', 'vault']);
   assert.is(bad.exitCode, 2);
   assert.match(bad.stderr, 'use broker or image');
+});
+
+broker('clean removes a broker only once no session uses it, with its volume; another name is never touched', async () => {
+  const b = await brokerContainer();
+  const brokerName = (await docker(['inspect', '--format', '{{.Name}}', b])).stdout.trim().replace(/^\//, '');
+  // Someone else's broker on the same engine (another PARA_BROKER): labelled as one, never para clean's to remove.
+  const other = uniqueName('para-broker-someone-else');
+  await docker([
+    'run',
+    '-d',
+    '--name',
+    other,
+    '--network',
+    'none',
+    '--label',
+    `${TEST_LABEL}=${RUN_ID}`,
+    '--label',
+    `${labels.managedBy}=para`,
+    '--label',
+    `${labels.role}=broker`,
+    '--label',
+    `${labels.brokerImage}=${world.login}`,
+    '--label',
+    `${labels.brokerNetwork}=`,
+    '--entrypoint',
+    'sleep',
+    EGRESS_IMAGE,
+    '600',
+  ]);
+  onCleanup(() => docker(['rm', '-f', other], { allowFailure: true }));
+  const busy = await para('clean.ts', ['--json']);
+  assert.is(busy.exitCode, 0, busy.stderr);
+  assert.equal(JSON.parse(busy.stdout).brokers, [], busy.stdout);
+  assert.ok(await inspectContainer(b), 'a broker in use was removed');
+  for (const name of ['bk1', 'bk2', 'bk3', 'bkimg']) {
+    const cancelled = await para('cancel.ts', [name, '--force']);
+    assert.is(cancelled.exitCode, 0, cancelled.stderr);
+  }
+  const dry = await para('clean.ts', ['--dry-run', '--json']);
+  assert.equal(
+    JSON.parse(dry.stdout).brokers.map((x: { name: string }) => x.name),
+    [brokerName],
+    dry.stdout,
+  );
+  assert.ok(await inspectContainer(b), 'a dry run removed the broker');
+  const cleaned = await para('clean.ts', []);
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.match(cleaned.stderr, `removed the credential broker ${brokerName} and its volume ${brokerName}-socket (no session uses it)`);
+  assert.is(await inspectContainer(b), undefined);
+  assert.is((await docker(['volume', 'inspect', `${brokerName}-socket`], { allowFailure: true })).exitCode, 1);
+  assert.ok(await inspectContainer(other), "someone else's broker was removed");
+  // The next start makes it again.
+  const again = await para('start.ts', startArgs('bk4'));
+  assert.is(again.exitCode, 0, again.stderr);
+  assert.match((await inside('bk4', 'timeout 90 claude -p "say ok"')).stdout, 'broker-ok');
 });
 
 broker.run();

@@ -19,8 +19,8 @@ export const EGRESS_IMAGE = `para-egress-test-${RUN_ID}:latest`;
 process.env.PARA_EGRESS_IMAGE = EGRESS_IMAGE;
 /** The credential-free image of this run (images.ts builds it): a brokered session's base when its login image lost its parent. */
 process.env.PARA_CLAUDE_IMAGE = `para-claude-test-${RUN_ID}:latest`;
-/** The credential brokers of this run (one per egress network): never the user's para-broker. */
-export const BROKER_NAME = `para-broker-test-${RUN_ID}`;
+/** The credential brokers of this run (one per egress network): never the user's para-broker. Per test process: a clean in one file never removes a broker another file is about to use. */
+export const BROKER_NAME = `para-broker-test-${RUN_ID}-${randomBytes(2).toString('hex')}`;
 process.env.PARA_BROKER = BROKER_NAME;
 const dirs = new Set<string>();
 const cleanups: Array<() => Promise<unknown>> = [];

@@ -531,3 +531,35 @@ export async function refreshBrokers(engine: Engine, tag: string): Promise<strin
   }
   return updated;
 }
+
+/** A broker no container uses: no session's forwarder (running or stopped) mounts its socket volume. */
+export interface IdleBroker {
+  name: string;
+  volume: string;
+}
+
+/** The engine's brokers that no session of any repository uses (para clean removes them; the next start makes one again). */
+export async function idleBrokers(engine: Engine): Promise<IdleBroker[]> {
+  const idle: IdleBroker[] = [];
+  for (const broker of await engine.listContainers({ [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker' })) {
+    const name = broker.Name.replace(/^\//, '');
+    const image = broker.Config.Labels?.[labels.brokerImage];
+    const network = broker.Config.Labels?.[labels.brokerNetwork] || null;
+    // An online check's own broker is its check's to remove (or the sweep's).
+    if (!image || broker.Config.Labels?.[labels.temporary] || brokerNames(network, image).container !== name) continue;
+    const { volume } = brokerNames(network, image);
+    const users = await engine.docker(['ps', '--all', '--quiet', '--no-trunc', '--filter', `volume=${volume}`], { timeoutMs: config.timeouts.dockerQuickMs });
+    if (users.stdout.split('\n').some((id) => id && id !== broker.Id)) continue;
+    idle.push({ name, volume });
+  }
+  return idle;
+}
+
+/** Removes an idle broker and its socket volume, after looking once more that nothing uses it. */
+export async function removeIdleBroker(engine: Engine, broker: IdleBroker): Promise<boolean> {
+  if (!(await idleBrokers(engine)).some((b) => b.name === broker.name)) return false;
+  await engine.removeContainer(broker.name, { force: true });
+  const volume = await engine.inspectVolume(broker.volume);
+  if (volume?.Labels?.[labels.role] === 'broker') await engine.removeVolume(broker.volume);
+  return true;
+}

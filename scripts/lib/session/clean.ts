@@ -1,5 +1,6 @@
 // Cleaning up: resources labelled for the repository that no session claims, half-started
 // sessions whose starter is gone, and records of finished sessions whose branch is gone.
+import { idleBrokers, type IdleBroker, removeIdleBroker } from '../broker/broker.ts';
 import { labels } from '../config.ts';
 import { engineFor, type Engine } from '../engine/engine.ts';
 import { labelledFor } from '../repo.ts';
@@ -23,6 +24,8 @@ export interface CleanPlan {
   /** Finished sessions whose branch is gone (merged and deleted): only their record is left. */
   finished: string[];
   problems: StateProblem[];
+  /** Credential brokers no session of any repository uses, per engine (null: the default engine). */
+  brokers: Array<IdleBroker & { engine: string | null }>;
 }
 
 /** Orphans of this repository only: never another repository's sessions, never unlabelled resources. */
@@ -33,6 +36,7 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
   const containers: OrphanContainer[] = [];
   const volumes: string[] = [];
   const volumeEngines: Record<string, string | null> = {};
+  const brokers: CleanPlan['brokers'] = [];
   for (const group of await engineGroups(repo, sessions)) {
     if (group.unreachable) {
       if (group.states.length)
@@ -56,13 +60,14 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
       volumes.push(volume.Name);
       volumeEngines[volume.Name] = where;
     }
+    for (const broker of await idleBrokers(group.engine)) brokers.push({ ...broker, engine: where });
   }
   const staleStarts: string[] = [];
   const keptStarts: string[] = [];
   for (const state of stale) await judgeStale(repo, state, staleStarts, keptStarts);
   const finished: string[] = [];
   for (const state of sessions) if (state.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, state.name).ref))) finished.push(state.name);
-  return { finished, containers, volumes, volumeEngines, staleStarts, keptStarts, problems };
+  return { finished, containers, volumes, volumeEngines, staleStarts, keptStarts, problems, brokers };
 }
 
 /** A half-started session is work when its folder has files or its branch moved; else it is removed. */
@@ -139,5 +144,10 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
     const state = await readSession(repo, name).catch(() => undefined);
     if (state?.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, name).ref))) await deleteSession(repo, name);
   }
+  // Last: a session removed above may have been a broker's last user.
+  for (const broker of plan.brokers)
+    await removeIdleBroker(engineNamed(broker.engine), broker).catch((error: unknown) =>
+      warn(`could not remove the credential broker ${broker.name}: ${error instanceof Error ? error.message : String(error)}`),
+    );
   await pruneHostWorktrees(repo);
 }
