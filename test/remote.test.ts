@@ -10,9 +10,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { EGRESS_IMAGE } from './support/resources.ts';
-import { CLAUDE_IMAGE, scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
+import { CLAUDE_IMAGE, FAKE_TOKEN, scriptCommand, SESSION_IMAGE, sessionTestImage, testEgressImage } from './support/images.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
+import { BROKER_NAME, onCleanup, RUN_ID, TEST_LABEL } from './support/resources.ts';
 import { privateEngine, waitUntil, type PrivateEngine } from './support/engine.ts';
 
 let engine: PrivateEngine;
@@ -124,6 +124,54 @@ onRemote('by name through --context: no bind mount, commits come back with sync,
   assert.is(await repo.git(['show', 'para/far:r.txt']), 'from the remote engine');
   assert.is((await remote(['ps', '-aq', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.trim(), '', 'finish left a container');
 });
+
+onRemote(
+  'the credential broker lives on the remote engine: the session holds a placeholder and reaches it; killed, the next start brings it back',
+  async () => {
+    if (!root) return;
+    const repo = await makeRepo();
+    const started = await para(repo, 'start.ts', ['brk', '--container', '--detach', '--context', CONTEXT, '--image', SESSION_IMAGE, '--', 'sleep', '600']);
+    assert.is(started.exitCode, 0, started.stderr);
+    const brokers = (
+      await remote([
+        'ps',
+        '-q',
+        '--filter',
+        'label=dev.para.role=broker',
+        '--filter',
+        `label=dev.para.broker-image=${SESSION_IMAGE}`,
+        '--filter',
+        `label=${TEST_LABEL}=${RUN_ID}`,
+      ])
+    ).stdout
+      .split('\n')
+      .filter(Boolean);
+    assert.is(brokers.length, 1, 'no broker (or more than one) on the remote engine');
+    const here = await execa('docker', ['ps', '-aq', '--filter', 'label=dev.para.role=broker', '--filter', `name=^${BROKER_NAME}`], { reject: false });
+    assert.is(here.stdout.trim(), '', 'a broker was made on the local engine for a remote session');
+    const session = sessionPaths({ root: repo.root, commonDir: '' }, 'brk').container;
+    const inSession = async (script: string) => {
+      const r = await engine.docker(['exec', '-u', 'para', session, 'bash', '-c', script]);
+      return { stdout: `${r.stdout}${r.stderr}`, exitCode: r.exitCode };
+    };
+    const status = await inSession('claude auth status --json');
+    assert.match(status.stdout, '"loggedIn": true');
+    const held = await inSession(`grep -rl '${FAKE_TOKEN}' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; true`);
+    assert.is(held.stdout.trim(), '', 'the remote session holds the login');
+    // The broker answers through the session's forwarder (squid's 403 for a path it never forwards).
+    const probe =
+      "exec 3<>/dev/tcp/127.0.0.1/3129 && printf 'GET /para-probe HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 5 head -n 1 <&3";
+    assert.match((await inSession(probe)).stdout, /^HTTP\/1\.[01] 403/);
+    await remote(['kill', brokers[0]]);
+    const down = await inSession('timeout 60 claude -p "say ok"');
+    assert.is.not(down.exitCode, 0);
+    assert.match(down.stdout, 'the credential broker is not running');
+    const again = await para(repo, 'start.ts', ['brk2', '--container', '--detach', '--context', CONTEXT, '--image', SESSION_IMAGE, '--', 'sleep', '600']);
+    assert.is(again.exitCode, 0, again.stderr);
+    assert.match((await inSession(probe)).stdout, /^HTTP\/1\.[01] 403/);
+    for (const name of ['brk', 'brk2']) assert.is((await para(repo, 'cancel.ts', [name, '--force'])).exitCode, 0);
+  },
+);
 
 onRemote('by prompt through DOCKER_HOST, then cancel keeps the work and clean removes what a lost state left', async () => {
   if (!root) return;
