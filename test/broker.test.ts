@@ -243,6 +243,18 @@ broker('--credentials image bakes the login in, as before; egress none has no br
   assert.match(bad.stderr, 'use broker or image');
 });
 
+broker("the broker's image missing: start says what to run and leaves nothing half-made", async () => {
+  const missing = `para-egress-missing-${RUN_ID}:latest`;
+  const failed = await para('start.ts', startArgs('bkmissing'), { PARA_EGRESS_IMAGE: missing });
+  assert.is(failed.exitCode, 1, failed.stderr);
+  assert.match(failed.stderr, `${missing} does not exist`);
+  assert.match(failed.stderr, /make image|para image/);
+  assert.not.ok(await fs.pathExists(path.join(world.repo.root, '.git', 'para', 'sessions', 'bkmissing.json')), 'a session record was left');
+  assert.is(await inspectContainer(container('bkmissing')), undefined);
+  assert.is(await world.repo.git(['branch', '--list', 'para/bkmissing']), '');
+  assert.is((await docker(['ps', '-aq', '--filter', `label=${labels.session}=bkmissing`])).stdout.trim(), '');
+});
+
 broker('clean removes a broker only once no session uses it, with its volume; another name is never touched', async () => {
   const b = await brokerContainer();
   const brokerName = (await docker(['inspect', '--format', '{{.Name}}', b])).stdout.trim().replace(/^\//, '');
