@@ -7,7 +7,19 @@ import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { inspectImage } from './support/verbs.ts';
 import { repoImageTags } from '../scripts/lib/image/repo-image.ts';
-import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, SESSION_IMAGE, sessionTestImage, testClaudeImage } from './support/images.ts';
+import {
+  buildAuthImage,
+  CLAUDE_IMAGE,
+  FAKE_TOKEN,
+  fakeHome,
+  runScript,
+  SESSION_IMAGE,
+  sessionTestImage,
+  testClaudeImage,
+  testEgressImage,
+} from './support/images.ts';
+import { testNetwork } from './support/internet.ts';
+import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { RUN_ID, trackImage } from './support/resources.ts';
 
@@ -114,6 +126,30 @@ tools('--image still wins, and a folder that is not a plain .para/image with FRO
   const link = await runScript('start.ts', ['linked', '--container', '--detach', '--egress', 'none', '--', 'true'], { cwd: linked.root, env: env(linked) });
   assert.is(link.exitCode, 1);
   assert.match(link.stderr, 'is not a folder');
+});
+
+tools('with the broker (the default), the session runs from the tools image: no login layer is made, only the placeholder is in it', async () => {
+  await testEgressImage();
+  const { network } = await testNetwork([]);
+  const repo = await toolRepo();
+  const tags = repoImageTags({ root: repo.root, commonDir: '' });
+  const body = 'para-test-tool brokered; cat ~/.claude/.credentials.json; claude auth status';
+  const started = await runScript('start.ts', ['tools-b', '--container', '--detach', '--egress-network', network, '--no-user-config', '--', 'sh', '-c', body], {
+    cwd: repo.root,
+    env: env(repo),
+  });
+  assert.is(started.exitCode, 0, started.stderr);
+  assert.not.match(started.stderr, 'adding your login');
+  const logs = await runScript('logs.ts', ['tools-b', '-f'], { cwd: repo.root, env: env(repo) });
+  assert.match(logs.stdout, 'the repository tool runs: brokered');
+  assert.match(logs.stdout, 'PARA-BROKER-PLACEHOLDER');
+  assert.match(logs.stdout, '"loggedIn": true');
+  assert.not.match(logs.stdout, FAKE_TOKEN);
+  assert.is(await inspectImage(tags.session), undefined, 'a session image with the login was made');
+  const container = sessionPaths({ root: repo.root, commonDir: '' }, 'tools-b').container;
+  const ran = (await docker(['inspect', '--format', '{{.Image}}', container])).stdout.trim();
+  assert.is(ran, (await inspectImage(tags.tools))!.Id);
+  assert.is((await runScript('cancel.ts', ['tools-b', '--force'], { cwd: repo.root, env: env(repo) })).exitCode, 0);
 });
 
 tools.run();

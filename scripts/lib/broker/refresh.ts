@@ -81,13 +81,20 @@ function refreshFailed(tag: string, what: string): ParaError {
   });
 }
 
-/** Sessions started with --credentials image from this login hold a copy of its refresh token: renewing it would log them out, and their own renewal would revoke the login. */
+/**
+ * Sessions started with --credentials image from this login (from it, or from a repository's
+ * session image that copied it) hold its refresh token: renewing it would log them out, and their
+ * own renewal would revoke the login.
+ */
 async function copyHolders(engine: Engine, imageId: string): Promise<string[]> {
-  const r = await engine.docker(['ps', '-a', '--filter', `ancestor=${imageId}`, '--filter', `label=${labels.session}`, '--format', '{{.Names}}'], {
-    allowFailure: true,
-    timeoutMs: config.timeouts.dockerQuickMs,
-  });
-  return r.exitCode === 0 ? r.stdout.split('\n').filter(Boolean) : [];
+  const quick = { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs };
+  const copies = await engine.docker(['images', '--quiet', '--no-trunc', '--filter', `label=${labels.credentialsFrom}=${imageId}`], quick);
+  const holders = new Set<string>();
+  for (const image of [imageId, ...copies.stdout.split('\n').filter(Boolean)]) {
+    const r = await engine.docker(['ps', '-a', '--filter', `ancestor=${image}`, '--filter', `label=${labels.session}`, '--format', '{{.Names}}'], quick);
+    for (const name of r.exitCode === 0 ? r.stdout.split('\n') : []) if (name) holders.add(name);
+  }
+  return [...holders].sort();
 }
 
 /** Who holds the lock: host:pid of the command renewing (not the sweep's owner label: a renewed login must never be swept away). */

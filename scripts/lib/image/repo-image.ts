@@ -2,7 +2,8 @@
 // is its whole build context) adds what the agent needs to build and test the project. Layers:
 // base -> para-claude -> the repository's tools -> credentials, so a new login replaces only the
 // last, small layer. The tools image is keyed by a hash of the folder and of para-claude's image
-// ID; the session image by the tools image and the login (para-authenticated) it copies.
+// ID; the session image by the tools image and the login (para-authenticated) it copies. A
+// brokered session (the default) needs no credentials layer: it runs from the tools image itself.
 import { createHash } from 'node:crypto';
 import fs from 'fs-extra';
 import path from 'node:path';
@@ -104,12 +105,14 @@ async function loginArchives(engine: Engine, image: string): Promise<Buffer[]> {
 export interface RepoImageOptions {
   stream: boolean;
   log: (line: string) => void;
+  /** The login baked in on top (--credentials image, or no proxy to reach the broker through); false: the tools image alone (the broker holds the login). */
+  withLogin: boolean;
 }
 
 /**
  * The repository's session image, built or refreshed when needed: the tools when the folder or
- * para-claude changed, the credentials layer when para-authenticated holds another login.
- * Returns its tag, or null when the repository has no .para/image.
+ * para-claude changed, and (withLogin) the credentials layer when para-authenticated holds another
+ * login. Returns its tag (the tools image's without the login), or null when the repository has no .para/image.
  */
 export async function ensureRepoImage(engine: Engine, repo: Repo, options: RepoImageOptions): Promise<string | null> {
   const context = await repoImageContext(repo);
@@ -158,6 +161,8 @@ export async function ensureRepoImage(engine: Engine, repo: Repo, options: RepoI
     tools = await engine.inspectImage(tags.tools);
     if (!tools) throw new ParaError(`${tags.tools} vanished after its build`, { code: 'build-failed' });
   }
+  // A brokered session needs no login layer: it runs from the tools, the broker takes the login from PARA_IMAGE.
+  if (!options.withLogin) return tags.tools;
   const session = await engine.inspectImage(tags.session);
   const l = session?.Config.Labels ?? {};
   if (session && l[labels.toolsImage] === tools.Id && l[labels.credentialsFrom] === login.Id) return tags.session;

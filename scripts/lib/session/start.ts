@@ -72,7 +72,13 @@ async function checkPreconditions(engine: Engine, request: StartRequest, snapsho
   // A repository with its own tools (.para/image) gets its own session image (its login from
   // PARA_IMAGE, default para-authenticated), unless --image names another.
   const own =
-    request.container && !request.imageExplicit ? await ensureRepoImage(engine, repo, { stream: request.tty, log: request.log ?? (() => undefined) }) : null;
+    request.container && !request.imageExplicit
+      ? await ensureRepoImage(engine, repo, {
+          stream: request.tty,
+          log: request.log ?? (() => undefined),
+          withLogin: !(request.credentials === 'broker' && request.egress === 'allowlist'),
+        })
+      : null;
   const imageName = own ?? request.image;
   const image = request.container ? settle(engine.inspectImage(imageName)) : undefined;
   // The login decides the egress (a brokered session's proxy refuses the API's host); its errors surface where the container is made.
