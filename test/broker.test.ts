@@ -24,7 +24,8 @@ my $line = <STDIN>; $line =~ s/\\r?\\n$//;
 my ($len, @h) = (0);
 while (my $x = <STDIN>) { $x =~ s/\\r?\\n$//; last if $x eq ''; push @h, $x; $len = $1 if $x =~ /^content-length:\\s*(\\d+)/i; }
 my $body = ''; read(STDIN, $body, $len) if $len;
-open(my $log, '>>', '/tmp/requests.log'); print $log "$line\\n"; print $log "  $_\\n" for grep { /^(authorization|x-api-key|host|cookie):/i } @h; close $log;
+open(my $log, '>>', '/tmp/requests.log'); print $log "$line\\n"; print $log "  $_\\n" for grep { /^(authorization|x-api-key|host|cookie):/i } @h;
+my @marks = $body =~ /(para-continue-mark-[a-z]+)/g; print $log "  marks: @marks\\n" if @marks; close $log;
 my $out = '';
 sub ev { $out .= "event: $_[0]\\ndata: $_[1]\\n\\n"; }
 if ($line =~ m{^POST /v1/messages}) {
@@ -243,6 +244,24 @@ broker('--credentials image bakes the login in, as before; egress none has no br
   assert.match(bad.stderr, 'use broker or image');
 });
 
+broker('claude --continue in a resumed session: the earlier conversation goes on through the broker', async () => {
+  const started = await para('start.ts', startArgs('bkc'));
+  assert.is(started.exitCode, 0, started.stderr);
+  const first = await inside('bkc', 'cd ~ && timeout 90 claude -p "remember para-continue-mark-one"');
+  assert.is(first.exitCode, 0, first.stdout);
+  // The container stops (a reboot, docker stop): starting the session again resumes it.
+  await docker(['stop', '-t', '1', container('bkc')]);
+  const resumed = await para('start.ts', ['bkc', '--container', '--detach', '--image', world.login, '--egress-network', world.network, '--no-user-config']);
+  assert.is(resumed.exitCode, 0, resumed.stderr);
+  await docker(['exec', world.api, 'sh', '-c', ': > /tmp/requests.log']);
+  const next = await inside('bkc', 'cd ~ && timeout 90 claude -p --continue "and para-continue-mark-two"');
+  assert.is(next.exitCode, 0, next.stdout);
+  assert.match(next.stdout, 'broker-ok');
+  const log = await requests(world.api);
+  assert.match(log, /marks: .*para-continue-mark-one.*para-continue-mark-two/, log);
+  assert.match(log, `Authorization: Bearer ${SECOND_TOKEN}`);
+});
+
 broker("the broker's image missing: start says what to run and leaves nothing half-made", async () => {
   const missing = `para-egress-missing-${RUN_ID}:latest`;
   const failed = await para('start.ts', startArgs('bkmissing'), { PARA_EGRESS_IMAGE: missing });
@@ -287,7 +306,7 @@ broker('clean removes a broker only once no session uses it, with its volume; an
   assert.is(busy.exitCode, 0, busy.stderr);
   assert.equal(JSON.parse(busy.stdout).brokers, [], busy.stdout);
   assert.ok(await inspectContainer(b), 'a broker in use was removed');
-  for (const name of ['bk1', 'bk2', 'bk3', 'bkimg']) {
+  for (const name of ['bk1', 'bk2', 'bk3', 'bkimg', 'bkc']) {
     const cancelled = await para('cancel.ts', [name, '--force']);
     assert.is(cancelled.exitCode, 0, cancelled.stderr);
   }
