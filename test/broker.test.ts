@@ -12,7 +12,7 @@ import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { buildAuthImage, FAKE_TOKEN, fakeHome, runScript, testEgressImage } from './support/images.ts';
-import { certsFolder, HANDLER, httpsServer, netImage, testNetwork } from './support/internet.ts';
+import { certsFolder, HANDLER, httpsServer, netImage, runServer, testNetwork } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
 import { EGRESS_IMAGE, onCleanup, RUN_ID, TEST_LABEL, uniqueName } from './support/resources.ts';
 import { inspectContainer } from './support/verbs.ts';
@@ -106,6 +106,8 @@ async function brokerContainer(): Promise<string> {
     `label=${labels.role}=broker`,
     '--filter',
     `label=${labels.brokerImage}=${world.login}`,
+    '--filter',
+    `label=${labels.brokerNetwork}=${world.network}`,
     '--filter',
     `label=${TEST_LABEL}=${RUN_ID}`,
   ]);
@@ -262,6 +264,36 @@ broker('claude --continue in a resumed session: the earlier conversation goes on
   assert.match(log, `Authorization: Bearer ${SECOND_TOKEN}`);
 });
 
+broker("behind the host's proxy: the broker reaches the API through it, its password only in the broker's memory", async () => {
+  // Two networks: the sessions, the broker and the corporate proxy on one; the API only on the other, which the proxy also joins.
+  const servers: string[] = [];
+  const inner = await testNetwork(servers);
+  const outer = await testNetwork([]);
+  const password = 'PARAFAKE-corp-proxy-password';
+  const conf = ['Port 3128', 'Listen 0.0.0.0', 'Timeout 30', 'LogLevel Connect', `BasicAuth corp-user ${password}`, 'ConnectPort 443', 'MaxClients 20'].join('\n');
+  const corp = await runServer(inner.network, 'corp', ['sh', '-c', `printf '%s\\n' "$0" > /tmp/tp.conf && exec tinyproxy -d -c /tmp/tp.conf`, conf]);
+  servers.push(corp.container);
+  await docker(['network', 'connect', outer.network, corp.container]);
+  const api = await httpsServer(outer.network, 'api.anthropic.com', path.dirname(world.ca), 'api.pl');
+  servers.push(api.container);
+  const env = { HTTPS_PROXY: `http://corp-user:${password}@${corp.ip}:3128` };
+  const started = await para('start.ts', ['bkcorp', '--container', '--detach', '--image', world.login, '--egress-network', inner.network, '--no-user-config', '--', 'sleep', '900'], env);
+  assert.is(started.exitCode, 0, started.stderr);
+  const asked = await inside('bkcorp', 'timeout 90 claude -p "say ok"');
+  assert.is(asked.exitCode, 0, asked.stdout);
+  assert.match(asked.stdout, 'broker-ok');
+  assert.match(await requests(api.container), `Authorization: Bearer ${SECOND_TOKEN}`);
+  const corpLog = `${(await docker(['logs', corp.container])).stdout}${(await docker(['logs', corp.container])).stderr}`;
+  assert.match(corpLog, 'CONNECT api.anthropic.com:443');
+  const broker = (await docker(['ps', '-q', '--filter', `label=${labels.role}=broker`, '--filter', `label=${labels.brokerNetwork}=${inner.network}`])).stdout.trim();
+  assert.ok(broker, 'no broker on the inner network');
+  assert.not.match((await docker(['inspect', broker])).stdout, password, "the broker's arguments, environment or labels hold the password");
+  const cmdlines = await docker(['exec', broker, 'sh', '-c', "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]);
+  assert.not.match(cmdlines.stdout, password, "a broker process's arguments hold the password");
+  assert.match(cmdlines.stdout, 'PROXY:');
+  assert.is((await para('cancel.ts', ['bkcorp', '--force'])).exitCode, 0);
+});
+
 broker("the broker's image missing: start says what to run and leaves nothing half-made", async () => {
   const missing = `para-egress-missing-${RUN_ID}:latest`;
   const failed = await para('start.ts', startArgs('bkmissing'), { PARA_EGRESS_IMAGE: missing });
@@ -304,7 +336,7 @@ broker('clean removes a broker only once no session uses it, with its volume; an
   onCleanup(() => docker(['rm', '-f', other], { allowFailure: true }));
   const busy = await para('clean.ts', ['--json']);
   assert.is(busy.exitCode, 0, busy.stderr);
-  assert.equal(JSON.parse(busy.stdout).brokers, [], busy.stdout);
+  assert.not.ok(JSON.parse(busy.stdout).brokers.some((x: { name: string }) => x.name === brokerName), busy.stdout);
   assert.ok(await inspectContainer(b), 'a broker in use was removed');
   for (const name of ['bk1', 'bk2', 'bk3', 'bkimg', 'bkc']) {
     const cancelled = await para('cancel.ts', [name, '--force']);

@@ -149,6 +149,8 @@ export const labels = {
   role: `${LABEL_PREFIX}role`,
   /** A credential broker's egress network (empty: the engine's default). */
   brokerNetwork: `${LABEL_PREFIX}broker-network`,
+  /** The host proxy (host:port) a credential broker goes through, read when it was made (never its login). */
+  brokerUpstream: `${LABEL_PREFIX}broker-upstream`,
   /** The login image a credential broker serves (make image refreshes the brokers of its tag). */
   brokerImage: `${LABEL_PREFIX}broker-image`,
   /** uid:gid of the egress proxy image's unprivileged user. */

@@ -14,7 +14,7 @@ import { config, extraLabels, labels, MANAGED_BY, temporaryLabels } from '../con
 import type { ContainerInfo, Engine, ImageInfo } from '../engine/engine.ts';
 import { labelArgs, type RunSpec } from '../engine/spec.ts';
 import { ParaError } from '../errors.ts';
-import { egressDns, SQUID_QUIET } from '../egress/rules.ts';
+import { egressDns, hostUpstream, SQUID_QUIET, type Upstream } from '../egress/rules.ts';
 import { hardened } from '../egress/hardened.ts';
 import { discoverCredentials } from '../image/credentials.ts';
 
@@ -31,6 +31,8 @@ const STATE = '/run/para-broker';
 const SQUID_PORT = 3130;
 /** socat's port on the broker's loopback: the TLS connection to the API's host, its certificate checked. */
 const TLS_PORT = 3131;
+/** Behind the host's proxy: socat's port for the plain tunnel (CONNECT) to the API's host, under TLS_PORT's TLS. */
+const TUNNEL_PORT = 3132;
 /** The API's host: the only place the credential is ever sent. */
 export const API_HOST = 'api.anthropic.com';
 
@@ -191,19 +193,27 @@ const BROKER_ENTRY = [
   `cat /etc/ssl/certs/ca-certificates.crt ${STATE}/extra-ca.pem > ${STATE}/ca.pem 2>/dev/null || cp /etc/ssl/certs/ca-certificates.crt ${STATE}/ca.pem`,
   `squid -N -f ${STATE}/squid.conf & q=$!`,
   // OpenSSL checks the certificate against the CA bundle and the API's host name (SNI is sent).
-  `socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:${API_HOST}:443,cafile=${STATE}/ca.pem,verify=1 & t=$!`,
+  // Behind the host's proxy (its address pushed with the login, its password in a memory-only file), the TLS goes through a CONNECT tunnel.
+  `if [ -s ${STATE}/upstream ]; then read -r uh up < ${STATE}/upstream; a=""; [ -s ${STATE}/proxy-auth ] && a=",proxyauthfile=${STATE}/proxy-auth"`,
+  `  socat TCP-LISTEN:${TUNNEL_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 "PROXY:$uh:${API_HOST}:443,proxyport=$up$a" & u=$!`,
+  `  socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:127.0.0.1:${TUNNEL_PORT},cafile=${STATE}/ca.pem,verify=1,cn=${API_HOST},snihost=${API_HOST} & t=$!`,
+  `else socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:${API_HOST}:443,cafile=${STATE}/ca.pem,verify=1 & t=$!; u=$t; fi`,
   `socat UNIX-LISTEN:${BROKER_VOLUME_DIR}/${SOCKET_NAME},fork,max-children=128,mode=600 TCP:127.0.0.1:${SQUID_PORT} & s=$!`,
-  'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null && kill -0 "$t" 2>/dev/null; do sleep 1; done',
-  'kill "$s" "$q" "$t" 2>/dev/null; exit 1',
+  'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null && kill -0 "$t" 2>/dev/null && kill -0 "$u" 2>/dev/null; do sleep 1; done',
+  'kill "$s" "$q" "$t" "$u" 2>/dev/null; exit 1',
 ].join('\n');
 
-/** Pushes a configuration (standard input: the config, then the source, then the extra CA; the first two lengths are arguments) and reloads squid if it runs. */
+/**
+ * Pushes a configuration (standard input: the config, the source, the host proxy's address and its
+ * login, then the extra CA; the lengths of the first four are arguments) and reloads squid if it
+ * runs. The proxy's address and login are read once, when the broker starts.
+ */
 const PUSH = [
   'set -e; umask 077',
   `d=${STATE}`,
   // GNU head -c reads no further than it is asked: each part goes to its own file, the rest to the next.
-  'head -c "$1" > "$d/squid.conf.next"; head -c "$2" > "$d/source.next"; cat > "$d/extra-ca.pem"',
-  'mv -f "$d/squid.conf.next" "$d/squid.conf"; mv -f "$d/source.next" "$d/source"',
+  'head -c "$1" > "$d/squid.conf.next"; head -c "$2" > "$d/source.next"; head -c "$3" > "$d/upstream"; head -c "$4" > "$d/proxy-auth"; cat > "$d/extra-ca.pem"',
+  'mv -f "$d/source.next" "$d/source"; mv -f "$d/squid.conf.next" "$d/squid.conf"',
   'for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = squid ]; then kill -HUP "${p#/proc/}" || true; fi; done',
 ].join('\n');
 
@@ -216,6 +226,8 @@ export interface BrokerState {
   /** The running container's ID and start time (what para pushed to it is remembered under them). */
   id?: string;
   startedAt?: string;
+  /** The host proxy it goes through (host:port; empty: none), read when it was made. */
+  upstream?: string;
 }
 
 /** What a broker serving this login says it serves (its source): the login image's ID, and the host login's expiry when it follows the host. */
@@ -252,10 +264,12 @@ export function brokerStatus(info: ContainerInfo | undefined): BrokerState['stat
 async function namedBrokerState(engine: Engine, container: string): Promise<BrokerState> {
   const info = await engine.inspectContainer(container);
   const state = brokerStatus(info);
-  if (!info || state !== 'running') return { container, state };
+  const upstream = info?.Config.Labels?.[labels.brokerUpstream] ?? '';
+  if (!info || state !== 'running') return { container, state, ...(state === 'stopped' ? { upstream } : {}) };
   return {
     container,
     state: 'running',
+    upstream,
     source: await loadedSource(engine, container, info.Config.User || 'proxy'),
     id: info.Id,
     startedAt: info.State.StartedAt,
@@ -322,11 +336,13 @@ function egressUserOf(info: ImageInfo | undefined): string {
   return user;
 }
 
-async function push(engine: Engine, container: string, user: string, credential: BrokerCredential, source: string): Promise<void> {
+async function push(engine: Engine, container: string, user: string, credential: BrokerCredential, source: string, upstream: Upstream | null): Promise<void> {
   const ca = await extraCaText();
   const conf = brokerSquidConfig(credential, egressDns());
-  const input = `${conf}${source}${ca}`;
-  const lengths = [String(Buffer.byteLength(conf)), String(Buffer.byteLength(source))];
+  const address = upstream ? `${upstream.host} ${upstream.port}\n` : '';
+  const login = upstream?.login ?? '';
+  const input = `${conf}${source}${address}${login}${ca}`;
+  const lengths = [conf, source, address, login].map((part) => String(Buffer.byteLength(part)));
   const r = await engine.exec(container, ['sh', '-c', PUSH, 'para-broker-push', ...lengths], {
     user,
     input,
@@ -335,6 +351,23 @@ async function push(engine: Engine, container: string, user: string, credential:
   });
   if (r.exitCode !== 0)
     throw new ParaError(`the credential broker ${container} did not take its login: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { code: 'broker-push' });
+}
+
+/**
+ * The host's proxy the broker goes through to the API (HTTPS_PROXY, as the session's proxy does):
+ * none when NO_PROXY names the API's host, when it is unset or unusable (the session's proxy says
+ * why), or when it listens on the host's loopback, which the broker's network cannot reach.
+ */
+export function brokerUpstream(network: string | null): Upstream | null {
+  let upstream: Upstream | null;
+  try {
+    upstream = hostUpstream();
+  } catch {
+    return null;
+  }
+  if (!upstream || upstream.direct.some((d) => API_HOST === d || API_HOST.endsWith(`.${d}`))) return null;
+  if (network !== 'host' && /^(localhost|127\.|::1$|\[::1\])/i.test(upstream.host)) return null;
+  return upstream;
 }
 
 /** The host's extra CA (NODE_EXTRA_CA_CERTS: a corporate network's), for what para runs that reaches the login service. */
@@ -387,10 +420,18 @@ export async function ensureBroker(
       hint: `run: ${makeCommand('image')}`,
     });
   const user = egressUserOf(egressInfo);
+  const upstream = brokerUpstream(network);
+  const upstreamLabel = upstream ? `${upstream.host}:${upstream.port}` : '';
   const host = followsHost(imageInfo, hostLogin);
   const source = servedSource(imageInfo.Id, host);
   const stateOf = () => (options.own ? namedBrokerState(engine, container) : brokerState(engine, network, image));
   let current = await stateOf();
+  // A host proxy other than the one the broker was made with (it reads it once): it is made again, on the same socket volume.
+  // A shell without one leaves a broker made behind one as it is.
+  if ((current.state === 'running' || current.state === 'stopped') && upstreamLabel && (current.upstream ?? '') !== upstreamLabel) {
+    await engine.removeContainer(container, { force: true });
+    current = await stateOf();
+  }
   if (current.state === 'running' && current.source === source) {
     await rememberPushed(current);
     return current;
@@ -406,7 +447,7 @@ export async function ensureBroker(
     const spec: RunSpec = {
       image: config.egressImage,
       name: container,
-      labels: madeLabels,
+      labels: { ...madeLabels, [labels.brokerUpstream]: upstreamLabel },
       network,
       ...hardened(user),
       tmpfs: [{ target: STATE, uid, gid, mode: '0700', size: '4m' }],
@@ -433,7 +474,7 @@ export async function ensureBroker(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const credential = host?.credential ?? (await readImageCredential(engine, image));
-  await push(engine, container, user, credential, source);
+  await push(engine, container, user, credential, source, upstream);
   await waitForSquid(engine, container, user);
   const info = await engine.inspectContainer(container);
   current = { container, state: 'running', source, id: info?.Id, startedAt: info?.State.StartedAt };

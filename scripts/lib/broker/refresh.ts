@@ -21,7 +21,7 @@ import { promoteImage, temporaryTag } from '../image/build.ts';
 import { buildFinalImage } from '../image/login.ts';
 import { ownerGone } from '../image/sweep.ts';
 import { tarArchive } from '../tar.ts';
-import { type BrokerState, ensureBroker, extraCaText, refreshBrokers } from './broker.ts';
+import { type BrokerState, brokerUpstream, ensureBroker, extraCaText, refreshBrokers } from './broker.ts';
 
 const ROLE = 'login-refresh';
 /** How long a refresh may take (claude starting, one token request) before para gives up on it. */
@@ -38,6 +38,8 @@ const REFRESH_SCRIPT = [
   'f="$HOME/.claude/.credentials.json"',
   '[ -f "$f" ] || { echo "para-refresh: no-credentials-file"; exit 3; }',
   `sed -i -E 's/"expiresAt"[[:space:]]*:[[:space:]]*[0-9]+/"expiresAt":1/' "$f"`,
+  // Behind the host's proxy: its address (and login) from a file para put in, never the container's environment.
+  '[ -s /tmp/para-proxy ] && { HTTPS_PROXY=$(cat /tmp/para-proxy); export HTTPS_PROXY; }',
   `cd "$HOME"; timeout ${REFRESH_TIMEOUT_S} claude mcp list >/dev/null 2>&1; echo "para-refresh: claude-exit $?"`,
   `e=$(grep -oE '"expiresAt"[[:space:]]*:[[:space:]]*[0-9]+' "$f" 2>/dev/null | head -n 1 | grep -oE '[0-9]+$'); echo "para-refresh: expires-at \${e:-none}"`,
 ].join('\n');
@@ -198,6 +200,7 @@ export async function renewLogin(
       skipped: `the sessions ${holders.join(', ')} (--credentials image) hold a copy of this login: renewing it would log them out; finish or cancel them, or run ${makeCommand('login')} again`,
     };
   const caText = await extraCaText();
+  const upstream = brokerUpstream(network);
   const created = await engine.docker(
     [
       'create',
@@ -217,7 +220,11 @@ export async function renewLogin(
         noNewPrivileges: true,
         memory: '1g',
         pidsLimit: 256,
-        env: { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', ...(caText ? { NODE_EXTRA_CA_CERTS: CA_PATH } : {}) },
+        env: {
+          CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+          ...(caText ? { NODE_EXTRA_CA_CERTS: CA_PATH } : {}),
+          ...(upstream?.direct.length ? { NO_PROXY: upstream.direct.join(',') } : {}),
+        },
         entrypoint: 'sh',
         command: ['-c', REFRESH_SCRIPT],
       }),
@@ -236,7 +243,15 @@ export async function renewLogin(
     await engine.removeContainer(name);
     return { brokers: [] };
   }
-  if (caText) await engine.copyIn(name, '/tmp', tarArchive([{ path: 'para-extra-ca.pem', content: caText, mode: 0o644 }], { uid: 0, gid: 0 }));
+  const files = [
+    ...(caText ? [{ path: 'para-extra-ca.pem', content: caText, mode: 0o644 }] : []),
+    ...(upstream
+      ? [{ path: 'para-proxy', content: `http://${upstream.login ? `${proxyLogin(upstream.login)}@` : ''}${upstream.host}:${upstream.port}`, mode: 0o600 }]
+      : []),
+  ];
+  const l = info.Config.Labels ?? {};
+  const owner = { uid: Number(l[labels.uid] ?? 0) || 0, gid: Number(l[labels.gid] ?? 0) || 0 };
+  if (files.length) await engine.copyIn(name, '/tmp', tarArchive(files, owner));
   log(`renewing the login in ${tag} (claude in a refresh container)`);
   await engine.docker(['start', '--attach', name], { allowFailure: true, timeoutMs: (REFRESH_TIMEOUT_S + 30) * 1000 });
   return finish(engine, name, tag, log);
@@ -275,4 +290,10 @@ export async function freshBroker(engine: Engine, image: string, network: string
   );
   if (renewal.skipped) warn?.(renewal.skipped);
   return ensureBroker(engine, image, network);
+}
+
+/** user:password as a URL's user part. */
+function proxyLogin(login: string): string {
+  const at = login.indexOf(':');
+  return at < 0 ? encodeURIComponent(login) : `${encodeURIComponent(login.slice(0, at))}:${encodeURIComponent(login.slice(at + 1))}`;
 }
