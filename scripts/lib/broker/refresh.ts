@@ -270,8 +270,10 @@ export async function renewBrokerLogins(engine: Engine, log?: (line: string) => 
     if (!image || seen.has(image) || broker.Config.Labels?.[labels.temporary]) continue;
     seen.add(image);
     const network = broker.Config.Labels?.[labels.brokerNetwork] || null;
-    const left = await engine.inspectContainer(refreshContainerName(image));
-    if (!left && !renewalDue(await engine.inspectImage(image))) continue;
+    // Most logins are not para's to renew (a host's login, a setup-token, a key): one inspect tells.
+    const info = await engine.inspectImage(image);
+    if (!renewedByPara(info)) continue;
+    if (!renewalDue(info) && !(await engine.inspectContainer(refreshContainerName(image)))) continue;
     const renewal = await renewLogin(engine, image, network, { log }).catch(
       (error: unknown): Renewal => ({ brokers: [], skipped: error instanceof Error ? error.message : String(error) }),
     );
