@@ -270,14 +270,20 @@ broker("behind the host's proxy: the broker reaches the API through it, its pass
   const inner = await testNetwork(servers);
   const outer = await testNetwork([]);
   const password = 'PARAFAKE-corp-proxy-password';
-  const conf = ['Port 3128', 'Listen 0.0.0.0', 'Timeout 30', 'LogLevel Connect', `BasicAuth corp-user ${password}`, 'ConnectPort 443', 'MaxClients 20'].join('\n');
+  const conf = ['Port 3128', 'Listen 0.0.0.0', 'Timeout 30', 'LogLevel Connect', `BasicAuth corp-user ${password}`, 'ConnectPort 443', 'MaxClients 20'].join(
+    '\n',
+  );
   const corp = await runServer(inner.network, 'corp', ['sh', '-c', `printf '%s\\n' "$0" > /tmp/tp.conf && exec tinyproxy -d -c /tmp/tp.conf`, conf]);
   servers.push(corp.container);
   await docker(['network', 'connect', outer.network, corp.container]);
   const api = await httpsServer(outer.network, 'api.anthropic.com', path.dirname(world.ca), 'api.pl');
   servers.push(api.container);
   const env = { HTTPS_PROXY: `http://corp-user:${password}@${corp.ip}:3128` };
-  const started = await para('start.ts', ['bkcorp', '--container', '--detach', '--image', world.login, '--egress-network', inner.network, '--no-user-config', '--', 'sleep', '900'], env);
+  const started = await para(
+    'start.ts',
+    ['bkcorp', '--container', '--detach', '--image', world.login, '--egress-network', inner.network, '--no-user-config', '--', 'sleep', '900'],
+    env,
+  );
   assert.is(started.exitCode, 0, started.stderr);
   const asked = await inside('bkcorp', 'timeout 90 claude -p "say ok"');
   assert.is(asked.exitCode, 0, asked.stdout);
@@ -285,7 +291,9 @@ broker("behind the host's proxy: the broker reaches the API through it, its pass
   assert.match(await requests(api.container), `Authorization: Bearer ${SECOND_TOKEN}`);
   const corpLog = `${(await docker(['logs', corp.container])).stdout}${(await docker(['logs', corp.container])).stderr}`;
   assert.match(corpLog, 'CONNECT api.anthropic.com:443');
-  const broker = (await docker(['ps', '-q', '--filter', `label=${labels.role}=broker`, '--filter', `label=${labels.brokerNetwork}=${inner.network}`])).stdout.trim();
+  const broker = (
+    await docker(['ps', '-q', '--filter', `label=${labels.role}=broker`, '--filter', `label=${labels.brokerNetwork}=${inner.network}`])
+  ).stdout.trim();
   assert.ok(broker, 'no broker on the inner network');
   assert.not.match((await docker(['inspect', broker])).stdout, password, "the broker's arguments, environment or labels hold the password");
   const cmdlines = await docker(['exec', broker, 'sh', '-c', "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]);
@@ -336,7 +344,10 @@ broker('clean removes a broker only once no session uses it, with its volume; an
   onCleanup(() => docker(['rm', '-f', other], { allowFailure: true }));
   const busy = await para('clean.ts', ['--json']);
   assert.is(busy.exitCode, 0, busy.stderr);
-  assert.not.ok(JSON.parse(busy.stdout).brokers.some((x: { name: string }) => x.name === brokerName), busy.stdout);
+  assert.not.ok(
+    JSON.parse(busy.stdout).brokers.some((x: { name: string }) => x.name === brokerName),
+    busy.stdout,
+  );
   assert.ok(await inspectContainer(b), 'a broker in use was removed');
   for (const name of ['bk1', 'bk2', 'bk3', 'bkimg', 'bkc']) {
     const cancelled = await para('cancel.ts', [name, '--force']);

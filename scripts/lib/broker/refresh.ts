@@ -141,13 +141,17 @@ async function finish(engine: Engine, name: string, tag: string, log: (line: str
     report = await reported(engine, name);
   }
   const { claudeExit, expiresAt } = report;
-  const current = await engine.inspectImage(tag);
-  const baked = renewableExpiry(current) ?? 0;
-  if (expiresAt === undefined || expiresAt <= Math.max(baked, Date.now())) {
+  const [current, container] = await Promise.all([engine.inspectImage(tag), engine.inspectContainer(name)]);
+  // make login ran again meanwhile: the tag names another login, which this container's must not replace.
+  if (!current || container?.Image !== current.Id) {
+    await engine.removeContainer(name);
+    return { brokers: [] };
+  }
+  // The script sets the copy's expiry in the past: a later one is claude's renewal (whatever its length).
+  if (expiresAt === undefined || expiresAt <= Date.now()) {
     await engine.removeContainer(name);
     throw refreshFailed(tag, `claude in the refresh container did not renew it (exit code ${claudeExit ?? 'none'}, expiry ${expiresAt ?? 'none'})`);
   }
-  if (!current) throw refreshFailed(tag, 'the image is gone');
   const candidate = temporaryTag();
   try {
     const imageLabels = {

@@ -20,6 +20,8 @@ export interface ImageInfo {
 export interface ContainerInfo {
   Id: string;
   Name: string;
+  /** The ID of the image it runs from. */
+  Image: string;
   Created: string;
   State: { Status: string; Running: boolean; Paused?: boolean; ExitCode: number; StartedAt: string; FinishedAt: string };
   Config: { Labels: Record<string, string> | null; Image: string; User: string; Env: string[] | null; Cmd: string[] | null };
