@@ -128,6 +128,22 @@ tools('--image still wins, and a folder that is not a plain .para/image with FRO
   assert.match(link.stderr, 'is not a folder');
 });
 
+tools("a Dockerfile that sets para's own labels is refused: a session container would carry them (a broker's role, a temporary leftover's owner)", async () => {
+  const repo = await toolRepo(`${DOCKERFILE}LABEL dev.para.role=broker dev.para.broker-image=para-authenticated:latest team.label=fine\n`);
+  const tags = repoImageTags({ root: repo.root, commonDir: '' });
+  const refused = await runScript('start.ts', ['labelled', '--container', '--detach', '--egress', 'none', '--', 'true'], { cwd: repo.root, env: env(repo) });
+  assert.is(refused.exitCode, 1, refused.stderr);
+  assert.match(refused.stderr, "sets para's own labels (dev.para.broker-image, dev.para.role)");
+  assert.is(await inspectImage(tags.tools), undefined, 'the tools image was kept');
+  assert.is((await repo.git(['branch', '--list', 'para/*'])).trim(), '');
+  // Labels of the team's own are fine.
+  await fs.writeFile(path.join(repo.root, '.para', 'image', 'Dockerfile'), `${DOCKERFILE}LABEL team.label=fine\n`);
+  const fine = await run(repo, 'labelled-ok', 'para-test-tool fine');
+  assert.match(fine.stdout, 'the repository tool runs: fine');
+  assert.is((await inspectImage(tags.tools))!.Config.Labels?.['team.label'], 'fine');
+  await runScript('cancel.ts', ['labelled-ok', '--force'], { cwd: repo.root, env: env(repo) });
+});
+
 tools('with the broker (the default), the session runs from the tools image: no login layer is made, only the placeholder is in it', async () => {
   await testEgressImage();
   const { network } = await testNetwork([]);

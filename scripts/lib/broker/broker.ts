@@ -212,8 +212,9 @@ const PUSH = [
   'set -e; umask 077',
   `d=${STATE}`,
   // GNU head -c reads no further than it is asked: each part goes to its own file, the rest to the next.
-  'head -c "$1" > "$d/squid.conf.next"; head -c "$2" > "$d/source.next"; head -c "$3" > "$d/upstream"; head -c "$4" > "$d/proxy-auth"; cat > "$d/extra-ca.pem"',
-  'mv -f "$d/source.next" "$d/source"; mv -f "$d/squid.conf.next" "$d/squid.conf"',
+  // Parallel starts push at once: each push writes files of its own ($$), then moves them in place.
+  'n=".next.$$"; head -c "$1" > "$d/squid.conf$n"; head -c "$2" > "$d/source$n"; head -c "$3" > "$d/upstream$n"; head -c "$4" > "$d/proxy-auth$n"; cat > "$d/extra-ca.pem$n"',
+  'for f in upstream proxy-auth extra-ca.pem source squid.conf; do mv -f "$d/$f$n" "$d/$f"; done',
   'for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = squid ]; then kill -HUP "${p#/proc/}" || true; fi; done',
 ].join('\n');
 

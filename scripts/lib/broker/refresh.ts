@@ -21,7 +21,7 @@ import { promoteImage, temporaryTag } from '../image/build.ts';
 import { buildFinalImage } from '../image/login.ts';
 import { ownerGone } from '../image/sweep.ts';
 import { tarArchive } from '../tar.ts';
-import { type BrokerState, brokerUpstream, ensureBroker, extraCaText, refreshBrokers } from './broker.ts';
+import { type BrokerState, brokerNames, brokerUpstream, ensureBroker, extraCaText, refreshBrokers } from './broker.ts';
 
 const ROLE = 'login-refresh';
 /** How long a refresh may take (claude starting, one token request) before para gives up on it. */
@@ -47,6 +47,8 @@ const REFRESH_SCRIPT = [
 /** A login para renews: one make login made (its refresh token is nobody else's). A host's login is the host's claude's to renew. */
 export function renewedByPara(info: ImageInfo | undefined): boolean {
   const l = info?.Config.Labels ?? {};
+  // A repository's session image holds a copy, made on its tools: never renewed (nor run as a refresh container).
+  if (l[labels.credentialsFrom] || l[labels.toolsImage] || l[labels.repo]) return false;
   return l[labels.credentialsSource] === 'login' && l[labels.authMethod] === 'claude.ai';
 }
 
@@ -266,14 +268,20 @@ export async function renewLogin(
  * renewed. Returns what happened per broker image (renewed, or skipped and why).
  */
 export async function renewBrokerLogins(engine: Engine, log?: (line: string) => void): Promise<Array<{ image: string } & Renewal>> {
-  const brokers = (await engine.listContainers({ [labels.role]: 'broker' })).filter((c) => c.State.Running);
+  const [brokers, egress] = await Promise.all([
+    engine.listContainers({ [labels.managedBy]: MANAGED_BY, [labels.role]: 'broker' }),
+    engine.inspectImage(config.egressImage),
+  ]);
   const out: Array<{ image: string } & Renewal> = [];
   const seen = new Set<string>();
   for (const broker of brokers) {
     const image = broker.Config.Labels?.[labels.brokerImage];
-    if (!image || seen.has(image) || broker.Config.Labels?.[labels.temporary]) continue;
-    seen.add(image);
     const network = broker.Config.Labels?.[labels.brokerNetwork] || null;
+    // Labels alone name nothing: any container can carry them (one from a repository's tools image does).
+    // A broker is para's by its name (this PARA_BROKER's, for its image and network) and its image.
+    if (!broker.State.Running || !image || seen.has(image) || broker.Config.Labels?.[labels.temporary]) continue;
+    if (broker.Name.replace(/^\//, '') !== brokerNames(network, image).container || !egress || broker.Image !== egress.Id) continue;
+    seen.add(image);
     // Most logins are not para's to renew (a host's login, a setup-token, a key): one inspect tells.
     const info = await engine.inspectImage(image);
     if (!renewedByPara(info)) continue;

@@ -1,7 +1,7 @@
 // Sessions check: this repository's containers against its session state files. Containers of
 // other repositories are never looked at.
 import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
-import { containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
+import { brokerImageOf, containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config, labels } from '../config.ts';
 import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedSource } from '../broker/broker.ts';
 import { renewBrokerLogins, renewedByPara } from '../broker/refresh.ts';
@@ -120,7 +120,7 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
   if (brokered.length === 0 && baked.length === 0) return skip('no running session reaches the API');
   const byBroker = new Map<string, SessionState[]>();
   for (const s of brokered) {
-    const key = JSON.stringify([s.network, s.image ?? config.authenticatedImage]);
+    const key = JSON.stringify([s.network, brokerImageOf(s)]);
     byBroker.set(key, [...(byBroker.get(key) ?? []), s]);
   }
   const found: string[] = [];

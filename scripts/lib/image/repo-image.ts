@@ -9,7 +9,7 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { imageAuthStatus, assertLoggedIn } from './auth-status.ts';
 import { onInterrupt } from '../cleanup.ts';
-import { config, labels, MANAGED_BY } from '../config.ts';
+import { config, LABEL_PREFIX, labels, MANAGED_BY } from '../config.ts';
 import type { Engine } from '../engine/engine.ts';
 import { DockerError } from '../engine/docker.ts';
 import type { ImageInfo } from '../engine/engine.ts';
@@ -102,6 +102,27 @@ async function loginArchives(engine: Engine, image: string): Promise<Buffer[]> {
   }
 }
 
+/**
+ * para's labels (dev.para.*) are how para tells its containers apart (a broker, a session, a
+ * temporary leftover); every container made from an image carries the image's labels. A
+ * repository's Dockerfile may set labels of its own, never para's: one that sets or changes a
+ * dev.para.* label is refused.
+ */
+function assertOwnLabels(built: ImageInfo | undefined, parent: ImageInfo, dockerfile: string, root: string): void {
+  const mine = built?.Config.Labels ?? {};
+  const base = parent.Config.Labels ?? {};
+  const ours = new Set<string>([labels.managedBy, labels.repo, labels.toolsKey, labels.builtAt]);
+  const changed = Object.keys(mine).filter((key) => key.startsWith(LABEL_PREFIX) && !ours.has(key) && mine[key] !== base[key]);
+  if (changed.length === 0) return;
+  throw new ParaError(
+    `${path.relative(root, dockerfile)} sets para's own labels (${changed.sort().join(', ')}): para reads them to tell its containers apart`,
+    {
+      code: 'tools-labels',
+      hint: `remove those LABEL lines (labels outside ${LABEL_PREFIX} are fine)`,
+    },
+  );
+}
+
 export interface RepoImageOptions {
   stream: boolean;
   log: (line: string) => void;
@@ -153,6 +174,7 @@ export async function ensureRepoImage(engine: Engine, repo: Repo, options: RepoI
           }
           throw error;
         });
+      assertOwnLabels(await engine.inspectImage(temporary), parent, context.dockerfile, repo.root);
       await promoteImage(engine, temporary, tags.tools);
     } finally {
       await engine.removeImage(temporary, { force: true }).catch(() => undefined);

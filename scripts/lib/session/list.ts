@@ -182,6 +182,11 @@ function followedLogin(engine: Engine & { target: EngineTarget }): Promise<Tende
   return result;
 }
 
+/** The login image a brokered session's broker serves. */
+export function brokerImageOf(state: SessionState): string {
+  return state.brokerImage ?? state.image ?? config.authenticatedImage;
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -195,7 +200,7 @@ async function brokerViews(engine: Engine & { target: EngineTarget }, states: Se
   for (const state of states) {
     const container = state.container ? byName.get(state.container) : undefined;
     if (state.status !== 'active' || state.credentials !== 'broker' || !container?.State.Running) continue;
-    const image = state.image ?? config.authenticatedImage;
+    const image = brokerImageOf(state);
     const name = brokerNames(state.network, image).container;
     const entry = users.get(name) ?? { network: state.network, image, sessions: [] };
     entry.sessions.push(state.name);
@@ -313,7 +318,7 @@ async function view(
   }
   if (planted) warnings.push('the worktree folder holds a .git that para did not make: do not run git inside that folder');
   if (state.credentials === 'broker' && containerState === 'running')
-    warnings.push(...brokerWarnings(brokers.get(brokerNames(state.network, state.image ?? config.authenticatedImage).container), now));
+    warnings.push(...brokerWarnings(brokers.get(brokerNames(state.network, brokerImageOf(state)).container), now));
   return {
     name: state.name,
     status: state.status,

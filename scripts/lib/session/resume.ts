@@ -172,6 +172,7 @@ export async function resume(engine: Engine, request: StartRequest, existing: Se
       await startSessionContainer(engine, repo, paths);
       await ensureEgress(engine, repo, session, egress, request, undefined, login.forwarding);
     }
+    if (login.loginImage) session.brokerImage = login.loginImage;
     session.egress = egress.state;
     await writeSession(repo, session);
     await syncSession(repo, session).catch((error: unknown) =>

@@ -230,6 +230,7 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         const probed = await pre.image!;
         const imageInfo = probed.ok ? probed.value : undefined;
         state.credentials = login.mode;
+        if (login.loginImage) state.brokerImage = login.loginImage;
         const broker = login.mode === 'broker' ? freshBroker(engine, login.loginImage!, request.network ?? null, request.warn) : null;
         broker?.catch(() => undefined);
         const spec = await containerSpec(

@@ -56,6 +56,8 @@ export interface SessionState {
   permissions?: PermissionMode;
   /** How its claude gets the login: through the engine's broker (none in the container), or baked into its image; absent: image. */
   credentials?: 'broker' | 'image';
+  /** broker: the login image its broker serves (absent: its image, or para-authenticated for a tools image). */
+  brokerImage?: string;
   limits: Limits | null;
   prompt: string | null;
   createdAt: string;
