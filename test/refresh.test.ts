@@ -18,7 +18,7 @@ import { sessionPaths } from '../scripts/lib/session/paths.ts';
 import { buildAuthImage, CLAUDE_IMAGE, fakeHome, runScript, scriptCommand, testClaudeImage, testEgressImage } from './support/images.ts';
 import { certsFolder, netImage, runServer, testNetwork } from './support/internet.ts';
 import { makeRepo, type TestRepo } from './support/repos.ts';
-import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
+import { loudly, onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './support/resources.ts';
 
 /**
  * The fake API and token endpoint (one handler, state shared in /state): access tokens are valid
@@ -274,33 +274,35 @@ interface LoginWorld {
 }
 let lw: LoginWorld;
 
-renew.before(async () => {
-  await Promise.all([netImage(), testEgressImage()]);
-  const claudeImage = await testClaudeImage();
-  const { network, certs, server } = await loginService();
-  const tag = trackImage(`para-renew-login-${RUN_ID}:latest`);
-  // What make login makes, by its own commit path: a login container holding A1/R1, ten minutes from its expiry.
-  const dir = await tempDir('para-test-login-');
-  const file = path.join(dir, 'credentials.json');
-  const login = {
-    accessToken: 'sk-ant-oat01-PARAFAKE-A1',
-    refreshToken: 'PARAFAKE-R1',
-    expiresAt: Date.now() + 10 * 60_000,
-    scopes: ['user:inference', 'user:profile'],
-    subscriptionType: 'max',
-  };
-  await fs.writeFile(file, JSON.stringify({ claudeAiOauth: login }), { mode: 0o600 });
-  await withLoginContainer(shellEngine, claudeImage, { offline: true }, async (container) => {
-    const target = '/home/para/.claude/.credentials.json';
-    await docker(['exec', container, 'mkdir', '-p', '/home/para/.claude']);
-    await docker(['cp', file, `${container}:${target}`]);
-    await docker(['exec', '-u', 'root', container, 'sh', '-c', `chown para:para ${target} && chmod 0600 ${target}`]);
-    return commitLogin(shellEngine, container, { tag, claudeImage });
-  });
-  await fs.remove(dir);
-  // The user's HOME holds no login of its own: nothing to follow.
-  lw = { network, certs, server, home: await tempDir('para-test-home-'), tag, repo: await makeRepo() };
-});
+renew.before(
+  loudly(async () => {
+    await Promise.all([netImage(), testEgressImage()]);
+    const claudeImage = await testClaudeImage();
+    const { network, certs, server } = await loginService();
+    const tag = trackImage(`para-renew-login-${RUN_ID}:latest`);
+    // What make login makes, by its own commit path: a login container holding A1/R1, ten minutes from its expiry.
+    const dir = await tempDir('para-test-login-');
+    const file = path.join(dir, 'credentials.json');
+    const login = {
+      accessToken: 'sk-ant-oat01-PARAFAKE-A1',
+      refreshToken: 'PARAFAKE-R1',
+      expiresAt: Date.now() + 10 * 60_000,
+      scopes: ['user:inference', 'user:profile'],
+      subscriptionType: 'max',
+    };
+    await fs.writeFile(file, JSON.stringify({ claudeAiOauth: login }), { mode: 0o600 });
+    await withLoginContainer(shellEngine, claudeImage, { offline: true }, async (container) => {
+      const target = '/home/para/.claude/.credentials.json';
+      await docker(['exec', container, 'mkdir', '-p', '/home/para/.claude']);
+      await docker(['cp', file, `${container}:${target}`]);
+      await docker(['exec', '-u', 'root', container, 'sh', '-c', `chown para:para ${target} && chmod 0600 ${target}`]);
+      return commitLogin(shellEngine, container, { tag, claudeImage });
+    });
+    await fs.remove(dir);
+    // The user's HOME holds no login of its own: nothing to follow.
+    lw = { network, certs, server, home: await tempDir('para-test-home-'), tag, repo: await makeRepo() };
+  }),
+);
 
 function paraAs(script: string, args: string[], env: Record<string, string> = {}) {
   return runScript(script, args, {

@@ -71,3 +71,15 @@ export async function cleanupAll(): Promise<void> {
   }
   for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
 }
+
+/** A suite hook whose failure is printed: uvu drops an error thrown by a before hook without a word (its suite just runs no test). */
+export function loudly<T>(hook: (state: T) => Promise<void>): (state: T) => Promise<void> {
+  return async (state) => {
+    try {
+      await hook(state);
+    } catch (error) {
+      process.stdout.write(`\n  a suite hook failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      throw error;
+    }
+  };
+}

@@ -381,7 +381,10 @@ export async function extraCaText(): Promise<string> {
 
 /** Whether squid in the broker answers on its socket's side (a request for a path it never forwards: its 403). */
 async function waitForSquid(engine: Engine, container: string, user: string): Promise<void> {
-  const probe = `i=0; until [ -S ${BROKER_VOLUME_DIR}/${SOCKET_NAME} ] && bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SQUID_PORT} && printf "GET /para-probe HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" >&3 && timeout 2 head -n 1 <&3 | grep -q " 403"' 2>/dev/null; do i=$((i+1)); [ "$i" -ge 200 ] && exit 1; sleep 0.1; done`;
+  // socat's TLS port must listen too (squid answering alone is not enough: a request in between would find no way to the API).
+  // An empty table is gVisor's view of its sandbox (a default runtime of runsc): squid's answer alone tells there.
+  const tls = TLS_PORT.toString(16).toUpperCase().padStart(4, '0');
+  const probe = `i=0; until [ -S ${BROKER_VOLUME_DIR}/${SOCKET_NAME} ] && awk 'NR > 1 { n++ } $2 ~ /:${tls}$/ && $4 == "0A" { f = 1 } END { exit !(f || n == 0) }' /proc/net/tcp && bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SQUID_PORT} && printf "GET /para-probe HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" >&3 && timeout 2 head -n 1 <&3 | grep -q " 403"' 2>/dev/null; do i=$((i+1)); [ "$i" -ge 200 ] && exit 1; sleep 0.1; done`;
   const r = await engine.exec(container, ['sh', '-c', probe], { user, allowFailure: true, timeoutMs: 40_000 });
   if (r.exitCode !== 0) {
     const logs = await engine.docker(['logs', '--tail', '5', container], { allowFailure: true });
