@@ -7,8 +7,12 @@ import { docker } from '../../scripts/lib/engine/docker.ts';
 import { BASE_IMAGE } from './images.ts';
 import { onCleanup, RUN_ID, TEST_LABEL, tempDir, trackImage, uniqueName } from './resources.ts';
 
-/** Servers of the fake internet: socat with TLS, dnsmasq, tinyproxy (bash and sh come with the base). */
-export const NET_IMAGE = trackImage(`para-egress-net-test-${RUN_ID}:latest`);
+/**
+ * Servers of the fake internet: socat with TLS, dnsmasq, tinyproxy (bash and sh come with the base).
+ * A tag per test process: each removes its own at its end, never one another file still uses (the
+ * build cache makes the second process's build a tag only).
+ */
+export const NET_IMAGE = trackImage(`para-egress-net-test-${RUN_ID}-${process.pid}:latest`);
 
 export interface Server {
   container: string;
