@@ -9,7 +9,8 @@ import fs from 'fs-extra';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { refreshContainerName } from '../scripts/lib/broker/refresh.ts';
+import { refreshContainerName, renewalDue, renewedByPara } from '../scripts/lib/broker/refresh.ts';
+import type { ImageInfo } from '../scripts/lib/engine/engine.ts';
 import { labels } from '../scripts/lib/config.ts';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { shellEngine } from '../scripts/lib/engine/engine.ts';
@@ -260,6 +261,54 @@ refresh('three sessions keep working across an expiry: the host refreshes once, 
 
 refresh.run();
 
+// ---- when para renews a login (no engine) -------------------------------------------------------
+
+const due = suite('when para renews a login');
+
+function image(l: Record<string, string>): ImageInfo {
+  return {
+    Id: 'sha256:x',
+    Config: { Labels: { [labels.authMethod]: 'claude.ai', [labels.credentialsSource]: 'login', ...l }, Image: '', User: '', Env: null, Cmd: null },
+  } as unknown as ImageInfo;
+}
+const H = 3600_000;
+function at(made: number, expires: number, extra: Record<string, string> = {}) {
+  return image({ [labels.builtAt]: new Date(made).toISOString(), [labels.credentialsExpiresAt]: new Date(expires).toISOString(), ...extra });
+}
+
+due('an eight-hour make login token: renewed in its last 30 minutes, not before', () => {
+  const now = Date.now();
+  const saved = process.env.PARA_LOGIN_RENEW_BEFORE_MS;
+  delete process.env.PARA_LOGIN_RENEW_BEFORE_MS;
+  try {
+    assert.is(renewalDue(at(now - 7 * H, now + H), now), false);
+    assert.is(renewalDue(at(now - 7.6 * H, now + 0.4 * H), now), true);
+    assert.is(renewalDue(at(now - 9 * H, now - H), now), true, 'an expired one');
+    // A short-lived token is renewed in the last half of its life, not at every look.
+    assert.is(renewalDue(at(now - 8 * 60_000, now + 12 * 60_000), now), false);
+    assert.is(renewalDue(at(now - 11 * 60_000, now + 9 * 60_000), now), true);
+    // Set explicitly, the margin is taken as set.
+    process.env.PARA_LOGIN_RENEW_BEFORE_MS = String(2 * H);
+    assert.is(renewalDue(at(now, now + H), now), true);
+  } finally {
+    if (saved === undefined) delete process.env.PARA_LOGIN_RENEW_BEFORE_MS;
+    else process.env.PARA_LOGIN_RENEW_BEFORE_MS = saved;
+  }
+});
+
+due("never a host's login, a setup-token, or a repository's copy of a login", () => {
+  const now = Date.now();
+  const soon = { [labels.builtAt]: new Date(now - 8 * H).toISOString(), [labels.credentialsExpiresAt]: new Date(now + 60_000).toISOString() };
+  assert.is(renewedByPara(image(soon)), true);
+  assert.is(renewedByPara(image({ ...soon, [labels.credentialsSource]: 'subscription' })), false);
+  assert.is(renewedByPara(image({ ...soon, [labels.authMethod]: 'oauth_token' })), false);
+  assert.is(renewedByPara(image({ ...soon, [labels.credentialsFrom]: 'sha256:y', [labels.toolsImage]: 'sha256:z' })), false);
+  assert.is(renewedByPara(image({ ...soon, [labels.repo]: '/some/repo' })), false);
+  assert.is(renewalDue(image({ ...soon, [labels.credentialsSource]: 'subscription' }), now), false);
+});
+
+due.run();
+
 // ---- a make login login: nobody else holds its refresh token, so para renews it ------------------
 
 const renew = suite('a make login login renewed by para');
@@ -340,6 +389,8 @@ async function imageLogin(): Promise<{ id: string; expiresAt: string; accessToke
 }
 
 const RENEWED = ['rn1', 'rn2', 'rn3'];
+/** The usual margin, as set: this test's ten-minute login is within it (unset, half a token this short's life would be). */
+const SOON = { PARA_LOGIN_RENEW_BEFORE_MS: String(30 * 60_000) };
 /** Every make login login looks due: para renews at the next look. */
 const DUE = { PARA_LOGIN_RENEW_BEFORE_MS: String(3 * 3600_000) };
 
@@ -349,7 +400,7 @@ renew('parallel starts and looks renew it once per expiry with the official CLI;
   // Three sessions start at once, the login ten minutes from its expiry: one of them renews it, the others wait for it.
   const started = await Promise.all(
     RENEWED.map((name) =>
-      paraAs('start.ts', [name, '--container', '--detach', '--image', lw.tag, '--egress-network', lw.network, '--no-user-config', '--', 'sleep', '900']),
+      paraAs('start.ts', [name, '--container', '--detach', '--image', lw.tag, '--egress-network', lw.network, '--no-user-config', '--', 'sleep', '900'], SOON),
     ),
   );
   for (const s of started) assert.is(s.exitCode, 0, s.stderr);

@@ -56,9 +56,14 @@ export const config = {
   get brokerName(): string {
     return checked('PARA_BROKER', 'para-broker', (v) => /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$/.test(v), 'a container name (letters, digits, _ . -)');
   },
-  /** How long before its expiry para renews a login make login made (claude's own tokens live about eight hours). */
-  get loginRenewBeforeMs(): number {
-    return positiveInt('PARA_LOGIN_RENEW_BEFORE_MS', 30 * 60_000, 'milliseconds');
+  /**
+   * How long before its expiry para renews a login make login made, for a token that lives `lifeMs`:
+   * 30 minutes (claude's own tokens live about eight hours), never more than half a shorter token's
+   * life (a token shorter than the margin would be renewed at every look); PARA_LOGIN_RENEW_BEFORE_MS as set.
+   */
+  loginRenewBeforeMs(lifeMs: number): number {
+    if (setting('PARA_LOGIN_RENEW_BEFORE_MS') !== undefined) return positiveInt('PARA_LOGIN_RENEW_BEFORE_MS', 30 * 60_000, 'milliseconds');
+    return Math.min(30 * 60_000, Math.max(0, lifeMs / 2));
   },
   /** How sessions get the login: broker (the default: no session holds it) or image (baked in, the original mode). */
   get credentialsMode(): 'broker' | 'image' {

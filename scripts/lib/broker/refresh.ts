@@ -61,7 +61,10 @@ export function renewableExpiry(info: ImageInfo | undefined): number | undefined
 
 export function renewalDue(info: ImageInfo | undefined, now = Date.now()): boolean {
   const at = renewableExpiry(info);
-  return at !== undefined && at - now < config.loginRenewBeforeMs;
+  if (at === undefined) return false;
+  // The login's life: from when its image was made (make login, or para's last renewal) to its expiry.
+  const made = Date.parse(info?.Config.Labels?.[labels.builtAt] ?? '');
+  return at - now < config.loginRenewBeforeMs(Number.isFinite(made) ? at - made : Number.POSITIVE_INFINITY);
 }
 
 /** The refresh container (the lock) of a login image's tag on an engine. */
