@@ -59,6 +59,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         `para: the credential broker ${broker.name} now serves the host's renewed login (it expires ${broker.loginExpiresAt ?? 'at an unknown time'})\n`,
       );
+    else if (broker.renewalProblem && !(broker.loginExpiresAt && Date.parse(broker.loginExpiresAt) <= Date.now()))
+      warn(
+        `para could not renew the login the credential broker ${broker.name} serves (it works until ${broker.loginExpiresAt ?? 'it expires'}): ${broker.renewalProblem}`,
+      );
     else if (broker.renewedLogin)
       process.stderr.write(
         `para: renewed the login the credential broker ${broker.name} serves (it now expires ${broker.loginExpiresAt ?? 'at an unknown time'})\n`,

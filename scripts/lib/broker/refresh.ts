@@ -98,7 +98,10 @@ async function copyHolders(engine: Engine, imageId: string): Promise<string[]> {
   const copies = await engine.docker(['images', '--quiet', '--no-trunc', '--filter', `label=${labels.credentialsFrom}=${imageId}`], quick);
   const holders = new Set<string>();
   for (const image of [imageId, ...copies.stdout.split('\n').filter(Boolean)]) {
-    const r = await engine.docker(['ps', '-a', '--filter', `ancestor=${image}`, '--filter', `label=${labels.session}`, '--format', '{{.Names}}'], quick);
+    const r = await engine.docker(
+      ['ps', '-a', '--filter', `ancestor=${image}`, '--filter', `label=${labels.session}`, '--format', `{{.Label "${labels.session}"}}`],
+      quick,
+    );
     for (const name of r.exitCode === 0 ? r.stdout.split('\n') : []) if (name) holders.add(name);
   }
   return [...holders].sort();
@@ -155,7 +158,10 @@ async function finish(engine: Engine, name: string, tag: string, log: (line: str
   // The script sets the copy's expiry in the past: a later one is claude's renewal (whatever its length).
   if (expiresAt === undefined || expiresAt <= Date.now()) {
     await engine.removeContainer(name);
-    throw refreshFailed(tag, `claude in the refresh container did not renew it (exit code ${claudeExit ?? 'none'}, expiry ${expiresAt ?? 'none'})`);
+    throw refreshFailed(
+      tag,
+      `claude in the refresh container did not renew it: the login service refused it or could not be reached (claude exit code ${claudeExit ?? 'none'}, expiry ${expiresAt ?? 'none'}); run ${makeCommand('login')} again if it keeps failing`,
+    );
   }
   const candidate = temporaryTag();
   try {
@@ -206,7 +212,7 @@ export async function renewLogin(
   if (holders.length)
     return {
       brokers: [],
-      skipped: `the sessions ${holders.join(', ')} (--credentials image) hold a copy of this login: renewing it would log them out; finish or cancel them, or run ${makeCommand('login')} again`,
+      skipped: `${holders.length === 1 ? 'the session' : 'the sessions'} ${holders.join(', ')} (--credentials image) ${holders.length === 1 ? 'holds' : 'hold'} a copy of this login: renewing it would log ${holders.length === 1 ? 'it' : 'them'} out; finish or cancel ${holders.length === 1 ? 'it' : 'them'}, or run ${makeCommand('login')} again`,
     };
   const caText = await extraCaText();
   const upstream = brokerUpstream(network);

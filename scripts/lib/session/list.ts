@@ -241,9 +241,10 @@ function brokerWarnings(broker: BrokerView | undefined, now: number): string[] {
       `its credential broker ${broker.name} is ${broker.state === 'foreign' ? "not para's" : broker.state}: claude in the session cannot reach the API; the next start (of any session) brings it back`,
     ];
   const expired = broker.loginExpiresAt !== null && Date.parse(broker.loginExpiresAt) <= now;
-  if (broker.renewedByPara && (expired || broker.renewalProblem))
+  // Not yet expired, a failed renewal is the broker's news (list says it once), not each session's.
+  if (broker.renewedByPara && expired)
     return [
-      `the login its credential broker ${broker.name} serves ${expired ? `expired at ${broker.loginExpiresAt}` : `expires at ${broker.loginExpiresAt}`}, and para could not renew it: ${broker.renewalProblem ?? 'see para doctor'}`,
+      `the login its credential broker ${broker.name} serves expired at ${broker.loginExpiresAt}, and para could not renew it: ${broker.renewalProblem ?? 'see para doctor'}`,
     ];
   if (expired)
     return [
