@@ -101,7 +101,18 @@ tools('the tool from .para/image runs in the session; a new login reuses the too
   assert.match(rebuilt.stderr, "building this repository's tools");
   assert.match(rebuilt.stdout, 'version 2');
   assert.is.not((await inspectImage(tags.tools))!.Id, toolsId);
+  // The images the new login and the new Dockerfile replaced stayed while sessions used them; once those are gone, clean removes them.
+  const replaced = async () =>
+    (await docker(['images', '-q', '--filter', 'dangling=true', '--filter', `label=dev.para.repo=${repo.root}`])).stdout.split('\n').filter(Boolean);
+  assert.ok((await replaced()).length > 0, 'no image was replaced under a running session');
+  const early = JSON.parse((await runScript('clean.ts', ['--dry-run', '--json'], { cwd: repo.root, env: env(repo) })).stdout);
+  assert.equal(early.images, [], 'an image a session still uses is listed');
   for (const name of ['tools-1', 'tools-2', 'tools-3', 'tools-4']) await runScript('cancel.ts', [name, '--force'], { cwd: repo.root, env: env(repo) });
+  const cleaned = await runScript('clean.ts', [], { cwd: repo.root, env: env(repo) });
+  assert.is(cleaned.exitCode, 0, cleaned.stderr);
+  assert.match(cleaned.stderr, /removed the replaced image \S+ of this repository \(it held a copy of your login\)/);
+  assert.equal(await replaced(), []);
+  assert.ok(await inspectImage(tags.tools), 'clean removed the current tools image');
 });
 
 tools('--image still wins, and a folder that is not a plain .para/image with FROM ${PARA_BASE} is refused before anything is made', async () => {

@@ -14,6 +14,8 @@ import { describeEngine, type EngineTarget } from './target.ts';
 export interface ImageInfo {
   Id: string;
   Created: string;
+  /** Its tags (empty: a dangling image, replaced by a newer build under its tag). */
+  RepoTags?: string[];
   Config: { Labels: Record<string, string> | null; User?: string; Env?: string[] | null; Cmd?: string[] | null };
 }
 

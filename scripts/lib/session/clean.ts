@@ -1,7 +1,7 @@
 // Cleaning up: resources labelled for the repository that no session claims, half-started
 // sessions whose starter is gone, and records of finished sessions whose branch is gone.
 import { idleBrokers, type IdleBroker, removeIdleBroker } from '../broker/broker.ts';
-import { labels } from '../config.ts';
+import { config, labels, MANAGED_BY } from '../config.ts';
 import { engineFor, type Engine } from '../engine/engine.ts';
 import { labelledFor } from '../repo.ts';
 import { sessionPaths } from './paths.ts';
@@ -26,6 +26,8 @@ export interface CleanPlan {
   problems: StateProblem[];
   /** Credential brokers no session of any repository uses, per engine (null: the default engine). */
   brokers: Array<IdleBroker & { engine: string | null }>;
+  /** This repository's replaced images (untagged: a newer build took the tag while a container still used them). */
+  images: Array<{ id: string; engine: string | null; heldLogin: boolean }>;
 }
 
 /** Orphans of this repository only: never another repository's sessions, never unlabelled resources. */
@@ -37,6 +39,7 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
   const volumes: string[] = [];
   const volumeEngines: Record<string, string | null> = {};
   const brokers: CleanPlan['brokers'] = [];
+  const images: CleanPlan['images'] = [];
   for (const group of await engineGroups(repo, sessions)) {
     if (group.unreachable) {
       if (group.states.length)
@@ -61,13 +64,14 @@ export async function planClean(repo: Repo): Promise<CleanPlan> {
       volumeEngines[volume.Name] = where;
     }
     for (const broker of await idleBrokers(group.engine)) brokers.push({ ...broker, engine: where });
+    for (const image of await replacedImages(group.engine, repo)) images.push({ ...image, engine: where });
   }
   const staleStarts: string[] = [];
   const keptStarts: string[] = [];
   for (const state of stale) await judgeStale(repo, state, staleStarts, keptStarts);
   const finished: string[] = [];
   for (const state of sessions) if (state.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, state.name).ref))) finished.push(state.name);
-  return { finished, containers, volumes, volumeEngines, staleStarts, keptStarts, problems, brokers };
+  return { finished, containers, volumes, volumeEngines, staleStarts, keptStarts, problems, brokers, images };
 }
 
 /** A half-started session is work when its folder has files or its branch moved; else it is removed. */
@@ -103,6 +107,40 @@ async function judgeStale(repo: Repo, state: SessionState, staleStarts: string[]
     if (snapshot.written || snapshot.uncaptured.length > 0 || (tip && tip !== state.baseCommit)) keptStarts.push(state.name);
     else staleStarts.push(state.name);
   }
+}
+
+/**
+ * This repository's images a newer build replaced (a tools or session image, untagged: a container
+ * still used it when the tag moved). A session image holds a copy of the login: it should not linger.
+ */
+async function replacedImages(engine: Engine, repo: Repo): Promise<Array<{ id: string; heldLogin: boolean }>> {
+  const found = await engine.docker(
+    [
+      'images',
+      '--quiet',
+      '--no-trunc',
+      '--filter',
+      'dangling=true',
+      '--filter',
+      `label=${labels.managedBy}=${MANAGED_BY}`,
+      '--filter',
+      `label=${labels.repo}=${repo.root}`,
+    ],
+    { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs },
+  );
+  const out: Array<{ id: string; heldLogin: boolean }> = [];
+  for (const id of new Set(found.stdout.split('\n').filter(Boolean))) {
+    const info = await engine.inspectImage(id);
+    if (!info || !labelledFor(info.Config.Labels, repo)) continue;
+    // Still a container's image (a session not yet finished): it stays.
+    const users = await engine.docker(['ps', '--all', '--quiet', '--filter', `ancestor=${id}`], {
+      allowFailure: true,
+      timeoutMs: config.timeouts.dockerQuickMs,
+    });
+    if (users.exitCode !== 0 || users.stdout.trim()) continue;
+    out.push({ id, heldLogin: Boolean(info.Config.Labels?.[labels.credentialsFrom]) });
+  }
+  return out;
 }
 
 function engineNamed(where: string | null): Engine {
@@ -143,6 +181,13 @@ export async function applyClean(repo: Repo, plan: CleanPlan, warn: (m: string) 
   for (const name of plan.finished) {
     const state = await readSession(repo, name).catch(() => undefined);
     if (state?.status === 'finished' && !(await branchTip(repo, sessionPaths(repo, name).ref))) await deleteSession(repo, name);
+  }
+  // A replaced image goes once nothing uses it (a session removed above may have been its last user).
+  for (const image of plan.images) {
+    const engine = engineNamed(image.engine);
+    const info = await engine.inspectImage(image.id);
+    if (info && labelledFor(info.Config.Labels, repo) && (info.RepoTags ?? []).length === 0)
+      await engine.docker(['image', 'rm', image.id], { allowFailure: true, timeoutMs: config.timeouts.dockerQuickMs });
   }
   // Last: a session removed above may have been a broker's last user.
   for (const broker of plan.brokers)
