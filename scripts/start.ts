@@ -2,7 +2,7 @@
 import { execa } from 'execa';
 import fs from 'fs-extra';
 import { assertSupportedPlatform, invocation, log, parseArgs, printJson, runMain, warn } from './lib/cli.ts';
-import { config, isCpuCount, isMemorySize } from './lib/config.ts';
+import { config, type CredentialsMode, isCpuCount, isMemorySize } from './lib/config.ts';
 import { UsageError } from './lib/errors.ts';
 import { looksLikePrompt } from './lib/session/names.ts';
 import { attach } from './lib/session/container.ts';
@@ -132,7 +132,7 @@ function egressFrom(args: Record<string, unknown>): { mode: EgressMode; explicit
   return { mode, explicit: Boolean(given) || network === 'none', network: network === 'none' ? undefined : (network ?? egressNetwork), allow };
 }
 
-function credentialsFrom(given: string | undefined): 'broker' | 'image' {
+function credentialsFrom(given: string | undefined): CredentialsMode {
   if (!given) return config.credentialsMode;
   if (given !== 'broker' && given !== 'image') throw new UsageError(`--credentials ${JSON.stringify(given)} is not a mode`, 'use broker or image');
   return given;

@@ -4,6 +4,9 @@
 import { hostname } from 'node:os';
 import { UsageError } from './errors.ts';
 
+/** How a session gets the login: through the engine's credential broker (none in the container), or baked into its image. */
+export type CredentialsMode = 'broker' | 'image';
+
 function setting(name: string): string | undefined {
   const raw = process.env[name];
   return raw === undefined || raw === '' ? undefined : raw;
@@ -66,8 +69,8 @@ export const config = {
     return Math.min(30 * 60_000, Math.max(0, lifeMs / 2));
   },
   /** How sessions get the login: broker (the default: no session holds it) or image (baked in, the original mode). */
-  get credentialsMode(): 'broker' | 'image' {
-    return checked('PARA_CREDENTIALS', 'broker', (v) => v === 'broker' || v === 'image', 'broker or image') as 'broker' | 'image';
+  get credentialsMode(): CredentialsMode {
+    return checked('PARA_CREDENTIALS', 'broker', (v) => v === 'broker' || v === 'image', 'broker or image') as CredentialsMode;
   },
   /** The network docker build uses to install the proxy's packages. */
   get buildNetwork(): string {

@@ -43,7 +43,7 @@ export const API_HOST = 'api.anthropic.com';
  */
 export const FORWARDED_PATHS = ['^/$', '^/v1/messages(\\?|$)', '^/v1/messages/count_tokens(\\?|$)'];
 
-export type CredentialsMode = 'broker' | 'image';
+export type { CredentialsMode } from '../config.ts';
 
 /** How the broker authenticates: a bearer token (a subscription login or a setup-token) or an API key. */
 export interface BrokerCredential {

@@ -1,7 +1,7 @@
 // What a start asks for, checked before anything is made, and what start and resume share: the
 // command a session runs, the image it needs, and the session container's spec on its engine.
 import { makeCommand } from '../cli.ts';
-import { config, labels } from '../config.ts';
+import { config, type CredentialsMode, labels } from '../config.ts';
 import type { ImageInfo } from '../engine/engine.ts';
 import type { EngineTarget } from '../engine/target.ts';
 import { ParaError, UsageError } from '../errors.ts';
@@ -50,7 +50,7 @@ export interface StartRequest {
   /** --ask: an attached claude keeps its permission prompts. */
   ask: boolean;
   /** --credentials (PARA_CREDENTIALS): broker (the default: the container holds no login) or image (baked in). */
-  credentials: 'broker' | 'image';
+  credentials: CredentialsMode;
   /** `-- CMD ARGS`: run this instead of claude. */
   command?: string[];
   /** Whether a terminal is attached (stdin and stdout). */

@@ -2,6 +2,7 @@
 // every read. A bad entry is reported on its own and never blocks the others.
 import fs from 'fs-extra';
 import path from 'node:path';
+import type { CredentialsMode } from '../config.ts';
 import { ParaError } from '../errors.ts';
 import { EGRESS_MODES, hostPatternProblem, type EgressState } from '../egress/rules.ts';
 import { engineFor, type Engine } from '../engine/engine.ts';
@@ -55,7 +56,7 @@ export interface SessionState {
   /** Whether an attached claude asks before it runs tools; absent: bypass (no prompts). */
   permissions?: PermissionMode;
   /** How its claude gets the login: through the engine's broker (none in the container), or baked into its image; absent: image. */
-  credentials?: 'broker' | 'image';
+  credentials?: CredentialsMode;
   /** broker: the login image its broker serves (absent: its image, or para-authenticated for a tools image). */
   brokerImage?: string;
   limits: Limits | null;
