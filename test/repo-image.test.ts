@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { docker } from '../scripts/lib/engine/docker.ts';
 import { inspectImage } from './support/verbs.ts';
-import { repoImageTags } from '../scripts/lib/image/repo-image.ts';
+import { repoImageTags, toolsDockerfileProblem } from '../scripts/lib/image/repo-image.ts';
 import {
   buildAuthImage,
   CLAUDE_IMAGE,
@@ -56,6 +56,37 @@ async function run(repo: TestRepo, name: string, command: string, login?: string
   assert.is(logs.exitCode, 0, logs.stderr);
   return { stdout: logs.stdout, stderr: started.stderr };
 }
+
+// ---- what a Dockerfile may build on (no engine) --------------------------------------------------
+
+const dockerfiles = suite("what a repository's Dockerfile may build on");
+
+dockerfiles('only ${PARA_BASE} and its own earlier stages, read as docker reads it (continued lines, comments, directives)', () => {
+  const cases: Array<[string, boolean]> = [
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nRUN true\n', true],
+    ['ARG PARA_BASE\nFROM $PARA_BASE\nUSER root\nCOPY x /y\n', true],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE} AS build\nRUN make\nFROM ${PARA_BASE}\nCOPY --from=build /out /usr/local/bin\nCOPY --from=0 /a /b\n', true],
+    ['# a comment\nARG PARA_BASE\nFROM ${PARA_BASE}\nRUN apt-get install -y \\\n  # comment inside\n  git\n', true],
+    ['FROM debian:bookworm\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nFR\\\nOM other:img\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE:+other:img}\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE} AS a\nFROM other\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nCOPY --from=para-authenticated:latest /home/para/.claude /x\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nCOPY --chown=para:para --from=para-authenticated:latest /a /b\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nRUN --mount=type=bind,from=para-authenticated:latest,target=/m cat /m/x\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nCOPY --from=0 /a /b\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nCO\\\nPY --from=img /a /b\n', false],
+    ['# escape=`\nARG PARA_BASE\nFROM ${PARA_BASE}\n', false],
+    ['# syntax=evil/frontend\nARG PARA_BASE\nFROM ${PARA_BASE}\n', false],
+    ['ARG PARA_BASE\nFROM ${PARA_BASE}\nRUN echo \\ \nFROM other\n', false],
+    ['RUN true\nFROM ${PARA_BASE}\n', false],
+    ['ARG PARA_BASE\n', false],
+    ['ARG PARA_BASE\nfrom ${PARA_BASE}\ncopy --FROM=x /a /b\n', false],
+  ];
+  for (const [text, ok] of cases) assert.is(toolsDockerfileProblem(text) === null, ok, `${JSON.stringify(text)}: ${toolsDockerfileProblem(text)}`);
+});
+
+dockerfiles.run();
 
 const tools = suite("a repository's own tools");
 
@@ -147,6 +178,12 @@ tools("a Dockerfile that sets para's own labels is refused: a session container 
   assert.match(refused.stderr, "sets para's own labels (dev.para.broker-image, dev.para.role)");
   assert.is(await inspectImage(tags.tools), undefined, 'the tools image was kept');
   assert.is((await repo.git(['branch', '--list', 'para/*'])).trim(), '');
+  // Nor may it copy from another image (a login image's credentials would land in the tools every brokered session runs from).
+  const copier = await toolRepo(`${DOCKERFILE}COPY --from=${SESSION_IMAGE} /home/para/.claude/.credentials.json /home/para/stolen.json\n`);
+  const copied = await runScript('start.ts', ['copier', '--container', '--detach', '--egress', 'none', '--', 'true'], { cwd: copier.root, env: env(copier) });
+  assert.is(copied.exitCode, 1, copied.stderr);
+  assert.match(copied.stderr, 'which is not an earlier stage of this Dockerfile');
+  assert.is(await inspectImage(repoImageTags({ root: copier.root, commonDir: '' }).tools), undefined);
   // Labels of the team's own are fine.
   await fs.writeFile(path.join(repo.root, '.para', 'image', 'Dockerfile'), `${DOCKERFILE}LABEL team.label=fine\n`);
   const fine = await run(repo, 'labelled-ok', 'para-test-tool fine');

@@ -20,8 +20,60 @@ import { repoHash, type Repo } from '../repo.ts';
 
 export const REPO_IMAGE_DIR = path.join('.para', 'image');
 const MAX_CONTEXT_BYTES = 64 * 1024 * 1024;
-/** What the repository's Dockerfile must start from: para passes para-claude's image ID. */
-const FROM_LINE = /^\s*FROM\s+\$\{?PARA_BASE\}?(\s|$)/im;
+/** What the repository's Dockerfile builds on: para passes para-claude's image ID. */
+const BASE_REF = /^\$(\{PARA_BASE\}|PARA_BASE)$/;
+
+/**
+ * Why a repository's Dockerfile cannot be built (null: it can). It may build only on para-claude
+ * (${PARA_BASE}) and on its own earlier stages: a FROM, COPY --from or RUN --mount from= naming any
+ * other image would let it copy what that image holds (a login image's credentials) into the
+ * tools every brokered session runs from. Read as docker reads it: comments dropped, continued
+ * lines joined; a parser directive (another escape character, a syntax frontend) is refused.
+ */
+export function toolsDockerfileProblem(text: string): string | null {
+  const lines = text.replace(/\r\n?/g, '\n').split('\n');
+  if (lines.some((line) => /^\s*#\s*(syntax|escape|check)\s*=/i.test(line))) return 'it has a parser directive (# syntax=, # escape=), which para does not build';
+  const instructions: string[] = [];
+  let current = '';
+  for (const line of lines) {
+    if (/^\s*#/.test(line)) continue;
+    // A backslash then spaces ends a line one way for one builder and the other way for another: refused.
+    if (/\\[ \t]+$/.test(line)) return 'a line ends with a backslash and then spaces (trim them)';
+    const continued = line.endsWith('\\');
+    // Joined as docker joins them: the backslash and the line break go, nothing is put between.
+    current += continued ? line.slice(0, -1) : `${line} `;
+    if (!continued) {
+      if (current.trim()) instructions.push(current.trim());
+      current = '';
+    }
+  }
+  if (current.trim()) instructions.push(current.trim());
+  const stages: string[] = [];
+  for (const instruction of instructions) {
+    const [word = '', ...rest] = instruction.split(/\s+/);
+    const keyword = word.toUpperCase();
+    if (keyword === 'FROM') {
+      const [image = '', as, name, ...more] = rest;
+      const alias = as?.toUpperCase() === 'AS' && name && /^[a-z][a-z0-9._-]*$/i.test(name) ? name.toLowerCase() : undefined;
+      if (more.length || (as !== undefined && !alias)) return `its FROM line \`${instruction}\` is not FROM \${PARA_BASE} [AS name]`;
+      if (!BASE_REF.test(image) && (stages.length === 0 || !stages.includes(image.toLowerCase())))
+        return `its FROM line \`${instruction}\` builds on something other than \${PARA_BASE} or an earlier stage`;
+      stages.push(alias ?? `#${stages.length}`);
+      continue;
+    }
+    if (stages.length === 0 && keyword !== 'ARG') return `\`${instruction}\` comes before its FROM \${PARA_BASE}`;
+    for (const flag of rest) {
+      if (!flag.startsWith('--')) break;
+      const from = /^--from=(.*)$/i.exec(flag)?.[1] ?? /(?:^--mount=|,)from=([^,]*)/i.exec(flag)?.[1];
+      if (from === undefined) continue;
+      const earlier = stages.slice(0, -1);
+      const index = /^\d+$/.test(from) ? Number(from) : -1;
+      if (!earlier.includes(from.toLowerCase()) && !(index >= 0 && index < earlier.length))
+        return `\`${instruction}\` copies from ${JSON.stringify(from)}, which is not an earlier stage of this Dockerfile`;
+    }
+  }
+  return stages.length ? null : 'it has no FROM ${PARA_BASE}';
+}
 
 export function repoImageTags(repo: Repo): { tools: string; session: string } {
   const hash = repoHash(repo.root);
@@ -47,10 +99,11 @@ export async function repoImageContext(repo: Repo): Promise<Context | null> {
   const file = await fs.lstat(dockerfile).catch(() => undefined);
   if (!file?.isFile()) throw bad('has no Dockerfile (a plain file)');
   const text = await fs.readFile(dockerfile, 'utf8');
-  if (!FROM_LINE.test(text) || /^\s*FROM\s+(?!\$\{?PARA_BASE\b)/im.test(text)) {
-    throw new ParaError(`${dockerfile} must build on para's image: its only FROM is \`FROM \${PARA_BASE}\` (after \`ARG PARA_BASE\`)`, {
+  const problem = toolsDockerfileProblem(text);
+  if (problem) {
+    throw new ParaError(`${dockerfile} must build on para's image only (FROM \${PARA_BASE}, after ARG PARA_BASE, and its own stages): ${problem}`, {
       code: 'repo-image-invalid',
-      hint: 'start it with the two lines: ARG PARA_BASE / FROM ${PARA_BASE}',
+      hint: 'start it with the two lines: ARG PARA_BASE / FROM ${PARA_BASE}; copy only from the build context or an earlier stage of it',
     });
   }
   const hash = createHash('sha256');
@@ -75,8 +128,11 @@ export async function repoImageContext(repo: Repo): Promise<Context | null> {
   return { dir, dockerfile, hash: hash.digest('hex') };
 }
 
+/** Raised when what para checks in a tools image changes: one built before is built again, under the checks. */
+const TOOLS_CHECKS = 'checked-2';
+
 function toolsKey(context: Context, parent: ImageInfo): string {
-  return createHash('sha256').update(`${context.hash}\0${parent.Id}`).digest('hex').slice(0, 32);
+  return createHash('sha256').update(`${context.hash}\0${parent.Id}\0${TOOLS_CHECKS}`).digest('hex').slice(0, 32);
 }
 
 /** The login's files in an image (~/.claude and ~/.claude.json), as tars read through docker cp, never written to disk. */
@@ -183,6 +239,8 @@ export async function ensureRepoImage(engine: Engine, repo: Repo, options: RepoI
     tools = await engine.inspectImage(tags.tools);
     if (!tools) throw new ParaError(`${tags.tools} vanished after its build`, { code: 'build-failed' });
   }
+  // Checked when reused too: the tag could have been moved to an image para did not check.
+  assertOwnLabels(tools, parent, context.dockerfile, repo.root);
   // A brokered session needs no login layer: it runs from the tools, the broker takes the login from PARA_IMAGE.
   if (!options.withLogin) return tags.tools;
   const session = await engine.inspectImage(tags.session);
