@@ -32,7 +32,8 @@ const BASE_REF = /^\$(\{PARA_BASE\}|PARA_BASE)$/;
  */
 export function toolsDockerfileProblem(text: string): string | null {
   const lines = text.replace(/\r\n?/g, '\n').split('\n');
-  if (lines.some((line) => /^\s*#\s*(syntax|escape|check)\s*=/i.test(line))) return 'it has a parser directive (# syntax=, # escape=), which para does not build';
+  if (lines.some((line) => /^\s*#\s*(syntax|escape|check)\s*=/i.test(line)))
+    return 'it has a parser directive (# syntax=, # escape=), which para does not build';
   const instructions: string[] = [];
   let current = '';
   for (const line of lines) {

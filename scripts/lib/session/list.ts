@@ -120,6 +120,9 @@ export interface Reconciled {
  * session that is not finished and whose name it carries (a starting session may not have made
  * it yet, so it claims by name too).
  */
+/** buildContainerName's shape (image/build.ts). */
+const BUILD_CONTAINER = /^para-build-[0-9a-f]{8}-\d+-[0-9a-f]+$/;
+
 export function reconcile(repo: Repo, states: SessionState[], containers: ContainerInfo[], volumes: VolumeInfo[] = []): Reconciled {
   const live = new Set(states.filter((s) => s.status !== 'finished').map((s) => s.name));
   const claims = (session: string | undefined, name: string, kind: 'container' | 'volume') => {
@@ -129,7 +132,10 @@ export function reconcile(repo: Repo, states: SessionState[], containers: Contai
   };
   const present = new Set(containers.map(containerDisplayName));
   return {
-    unclaimed: containers.filter((c) => !claims(c.Config.Labels?.[labels.session], containerDisplayName(c), 'container')),
+    // An image build's container (it carries the tools image's labels) is its build's to remove, or the sweep's.
+    unclaimed: containers.filter(
+      (c) => !claims(c.Config.Labels?.[labels.session], containerDisplayName(c), 'container') && !BUILD_CONTAINER.test(containerDisplayName(c)),
+    ),
     // A remote engine's mirror of the history is claimed while any session there lives.
     unclaimedVolumes: volumes.filter(
       (v) =>
