@@ -29,6 +29,7 @@ import { createSessionExclusive, deleteSession, ensureStateDir, readSession, wor
 import { copyFiles, prepareEgress, removeEgress, sessionEgressOwner, type PreparedEgress } from './egress.ts';
 import { createForwarder, createProxy, startForwarder } from '../egress/proxy.ts';
 import { seedFromBundle, transportFor, waitForRepository } from './transport.ts';
+import { ensureBroker } from '../broker/broker.ts';
 import { freshBroker } from '../broker/refresh.ts';
 import { copyPlaceholder, planLogin } from './login.ts';
 
@@ -264,6 +265,11 @@ async function startOnEngine(engine: Engine, given: StartRequest, snapshot: Repo
         warnOnUidMismatch(await requireImage(request.image, pre.image!), request.image, request.warn);
         const failed = made.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
+        // A para clean elsewhere may have removed the broker before this session's forwarder used it (it had no user yet): made again.
+        if (broker) {
+          const served = await broker;
+          if (!(await engine.inspectContainer(served.container))?.State.Running) await ensureBroker(engine, login.loginImage!, request.network ?? null);
+        }
         await copyPlaceholder(engine, paths.container, login, imageInfo);
         if (transport.remote) {
           // The branch exists now: its history goes into the container as a bundle.
