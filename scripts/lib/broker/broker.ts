@@ -31,6 +31,10 @@ const STATE = '/run/para-broker';
 const SQUID_PORT = 3130;
 /** socat's port on the broker's loopback: the TLS connection to the API's host, its certificate checked. */
 const TLS_PORT = 3131;
+/** A port as /proc/net/tcp writes it. */
+function hex(port: number): string {
+  return port.toString(16).toUpperCase().padStart(4, '0');
+}
 /** Behind the host's proxy: socat's port for the plain tunnel (CONNECT) to the API's host, under TLS_PORT's TLS. */
 const TUNNEL_PORT = 3132;
 /** The API's host: the only place the credential is ever sent. */
@@ -191,7 +195,8 @@ const BROKER_ENTRY = [
   `rm -f ${BROKER_VOLUME_DIR}/${SOCKET_NAME}`,
   `until [ -s ${STATE}/squid.conf ]; do sleep 0.1; done`,
   `cat /etc/ssl/certs/ca-certificates.crt ${STATE}/extra-ca.pem > ${STATE}/ca.pem 2>/dev/null || cp /etc/ssl/certs/ca-certificates.crt ${STATE}/ca.pem`,
-  `squid -N -f ${STATE}/squid.conf & q=$!`,
+  // squid reads the configuration as it is now: a reload asked before this point is done by its start.
+  `rm -f ${STATE}/reload; squid -N -f ${STATE}/squid.conf & q=$!`,
   // OpenSSL checks the certificate against the CA bundle and the API's host name (SNI is sent).
   // Behind the host's proxy (its address pushed with the login, its password in a memory-only file), the TLS goes through a CONNECT tunnel.
   `if [ -s ${STATE}/upstream ]; then read -r uh up < ${STATE}/upstream; a=""; [ -s ${STATE}/proxy-auth ] && a=",proxyauthfile=${STATE}/proxy-auth"`,
@@ -199,14 +204,19 @@ const BROKER_ENTRY = [
   `  socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:127.0.0.1:${TUNNEL_PORT},cafile=${STATE}/ca.pem,verify=1,cn=${API_HOST},snihost=${API_HOST} & t=$!`,
   `else socat TCP-LISTEN:${TLS_PORT},bind=127.0.0.1,reuseaddr,fork,max-children=128 OPENSSL:${API_HOST}:443,cafile=${STATE}/ca.pem,verify=1 & t=$!; u=$t; fi`,
   `socat UNIX-LISTEN:${BROKER_VOLUME_DIR}/${SOCKET_NAME},fork,max-children=128,mode=600 TCP:127.0.0.1:${SQUID_PORT} & s=$!`,
-  'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null && kill -0 "$t" 2>/dev/null && kill -0 "$u" 2>/dev/null; do sleep 1; done',
+  // A push asks for a reload (the reload file); squid gets its HUP only once it listens (a HUP while it starts would end it).
+  // An empty table is gVisor's view of its sandbox: there the HUP is sent as asked.
+  'while kill -0 "$s" 2>/dev/null && kill -0 "$q" 2>/dev/null && kill -0 "$t" 2>/dev/null && kill -0 "$u" 2>/dev/null; do',
+  `  if [ -e ${STATE}/reload ] && awk 'NR > 1 { n++ } $2 ~ /:${hex(SQUID_PORT)}$/ && $4 == "0A" { f = 1 } END { exit !(f || n == 0) }' /proc/net/tcp; then rm -f ${STATE}/reload; kill -HUP "$q"; fi`,
+  '  sleep 0.2',
+  'done',
   'kill "$s" "$q" "$t" "$u" 2>/dev/null; exit 1',
 ].join('\n');
 
 /**
  * Pushes a configuration (standard input: the config, the source, the host proxy's address and its
- * login, then the extra CA; the lengths of the first four are arguments) and reloads squid if it
- * runs. The proxy's address and login are read once, when the broker starts.
+ * login, then the extra CA; the lengths of the first four are arguments) and asks the broker's own
+ * loop to reload squid. The proxy's address and login are read once, when the broker starts.
  */
 const PUSH = [
   'set -e; umask 077',
@@ -215,7 +225,8 @@ const PUSH = [
   // Parallel starts push at once: each push writes files of its own ($$), then moves them in place.
   'n=".next.$$"; head -c "$1" > "$d/squid.conf$n"; head -c "$2" > "$d/source$n"; head -c "$3" > "$d/upstream$n"; head -c "$4" > "$d/proxy-auth$n"; cat > "$d/extra-ca.pem$n"',
   'for f in upstream proxy-auth extra-ca.pem source squid.conf; do mv -f "$d/$f$n" "$d/$f"; done',
-  'for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = squid ]; then kill -HUP "${p#/proc/}" || true; fi; done',
+  // The broker's own loop reloads squid once it can; the push waits for that (a while at most: a broker still starting reads the new files anyway).
+  ': > "$d/reload"; i=0; while [ -e "$d/reload" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done',
 ].join('\n');
 
 export interface BrokerState {
@@ -383,7 +394,7 @@ export async function extraCaText(): Promise<string> {
 async function waitForSquid(engine: Engine, container: string, user: string): Promise<void> {
   // socat's TLS port must listen too (squid answering alone is not enough: a request in between would find no way to the API).
   // An empty table is gVisor's view of its sandbox (a default runtime of runsc): squid's answer alone tells there.
-  const tls = TLS_PORT.toString(16).toUpperCase().padStart(4, '0');
+  const tls = hex(TLS_PORT);
   const probe = `i=0; until [ -S ${BROKER_VOLUME_DIR}/${SOCKET_NAME} ] && awk 'NR > 1 { n++ } $2 ~ /:${tls}$/ && $4 == "0A" { f = 1 } END { exit !(f || n == 0) }' /proc/net/tcp && bash -c 'exec 3<>/dev/tcp/127.0.0.1/${SQUID_PORT} && printf "GET /para-probe HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n" >&3 && timeout 2 head -n 1 <&3 | grep -q " 403"' 2>/dev/null; do i=$((i+1)); [ "$i" -ge 200 ] && exit 1; sleep 0.1; done`;
   const r = await engine.exec(container, ['sh', '-c', probe], { user, allowFailure: true, timeoutMs: 40_000 });
   if (r.exitCode !== 0) {
