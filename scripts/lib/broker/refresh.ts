@@ -143,8 +143,10 @@ async function finish(engine: Engine, name: string, tag: string, log: (line: str
     throw refreshFailed(tag, `its refresh container ${name} is still running; the next para command finishes it`);
   let report = await reported(engine, name);
   if (!report.claudeExit) {
-    // Stopped before its script ended (the engine restarted, someone stopped it): claude may have
-    // renewed the file already, so it is run again on what the file holds now, never thrown away.
+    // Stopped before its script ended (its command killed before it started it, the engine restarted):
+    // claude may have renewed the file already, so it is run again on what the file holds now, never thrown away.
+    const left = await engine.inspectContainer(name);
+    await copyRunFiles(engine, name, left ? await engine.inspectImage(left.Image) : undefined, left?.Config.Labels?.[labels.brokerNetwork] || null);
     await engine.docker(['start', '--attach', name], { allowFailure: true, timeoutMs: (REFRESH_TIMEOUT_S + 30) * 1000 });
     report = await reported(engine, name);
   }
@@ -227,6 +229,7 @@ export async function renewLogin(
           [labels.managedBy]: MANAGED_BY,
           [labels.role]: ROLE,
           [labels.brokerImage]: tag,
+          [labels.brokerNetwork]: network ?? '',
           [HOLDER_LABEL]: `${os.hostname()}:${process.pid}`,
         },
         network,
@@ -258,15 +261,7 @@ export async function renewLogin(
     await engine.removeContainer(name);
     return { brokers: [] };
   }
-  const files = [
-    ...(caText ? [{ path: 'para-extra-ca.pem', content: caText, mode: 0o644 }] : []),
-    ...(upstream
-      ? [{ path: 'para-proxy', content: `http://${upstream.login ? `${proxyLogin(upstream.login)}@` : ''}${upstream.host}:${upstream.port}`, mode: 0o600 }]
-      : []),
-  ];
-  const l = info.Config.Labels ?? {};
-  const owner = { uid: Number(l[labels.uid] ?? 0) || 0, gid: Number(l[labels.gid] ?? 0) || 0 };
-  if (files.length) await engine.copyIn(name, '/tmp', tarArchive(files, owner));
+  await copyRunFiles(engine, name, info, network);
   log(`renewing the login in ${tag} (claude in a refresh container)`);
   await engine.docker(['start', '--attach', name], { allowFailure: true, timeoutMs: (REFRESH_TIMEOUT_S + 30) * 1000 });
   return finish(engine, name, tag, log);
@@ -313,6 +308,20 @@ export async function freshBroker(engine: Engine, image: string, network: string
   );
   if (renewal.skipped) warn?.(renewal.skipped);
   return ensureBroker(engine, image, network);
+}
+
+/** What the refresh container reads besides its image: the host's extra CA and its proxy (address and login), in its /tmp (never its home, which becomes the image). */
+async function copyRunFiles(engine: Engine, name: string, info: ImageInfo | undefined, network: string | null): Promise<void> {
+  const [caText, upstream] = [await extraCaText(), brokerUpstream(network)];
+  const files = [
+    ...(caText ? [{ path: 'para-extra-ca.pem', content: caText, mode: 0o644 }] : []),
+    ...(upstream
+      ? [{ path: 'para-proxy', content: `http://${upstream.login ? `${proxyLogin(upstream.login)}@` : ''}${upstream.host}:${upstream.port}`, mode: 0o600 }]
+      : []),
+  ];
+  const l = info?.Config.Labels ?? {};
+  const owner = { uid: Number(l[labels.uid] ?? 0) || 0, gid: Number(l[labels.gid] ?? 0) || 0 };
+  if (files.length) await engine.copyIn(name, '/tmp', tarArchive(files, owner));
 }
 
 /** user:password as a URL's user part. */
