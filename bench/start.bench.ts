@@ -13,8 +13,9 @@ import { shellEngine } from '../scripts/lib/engine/engine.ts';
 import { UsageError } from '../scripts/lib/errors.ts';
 import { PROJECT_ROOT } from '../scripts/lib/image/build.ts';
 import { testEgressImage, TSX_LOADER } from '../test/support/images.ts';
+import { testNetwork } from '../test/support/internet.ts';
 import { makeRepo, type TestRepo } from '../test/support/repos.ts';
-import { cleanupAll, onCleanup, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
+import { cleanupAll, RUN_ID, TEST_LABEL } from '../test/support/resources.ts';
 
 const USAGE = `Usage: node --import tsx bench/start.bench.ts [--rounds N] [--image IMAGE]
 
@@ -177,9 +178,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     const image = await benchImage(args.image || undefined, `para-bench-${RUN_ID}:auth`);
     await testEgressImage();
-    const network = `para-bench-${RUN_ID}`;
-    await docker(['network', 'create', '--label', `${TEST_LABEL}=${RUN_ID}`, network]);
-    onCleanup(() => docker(['network', 'rm', network], { allowFailure: true }));
+    // A network of its own, removed at the end with what is still on it (the credential broker the starts made on it).
+    const { network } = await testNetwork([]);
     const repo = await makeRepo();
     process.stderr.write(`timing ${rounds} rounds in ${repo.root} on ${image}\n`);
     const session = (name: string) => [name, '--container', '--detach', '--egress-network', network, '--image', image];
