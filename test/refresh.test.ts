@@ -67,6 +67,16 @@ if ($line =~ m{^POST /v1/messages}) {
 reply('200 OK', '{}');
 `;
 
+/** No file any of these sessions can read (as root in its container) holds a fake access or refresh token. */
+async function assertNoToken(root: string, names: string[]): Promise<void> {
+  for (const name of names) {
+    const container = sessionPaths({ root, commonDir: '' }, name).container;
+    const grep = "grep -rlE 'PARAFAKE-(A|R)[0-9]' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true";
+    const found = await docker(['exec', '-u', '0', container, 'sh', '-c', grep]);
+    assert.is(found.stdout.trim(), '', `${name} holds a token`);
+  }
+}
+
 const SESSIONS = ['rf1', 'rf2', 'rf3'];
 
 interface World {
@@ -244,19 +254,7 @@ refresh('three sessions keep working across an expiry: the host refreshes once, 
   assert.match(String(hostAsk.stdout), 'answered-with-A2');
   assert.is((await stateFile('refresh.log')).trim(), 'PARAFAKE-R1', 'a second refresh happened');
   // Nothing in a session holds either token, and the sessions never asked the token endpoint.
-  for (const name of SESSIONS) {
-    const container = sessionPaths({ root: world.repo.root, commonDir: '' }, name).container;
-    const found = await docker([
-      'exec',
-      '-u',
-      '0',
-      container,
-      'sh',
-      '-c',
-      "grep -rlE 'PARAFAKE-(A|R)[0-9]' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true",
-    ]);
-    assert.is(found.stdout.trim(), '', `${name} holds a token`);
-  }
+  await assertNoToken(world.repo.root, SESSIONS);
 });
 
 refresh.run();
@@ -433,19 +431,7 @@ renew('parallel starts and looks renew it once per expiry with the official CLI;
   assert.match(state, /^rt:PARAFAKE-R3 current$/m);
   assert.is(await shellEngine.inspectImage(second.id), undefined);
   assert.is((await imageLogin()).refreshToken, 'PARAFAKE-R3');
-  for (const name of RENEWED) {
-    const container = sessionPaths({ root: lw.repo.root, commonDir: '' }, name).container;
-    const found = await docker([
-      'exec',
-      '-u',
-      '0',
-      container,
-      'sh',
-      '-c',
-      "grep -rlE 'PARAFAKE-(A|R)[0-9]' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true",
-    ]);
-    assert.is(found.stdout.trim(), '', `${name} holds a token`);
-  }
+  await assertNoToken(lw.repo.root, RENEWED);
 });
 
 renew('a renewal whose command is killed midway is finished by the next look, never thrown away', async () => {
