@@ -31,8 +31,8 @@ const STATE = '/run/para-broker';
 const SQUID_PORT = 3130;
 /** socat's port on the broker's loopback: the TLS connection to the API's host, its certificate checked. */
 const TLS_PORT = 3131;
-/** A port as /proc/net/tcp writes it. */
-function hex(port: number): string {
+/** A port as /proc/net/tcp writes it (the doctor reads that table too). */
+export function hex(port: number): string {
   return port.toString(16).toUpperCase().padStart(4, '0');
 }
 /** Behind the host's proxy: socat's port for the plain tunnel (CONNECT) to the API's host, under TLS_PORT's TLS. */

@@ -3,7 +3,7 @@
 import type { ContainerInfo, VolumeInfo } from '../engine/engine.ts';
 import { brokerImageOf, containerDisplayName, engineGroups, reconcile, type EngineGroup } from '../session/list.ts';
 import { config, labels } from '../config.ts';
-import { BROKER_PORT, brokerState, followHostLogin, followsHost, servedSource } from '../broker/broker.ts';
+import { BROKER_PORT, brokerState, followHostLogin, followsHost, hex, servedSource } from '../broker/broker.ts';
 import { renewBrokerLogins, renewedByPara } from '../broker/refresh.ts';
 import { makeCommand } from '../cli.ts';
 import { imageAuthStatus } from '../image/auth-status.ts';
@@ -165,7 +165,7 @@ async function brokerFinding(engine: Engine, sessions: SessionState[], container
       continue;
     }
     // Who listens on the broker's port, from the kernel's table (the agent cannot forge it): the forwarder's user only. Then a request through it.
-    const port = `0100007F:${BROKER_PORT.toString(16).toUpperCase().padStart(4, '0')}`;
+    const port = `0100007F:${hex(BROKER_PORT)}`;
     const probe = `awk '$2 == "${port}" && $4 == "0A" { print "listener " $8 }' /proc/net/tcp; exec 3<>/dev/tcp/127.0.0.1/${BROKER_PORT} || exit 3; printf 'GET /para-doctor HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; timeout 5 head -n 1 <&3`;
     const answer = await engine.exec(users[0].container!, ['bash', '-c', probe], { user: config.containerUser, allowFailure: true, timeoutMs: 15_000 });
     const forwarderUid = (await engine.inspectImage(config.egressImage))?.Config.Labels?.[labels.egressUser]?.split(':')[0];
